@@ -1,0 +1,17 @@
+//! `sevit info`: what this build runs on (libtorch, devices, threads).
+
+use clap::Args as ClapArgs;
+
+/// Flags of `sevit info` (none).
+#[derive(ClapArgs, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    println!("sevit {}", env!("CARGO_PKG_VERSION"));
+    println!("libtorch threads: {}", tch::get_num_threads());
+    println!("cuda available: {}", tch::Cuda::is_available());
+    if tch::Cuda::is_available() {
+        println!("cuda devices: {}", tch::Cuda::device_count());
+    }
+    Ok(())
+}

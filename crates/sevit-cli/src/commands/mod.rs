@@ -1,0 +1,2 @@
+//! One module per `sevit` sub-command.
+pub mod info;

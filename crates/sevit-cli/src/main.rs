@@ -1,0 +1,44 @@
+//! `sevit`: the command-line front of the sevit workspace. Each sub-command lives in its own
+//! module under `commands/` and only parses flags and calls the library crates.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "sevit", version, about = "Self-evolving vision transformer for chest X-ray diagnosis (DISTL)")]
+struct Cli {
+    /// Log level filter (error, warn, info, debug, trace), or a tracing filter directive.
+    #[arg(long, global = true, default_value = "info", env = "SEVIT_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the libtorch build, devices and thread settings.
+    Info(commands::info::Args),
+    // -- data (sevit-data) --
+    // -- model (sevit-model) --
+    // -- engine (sevit-distill, sevit-correction) --
+    // -- evaluation (sevit-metrics) --
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Info(a) => commands::info::run(a),
+        // -- dispatch --
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
