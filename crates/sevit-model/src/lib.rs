@@ -1,1 +1,29 @@
-//! sevit-model
+//! `sevit-model`: the DISTL network on libtorch (`tch`).
+//!
+//! * [`ViTConfig`], [`DinoHeadConfig`], [`ModelConfig`]: presets `micro`, `tiny/P`, `small/P`,
+//!   `base/P` (P = 8 or 16) and the reference heads.
+//! * [`DistlNet`]: the ViT backbone ([`VisionTransformer`]), the DINO feature head
+//!   ([`DinoHead`]) and the class head ([`ClassHead`]), with variables named as the reference
+//!   PyTorch state dict (`backbone.blocks.0.attn.qkv.weight`, `head.last_layer.weight_v`,
+//!   `cls_head.mlp.0.weight`); the multi-crop forward ([`DistlNet::forward_multi`]) and the
+//!   last block's attention maps.
+//! * [`Checkpoint`]: safetensors checkpoints written atomically, with strict, descriptive
+//!   loading into a `VarStore`.
+//! * `import`: reading PyTorch `.pth` files (zip + pickle, no Python) and mapping DINO /
+//!   DISTL weights into sevit names.
+//!
+//! Everything runs on CPU or CUDA through `tch::Device`; [`with_autocast`] wraps a forward in
+//! CUDA fp16 autocast.
+
+pub mod checkpoint;
+pub mod config;
+pub mod heads;
+pub mod layers;
+pub mod net;
+pub mod vit;
+
+pub use checkpoint::{Checkpoint, KeyReport};
+pub use config::{DinoHeadConfig, ModelConfig, ViTConfig};
+pub use heads::{ClassHead, DinoHead};
+pub use net::{with_autocast, DistlNet, MultiCropOutput, Precision};
+pub use vit::VisionTransformer;

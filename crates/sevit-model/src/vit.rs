@@ -1,0 +1,249 @@
+//! The Vision Transformer backbone, as DINO's `vision_transformer.VisionTransformer`:
+//! conv patch embedding, learnable CLS token and position embeddings (bicubically
+//! interpolated to the input size), pre-norm blocks with stochastic depth, final LayerNorm.
+
+use anyhow::{bail, Result};
+use tch::nn::Path;
+use tch::{Kind, Tensor};
+
+use crate::config::ViTConfig;
+use crate::layers::{drop_path, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD};
+
+/// Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`).
+#[derive(Debug)]
+pub struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    num_heads: i64,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(p: &Path, dim: i64, num_heads: i64, qkv_bias: bool) -> Self {
+        Attention {
+            qkv: Linear::new(&p.sub("qkv"), dim, 3 * dim, qkv_bias),
+            proj: Linear::new(&p.sub("proj"), dim, dim, true),
+            num_heads,
+            scale: ((dim / num_heads) as f64).powf(-0.5),
+        }
+    }
+
+    /// Returns the output `[B, N, C]` and, when `want_attn`, the softmaxed attention
+    /// `[B, heads, N, N]` (computed explicitly; otherwise the fused SDPA kernel is used).
+    fn forward(&self, x: &Tensor, want_attn: bool) -> (Tensor, Option<Tensor>) {
+        let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, self.num_heads, c / self.num_heads])
+            .permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let (out, attn) = if want_attn {
+            let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, None::<Kind>);
+            (attn.matmul(&v), Some(attn))
+        } else {
+            let out = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, self.scale, false);
+            (out, None)
+        };
+        let out = out.transpose(1, 2).reshape([b, n, c]);
+        (self.proj.forward(&out), attn)
+    }
+}
+
+/// One pre-norm transformer block (`norm1`, `attn`, `norm2`, `mlp.fc1`, `mlp.fc2`).
+#[derive(Debug)]
+pub struct Block {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    drop_path: f64,
+}
+
+impl Block {
+    fn new(p: &Path, cfg: &ViTConfig, drop_path: f64) -> Self {
+        let dim = cfg.embed_dim;
+        let mlp = p.sub("mlp");
+        Block {
+            norm1: LayerNorm::new(&p.sub("norm1"), dim, cfg.ln_eps),
+            attn: Attention::new(&p.sub("attn"), dim, cfg.num_heads, cfg.qkv_bias),
+            norm2: LayerNorm::new(&p.sub("norm2"), dim, cfg.ln_eps),
+            fc1: Linear::new(&mlp.sub("fc1"), dim, cfg.mlp_hidden(), true),
+            fc2: Linear::new(&mlp.sub("fc2"), cfg.mlp_hidden(), dim, true),
+            drop_path,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool, want_attn: bool) -> (Tensor, Option<Tensor>) {
+        let (y, attn) = self.attn.forward(&self.norm1.forward(x), want_attn);
+        let x = x + drop_path(&y, self.drop_path, train);
+        let y = self.fc2.forward(&self.fc1.forward(&self.norm2.forward(&x)).gelu("none"));
+        let x = &x + drop_path(&y, self.drop_path, train);
+        (x, attn)
+    }
+}
+
+/// The ViT backbone. Parameters: `cls_token [1,1,D]`, `pos_embed [1,G²+1,D]`,
+/// `patch_embed.proj.{weight,bias}`, `blocks.{i}.*`, `norm.{weight,bias}`.
+#[derive(Debug)]
+pub struct VisionTransformer {
+    cfg: ViTConfig,
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    patch_w: Tensor,
+    patch_b: Tensor,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+}
+
+/// The per-block stochastic depth rates: `linspace(0, rate, depth)`.
+pub fn drop_path_rates(rate: f64, depth: i64) -> Vec<f64> {
+    match depth {
+        d if d <= 0 => vec![],
+        1 => vec![0.0],
+        d => (0..d).map(|i| rate * i as f64 / (d - 1) as f64).collect(),
+    }
+}
+
+impl VisionTransformer {
+    /// Creates the backbone under `p`. `drop_path_rate` is the stochastic depth of the last
+    /// block (0 for a teacher); block `i` uses `linspace(0, rate, depth)[i]`.
+    pub fn new(p: &Path, cfg: &ViTConfig, drop_path_rate: f64) -> Self {
+        let d = cfg.embed_dim;
+        let (ps, grid) = (cfg.patch_size, cfg.grid());
+        // Creation order follows DINO's module order so that a seed gives one model.
+        let pe = p.sub("patch_embed").sub("proj");
+        let fan_in = 3 * ps * ps;
+        let patch_w = torch_default_uniform(&pe, "weight", &[d, 3, ps, ps], fan_in);
+        let patch_b = torch_default_uniform(&pe, "bias", &[d], fan_in);
+        let cls_token = trunc_normal(p, "cls_token", &[1, 1, d], INIT_STD);
+        let pos_embed = trunc_normal(p, "pos_embed", &[1, grid * grid + 1, d], INIT_STD);
+        let rates = drop_path_rates(drop_path_rate, cfg.depth);
+        let bp = p.sub("blocks");
+        let blocks = (0..cfg.depth as usize).map(|i| Block::new(&bp.sub(i), cfg, rates[i])).collect();
+        let norm = LayerNorm::new(&p.sub("norm"), d, cfg.ln_eps);
+        VisionTransformer { cfg: cfg.clone(), cls_token, pos_embed, patch_w, patch_b, blocks, norm }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ViTConfig {
+        &self.cfg
+    }
+
+    /// Checks that an image batch `[B, 3, H, W]` can go through the backbone.
+    pub fn check_input(&self, x: &Tensor) -> Result<()> {
+        let size = x.size();
+        if size.len() != 4 || size[1] != 3 {
+            bail!("ViT input must be [B, 3, H, W], got {size:?}");
+        }
+        let ps = self.cfg.patch_size;
+        if size[2] % ps != 0 || size[3] % ps != 0 || size[2] == 0 || size[3] == 0 {
+            bail!("ViT input {}x{} is not a positive multiple of the patch size {ps}", size[2], size[3]);
+        }
+        Ok(())
+    }
+
+    /// Position embeddings for an `h` x `w` input, as DINO's `interpolate_pos_encoding`
+    /// (bicubic, scale factors `(h/P + 0.1)/G`, `(w/P + 0.1)/G`, no corner alignment).
+    pub fn interpolate_pos_encoding(&self, h: i64, w: i64) -> Tensor {
+        let ps = self.cfg.patch_size;
+        let n = self.pos_embed.size()[1] - 1;
+        let (h0, w0) = (h / ps, w / ps);
+        if h0 * w0 == n && h == w {
+            return self.pos_embed.shallow_clone();
+        }
+        let dim = self.cfg.embed_dim;
+        let g = (n as f64).sqrt() as i64;
+        let class_pos = self.pos_embed.narrow(1, 0, 1);
+        let patch_pos = self.pos_embed.narrow(1, 1, n).reshape([1, g, g, dim]).permute([0, 3, 1, 2]);
+        let (sh, sw) = ((h0 as f64 + 0.1) / g as f64, (w0 as f64 + 0.1) / g as f64);
+        let (oh, ow) = ((g as f64 * sh).floor() as i64, (g as f64 * sw).floor() as i64);
+        let patch_pos = patch_pos.upsample_bicubic2d([oh, ow], false, sh, sw);
+        let patch_pos = patch_pos.permute([0, 2, 3, 1]).reshape([1, -1, dim]);
+        let patch_pos = patch_pos.to_kind(class_pos.kind());
+        Tensor::cat(&[class_pos, patch_pos], 1)
+    }
+
+    /// Patch embedding + CLS token + position embedding: `[B, N+1, D]`.
+    pub fn prepare_tokens(&self, x: &Tensor) -> Tensor {
+        let (b, _, h, w) = x.size4().expect("ViT input must be [B, 3, H, W]");
+        let ps = self.cfg.patch_size;
+        let t = x.conv2d(&self.patch_w, Some(&self.patch_b), [ps, ps], [0, 0], [1, 1], 1);
+        let t = t.flatten(2, -1).transpose(1, 2);
+        let cls = self.cls_token.expand([b, -1, -1], false).to_kind(t.kind());
+        let t = Tensor::cat(&[cls, t], 1);
+        t + self.interpolate_pos_encoding(h, w)
+    }
+
+    /// The final-normed token sequence `[B, N+1, D]`.
+    pub fn forward_tokens(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut t = self.prepare_tokens(x);
+        for block in &self.blocks {
+            t = block.forward(&t, train, false).0;
+        }
+        self.norm.forward(&t)
+    }
+
+    /// CLS-token features `[B, D]` after the final norm.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_tokens(x, train).select(1, 0)
+    }
+
+    /// The last block's softmaxed self-attention `[B, heads, N+1, N+1]` (eval mode: no
+    /// stochastic depth).
+    pub fn last_self_attention(&self, x: &Tensor) -> Tensor {
+        let mut t = self.prepare_tokens(x);
+        let last = self.blocks.len() - 1;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (next, attn) = block.forward(&t, false, i == last);
+            if i == last {
+                return attn.expect("attention requested");
+            }
+            t = next;
+        }
+        unreachable!("a ViT has at least one block")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::VarStore, Device};
+
+    #[test]
+    fn rates_are_linspace() {
+        assert_eq!(drop_path_rates(0.1, 3), vec![0.0, 0.05, 0.1]);
+        assert_eq!(drop_path_rates(0.1, 1), vec![0.0]);
+    }
+
+    #[test]
+    fn shapes_and_interpolation() {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let cfg = ViTConfig::micro();
+        let vit = VisionTransformer::new(&vs.root(), &cfg, 0.1);
+        let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert_eq!(vit.forward(&x, false).size(), [2, 32]);
+        let x2 = Tensor::rand([2, 3, 48, 64], (Kind::Float, Device::Cpu));
+        assert_eq!(vit.forward(&x2, true).size(), [2, 32]);
+        assert_eq!(vit.interpolate_pos_encoding(48, 64).size(), [1, 6 * 8 + 1, 32]);
+        let a = vit.last_self_attention(&x2);
+        assert_eq!(a.size(), [2, 2, 49, 49]);
+        let rows = a.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
+        assert!(rows.allclose(&rows.ones_like(), 1e-5, 1e-5, false));
+        assert!(vit.check_input(&Tensor::zeros([1, 3, 30, 32], (Kind::Float, Device::Cpu))).is_err());
+    }
+
+    #[test]
+    fn sdpa_matches_explicit_attention() {
+        tch::manual_seed(3);
+        let vs = VarStore::new(Device::Cpu);
+        let att = Attention::new(&vs.root(), 32, 4, true);
+        let x = Tensor::randn([2, 5, 32], (Kind::Float, Device::Cpu));
+        let (a, _) = att.forward(&x, false);
+        let (b, m) = att.forward(&x, true);
+        assert!(m.is_some());
+        assert!(a.allclose(&b, 1e-5, 1e-6, false));
+    }
+}
