@@ -102,7 +102,7 @@ impl ViTConfig {
         if self.img_size % self.patch_size != 0 {
             bail!("ViT config: img_size {} is not a multiple of patch_size {}", self.img_size, self.patch_size);
         }
-        if !(self.mlp_ratio > 0.0) || !(self.ln_eps > 0.0) {
+        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 || self.ln_eps.is_nan() || self.ln_eps <= 0.0 {
             bail!("ViT config: mlp_ratio and ln_eps must be positive");
         }
         Ok(())

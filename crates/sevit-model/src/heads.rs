@@ -22,7 +22,7 @@ impl DinoHead {
     /// Creates the head under `p` for `in_dim`-wide features.
     pub fn new(p: &Path, in_dim: i64, cfg: &DinoHeadConfig) -> Self {
         let mut dims = vec![in_dim];
-        dims.extend(std::iter::repeat(cfg.hidden_dim).take((cfg.nlayers.max(1) - 1) as usize));
+        dims.extend(std::iter::repeat_n(cfg.hidden_dim, (cfg.nlayers.max(1) - 1) as usize));
         dims.push(cfg.bottleneck_dim);
         let mlp = Mlp::new(&p.sub("mlp"), &dims, Activation::Gelu);
         let last = p.sub("last_layer");

@@ -9,7 +9,7 @@
 //!   last block's attention maps.
 //! * [`Checkpoint`]: safetensors checkpoints written atomically, with strict, descriptive
 //!   loading into a `VarStore`.
-//! * `import`: reading PyTorch `.pth` files (zip + pickle, no Python) and mapping DINO /
+//! * [`import`]: reading PyTorch `.pth` files (zip + pickle, no Python) and mapping DINO /
 //!   DISTL weights into sevit names.
 //!
 //! Everything runs on CPU or CUDA through `tch::Device`; [`with_autocast`] wraps a forward in
@@ -18,12 +18,16 @@
 pub mod checkpoint;
 pub mod config;
 pub mod heads;
+pub mod import;
 pub mod layers;
 pub mod net;
+pub mod pickle;
+pub mod pth;
 pub mod vit;
 
 pub use checkpoint::{Checkpoint, KeyReport};
 pub use config::{DinoHeadConfig, ModelConfig, ViTConfig};
 pub use heads::{ClassHead, DinoHead};
+pub use import::{import_pth, ConfigSource, ImportOptions, ImportSummary};
 pub use net::{with_autocast, DistlNet, MultiCropOutput, Precision};
 pub use vit::VisionTransformer;

@@ -1,0 +1,298 @@
+//! Importing PyTorch weights (`.pth` from `torch.save`) into a sevit [`Checkpoint`].
+//!
+//! Understands the DISTL/DINO training checkpoint (a dict with `student` and `teacher`
+//! state dicts, `module.` prefixes from DDP, an `args` Namespace), a bare state dict of the
+//! whole network, a `{"state_dict": ...}` / `{"model": ...}` wrapper, and DINO's released
+//! backbone weights (keys without any prefix). Keys are mapped to sevit names, checked
+//! against the model built from the configuration, and written as `student.*` and
+//! `teacher.*`; variables absent from the file are taken from a freshly initialised model
+//! (seeded) and listed, keys the model does not have are dropped and listed, and shape
+//! mismatches are an error that lists them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::checkpoint::{Checkpoint, KeyReport};
+use crate::config::{DinoHeadConfig, ModelConfig, ViTConfig};
+use crate::net::DistlNet;
+use crate::pickle::Value;
+use crate::pth::{flatten_tensors, load_pth};
+
+/// Metadata key under which imported checkpoints store the model configuration (JSON).
+pub const MODEL_CONFIG_KEY: &str = "model_config";
+
+/// Where the model configuration comes from.
+#[derive(Clone, Debug, Default)]
+pub enum ConfigSource {
+    /// Infer everything from the tensor shapes (heads = embed/64, the ViT convention).
+    #[default]
+    Infer,
+    /// Use this backbone; infer the heads from the weights (reference heads where absent).
+    Backbone(ViTConfig),
+    /// Use exactly this configuration.
+    Exact(ModelConfig),
+}
+
+/// Options of [`import_pth`].
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// The model configuration.
+    pub config: ConfigSource,
+    /// Seed of the fresh initialisation used for variables absent from the file.
+    pub seed: i64,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions { config: ConfigSource::Infer, seed: 0 }
+    }
+}
+
+/// What happened to one network (`student` or `teacher`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RoleSummary {
+    /// `student` or `teacher`.
+    pub role: String,
+    /// Where its weights came from in the file (`student`, `teacher`, `(root)`, ...), or
+    /// `copy of student`.
+    pub source: String,
+    /// Variables taken from the file.
+    pub loaded: usize,
+    /// Model variables absent from the file (freshly initialised).
+    pub missing: Vec<String>,
+    /// File keys the model does not have (dropped), in sevit naming.
+    pub unexpected: Vec<String>,
+}
+
+/// Result of an import.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportSummary {
+    /// The configuration the weights were checked against (also stored in the checkpoint).
+    pub config: ModelConfig,
+    /// Per network.
+    pub roles: Vec<RoleSummary>,
+}
+
+/// Maps state-dict keys as found in a file to sevit names: strips DDP's `module.` prefixes
+/// and puts bare backbone keys (DINO's released weights) under `backbone.`.
+pub fn normalise_keys(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    let stripped: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .map(|(mut k, t)| {
+            while let Some(rest) = k.strip_prefix("module.") {
+                k = rest.to_string();
+            }
+            (k, t)
+        })
+        .collect();
+    let has_prefix = stripped.iter().any(|(k, _)| {
+        k.starts_with("backbone.") || k.starts_with("head.") || k.starts_with("cls_head.")
+    });
+    let looks_vit = stripped
+        .iter()
+        .any(|(k, _)| k == "cls_token" || k == "pos_embed" || k.starts_with("blocks.") || k.starts_with("patch_embed."));
+    if !has_prefix && looks_vit {
+        stripped.into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect()
+    } else {
+        stripped
+    }
+}
+
+/// Finds the state dicts in a loaded `.pth`: `(source name, tensors)` for the student and,
+/// when present, the teacher.
+type Found = (Vec<(String, Value)>, Option<Value>);
+
+fn find_state_dicts(root: &Value) -> Result<Found> {
+    let args = root.get("args");
+    let mut found = Vec::new();
+    for key in ["student", "teacher"] {
+        if let Some(v @ Value::Dict(_)) = root.get(key) {
+            found.push((key.to_string(), v));
+        }
+    }
+    if found.is_empty() {
+        for key in ["state_dict", "model", "model_state_dict"] {
+            if let Some(v @ Value::Dict(_)) = root.get(key) {
+                found.push((key.to_string(), v));
+                break;
+            }
+        }
+    }
+    if found.is_empty() {
+        match root {
+            Value::Dict(_) => found.push(("(root)".to_string(), root.clone())),
+            other => bail!("the file holds a {}, not a dict of weights", other.type_name()),
+        }
+    }
+    Ok((found, args))
+}
+
+fn to_map(v: &Value) -> BTreeMap<String, Tensor> {
+    let mut flat = Vec::new();
+    flatten_tensors(v, "", &mut flat);
+    normalise_keys(flat).into_iter().map(|(k, t)| (k, t.to_kind(Kind::Float))).collect()
+}
+
+fn dim(t: &BTreeMap<String, Tensor>, key: &str, i: usize) -> Option<i64> {
+    t.get(key).and_then(|x| x.size().get(i).copied())
+}
+
+/// Infers a backbone configuration from the shapes of `backbone.*` tensors.
+pub fn infer_vit(t: &BTreeMap<String, Tensor>) -> Result<ViTConfig> {
+    let d = dim(t, "backbone.cls_token", 2).ok_or_else(|| anyhow!("no backbone.cls_token in the weights"))?;
+    let p = dim(t, "backbone.patch_embed.proj.weight", 3)
+        .ok_or_else(|| anyhow!("no backbone.patch_embed.proj.weight in the weights"))?;
+    let n = dim(t, "backbone.pos_embed", 1).ok_or_else(|| anyhow!("no backbone.pos_embed in the weights"))? - 1;
+    let grid = (n as f64).sqrt().round() as i64;
+    if grid * grid != n {
+        bail!("backbone.pos_embed has {n} patch positions, not a square grid");
+    }
+    let depth = t
+        .keys()
+        .filter_map(|k| k.strip_prefix("backbone.blocks.")?.split('.').next()?.parse::<i64>().ok())
+        .max()
+        .map(|m| m + 1)
+        .ok_or_else(|| anyhow!("no backbone.blocks.* in the weights"))?;
+    if d % 64 != 0 {
+        bail!("cannot infer the number of heads for embed dim {d} (not a multiple of 64); give --model-config");
+    }
+    let hidden = dim(t, "backbone.blocks.0.mlp.fc1.weight", 0).unwrap_or(4 * d);
+    Ok(ViTConfig {
+        img_size: grid * p,
+        patch_size: p,
+        embed_dim: d,
+        depth,
+        num_heads: d / 64,
+        mlp_ratio: hidden as f64 / d as f64,
+        qkv_bias: t.contains_key("backbone.blocks.0.attn.qkv.bias"),
+        ln_eps: 1e-6,
+    })
+}
+
+/// Infers the heads from `head.*` / `cls_head.*` tensors (reference values where absent).
+pub fn infer_heads(t: &BTreeMap<String, Tensor>, vit: ViTConfig, args: Option<&Value>) -> ModelConfig {
+    let mut cfg = ModelConfig::new(vit);
+    if let Some(out) = dim(t, "head.last_layer.weight_v", 0) {
+        cfg.head.out_dim = out;
+        cfg.head.bottleneck_dim = dim(t, "head.last_layer.weight_v", 1).unwrap_or(cfg.head.bottleneck_dim);
+        let layers = t.keys().filter(|k| k.starts_with("head.mlp.") && k.ends_with(".weight")).count() as i64;
+        if t.contains_key("head.mlp.weight") {
+            cfg.head.nlayers = 1;
+        } else if layers > 0 {
+            cfg.head.nlayers = layers;
+            cfg.head.hidden_dim = dim(t, "head.mlp.0.weight", 0).unwrap_or(cfg.head.hidden_dim);
+        }
+        let from_args = args.and_then(|a| match a {
+            Value::Object(o) => o.borrow().state.as_ref().and_then(|s| s.get("norm_last_layer")),
+            _ => None,
+        });
+        cfg.head.norm_last_layer = match from_args {
+            Some(Value::Bool(b)) => b,
+            _ => t
+                .get("head.last_layer.weight_g")
+                .map(|g| g.ones_like().allclose(g, 1e-6, 1e-6, false))
+                .unwrap_or(true),
+        };
+    } else if let Some(Value::Object(o)) = args {
+        if let Some(out) = o.borrow().state.as_ref().and_then(|s| s.get("out_dim")).and_then(|v| v.as_int()) {
+            cfg.head = DinoHeadConfig { out_dim: out, ..cfg.head };
+        }
+    }
+    if let Some(h) = dim(t, "cls_head.mlp.0.weight", 0) {
+        cfg.cls_hidden_dim = h;
+    }
+    cfg
+}
+
+fn fresh_model(cfg: &ModelConfig, seed: i64) -> HashMap<String, Tensor> {
+    tch::manual_seed(seed);
+    let vs = VarStore::new(Device::Cpu);
+    let _net = DistlNet::new(&vs.root(), cfg, 0.0);
+    vs.variables()
+}
+
+/// Reads `input` (a `torch.save` file) and builds a sevit checkpoint from it.
+pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, ImportSummary)> {
+    let root = load_pth(input)?;
+    let (dicts, args) = find_state_dicts(&root).with_context(|| format!("{}", input.display()))?;
+    let maps: Vec<(String, BTreeMap<String, Tensor>)> = dicts.iter().map(|(s, v)| (s.clone(), to_map(v))).collect();
+    if maps.iter().all(|(_, m)| m.is_empty()) {
+        bail!("{}: no tensors found in {:?}", input.display(), maps.iter().map(|(s, _)| s).collect::<Vec<_>>());
+    }
+    let first = &maps[0].1;
+    let cfg = match &opts.config {
+        ConfigSource::Exact(c) => c.clone(),
+        ConfigSource::Backbone(v) => infer_heads(first, v.clone(), args.as_ref()),
+        ConfigSource::Infer => {
+            let vit = infer_vit(first).with_context(|| format!("inferring the model config from {}", input.display()))?;
+            infer_heads(first, vit, args.as_ref())
+        }
+    };
+    cfg.validate()?;
+    let fresh = fresh_model(&cfg, opts.seed);
+
+    let mut ck = Checkpoint::new();
+    let mut roles = Vec::new();
+    let mut problems = String::new();
+    for (source, map) in &maps {
+        let role = if source == "teacher" && maps.len() > 1 { "teacher" } else { "student" };
+        let probe = Checkpoint {
+            tensors: map.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect(),
+            metadata: BTreeMap::new(),
+        };
+        let report: KeyReport = probe.compare("", &fresh);
+        if !report.mismatched.is_empty() {
+            problems.push_str(&format!(" {role} (from {source}):\n{}", KeyReport { missing: vec![], unexpected: vec![], ..report.clone() }));
+            continue;
+        }
+        for (name, init) in &fresh {
+            let t = map.get(name).map(|t| t.shallow_clone()).unwrap_or_else(|| init.copy());
+            ck.tensors.insert(format!("{role}.{name}"), t);
+        }
+        roles.push(RoleSummary {
+            role: role.to_string(),
+            source: source.clone(),
+            loaded: fresh.len() - report.missing.len(),
+            missing: report.missing,
+            unexpected: report.unexpected,
+        });
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} does not fit the model configuration {}:\n{problems}",
+            input.display(),
+            serde_json::to_string(&cfg).unwrap_or_default()
+        );
+    }
+    if !roles.iter().any(|r| r.role == "teacher") {
+        let student: Vec<(String, Tensor)> = ck
+            .tensors
+            .iter()
+            .filter_map(|(k, t)| k.strip_prefix("student.").map(|n| (format!("teacher.{n}"), t.copy())))
+            .collect();
+        ck.tensors.extend(student);
+        let s = &roles[0];
+        roles.push(RoleSummary {
+            role: "teacher".into(),
+            source: "copy of student".into(),
+            loaded: s.loaded,
+            missing: s.missing.clone(),
+            unexpected: vec![],
+        });
+    }
+    ck.put_json(MODEL_CONFIG_KEY, &cfg)?;
+    ck.metadata.insert("import.source".into(), input.display().to_string());
+    ck.metadata.insert("seed".into(), opts.seed.to_string());
+    if let Some(a) = &args {
+        ck.metadata.insert("import.args".into(), a.to_json().to_string());
+    }
+    for r in &roles {
+        tracing::info!(role = %r.role, source = %r.source, loaded = r.loaded, missing = r.missing.len(), unexpected = r.unexpected.len(), "imported");
+    }
+    Ok((ck, ImportSummary { config: cfg, roles }))
+}
