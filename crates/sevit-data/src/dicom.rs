@@ -1,0 +1,273 @@
+//! DICOM decoding (native, uncompressed pixel data) with `dicom-object`.
+//!
+//! Supported: transfer syntaxes Implicit VR Little Endian and Explicit VR Little Endian (big
+//! endian, deflated and all compressed syntaxes are rejected); one sample per pixel
+//! (MONOCHROME1 / MONOCHROME2), 8/16/32 bits allocated, signed or unsigned, first frame only.
+//! Modality rescale (slope/intercept) is applied, then the first VOI window (DICOM linear
+//! function) when present; MONOCHROME1 is inverted so that bright = dense on output. The caller
+//! ([`crate::load::load_gray_native`]) min-max normalises the result. Compressed transfer
+//! syntaxes are rejected with an error naming the syntax and the file.
+
+use crate::gray::GrayImage;
+use anyhow::{bail, Context, Result};
+use dicom_dictionary_std::tags;
+use dicom_object::{open_file, DefaultDicomObject};
+use std::path::Path;
+
+/// Implicit VR Little Endian.
+pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Explicit VR Little Endian.
+pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+fn int_attr(obj: &DefaultDicomObject, tag: dicom_core::Tag, name: &str, default: Option<i64>) -> Result<i64> {
+    match obj.element_opt(tag)? {
+        Some(e) => e.to_int::<i64>().with_context(|| format!("attribute {name} is not an integer")),
+        None => default.with_context(|| format!("required attribute {name} is missing")),
+    }
+}
+
+fn float_attr(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Result<Option<f64>> {
+    match obj.element_opt(tag)? {
+        Some(e) => match e.to_multi_float64() {
+            Ok(v) if !v.is_empty() => Ok(Some(v[0])),
+            _ => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Decodes the first frame of a DICOM file to a [`GrayImage`] (rescaled and windowed values;
+/// not yet min-max normalised).
+pub fn decode_dicom(path: &Path) -> Result<GrayImage> {
+    decode_inner(path).with_context(|| format!("cannot decode DICOM file {}", path.display()))
+}
+
+fn decode_inner(path: &Path) -> Result<GrayImage> {
+    let obj = open_file(path).context("cannot parse DICOM")?;
+    let ts = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
+    if ts != IMPLICIT_VR_LE && ts != EXPLICIT_VR_LE {
+        bail!(
+            "unsupported DICOM transfer syntax {ts} (only uncompressed little-endian {IMPLICIT_VR_LE} and \
+             {EXPLICIT_VR_LE} are supported; convert the file, e.g. `gdcmconv --raw` or `dcmdjpeg`)"
+        );
+    }
+    let rows = int_attr(&obj, tags::ROWS, "Rows", None)?;
+    let cols = int_attr(&obj, tags::COLUMNS, "Columns", None)?;
+    let spp = int_attr(&obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel", Some(1))?;
+    let bits_alloc = int_attr(&obj, tags::BITS_ALLOCATED, "BitsAllocated", None)?;
+    let bits_stored = int_attr(&obj, tags::BITS_STORED, "BitsStored", Some(bits_alloc))?;
+    let signed = int_attr(&obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation", Some(0))? == 1;
+    let photometric = match obj.element_opt(tags::PHOTOMETRIC_INTERPRETATION)? {
+        Some(e) => e.to_str()?.trim().to_string(),
+        None => "MONOCHROME2".to_string(),
+    };
+    if spp != 1 || !(photometric == "MONOCHROME1" || photometric == "MONOCHROME2") {
+        bail!("unsupported DICOM photometric interpretation {photometric} with {spp} samples per pixel (need MONOCHROME1/2, 1 sample)");
+    }
+    if rows <= 0 || cols <= 0 {
+        bail!("invalid DICOM image size {rows}x{cols}");
+    }
+    if !(bits_alloc == 8 || bits_alloc == 16 || bits_alloc == 32) || bits_stored < 1 || bits_stored > bits_alloc {
+        bail!("unsupported DICOM bit depth: BitsAllocated {bits_alloc}, BitsStored {bits_stored}");
+    }
+    let (w, h) = (cols as usize, rows as usize);
+    let n = w * h;
+    let pixel = obj.element(tags::PIXEL_DATA).context("no PixelData element")?;
+    let bytes = pixel.to_bytes().context("PixelData is not native (uncompressed) data")?;
+    let bpp = bits_alloc as usize / 8;
+    if bytes.len() < n * bpp {
+        bail!("PixelData holds {} bytes, expected at least {} for {}x{} at {} bits (truncated file?)", bytes.len(), n * bpp, w, h, bits_alloc);
+    }
+    let mask: u64 = if bits_stored >= 64 { u64::MAX } else { (1u64 << bits_stored) - 1 };
+    let raw = |i: usize| -> f64 {
+        let b = &bytes[i * bpp..(i + 1) * bpp];
+        let u: u64 = match bpp {
+            1 => b[0] as u64,
+            2 => u16::from_le_bytes([b[0], b[1]]) as u64,
+            _ => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64,
+        } & mask;
+        if signed && (u >> (bits_stored - 1)) & 1 == 1 {
+            (u as i64 - (1i64 << bits_stored)) as f64
+        } else {
+            u as f64
+        }
+    };
+    let slope = float_attr(&obj, tags::RESCALE_SLOPE)?.unwrap_or(1.0);
+    let intercept = float_attr(&obj, tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
+    let center = float_attr(&obj, tags::WINDOW_CENTER)?;
+    let width = float_attr(&obj, tags::WINDOW_WIDTH)?;
+    let window = match (center, width) {
+        (Some(c), Some(w)) if w >= 1.0 => Some((c, w)),
+        _ => None,
+    };
+    let mut data = Vec::with_capacity(n);
+    for i in 0..n {
+        let v = raw(i) * slope + intercept;
+        let v = match window {
+            Some((c, w)) => voi_linear(v, c, w),
+            None => v,
+        };
+        data.push(v as f32);
+    }
+    let mut img = GrayImage { width: w as u32, height: h as u32, data };
+    if photometric == "MONOCHROME1" {
+        // Invert within the value range so that the later min-max maps it to 1 - x.
+        let (lo, hi) = img.min_max();
+        img.data.iter_mut().for_each(|v| *v = lo + hi - *v);
+    }
+    Ok(img)
+}
+
+/// DICOM PS3.3 C.11.2.1.2.1 linear VOI function, output in `[0, 1]`.
+pub fn voi_linear(x: f64, center: f64, width: f64) -> f64 {
+    let lo = center - 0.5 - (width - 1.0) / 2.0;
+    let hi = center - 0.5 + (width - 1.0) / 2.0;
+    if x <= lo {
+        0.0
+    } else if x > hi {
+        1.0
+    } else if width <= 1.0 {
+        1.0
+    } else {
+        (x - (center - 0.5)) / (width - 1.0) + 0.5
+    }
+}
+
+/// Test helpers: writes small DICOM files with `dicom-object` (also used by other tests).
+#[doc(hidden)]
+pub mod testutil {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_object::{meta::FileMetaTableBuilder, InMemDicomObject};
+
+    /// Options of a generated test DICOM.
+    pub struct TestDicom<'a> {
+        /// Transfer syntax UID.
+        pub ts: &'a str,
+        /// MONOCHROME1 or MONOCHROME2.
+        pub photometric: &'a str,
+        /// Raw 16-bit unsigned pixel values, row-major.
+        pub pixels: &'a [u16],
+        /// Image width.
+        pub cols: u16,
+        /// Image height.
+        pub rows: u16,
+        /// (slope, intercept).
+        pub rescale: Option<(f64, f64)>,
+        /// (center, width).
+        pub window: Option<(f64, f64)>,
+    }
+
+    /// Writes the file described by `t` to `path`.
+    pub fn write_test_dicom(path: &Path, t: &TestDicom) -> Result<()> {
+        let mut elems = vec![
+            DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.1.1")),
+            DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.826.0.1.3680043.2.1143.1")),
+            DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+            DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from(t.photometric)),
+            DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(t.rows)),
+            DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(t.cols)),
+            DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+            DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
+            DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
+            DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16)),
+        ];
+        if let Some((s, i)) = t.rescale {
+            elems.push(DataElement::new(tags::RESCALE_SLOPE, VR::DS, PrimitiveValue::from(format!("{s}"))));
+            elems.push(DataElement::new(tags::RESCALE_INTERCEPT, VR::DS, PrimitiveValue::from(format!("{i}"))));
+        }
+        if let Some((c, w)) = t.window {
+            elems.push(DataElement::new(tags::WINDOW_CENTER, VR::DS, PrimitiveValue::from(format!("{c}"))));
+            elems.push(DataElement::new(tags::WINDOW_WIDTH, VR::DS, PrimitiveValue::from(format!("{w}"))));
+        }
+        elems.push(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(t.pixels.iter().copied().collect()),
+        ));
+        let obj = InMemDicomObject::from_element_iter(elems);
+        let file = obj
+            .with_meta(FileMetaTableBuilder::new().transfer_syntax(t.ts).implementation_class_uid("1.2.826.0.1.3680043.2.1143"))
+            .context("building DICOM meta")?;
+        file.write_to_file(path).context("writing DICOM")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use crate::load::load_gray;
+
+    fn write(dir: &Path, name: &str, t: &TestDicom) -> std::path::PathBuf {
+        let p = dir.join(name);
+        write_test_dicom(&p, t).unwrap();
+        p
+    }
+
+    const PIX: [u16; 6] = [0, 100, 200, 300, 400, 1000];
+
+    #[test]
+    fn monochrome2_min_max_and_rescale() {
+        let dir = tempfile::tempdir().unwrap();
+        for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
+            let p = write(dir.path(), "a.dcm", &TestDicom { ts, photometric: "MONOCHROME2", pixels: &PIX, cols: 3, rows: 2, rescale: Some((2.0, -1024.0)), window: None });
+            let g = load_gray(&p, 0).unwrap();
+            assert_eq!((g.width, g.height), (3, 2));
+            let expect: Vec<f32> = PIX.iter().map(|&v| v as f32 / 1000.0).collect();
+            for (a, b) in g.data.iter().zip(&expect) {
+                assert!((a - b).abs() < 1e-6, "{ts}: {:?}", g.data);
+            }
+        }
+    }
+
+    #[test]
+    fn monochrome1_is_inverted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "m1.dcm", &TestDicom { ts: EXPLICIT_VR_LE, photometric: "MONOCHROME1", pixels: &PIX, cols: 3, rows: 2, rescale: None, window: None });
+        let g = load_gray(&p, 0).unwrap();
+        assert_eq!(g.data[0], 1.0);
+        assert_eq!(g.data[5], 0.0);
+        assert!((g.data[1] - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn voi_window_clips_before_normalisation() {
+        let dir = tempfile::tempdir().unwrap();
+        // Window 100..300 (center 200.5, width 201 -> lo 100, hi 300): 0,100 -> 0; 300,400,1000 -> 1.
+        let p = write(dir.path(), "w.dcm", &TestDicom { ts: EXPLICIT_VR_LE, photometric: "MONOCHROME2", pixels: &PIX, cols: 3, rows: 2, rescale: None, window: Some((200.5, 201.0)) });
+        let g = load_gray(&p, 0).unwrap();
+        assert_eq!(g.data[0], 0.0);
+        assert_eq!(g.data[1], 0.0);
+        assert!((g.data[2] - 0.5).abs() < 0.01, "{:?}", g.data);
+        assert_eq!(&g.data[3..], &[1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn unsupported_transfer_syntax_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // JPEG Baseline declared: we never try to decode it.
+        let p = dir.path().join("jpeg.dcm");
+        let r = write_test_dicom(&p, &TestDicom { ts: "1.2.840.10008.1.2.4.50", photometric: "MONOCHROME2", pixels: &PIX, cols: 3, rows: 2, rescale: None, window: None });
+        if r.is_err() {
+            // Fall back to patching the meta group of an explicit-VR file.
+            let ok = write(dir.path(), "ok.dcm", &TestDicom { ts: EXPLICIT_VR_LE, photometric: "MONOCHROME2", pixels: &PIX, cols: 3, rows: 2, rescale: None, window: None });
+            let mut bytes = std::fs::read(ok).unwrap();
+            let needle = b"1.2.840.10008.1.2.1\0";
+            let pos = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+            bytes[pos..pos + needle.len()].copy_from_slice(b"1.2.840.10008.1.2.2\0");
+            std::fs::write(&p, bytes).unwrap();
+        }
+        let err = load_gray(&p, 0).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("unsupported DICOM transfer syntax") && msg.contains("jpeg.dcm"), "{msg}");
+    }
+
+    #[test]
+    fn voi_linear_matches_the_standard() {
+        assert_eq!(voi_linear(0.0, 50.0, 11.0), 0.0);
+        assert_eq!(voi_linear(100.0, 50.0, 11.0), 1.0);
+        assert!((voi_linear(49.5, 50.0, 11.0) - 0.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,146 @@
+//! Image loading: PNG (8/16 bit), JPEG and DICOM to a [`GrayImage`] min-max normalised per image
+//! to `[0, 1]` (as the DISTL reference preprocessing) and resized.
+//!
+//! The format is recognised from the file content (DICOM: `DICM` at byte 128; otherwise the
+//! image crate's magic-byte detection), not from the extension. Colour images are converted to
+//! luminance with Pillow's `convert("L")` weights (0.299, 0.587, 0.114). Resizing uses Pillow's
+//! antialiased bilinear filter (the torchvision `Resize` default).
+
+use crate::gray::{Filter, GrayImage};
+use anyhow::{bail, Context, Result};
+use image::DynamicImage;
+use std::io::Read;
+use std::path::Path;
+
+/// Loads `path` as a grayscale image, min-max normalised to `[0, 1]`, resized to `size x size`.
+///
+/// Errors name the file: missing, unreadable, corrupt or truncated images, unsupported DICOM.
+pub fn load_gray(path: &Path, size: u32) -> Result<GrayImage> {
+    let mut img = load_gray_native(path)?;
+    if size > 0 && (img.width != size || img.height != size) {
+        img = img.resize(size, size, Filter::Bilinear);
+    }
+    Ok(img)
+}
+
+/// Loads `path` at its own resolution, min-max normalised to `[0, 1]`.
+pub fn load_gray_native(path: &Path) -> Result<GrayImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read image file {}", path.display()))?;
+    let mut img = if is_dicom(&bytes) {
+        crate::dicom::decode_dicom(path)?
+    } else {
+        let dynimg = decode_bytes(&bytes).with_context(|| format!("cannot decode image {}", path.display()))?;
+        to_gray(&dynimg)
+    };
+    if img.width == 0 || img.height == 0 {
+        bail!("image {} is empty ({}x{})", path.display(), img.width, img.height);
+    }
+    img.normalize_min_max();
+    Ok(img)
+}
+
+/// True when `bytes` look like a DICOM Part-10 file (preamble + `DICM`).
+pub fn is_dicom(bytes: &[u8]) -> bool {
+    bytes.len() >= 132 && &bytes[128..132] == b"DICM"
+}
+
+/// True when the file at `path` starts like a DICOM Part-10 file.
+pub fn is_dicom_file(path: &Path) -> bool {
+    let mut buf = [0u8; 132];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf)).map(|_| is_dicom(&buf)).unwrap_or(false)
+}
+
+fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .context("cannot detect the image format")?;
+    if reader.format().is_none() {
+        bail!("unknown image format (expected PNG, JPEG or DICOM)");
+    }
+    Ok(reader.decode()?)
+}
+
+/// Converts any decoded image to a single `f32` channel in the source's value scale divided by
+/// its maximum code (so 8- and 16-bit inputs both land in `[0, 1]` before normalisation).
+pub(crate) fn to_gray(img: &DynamicImage) -> GrayImage {
+    let (w, h) = (img.width(), img.height());
+    let data: Vec<f32> = match img {
+        DynamicImage::ImageLuma8(b) => b.as_raw().iter().map(|&v| v as f32 / 255.0).collect(),
+        DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).map(|p| p[0] as f32 / 255.0).collect(),
+        DynamicImage::ImageLuma16(b) => b.as_raw().iter().map(|&v| v as f32 / 65535.0).collect(),
+        DynamicImage::ImageLumaA16(b) => b.as_raw().chunks_exact(2).map(|p| p[0] as f32 / 65535.0).collect(),
+        other => {
+            let rgb = other.to_rgb32f();
+            rgb.as_raw().chunks_exact(3).map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).collect()
+        }
+    };
+    GrayImage { width: w, height: h, data }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, Luma, Rgb};
+
+    #[test]
+    fn png8_is_min_max_normalised_and_resized() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.png");
+        let img: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(8, 6, |x, y| Luma([50 + (x + y) as u8 * 10]));
+        img.save(&p).unwrap();
+        let g = load_gray(&p, 0).unwrap();
+        assert_eq!((g.width, g.height), (8, 6));
+        assert_eq!(g.min_max(), (0.0, 1.0));
+        let r = load_gray(&p, 4).unwrap();
+        assert_eq!((r.width, r.height), (4, 4));
+    }
+
+    #[test]
+    fn png16_keeps_its_precision() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.png");
+        // Values differ only below 8-bit resolution.
+        let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(4, 1, |x, _| Luma([1000 + x as u16]));
+        img.save(&p).unwrap();
+        let g = load_gray(&p, 0).unwrap();
+        let expect = [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0];
+        for (a, b) in g.data.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-5, "{:?}", g.data);
+        }
+    }
+
+    #[test]
+    fn jpeg_rgb_is_converted_to_luminance() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jpg");
+        let img: ImageBuffer<Rgb<u8>, Vec<u8>> =
+            ImageBuffer::from_fn(16, 16, |x, _| if x < 8 { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) });
+        img.save(&p).unwrap();
+        let g = load_gray(&p, 0).unwrap();
+        assert!(g.get(1, 8) < 0.1 && g.get(14, 8) > 0.9);
+    }
+
+    #[test]
+    fn missing_file_error_names_the_file() {
+        let err = load_gray(Path::new("/nonexistent/dir/x.png"), 8).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/dir/x.png"), "{err:#}");
+    }
+
+    #[test]
+    fn corrupt_and_truncated_images_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.png");
+        std::fs::write(&junk, b"this is not an image at all").unwrap();
+        let err = load_gray(&junk, 8).unwrap_err();
+        assert!(format!("{err:#}").contains("junk.png"), "{err:#}");
+
+        let good = dir.path().join("good.png");
+        let img: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(64, 64, |x, y| Luma([(x * y) as u8]));
+        img.save(&good).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let trunc = dir.path().join("trunc.png");
+        std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+        let err = load_gray(&trunc, 8).unwrap_err();
+        assert!(format!("{err:#}").contains("trunc.png"), "{err:#}");
+    }
+}
