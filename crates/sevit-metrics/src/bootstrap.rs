@@ -35,7 +35,11 @@ pub fn bootstrap_ci(
     let split = split_two_class(labels, scores, "scores")?;
     check_level(level)?;
     if n_boot < 2 {
-        return Err(MetricsError::invalid("n_boot", n_boot, "at least 2 bootstrap replicates are needed"));
+        return Err(MetricsError::invalid(
+            "n_boot",
+            n_boot,
+            "at least 2 bootstrap replicates are needed",
+        ));
     }
     let grouped = TieGroups::new(&split.pos, &split.neg);
     let ones_pos = vec![1u32; split.pos.len()];
@@ -59,7 +63,8 @@ pub fn bootstrap_ci(
         aucs.push(grouped.weighted_auc(&w_pos, &w_neg));
     }
     let mean = aucs.iter().sum::<f64>() / n_boot as f64;
-    let variance = aucs.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / (n_boot as f64 - 1.0);
+    let variance =
+        aucs.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / (n_boot as f64 - 1.0);
     aucs.sort_unstable_by(f64::total_cmp);
     let alpha = (1.0 - level) / 2.0;
     Ok(AucCi {
@@ -111,7 +116,11 @@ impl TieGroups {
                 group_neg[i] = g
             }
         }
-        TieGroups { group_pos, group_neg, n_groups: g + 1 }
+        TieGroups {
+            group_pos,
+            group_neg,
+            n_groups: g + 1,
+        }
     }
 
     /// AUC of the sample in which positive `i` appears `w_pos[i]` times and negative `j`
@@ -167,7 +176,13 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a.lower, c.lower);
         assert!(a.lower < a.auc && a.auc < a.upper);
-        assert_eq!(a.method, CiMethod::Bootstrap { n_boot: 200, seed: 42 });
+        assert_eq!(
+            a.method,
+            CiMethod::Bootstrap {
+                n_boot: 200,
+                seed: 42
+            }
+        );
     }
 
     #[test]
@@ -177,7 +192,10 @@ mod tests {
         let boot = bootstrap_ci(&labels, &scores, 2000, 0.95, 3).unwrap();
         let dl = crate::delong::delong_ci(&labels, &scores, 0.95).unwrap();
         let ratio = boot.variance / dl.variance;
-        assert!((0.8..1.25).contains(&ratio), "bootstrap/DeLong variance ratio {ratio}");
+        assert!(
+            (0.8..1.25).contains(&ratio),
+            "bootstrap/DeLong variance ratio {ratio}"
+        );
         assert!((boot.lower - dl.lower).abs() < 0.02 && (boot.upper - dl.upper).abs() < 0.02);
     }
 
@@ -203,6 +221,9 @@ mod tests {
             bootstrap_ci(&labels, &scores, 100, 1.5, 0),
             Err(MetricsError::InvalidParameter { name: "level", .. })
         ));
-        assert!(matches!(bootstrap_ci(&[true], &[0.5], 100, 0.95, 0), Err(MetricsError::OneClass { .. })));
+        assert!(matches!(
+            bootstrap_ci(&[true], &[0.5], 100, 0.95, 0),
+            Err(MetricsError::OneClass { .. })
+        ));
     }
 }

@@ -46,14 +46,27 @@ pub struct Calibration {
 /// [`MetricsError::Empty`], [`MetricsError::LengthMismatch`], [`MetricsError::NonFinite`],
 /// [`MetricsError::NotAProbability`] for a value outside `[0, 1]`,
 /// [`MetricsError::InvalidParameter`] for `n_bins == 0`.
-pub fn calibration(labels: &[bool], probs: &[f64], n_bins: usize) -> Result<Calibration, MetricsError> {
+pub fn calibration(
+    labels: &[bool],
+    probs: &[f64],
+    n_bins: usize,
+) -> Result<Calibration, MetricsError> {
     check_probs(labels, probs, "probs")?;
     if n_bins == 0 {
-        return Err(MetricsError::invalid("n_bins", n_bins, "at least one bin is needed"));
+        return Err(MetricsError::invalid(
+            "n_bins",
+            n_bins,
+            "at least one bin is needed",
+        ));
     }
     let n = labels.len() as f64;
     let y = |l: bool| if l { 1.0 } else { 0.0 };
-    let brier = labels.iter().zip(probs).map(|(&l, &p)| (p - y(l)).powi(2)).sum::<f64>() / n;
+    let brier = labels
+        .iter()
+        .zip(probs)
+        .map(|(&l, &p)| (p - y(l)).powi(2))
+        .sum::<f64>()
+        / n;
 
     let mut count = vec![0usize; n_bins];
     let mut sum_p = vec![0.0; n_bins];
@@ -140,10 +153,25 @@ mod tests {
     #[test]
     fn degenerate_inputs() {
         assert_eq!(calibration(&[], &[], 10), Err(MetricsError::Empty));
-        assert!(matches!(calibration(&[true], &[0.5], 0), Err(MetricsError::InvalidParameter { .. })));
-        assert!(matches!(calibration(&[true], &[1.2], 10), Err(MetricsError::NotAProbability { .. })));
-        assert!(matches!(calibration(&[true], &[-0.1], 10), Err(MetricsError::NotAProbability { .. })));
-        assert!(matches!(calibration(&[true], &[f64::NAN], 10), Err(MetricsError::NonFinite { .. })));
-        assert!(matches!(calibration(&[true, false], &[0.5], 10), Err(MetricsError::LengthMismatch { .. })));
+        assert!(matches!(
+            calibration(&[true], &[0.5], 0),
+            Err(MetricsError::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            calibration(&[true], &[1.2], 10),
+            Err(MetricsError::NotAProbability { .. })
+        ));
+        assert!(matches!(
+            calibration(&[true], &[-0.1], 10),
+            Err(MetricsError::NotAProbability { .. })
+        ));
+        assert!(matches!(
+            calibration(&[true], &[f64::NAN], 10),
+            Err(MetricsError::NonFinite { .. })
+        ));
+        assert!(matches!(
+            calibration(&[true, false], &[0.5], 10),
+            Err(MetricsError::LengthMismatch { .. })
+        ));
     }
 }

@@ -91,8 +91,18 @@ pub(crate) struct Components {
 /// Computes the placement values with midranks (Sun & Xu 2014). `labels`/`scores` are
 /// validated, both classes present.
 pub(crate) fn components(labels: &[bool], scores: &[f64]) -> Components {
-    let pos: Vec<f64> = labels.iter().zip(scores).filter(|(&l, _)| l).map(|(_, &s)| s).collect();
-    let neg: Vec<f64> = labels.iter().zip(scores).filter(|(&l, _)| !l).map(|(_, &s)| s).collect();
+    let pos: Vec<f64> = labels
+        .iter()
+        .zip(scores)
+        .filter(|(&l, _)| l)
+        .map(|(_, &s)| s)
+        .collect();
+    let neg: Vec<f64> = labels
+        .iter()
+        .zip(scores)
+        .filter(|(&l, _)| !l)
+        .map(|(_, &s)| s)
+        .collect();
     let (m, n) = (pos.len(), neg.len());
     let tx = midranks(&pos);
     let ty = midranks(&neg);
@@ -112,7 +122,11 @@ fn cov(a: &[f64], b: &[f64]) -> f64 {
     let k = a.len() as f64;
     let ma = a.iter().sum::<f64>() / k;
     let mb = b.iter().sum::<f64>() / k;
-    a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum::<f64>() / (k - 1.0)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - ma) * (y - mb))
+        .sum::<f64>()
+        / (k - 1.0)
 }
 
 fn check_two_each(labels: &[bool]) -> Result<(usize, usize), MetricsError> {
@@ -121,7 +135,12 @@ fn check_two_each(labels: &[bool]) -> Result<(usize, usize), MetricsError> {
         return Err(MetricsError::OneClass { n_pos, n_neg });
     }
     if n_pos < 2 || n_neg < 2 {
-        return Err(MetricsError::TooFewCases { method: "the DeLong variance", n_pos, n_neg, need: 2 });
+        return Err(MetricsError::TooFewCases {
+            method: "the DeLong variance",
+            n_pos,
+            n_neg,
+            need: 2,
+        });
     }
     Ok((n_pos, n_neg))
 }
@@ -159,7 +178,11 @@ pub fn delong_ci(labels: &[bool], scores: &[f64], level: f64) -> Result<AucCi, M
 
 /// The paired DeLong test of two models on the same cases at the 95% level; see
 /// [`delong_paired_level`].
-pub fn delong_paired(labels: &[bool], scores_a: &[f64], scores_b: &[f64]) -> Result<PairedTest, MetricsError> {
+pub fn delong_paired(
+    labels: &[bool],
+    scores_a: &[f64],
+    scores_b: &[f64],
+) -> Result<PairedTest, MetricsError> {
     delong_paired_level(labels, scores_a, scores_b, 0.95)
 }
 
@@ -214,11 +237,35 @@ mod tests {
 
     /// Brute-force O(m·n) placement values straight from DeLong et al. (1988).
     fn brute(labels: &[bool], scores: &[f64]) -> (Vec<f64>, Vec<f64>) {
-        let pos: Vec<f64> = labels.iter().zip(scores).filter(|(&l, _)| l).map(|(_, &s)| s).collect();
-        let neg: Vec<f64> = labels.iter().zip(scores).filter(|(&l, _)| !l).map(|(_, &s)| s).collect();
-        let psi = |x: f64, y: f64| if x > y { 1.0 } else if x == y { 0.5 } else { 0.0 };
-        let v10 = pos.iter().map(|&x| neg.iter().map(|&y| psi(x, y)).sum::<f64>() / neg.len() as f64).collect();
-        let v01 = neg.iter().map(|&y| pos.iter().map(|&x| psi(x, y)).sum::<f64>() / pos.len() as f64).collect();
+        let pos: Vec<f64> = labels
+            .iter()
+            .zip(scores)
+            .filter(|(&l, _)| l)
+            .map(|(_, &s)| s)
+            .collect();
+        let neg: Vec<f64> = labels
+            .iter()
+            .zip(scores)
+            .filter(|(&l, _)| !l)
+            .map(|(_, &s)| s)
+            .collect();
+        let psi = |x: f64, y: f64| {
+            if x > y {
+                1.0
+            } else if x == y {
+                0.5
+            } else {
+                0.0
+            }
+        };
+        let v10 = pos
+            .iter()
+            .map(|&x| neg.iter().map(|&y| psi(x, y)).sum::<f64>() / neg.len() as f64)
+            .collect();
+        let v01 = neg
+            .iter()
+            .map(|&y| pos.iter().map(|&x| psi(x, y)).sum::<f64>() / pos.len() as f64)
+            .collect();
         (v10, v01)
     }
 
@@ -280,20 +327,42 @@ mod tests {
     fn degenerate_inputs() {
         assert!(matches!(
             delong_ci(&[true, false, false], &[0.1, 0.2, 0.3], 0.95),
-            Err(MetricsError::TooFewCases { n_pos: 1, n_neg: 2, .. })
+            Err(MetricsError::TooFewCases {
+                n_pos: 1,
+                n_neg: 2,
+                ..
+            })
         ));
-        assert!(matches!(delong_ci(&[true, true], &[0.1, 0.2], 0.95), Err(MetricsError::OneClass { .. })));
+        assert!(matches!(
+            delong_ci(&[true, true], &[0.1, 0.2], 0.95),
+            Err(MetricsError::OneClass { .. })
+        ));
         assert!(matches!(
             delong_ci(&[true, true, false, false], &[0.1, 0.2, 0.3, 0.4], 1.0),
             Err(MetricsError::InvalidParameter { name: "level", .. })
         ));
         assert!(matches!(
-            delong_paired(&[true, true, false, false], &[0.1, 0.2, 0.3, 0.4], &[0.1, 0.2, 0.3]),
-            Err(MetricsError::LengthMismatch { what: "scores_b", .. })
+            delong_paired(
+                &[true, true, false, false],
+                &[0.1, 0.2, 0.3, 0.4],
+                &[0.1, 0.2, 0.3]
+            ),
+            Err(MetricsError::LengthMismatch {
+                what: "scores_b",
+                ..
+            })
         ));
         assert!(matches!(
-            delong_paired(&[true, true, false, false], &[0.1, 0.2, 0.3, 0.4], &[0.1, 0.2, f64::NAN, 0.3]),
-            Err(MetricsError::NonFinite { what: "scores_b", index: 2, .. })
+            delong_paired(
+                &[true, true, false, false],
+                &[0.1, 0.2, 0.3, 0.4],
+                &[0.1, 0.2, f64::NAN, 0.3]
+            ),
+            Err(MetricsError::NonFinite {
+                what: "scores_b",
+                index: 2,
+                ..
+            })
         ));
         assert_eq!(delong_ci(&[], &[], 0.95), Err(MetricsError::Empty));
     }

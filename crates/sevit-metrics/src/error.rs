@@ -81,6 +81,10 @@ pub enum MetricsError {
 
 impl MetricsError {
     pub(crate) fn invalid(name: &'static str, value: impl ToString, reason: &'static str) -> Self {
-        MetricsError::InvalidParameter { name, value: value.to_string(), reason }
+        MetricsError::InvalidParameter {
+            name,
+            value: value.to_string(),
+            reason,
+        }
     }
 }

@@ -12,12 +12,20 @@ pub(crate) struct Split {
 
 /// Checks that `labels` and `values` are non-empty, of equal length, and that every value is
 /// finite. `what` names `values` in the error.
-pub(crate) fn check_scores(labels: &[bool], values: &[f64], what: &'static str) -> Result<(), MetricsError> {
+pub(crate) fn check_scores(
+    labels: &[bool],
+    values: &[f64],
+    what: &'static str,
+) -> Result<(), MetricsError> {
     if labels.is_empty() && values.is_empty() {
         return Err(MetricsError::Empty);
     }
     if labels.len() != values.len() {
-        return Err(MetricsError::LengthMismatch { what, expected: labels.len(), got: values.len() });
+        return Err(MetricsError::LengthMismatch {
+            what,
+            expected: labels.len(),
+            got: values.len(),
+        });
     }
     if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(MetricsError::NonFinite { what, index, value });
@@ -26,9 +34,17 @@ pub(crate) fn check_scores(labels: &[bool], values: &[f64], what: &'static str) 
 }
 
 /// Like [`check_scores`], and additionally requires every value to lie in `[0, 1]`.
-pub(crate) fn check_probs(labels: &[bool], probs: &[f64], what: &'static str) -> Result<(), MetricsError> {
+pub(crate) fn check_probs(
+    labels: &[bool],
+    probs: &[f64],
+    what: &'static str,
+) -> Result<(), MetricsError> {
     check_scores(labels, probs, what)?;
-    if let Some((index, &value)) = probs.iter().enumerate().find(|(_, p)| !(0.0..=1.0).contains(*p)) {
+    if let Some((index, &value)) = probs
+        .iter()
+        .enumerate()
+        .find(|(_, p)| !(0.0..=1.0).contains(*p))
+    {
         return Err(MetricsError::NotAProbability { what, index, value });
     }
     Ok(())
@@ -41,7 +57,11 @@ pub(crate) fn class_counts(labels: &[bool]) -> (usize, usize) {
 }
 
 /// Validates and splits scores by class; both classes must be present.
-pub(crate) fn split_two_class(labels: &[bool], scores: &[f64], what: &'static str) -> Result<Split, MetricsError> {
+pub(crate) fn split_two_class(
+    labels: &[bool],
+    scores: &[f64],
+    what: &'static str,
+) -> Result<Split, MetricsError> {
     check_scores(labels, scores, what)?;
     let (n_pos, n_neg) = class_counts(labels);
     if n_pos == 0 || n_neg == 0 {
@@ -107,7 +127,11 @@ mod tests {
         assert_eq!(check_scores(&[], &[], "scores"), Err(MetricsError::Empty));
         assert!(matches!(
             check_scores(&[true], &[0.1, 0.2], "scores"),
-            Err(MetricsError::LengthMismatch { expected: 1, got: 2, .. })
+            Err(MetricsError::LengthMismatch {
+                expected: 1,
+                got: 2,
+                ..
+            })
         ));
         assert!(matches!(
             check_scores(&[true, false], &[0.1, f64::NAN], "scores"),

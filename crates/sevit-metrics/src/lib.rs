@@ -9,6 +9,11 @@
 //! * [`at_threshold`], [`youden_threshold`], [`threshold_for_sensitivity`]: confusion counts,
 //!   sensitivity, specificity, PPV, NPV, accuracy, F1.
 //! * [`calibration`]: Brier score, ECE, reliability bins.
+//! * [`evaluate`] → [`EvalReport`] (`report.json`, a text table), [`compare`] →
+//!   [`ComparisonReport`], [`write_predictions_csv`] / [`read_predictions_csv`]
+//!   (`predictions.csv`), [`NuisanceTable`] (CSV + plot): all files are written atomically.
+//! * [`plot`]: PNG plots (ROC, AUC vs T, AUC per nuisance severity, reliability diagram) with an
+//!   embedded font, so no system font library is needed.
 //!
 //! Convention: a higher score means "more likely positive", and `score >= threshold` is called
 //! positive. Invalid inputs (empty, length mismatch, NaN, one class only, bad parameters) give a
@@ -20,15 +25,26 @@ mod calibration;
 mod delong;
 mod error;
 mod input;
+pub mod io;
 pub mod normal;
+mod nuisance;
+pub mod plot;
+pub mod report;
 mod roc;
 pub mod serde_nan;
 mod threshold;
 
 pub use bootstrap::bootstrap_ci;
 pub use calibration::{calibration, Calibration, ReliabilityBin};
-pub use delong::{delong_ci, delong_paired, delong_paired_level, delong_variance, AucCi, CiMethod, PairedTest};
+pub use delong::{
+    delong_ci, delong_paired, delong_paired_level, delong_variance, AucCi, CiMethod, PairedTest,
+};
 pub use error::MetricsError;
 pub use normal::{normal_cdf, normal_quantile, two_sided_p};
+pub use nuisance::{NuisanceRow, NuisanceTable};
+pub use report::{
+    compare, evaluate, read_predictions_csv, write_predictions_csv, BootstrapOptions,
+    ComparisonReport, EvalOptions, EvalReport, Predictions, TargetSensitivity, ThresholdsBlock,
+};
 pub use roc::{roc_auc, roc_curve, trapezoid_area, RocPoint};
 pub use threshold::{at_threshold, threshold_for_sensitivity, youden_threshold, ThresholdMetrics};

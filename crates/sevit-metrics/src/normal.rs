@@ -32,7 +32,11 @@ pub fn two_sided_p(z: f64) -> f64 {
 /// [`MetricsError::InvalidParameter`] when `p` is NaN or outside `[0, 1]`.
 pub fn normal_quantile(p: f64) -> Result<f64, MetricsError> {
     if !(0.0..=1.0).contains(&p) {
-        return Err(MetricsError::invalid("p", p, "a probability in [0, 1] is required"));
+        return Err(MetricsError::invalid(
+            "p",
+            p,
+            "a probability in [0, 1] is required",
+        ));
     }
     if p == 0.0 {
         return Ok(f64::NEG_INFINITY);
@@ -58,7 +62,11 @@ pub(crate) fn check_level(level: f64) -> Result<(), MetricsError> {
     if level > 0.0 && level < 1.0 {
         Ok(())
     } else {
-        Err(MetricsError::invalid("level", level, "a confidence level strictly between 0 and 1 is required"))
+        Err(MetricsError::invalid(
+            "level",
+            level,
+            "a confidence level strictly between 0 and 1 is required",
+        ))
     }
 }
 

@@ -34,7 +34,12 @@ pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Result<f64, MetricsError> {
     let split = split_two_class(labels, scores, "scores")?;
     let (n1, n0) = (split.pos.len() as f64, split.neg.len() as f64);
     let ranks = midranks(scores);
-    let rank_sum_pos: f64 = labels.iter().zip(&ranks).filter(|(&l, _)| l).map(|(_, &r)| r).sum();
+    let rank_sum_pos: f64 = labels
+        .iter()
+        .zip(&ranks)
+        .filter(|(&l, _)| l)
+        .map(|(_, &r)| r)
+        .sum();
     Ok((rank_sum_pos - n1 * (n1 + 1.0) / 2.0) / (n1 * n0))
 }
 
@@ -49,7 +54,11 @@ pub fn roc_curve(labels: &[bool], scores: &[f64]) -> Result<Vec<RocPoint>, Metri
     let (n1, n0) = (split.pos.len() as f64, split.neg.len() as f64);
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let mut points = vec![RocPoint { fpr: 0.0, tpr: 0.0, threshold: f64::INFINITY }];
+    let mut points = vec![RocPoint {
+        fpr: 0.0,
+        tpr: 0.0,
+        threshold: f64::INFINITY,
+    }];
     let (mut tp, mut fp) = (0usize, 0usize);
     let mut i = 0;
     while i < order.len() {
@@ -62,7 +71,11 @@ pub fn roc_curve(labels: &[bool], scores: &[f64]) -> Result<Vec<RocPoint>, Metri
             }
             i += 1;
         }
-        points.push(RocPoint { fpr: fp as f64 / n0, tpr: tp as f64 / n1, threshold: t });
+        points.push(RocPoint {
+            fpr: fp as f64 / n0,
+            tpr: tp as f64 / n1,
+            threshold: t,
+        });
     }
     Ok(points)
 }
@@ -70,7 +83,10 @@ pub fn roc_curve(labels: &[bool], scores: &[f64]) -> Result<Vec<RocPoint>, Metri
 /// Trapezoidal area under a sequence of ROC points (sorted by increasing `fpr`, as
 /// [`roc_curve`] returns them).
 pub fn trapezoid_area(points: &[RocPoint]) -> f64 {
-    points.windows(2).map(|w| (w[1].fpr - w[0].fpr) * (w[1].tpr + w[0].tpr) / 2.0).sum()
+    points
+        .windows(2)
+        .map(|w| (w[1].fpr - w[0].fpr) * (w[1].tpr + w[0].tpr) / 2.0)
+        .sum()
 }
 
 #[cfg(test)]
@@ -92,7 +108,10 @@ mod tests {
         let scores = [0.5, 0.5, 0.5, 0.2];
         assert_eq!(roc_auc(&labels, &scores).unwrap(), 0.75);
         // All tied: 1/2.
-        assert_eq!(roc_auc(&[true, false, false], &[1.0, 1.0, 1.0]).unwrap(), 0.5);
+        assert_eq!(
+            roc_auc(&[true, false, false], &[1.0, 1.0, 1.0]).unwrap(),
+            0.5
+        );
     }
 
     #[test]
@@ -108,18 +127,48 @@ mod tests {
         let scores = [0.5, 0.5, 0.5, 0.2];
         let c = roc_curve(&labels, &scores).unwrap();
         assert_eq!(c.len(), 3);
-        assert_eq!(c[0], RocPoint { fpr: 0.0, tpr: 0.0, threshold: f64::INFINITY });
-        assert_eq!(c[1], RocPoint { fpr: 0.5, tpr: 1.0, threshold: 0.5 });
-        assert_eq!(c[2], RocPoint { fpr: 1.0, tpr: 1.0, threshold: 0.2 });
+        assert_eq!(
+            c[0],
+            RocPoint {
+                fpr: 0.0,
+                tpr: 0.0,
+                threshold: f64::INFINITY
+            }
+        );
+        assert_eq!(
+            c[1],
+            RocPoint {
+                fpr: 0.5,
+                tpr: 1.0,
+                threshold: 0.5
+            }
+        );
+        assert_eq!(
+            c[2],
+            RocPoint {
+                fpr: 1.0,
+                tpr: 1.0,
+                threshold: 0.2
+            }
+        );
         assert_eq!(trapezoid_area(&c), 0.75);
     }
 
     #[test]
     fn degenerate_inputs() {
         assert_eq!(roc_auc(&[], &[]), Err(MetricsError::Empty));
-        assert!(matches!(roc_auc(&[true, false], &[0.1]), Err(MetricsError::LengthMismatch { .. })));
-        assert!(matches!(roc_auc(&[true, true], &[0.1, 0.2]), Err(MetricsError::OneClass { .. })));
-        assert!(matches!(roc_auc(&[false, false], &[0.1, 0.2]), Err(MetricsError::OneClass { .. })));
+        assert!(matches!(
+            roc_auc(&[true, false], &[0.1]),
+            Err(MetricsError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            roc_auc(&[true, true], &[0.1, 0.2]),
+            Err(MetricsError::OneClass { .. })
+        ));
+        assert!(matches!(
+            roc_auc(&[false, false], &[0.1, 0.2]),
+            Err(MetricsError::OneClass { .. })
+        ));
         assert!(matches!(
             roc_auc(&[true, false], &[f64::NAN, 0.2]),
             Err(MetricsError::NonFinite { index: 0, .. })

@@ -81,10 +81,18 @@ impl ThresholdMetrics {
 /// # Errors
 /// [`MetricsError::Empty`], [`MetricsError::LengthMismatch`], [`MetricsError::NonFinite`] (also
 /// for a NaN `threshold`, reported as `"threshold"[0]`).
-pub fn at_threshold(labels: &[bool], scores: &[f64], threshold: f64) -> Result<ThresholdMetrics, MetricsError> {
+pub fn at_threshold(
+    labels: &[bool],
+    scores: &[f64],
+    threshold: f64,
+) -> Result<ThresholdMetrics, MetricsError> {
     check_scores(labels, scores, "scores")?;
     if threshold.is_nan() {
-        return Err(MetricsError::NonFinite { what: "threshold", index: 0, value: threshold });
+        return Err(MetricsError::NonFinite {
+            what: "threshold",
+            index: 0,
+            value: threshold,
+        });
     }
     let (mut tp, mut fp, mut tn, mut fn_) = (0, 0, 0, 0);
     for (&l, &s) in labels.iter().zip(scores) {
@@ -128,7 +136,11 @@ pub fn threshold_for_sensitivity(
     target: f64,
 ) -> Result<ThresholdMetrics, MetricsError> {
     if !(target > 0.0 && target <= 1.0) {
-        return Err(MetricsError::invalid("target", target, "a target sensitivity in (0, 1] is required"));
+        return Err(MetricsError::invalid(
+            "target",
+            target,
+            "a target sensitivity in (0, 1] is required",
+        ));
     }
     let split = split_two_class(labels, scores, "scores")?;
     let n_pos = split.pos.len() as f64;
@@ -207,10 +219,22 @@ mod tests {
     #[test]
     fn target_sensitivity() {
         // Sensitivity >= 0.75 first reached at 0.6 (3 of 4), = 1 at 0.3.
-        assert_eq!(threshold_for_sensitivity(&L, &S, 0.75).unwrap().threshold, 0.6);
-        assert_eq!(threshold_for_sensitivity(&L, &S, 0.9).unwrap().threshold, 0.3);
-        assert_eq!(threshold_for_sensitivity(&L, &S, 1.0).unwrap().threshold, 0.3);
-        assert_eq!(threshold_for_sensitivity(&L, &S, 0.2).unwrap().threshold, 0.9);
+        assert_eq!(
+            threshold_for_sensitivity(&L, &S, 0.75).unwrap().threshold,
+            0.6
+        );
+        assert_eq!(
+            threshold_for_sensitivity(&L, &S, 0.9).unwrap().threshold,
+            0.3
+        );
+        assert_eq!(
+            threshold_for_sensitivity(&L, &S, 1.0).unwrap().threshold,
+            0.3
+        );
+        assert_eq!(
+            threshold_for_sensitivity(&L, &S, 0.2).unwrap().threshold,
+            0.9
+        );
         // 9 of 10 positives meets 0.9 exactly.
         let labels: Vec<bool> = (0..20).map(|i| i < 10).collect();
         let scores: Vec<f64> = (0..20).map(|i| 1.0 - i as f64 / 20.0).collect();
@@ -224,13 +248,25 @@ mod tests {
             threshold_for_sensitivity(&L, &S, 0.0),
             Err(MetricsError::InvalidParameter { name: "target", .. })
         ));
-        assert!(matches!(threshold_for_sensitivity(&L, &S, 1.1), Err(MetricsError::InvalidParameter { .. })));
-        assert!(matches!(youden_threshold(&[true, true], &[0.1, 0.2]), Err(MetricsError::OneClass { .. })));
+        assert!(matches!(
+            threshold_for_sensitivity(&L, &S, 1.1),
+            Err(MetricsError::InvalidParameter { .. })
+        ));
+        assert!(matches!(
+            youden_threshold(&[true, true], &[0.1, 0.2]),
+            Err(MetricsError::OneClass { .. })
+        ));
         assert_eq!(at_threshold(&[], &[], 0.5), Err(MetricsError::Empty));
-        assert!(matches!(at_threshold(&L, &S[..3], 0.5), Err(MetricsError::LengthMismatch { .. })));
+        assert!(matches!(
+            at_threshold(&L, &S[..3], 0.5),
+            Err(MetricsError::LengthMismatch { .. })
+        ));
         assert!(matches!(
             at_threshold(&L, &S, f64::NAN),
-            Err(MetricsError::NonFinite { what: "threshold", .. })
+            Err(MetricsError::NonFinite {
+                what: "threshold",
+                ..
+            })
         ));
     }
 }

@@ -43,17 +43,31 @@ fn auc_properties() {
 
         let reversed: Vec<f64> = scores.iter().map(|s| -s).collect();
         let rev = roc_auc(&labels, &reversed).unwrap();
-        assert!((rev - (1.0 - auc)).abs() < 1e-12, "case {case}: reversed {rev} vs 1 - {auc}");
+        assert!(
+            (rev - (1.0 - auc)).abs() < 1e-12,
+            "case {case}: reversed {rev} vs 1 - {auc}"
+        );
 
         // Strictly increasing transforms keep every order and every tie.
-        for f in [|s: f64| s.exp(), |s: f64| 3.0 * s + 7.0, |s: f64| 1.0 / (1.0 + (-s).exp()), |s: f64| s.powi(3)] {
+        for f in [
+            |s: f64| s.exp(),
+            |s: f64| 3.0 * s + 7.0,
+            |s: f64| 1.0 / (1.0 + (-s).exp()),
+            |s: f64| s.powi(3),
+        ] {
             let t: Vec<f64> = scores.iter().map(|&s| f(s)).collect();
             let a = roc_auc(&labels, &t).unwrap();
-            assert!((a - auc).abs() < 1e-12, "case {case}: transformed {a} vs {auc}");
+            assert!(
+                (a - auc).abs() < 1e-12,
+                "case {case}: transformed {a} vs {auc}"
+            );
         }
 
         let area = trapezoid_area(&roc_curve(&labels, &scores).unwrap());
-        assert!((area - auc).abs() < 1e-12, "case {case}: curve area {area} vs auc {auc}");
+        assert!(
+            (area - auc).abs() < 1e-12,
+            "case {case}: curve area {area} vs auc {auc}"
+        );
     }
 }
 
@@ -65,10 +79,16 @@ fn delong_properties() {
         let level = [0.8, 0.9, 0.95, 0.99][case % 4];
         let ci = delong_ci(&labels, &scores, level).unwrap();
         assert!(ci.variance >= 0.0, "case {case}");
-        assert!(0.0 <= ci.lower && ci.lower <= ci.auc && ci.auc <= ci.upper && ci.upper <= 1.0, "case {case}: {ci:?}");
+        assert!(
+            0.0 <= ci.lower && ci.lower <= ci.auc && ci.auc <= ci.upper && ci.upper <= 1.0,
+            "case {case}: {ci:?}"
+        );
         // A wider level gives a wider (or equal, when clipped) interval.
         let wide = delong_ci(&labels, &scores, 0.999).unwrap();
-        assert!(wide.lower <= ci.lower && wide.upper >= ci.upper, "case {case}");
+        assert!(
+            wide.lower <= ci.lower && wide.upper >= ci.upper,
+            "case {case}"
+        );
         // Reversing the scores mirrors the interval (before clipping) and keeps the variance.
         let reversed: Vec<f64> = scores.iter().map(|s| -s).collect();
         let rci = delong_ci(&labels, &reversed, level).unwrap();
@@ -78,7 +98,10 @@ fn delong_properties() {
         if other.len() == scores.len() {
             let ab = delong_paired(&labels, &scores, &other).unwrap();
             let ba = delong_paired(&labels, &other, &scores).unwrap();
-            assert!((ab.z + ba.z).abs() < 1e-9 && (ab.p_value - ba.p_value).abs() < 1e-12, "case {case}");
+            assert!(
+                (ab.z + ba.z).abs() < 1e-9 && (ab.p_value - ba.p_value).abs() < 1e-12,
+                "case {case}"
+            );
             assert!((0.0..=1.0).contains(&ab.p_value));
         }
     }
@@ -97,7 +120,13 @@ fn bootstrap_ci_contains_auc() {
         }
         checked += 1;
         let ci = bootstrap_ci(&labels, &scores, 200, 0.95, checked).unwrap();
-        assert!(0.0 <= ci.lower && ci.lower <= ci.auc && ci.auc <= ci.upper && ci.upper <= 1.0, "case {checked}: {ci:?}");
-        assert!(ci.variance > 0.0 || ci.lower == ci.upper, "case {checked}: {ci:?}");
+        assert!(
+            0.0 <= ci.lower && ci.lower <= ci.auc && ci.auc <= ci.upper && ci.upper <= 1.0,
+            "case {checked}: {ci:?}"
+        );
+        assert!(
+            ci.variance > 0.0 || ci.lower == ci.upper,
+            "case {checked}: {ci:?}"
+        );
     }
 }

@@ -18,16 +18,25 @@ fn fixture_path() -> PathBuf {
 }
 
 fn load(path: &std::path::Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn close(name: &str, what: &str, got: f64, want: f64) {
-    assert!((got - want).abs() <= TOL, "{name}: {what} = {got}, reference {want} (|diff| = {:e})", (got - want).abs());
+    assert!(
+        (got - want).abs() <= TOL,
+        "{name}: {what} = {got}, reference {want} (|diff| = {:e})",
+        (got - want).abs()
+    );
 }
 
 #[test]
@@ -37,7 +46,12 @@ fn matches_reference_values() {
     assert_eq!(cases.len(), 5);
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let labels: Vec<bool> = case["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() == 1).collect();
+        let labels: Vec<bool> = case["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap() == 1)
+            .collect();
         let a = floats(&case["scores_a"]);
         let b = floats(&case["scores_b"]);
         let e = &case["expected"];
@@ -50,7 +64,12 @@ fn matches_reference_values() {
         close(name, "auc_b", auc_b, f("auc_b"));
         close(name, "auc_a vs sklearn", auc_a, f("sklearn_auc_a"));
         close(name, "auc_b vs sklearn", auc_b, f("sklearn_auc_b"));
-        close(name, "trapezoid area", trapezoid_area(&roc_curve(&labels, &a).unwrap()), f("auc_a"));
+        close(
+            name,
+            "trapezoid area",
+            trapezoid_area(&roc_curve(&labels, &a).unwrap()),
+            f("auc_a"),
+        );
 
         // DeLong CI of each model.
         for (scores, var_key, ci_key) in [(&a, "var_a", "ci_a"), (&b, "var_b", "ci_b")] {
@@ -84,7 +103,8 @@ fn fixture_is_reproducible_by_the_script() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cases.json");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/delong_reference.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/delong_reference.py");
     let status = Command::new(&python).arg(&script).arg(&out).status();
     match status {
         Ok(s) if s.success() => {}
@@ -92,13 +112,27 @@ fn fixture_is_reproducible_by_the_script() {
     }
     let fresh = load(&out);
     let committed = load(&fixture_path());
-    for (x, y) in fresh["cases"].as_array().unwrap().iter().zip(committed["cases"].as_array().unwrap()) {
+    for (x, y) in fresh["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(committed["cases"].as_array().unwrap())
+    {
         assert_eq!(x["labels"], y["labels"]);
         assert_eq!(x["scores_a"], y["scores_a"]);
         assert_eq!(x["scores_b"], y["scores_b"]);
-        for key in ["auc_a", "auc_b", "var_a", "var_b", "diff", "var_diff", "z", "p_value"] {
-            let (u, v) = (x["expected"][key].as_f64().unwrap(), y["expected"][key].as_f64().unwrap());
-            assert!((u - v).abs() <= 1e-12, "{}: {key} regenerated {u}, committed {v}", x["name"]);
+        for key in [
+            "auc_a", "auc_b", "var_a", "var_b", "diff", "var_diff", "z", "p_value",
+        ] {
+            let (u, v) = (
+                x["expected"][key].as_f64().unwrap(),
+                y["expected"][key].as_f64().unwrap(),
+            );
+            assert!(
+                (u - v).abs() <= 1e-12,
+                "{}: {key} regenerated {u}, committed {v}",
+                x["name"]
+            );
         }
     }
 }
