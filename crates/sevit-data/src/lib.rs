@@ -18,15 +18,25 @@
 //! Randomness is always derived from explicit seeds ([`rng::derive_seed`]), never from
 //! thread timing: the same seed gives the same split, the same views and the same batches.
 
+pub mod augment;
 pub mod dataset;
 pub mod dicom;
 pub mod gray;
 pub mod load;
+pub mod loader;
+
 pub mod rng;
 pub mod split;
+
 mod util;
 
+pub use augment::{inference_transform, multi_crop, MultiCropConfig, ViewAugment};
 pub use dataset::{Dataset, Descriptor, Sample};
 pub use gray::GrayImage;
 pub use load::load_gray;
+pub use loader::{
+    eval_loader, multi_crop_loader, EvalBatch, EvalLoader, LoaderConfig, MultiCropBatch,
+    MultiCropLoader,
+};
 pub use split::{Split, SplitConfig, Subset, TestSelection};
+

@@ -1,0 +1,596 @@
+//! The DISTL multi-crop augmentation and the inference transform, on `f32` grayscale images.
+//!
+//! Each transform is a separate function following torchvision (on PIL images) / Pillow
+//! semantics:
+//! * [`random_resized_crop_params`]: torchvision `RandomResizedCrop.get_params` (area scale,
+//!   log-uniform aspect ratio in 3/4..4/3, 10 tries, then the centre-crop fallback);
+//!   [`resized_crop`]: crop then Pillow antialiased bicubic resize.
+//! * [`hflip`]; [`rotate`]: Pillow `Image.rotate(angle)` as used by `RandomRotation` (counter-
+//!   clockwise degrees about the centre `(w/2, h/2)`, nearest neighbour, no expand, fill 0).
+//! * [`autocontrast`]: `ImageOps.autocontrast` (cutoff 0) as the continuous map
+//!   `(x - min) / (max - min)` (Pillow truncates to 8 bit; we keep `f32`).
+//! * [`equalize`]: `ImageOps.equalize` on the 256-level histogram of `round(255 x)` (output
+//!   quantised to the 256 levels, as Pillow's).
+//! * [`gaussian_blur`]: `ImageFilter.GaussianBlur(radius)`: Pillow's three-pass extended box
+//!   blur approximating a Gaussian with sigma = radius, edges extended.
+//!
+//! Views ([`multi_crop`]): global view 1 = the image itself resized to the global size; global
+//! view 2 and the local views = crop, flip, rotation, autocontrast, equalisation, blur, in that
+//! order, with [`ViewAugment`] parameters. The random stream of view `v` is ChaCha8 seeded with
+//! `derive_seed([seed, v])`, so views are independent of each other and of thread timing.
+
+use crate::gray::{Filter, GrayImage};
+use crate::rng::rng_for;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Parameters of one augmented view (global view 2 or a local view).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewAugment {
+    /// RandomResizedCrop area scale range.
+    pub scale: [f64; 2],
+    /// RandomResizedCrop aspect-ratio range.
+    pub ratio: [f64; 2],
+    /// Horizontal flip probability.
+    pub flip_p: f64,
+    /// Rotation range: uniform in `[-rotation_deg, rotation_deg]` degrees (0 disables).
+    pub rotation_deg: f64,
+    /// Autocontrast probability.
+    pub autocontrast_p: f64,
+    /// Histogram equalisation probability.
+    pub equalize_p: f64,
+    /// Gaussian blur probability.
+    pub blur_p: f64,
+    /// Blur radius range (uniform).
+    pub blur_radius: [f64; 2],
+}
+
+impl ViewAugment {
+    /// DISTL global view 2: scale 0.75–1.0, flip 0.5, rotation ±15°, autocontrast 0.3,
+    /// equalisation 0.3, blur 0.3 with radius 0.1–2.0.
+    pub fn distl_global() -> Self {
+        ViewAugment {
+            scale: [0.75, 1.0],
+            ratio: [3.0 / 4.0, 4.0 / 3.0],
+            flip_p: 0.5,
+            rotation_deg: 15.0,
+            autocontrast_p: 0.3,
+            equalize_p: 0.3,
+            blur_p: 0.3,
+            blur_radius: [0.1, 2.0],
+        }
+    }
+
+    /// DISTL local views: scale 0.2–0.6, flip 0.5, rotation ±15°, autocontrast, equalisation
+    /// and blur each with p = 0.5.
+    pub fn distl_local() -> Self {
+        ViewAugment { scale: [0.2, 0.6], autocontrast_p: 0.5, equalize_p: 0.5, blur_p: 0.5, ..Self::distl_global() }
+    }
+
+    /// Checks ranges (probabilities in [0,1], ordered ranges, positive scales).
+    pub fn validate(&self, what: &str) -> anyhow::Result<()> {
+        let p_ok = |p: f64| (0.0..=1.0).contains(&p);
+        anyhow::ensure!(
+            p_ok(self.flip_p) && p_ok(self.autocontrast_p) && p_ok(self.equalize_p) && p_ok(self.blur_p),
+            "{what}: probabilities must be in [0, 1]"
+        );
+        anyhow::ensure!(self.scale[0] > 0.0 && self.scale[0] <= self.scale[1] && self.scale[1] <= 1.0, "{what}: scale must satisfy 0 < min <= max <= 1");
+        anyhow::ensure!(self.ratio[0] > 0.0 && self.ratio[0] <= self.ratio[1], "{what}: ratio must satisfy 0 < min <= max");
+        anyhow::ensure!(self.blur_radius[0] >= 0.0 && self.blur_radius[0] <= self.blur_radius[1], "{what}: blur radius must satisfy 0 <= min <= max");
+        anyhow::ensure!(self.rotation_deg >= 0.0, "{what}: rotation_deg must be >= 0");
+        Ok(())
+    }
+}
+
+impl Default for ViewAugment {
+    /// The DISTL global view 2 parameters.
+    fn default() -> Self {
+        Self::distl_global()
+    }
+}
+
+/// Partial [`ViewAugment`] used when reading TOML: missing fields keep the defaults of the view
+/// kind (global or local).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewAugmentPatch {
+    scale: Option<[f64; 2]>,
+    ratio: Option<[f64; 2]>,
+    flip_p: Option<f64>,
+    rotation_deg: Option<f64>,
+    autocontrast_p: Option<f64>,
+    equalize_p: Option<f64>,
+    blur_p: Option<f64>,
+    blur_radius: Option<[f64; 2]>,
+}
+
+impl ViewAugmentPatch {
+    fn apply(self, mut base: ViewAugment) -> ViewAugment {
+        macro_rules! set { ($($f:ident),*) => { $( if let Some(v) = self.$f { base.$f = v; } )* } }
+        set!(scale, ratio, flip_p, rotation_deg, autocontrast_p, equalize_p, blur_p, blur_radius);
+        base
+    }
+}
+
+/// Multi-crop configuration. `Default` = DISTL (256 px global, 8 local views of 128 px, the
+/// [`ViewAugment::distl_global`] / [`ViewAugment::distl_local`] parameters, inference blur
+/// radius 0.5). In TOML every field is optional; a partial `[global2]` or `[local]` table
+/// overrides only the fields it names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "MultiCropConfigRaw")]
+pub struct MultiCropConfig {
+    /// Side of the global views (and of the loaded image).
+    pub global_size: u32,
+    /// Side of the local views.
+    pub local_size: u32,
+    /// Number of local views.
+    pub n_local: usize,
+    /// Global view 2 parameters.
+    pub global2: ViewAugment,
+    /// Local view parameters.
+    pub local: ViewAugment,
+    /// Gaussian blur radius of the inference transform.
+    pub inference_blur_radius: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MultiCropConfigRaw {
+    global_size: Option<u32>,
+    local_size: Option<u32>,
+    n_local: Option<usize>,
+    global2: Option<ViewAugmentPatch>,
+    local: Option<ViewAugmentPatch>,
+    inference_blur_radius: Option<f64>,
+}
+
+impl From<MultiCropConfigRaw> for MultiCropConfig {
+    fn from(r: MultiCropConfigRaw) -> Self {
+        let d = MultiCropConfig::default();
+        MultiCropConfig {
+            global_size: r.global_size.unwrap_or(d.global_size),
+            local_size: r.local_size.unwrap_or(d.local_size),
+            n_local: r.n_local.unwrap_or(d.n_local),
+            global2: r.global2.unwrap_or_default().apply(d.global2),
+            local: r.local.unwrap_or_default().apply(d.local),
+            inference_blur_radius: r.inference_blur_radius.unwrap_or(d.inference_blur_radius),
+        }
+    }
+}
+
+impl Default for MultiCropConfig {
+    fn default() -> Self {
+        MultiCropConfig {
+            global_size: 256,
+            local_size: 128,
+            n_local: 8,
+            global2: ViewAugment::distl_global(),
+            local: ViewAugment::distl_local(),
+            inference_blur_radius: 0.5,
+        }
+    }
+}
+
+impl MultiCropConfig {
+    /// Total number of views (2 global + `n_local`).
+    pub fn num_views(&self) -> usize {
+        2 + self.n_local
+    }
+
+    /// Checks sizes and the view parameters.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.global_size > 0 && self.local_size > 0, "multi-crop sizes must be positive");
+        anyhow::ensure!(self.inference_blur_radius >= 0.0, "inference blur radius must be >= 0");
+        self.global2.validate("global2")?;
+        self.local.validate("local")
+    }
+}
+
+/// torchvision `RandomResizedCrop.get_params`: returns `(top, left, height, width)` of a crop
+/// whose area is a `scale` fraction of the image and whose aspect ratio is log-uniform in
+/// `ratio`; after 10 failed tries, the central crop clamped to the ratio range.
+pub fn random_resized_crop_params<R: Rng>(width: u32, height: u32, scale: [f64; 2], ratio: [f64; 2], rng: &mut R) -> (u32, u32, u32, u32) {
+    let area = (width as f64) * (height as f64);
+    let (lr0, lr1) = (ratio[0].ln(), ratio[1].ln());
+    for _ in 0..10 {
+        let target_area = area * uniform(rng, scale[0], scale[1]);
+        let aspect = uniform(rng, lr0, lr1).exp();
+        let w = (target_area * aspect).sqrt().round() as i64;
+        let h = (target_area / aspect).sqrt().round() as i64;
+        if 0 < w && w <= width as i64 && 0 < h && h <= height as i64 {
+            let i = rng.gen_range(0..=(height as i64 - h)) as u32;
+            let j = rng.gen_range(0..=(width as i64 - w)) as u32;
+            return (i, j, h as u32, w as u32);
+        }
+    }
+    let in_ratio = width as f64 / height as f64;
+    let (w, h) = if in_ratio < ratio[0] {
+        (width, ((width as f64 / ratio[0]).round() as u32).clamp(1, height))
+    } else if in_ratio > ratio[1] {
+        (((height as f64 * ratio[1]).round() as u32).clamp(1, width), height)
+    } else {
+        (width, height)
+    };
+    ((height - h) / 2, (width - w) / 2, h, w)
+}
+
+fn uniform<R: Rng>(rng: &mut R, lo: f64, hi: f64) -> f64 {
+    if hi > lo {
+        rng.gen_range(lo..hi)
+    } else {
+        lo
+    }
+}
+
+/// Crops `(top, left, h, w)` and resizes to `size x size` with Pillow's antialiased bicubic.
+pub fn resized_crop(img: &GrayImage, top: u32, left: u32, h: u32, w: u32, size: u32) -> GrayImage {
+    img.crop(left, top, w, h).resize(size, size, Filter::Bicubic)
+}
+
+/// Mirror left-right.
+pub fn hflip(img: &GrayImage) -> GrayImage {
+    let w = img.width as usize;
+    let mut out = img.clone();
+    for row in out.data.chunks_exact_mut(w) {
+        row.reverse();
+    }
+    out
+}
+
+/// Pillow `Image.rotate(angle_deg)` (counter-clockwise, about `(w/2, h/2)`, nearest
+/// neighbour, same size, fill 0). An angle that is a multiple of 360 returns a copy.
+pub fn rotate(img: &GrayImage, angle_deg: f64) -> GrayImage {
+    let angle = angle_deg.rem_euclid(360.0);
+    if angle == 0.0 {
+        return img.clone();
+    }
+    let (w, h) = (img.width as f64, img.height as f64);
+    let (cx, cy) = (w / 2.0, h / 2.0);
+    let t = -angle.to_radians();
+    let r15 = |v: f64| (v * 1e15).round() / 1e15;
+    let (a, b, d, e) = (r15(t.cos()), r15(t.sin()), r15(-t.sin()), r15(t.cos()));
+    // Inverse map output -> input (Pillow's matrix including the centre translation).
+    let c = a * (-cx) + b * (-cy) + cx;
+    let f = d * (-cx) + e * (-cy) + cy;
+    let (wi, hi) = (img.width as i64, img.height as i64);
+    let mut out = GrayImage::filled(img.width, img.height, 0.0);
+    for y in 0..img.height {
+        let yc = y as f64 + 0.5;
+        for x in 0..img.width {
+            let xc = x as f64 + 0.5;
+            let xin = a * xc + b * yc + c;
+            let yin = d * xc + e * yc + f;
+            if xin < 0.0 || yin < 0.0 {
+                continue;
+            }
+            let (xi, yi) = (xin as i64, yin as i64);
+            if xi < wi && yi < hi {
+                out.set(x, y, img.get(xi as u32, yi as u32));
+            }
+        }
+    }
+    out
+}
+
+/// `ImageOps.autocontrast` (cutoff 0): stretches `[min, max]` to `[0, 1]`; a constant image
+/// is returned unchanged.
+pub fn autocontrast(img: &GrayImage) -> GrayImage {
+    let (lo, hi) = img.min_max();
+    if !(hi > lo) {
+        return img.clone();
+    }
+    let range = hi - lo;
+    GrayImage { width: img.width, height: img.height, data: img.data.iter().map(|&v| ((v - lo) / range).clamp(0.0, 1.0)).collect() }
+}
+
+#[inline]
+fn level(v: f32) -> usize {
+    (v * 255.0).round().clamp(0.0, 255.0) as usize
+}
+
+/// `ImageOps.equalize`: the Pillow look-up table built from the 256-level histogram
+/// (`step = (n - count of the last level) / 256`); images with one level or a zero step are
+/// only quantised.
+pub fn equalize(img: &GrayImage) -> GrayImage {
+    let mut hist = [0usize; 256];
+    for &v in &img.data {
+        hist[level(v)] += 1;
+    }
+    let nonzero: Vec<usize> = hist.iter().copied().filter(|&c| c > 0).collect();
+    let mut lut = [0f32; 256];
+    let step = if nonzero.len() <= 1 { 0 } else { (nonzero.iter().sum::<usize>() - nonzero[nonzero.len() - 1]) / 256 };
+    if step == 0 {
+        for (i, l) in lut.iter_mut().enumerate() {
+            *l = i as f32 / 255.0;
+        }
+    } else {
+        let mut n = step / 2;
+        for i in 0..256 {
+            lut[i] = (n / step).min(255) as f32 / 255.0;
+            n += hist[i];
+        }
+    }
+    GrayImage { width: img.width, height: img.height, data: img.data.iter().map(|&v| lut[level(v)]).collect() }
+}
+
+/// Pillow's box radius for a Gaussian of standard deviation `sigma` approximated by `passes`
+/// extended box blurs (Gwosdek et al. 2011).
+pub fn box_radius_for_sigma(sigma: f64, passes: u32) -> f64 {
+    let sigma2 = sigma * sigma / passes as f64;
+    let big_l = (12.0 * sigma2 + 1.0).sqrt();
+    let l = ((big_l - 1.0) / 2.0).floor();
+    let a = (2.0 * l + 1.0) * (l * (l + 1.0) - 3.0 * sigma2) / (6.0 * (sigma2 - (l + 1.0) * (l + 1.0)));
+    l + a
+}
+
+fn box_blur_line(input: &[f32], out: &mut [f32], radius: f64, pad: &mut Vec<f32>, prefix: &mut Vec<f64>) {
+    let n = input.len();
+    let r = radius.floor() as usize;
+    let ww = 1.0 / (2.0 * radius + 1.0);
+    let fw = (radius - r as f64) * ww;
+    pad.clear();
+    for i in 0..n + 2 * r + 2 {
+        let src = (i as i64 - (r as i64 + 1)).clamp(0, n as i64 - 1) as usize;
+        pad.push(input[src]);
+    }
+    prefix.clear();
+    prefix.push(0.0);
+    let mut acc = 0.0f64;
+    for &v in pad.iter() {
+        acc += v as f64;
+        prefix.push(acc);
+    }
+    for x in 0..n {
+        let window = prefix[x + 2 * r + 2] - prefix[x + 1];
+        let far = pad[x] as f64 + pad[x + 2 * r + 2] as f64;
+        out[x] = (window * ww + far * fw) as f32;
+    }
+}
+
+/// Pillow `ImageFilter.GaussianBlur(radius)`: three extended box blurs per axis whose combined
+/// variance is `radius²` (sigma = radius), edge pixels extended. Radius 0 is the identity.
+pub fn gaussian_blur(img: &GrayImage, radius: f64) -> GrayImage {
+    if radius <= 0.0 || img.data.is_empty() {
+        return img.clone();
+    }
+    let br = box_radius_for_sigma(radius, 3);
+    let (w, h) = (img.width as usize, img.height as usize);
+    let mut cur = img.data.clone();
+    let mut line_out = vec![0f32; w.max(h)];
+    let mut line_in = vec![0f32; w.max(h)];
+    let (mut pad, mut prefix) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for y in 0..h {
+            let row = &mut cur[y * w..(y + 1) * w];
+            line_in[..w].copy_from_slice(row);
+            box_blur_line(&line_in[..w], &mut line_out[..w], br, &mut pad, &mut prefix);
+            row.copy_from_slice(&line_out[..w]);
+        }
+    }
+    for _ in 0..3 {
+        for x in 0..w {
+            for y in 0..h {
+                line_in[y] = cur[y * w + x];
+            }
+            box_blur_line(&line_in[..h], &mut line_out[..h], br, &mut pad, &mut prefix);
+            for y in 0..h {
+                cur[y * w + x] = line_out[y];
+            }
+        }
+    }
+    GrayImage { width: img.width, height: img.height, data: cur }
+}
+
+/// One augmented view: random resized crop to `size`, flip, rotation, autocontrast,
+/// equalisation and blur with the probabilities of `aug` (in that order), drawing from `rng`.
+pub fn augment_view<R: Rng>(img: &GrayImage, size: u32, aug: &ViewAugment, rng: &mut R) -> GrayImage {
+    let (top, left, h, w) = random_resized_crop_params(img.width, img.height, aug.scale, aug.ratio, rng);
+    let mut v = resized_crop(img, top, left, h, w, size);
+    if rng.gen::<f64>() < aug.flip_p {
+        v = hflip(&v);
+    }
+    if aug.rotation_deg > 0.0 {
+        let angle = uniform(rng, -aug.rotation_deg, aug.rotation_deg);
+        v = rotate(&v, angle);
+    }
+    if rng.gen::<f64>() < aug.autocontrast_p {
+        v = autocontrast(&v);
+    }
+    if rng.gen::<f64>() < aug.equalize_p {
+        v = equalize(&v);
+    }
+    if rng.gen::<f64>() < aug.blur_p {
+        let r = uniform(rng, aug.blur_radius[0], aug.blur_radius[1]);
+        v = gaussian_blur(&v, r);
+    }
+    v
+}
+
+/// The DISTL views of one image: `[global1, global2, local1..local_n]`. `seed` identifies the
+/// image draw (the loader passes `derive_seed([seed, epoch, index])`); view `v` uses its own
+/// ChaCha8 stream `derive_seed([seed, v])`.
+pub fn multi_crop(img: &GrayImage, cfg: &MultiCropConfig, seed: u64) -> Vec<GrayImage> {
+    let mut views = Vec::with_capacity(cfg.num_views());
+    views.push(img.resize(cfg.global_size, cfg.global_size, Filter::Bilinear));
+    views.push(augment_view(img, cfg.global_size, &cfg.global2, &mut rng_for(&[seed, 1])));
+    for v in 0..cfg.n_local {
+        views.push(augment_view(img, cfg.local_size, &cfg.local, &mut rng_for(&[seed, 2 + v as u64])));
+    }
+    views
+}
+
+/// The inference transform: Gaussian blur of `radius` (DISTL: 0.5) on the loaded image.
+pub fn inference_transform(img: &GrayImage, radius: f64) -> GrayImage {
+    gaussian_blur(img, radius)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(w: u32, h: u32, seed: u64) -> GrayImage {
+        let mut rng = rng_for(&[seed]);
+        GrayImage::from_vec(w, h, (0..w * h).map(|_| rng.gen::<f32>()).collect()).unwrap()
+    }
+
+    #[test]
+    fn crops_stay_inside_and_follow_scale_and_ratio() {
+        let mut rng = rng_for(&[1]);
+        for &(w, h) in &[(256u32, 256u32), (300, 200), (50, 400), (7, 5)] {
+            for _ in 0..500 {
+                let (top, left, ch, cw) = random_resized_crop_params(w, h, [0.2, 0.6], [0.75, 4.0 / 3.0], &mut rng);
+                assert!(ch >= 1 && cw >= 1 && top + ch <= h && left + cw <= w, "{w}x{h}: {top} {left} {ch} {cw}");
+            }
+        }
+        for _ in 0..200 {
+            let (_, _, ch, cw) = random_resized_crop_params(256, 256, [0.75, 1.0], [0.75, 4.0 / 3.0], &mut rng);
+            let frac = (ch * cw) as f64 / 65536.0;
+            assert!(frac > 0.7 && frac <= 1.0, "{frac}");
+            let ratio = cw as f64 / ch as f64;
+            assert!(ratio > 0.74 && ratio < 1.35, "{ratio}");
+        }
+        // Impossible scale forces the fallback: central crop clamped to the ratio range.
+        assert_eq!(random_resized_crop_params(100, 400, [2.0, 3.0], [0.75, 4.0 / 3.0], &mut rng), (133, 0, 133, 100));
+    }
+
+    #[test]
+    fn resized_crop_of_constant_is_constant() {
+        let img = GrayImage::filled(64, 48, 0.3);
+        let v = resized_crop(&img, 5, 7, 30, 20, 16);
+        assert_eq!((v.width, v.height), (16, 16));
+        assert!(v.data.iter().all(|&x| (x - 0.3).abs() < 1e-5));
+    }
+
+    #[test]
+    fn flip_twice_is_identity_and_flip_mirrors() {
+        let img = noise(9, 4, 2);
+        let f = hflip(&img);
+        assert_eq!(f.get(0, 1), img.get(8, 1));
+        assert_eq!(hflip(&f), img);
+    }
+
+    #[test]
+    fn rotation_by_zero_is_identity_and_90_matches_transpose() {
+        let img = noise(8, 8, 3);
+        assert_eq!(rotate(&img, 0.0), img);
+        assert_eq!(rotate(&img, 360.0), img);
+        let r = rotate(&img, 90.0);
+        // Counter-clockwise: output (x, y) = input (w-1-y, x).
+        for y in 0..8 {
+            for x in 0..8 {
+                assert_eq!(r.get(x, y), img.get(7 - y, x), "({x},{y})");
+            }
+        }
+        // Corners are filled with 0 at 45 degrees.
+        let ones = GrayImage::filled(16, 16, 1.0);
+        let r = rotate(&ones, 45.0);
+        assert_eq!(r.get(0, 0), 0.0);
+        assert_eq!(r.get(8, 8), 1.0);
+    }
+
+    #[test]
+    fn autocontrast_spans_unit_interval() {
+        let mut img = noise(16, 16, 4);
+        img.data.iter_mut().for_each(|v| *v = 0.3 + 0.2 * *v);
+        let a = autocontrast(&img);
+        let (lo, hi) = a.min_max();
+        assert!(lo == 0.0 && (hi - 1.0).abs() < 1e-6);
+        let flat = GrayImage::filled(4, 4, 0.5);
+        assert_eq!(autocontrast(&flat), flat);
+    }
+
+    #[test]
+    fn equalization_yields_a_flat_histogram() {
+        // A strongly skewed image (sqrt of uniform noise: density 2x), with no large atom in
+        // any of the 256 levels.
+        let mut img = noise(128, 128, 5);
+        img.data.iter_mut().for_each(|v| *v = v.sqrt());
+        let mut before = [0usize; 8];
+        for &v in &img.data {
+            before[((v * 8.0) as usize).min(7)] += 1;
+        }
+        assert!(before[7] > 5 * before[0], "the input is skewed: {before:?}");
+        let e = equalize(&img);
+        let mut bins = [0usize; 8];
+        for &v in &e.data {
+            bins[((v * 8.0) as usize).min(7)] += 1;
+        }
+        let expect = e.data.len() as f64 / 8.0;
+        for b in bins {
+            assert!((b as f64 - expect).abs() / expect < 0.1, "{bins:?}");
+        }
+        // One-level image: only quantised.
+        let flat = GrayImage::filled(4, 4, 0.5);
+        assert!(equalize(&flat).data.iter().all(|&v| v == 128.0 / 255.0));
+    }
+
+    #[test]
+    fn blur_preserves_mean_and_constants_and_smooths() {
+        // Zero border wider than the blur support: the mean is exactly preserved.
+        let mut img = GrayImage::filled(64, 64, 0.0);
+        let n = noise(32, 32, 6);
+        for y in 0..32 {
+            for x in 0..32 {
+                img.set(x + 16, y + 16, n.get(x, y));
+            }
+        }
+        for r in [0.1, 0.5, 2.0] {
+            let b = gaussian_blur(&img, r);
+            assert!((b.mean() - img.mean()).abs() < 1e-5, "radius {r}");
+        }
+        let c = GrayImage::filled(10, 7, 0.7);
+        assert!(gaussian_blur(&c, 1.3).data.iter().all(|&v| (v - 0.7).abs() < 1e-5));
+        let var = |g: &GrayImage| {
+            let m = g.mean();
+            g.data.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>()
+        };
+        assert!(var(&gaussian_blur(&n, 2.0)) < 0.2 * var(&n));
+        assert_eq!(gaussian_blur(&n, 0.0), n);
+    }
+
+    #[test]
+    fn blur_matches_a_gaussian_of_sigma_radius() {
+        // Impulse response: variance of the blurred delta = radius^2 (Pillow's construction).
+        let mut img = GrayImage::filled(101, 1, 0.0);
+        img.set(50, 0, 1.0);
+        for r in [0.5f64, 1.0, 2.0] {
+            let b = gaussian_blur(&img, r);
+            let var: f64 = b.data.iter().enumerate().map(|(i, &v)| v as f64 * (i as f64 - 50.0).powi(2)).sum();
+            assert!((var - r * r).abs() < 0.02 * r * r + 1e-3, "radius {r}: variance {var}");
+        }
+    }
+
+    #[test]
+    fn multi_crop_shapes_ranges_and_determinism() {
+        let img = noise(64, 64, 7);
+        let cfg = MultiCropConfig { global_size: 32, local_size: 16, n_local: 4, ..Default::default() };
+        let a = multi_crop(&img, &cfg, 42);
+        assert_eq!(a.len(), 6);
+        assert_eq!((a[0].width, a[1].width, a[2].width), (32, 32, 16));
+        for v in &a {
+            let (lo, hi) = v.min_max();
+            assert!(lo >= 0.0 && hi <= 1.0);
+        }
+        assert_eq!(a, multi_crop(&img, &cfg, 42));
+        assert_ne!(a[1], multi_crop(&img, &cfg, 43)[1]);
+        assert_eq!(a[0], img.resize(32, 32, Filter::Bilinear));
+    }
+
+    #[test]
+    fn config_default_is_distl_and_toml_patches_keep_defaults() {
+        let d = MultiCropConfig::default();
+        assert_eq!((d.global_size, d.local_size, d.n_local), (256, 128, 8));
+        assert_eq!(d.local.scale, [0.2, 0.6]);
+        assert_eq!(d.global2.autocontrast_p, 0.3);
+        let c: MultiCropConfig = toml::from_str("n_local = 6\n[local]\nblur_p = 0.1\n").unwrap();
+        assert_eq!(c.n_local, 6);
+        assert_eq!(c.local.blur_p, 0.1);
+        assert_eq!(c.local.scale, [0.2, 0.6]);
+        assert_eq!(c.global2, ViewAugment::distl_global());
+        let round: MultiCropConfig = toml::from_str(&toml::to_string(&d).unwrap()).unwrap();
+        assert_eq!(round, d);
+        assert!(toml::from_str::<MultiCropConfig>("bogus = 1").is_err());
+        let bad = MultiCropConfig { local: ViewAugment { blur_p: 1.5, ..ViewAugment::distl_local() }, ..Default::default() };
+        assert!(bad.validate().is_err());
+    }
+}
