@@ -9,7 +9,7 @@
 //!
 //! Determinism: the RNG is ChaCha8 seeded from `seed`, indices are drawn as `u64`, so the same
 //! inputs and seed give the same interval on every platform. Each replicate costs `O(m + n)`
-//! (the cases are sorted once; a replicate only counts how often each case was drawn).
+//! (the cases are sorted into tie groups once; a replicate only counts draws per group).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,25 +42,24 @@ pub fn bootstrap_ci(
         ));
     }
     let grouped = TieGroups::new(&split.pos, &split.neg);
-    let ones_pos = vec![1u32; split.pos.len()];
-    let ones_neg = vec![1u32; split.neg.len()];
-    let auc = grouped.weighted_auc(&ones_pos, &ones_neg);
+    let (m, n) = (split.pos.len(), split.neg.len());
+    let (mut cp, mut cn) = (vec![0u64; grouped.n_groups], vec![0u64; grouped.n_groups]);
+    grouped.group_pos.iter().for_each(|&g| cp[g] += 1);
+    grouped.group_neg.iter().for_each(|&g| cn[g] += 1);
+    let auc = auc_from_group_counts(&cp, &cn);
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (m, n) = (split.pos.len(), split.neg.len());
-    let mut w_pos = vec![0u32; m];
-    let mut w_neg = vec![0u32; n];
     let mut aucs = Vec::with_capacity(n_boot);
     for _ in 0..n_boot {
-        w_pos.iter_mut().for_each(|w| *w = 0);
-        w_neg.iter_mut().for_each(|w| *w = 0);
+        cp.iter_mut().for_each(|c| *c = 0);
+        cn.iter_mut().for_each(|c| *c = 0);
         for _ in 0..m {
-            w_pos[rng.gen_range(0..m as u64) as usize] += 1;
+            cp[grouped.group_pos[rng.gen_range(0..m as u64) as usize]] += 1;
         }
         for _ in 0..n {
-            w_neg[rng.gen_range(0..n as u64) as usize] += 1;
+            cn[grouped.group_neg[rng.gen_range(0..n as u64) as usize]] += 1;
         }
-        aucs.push(grouped.weighted_auc(&w_pos, &w_neg));
+        aucs.push(auc_from_group_counts(&cp, &cn));
     }
     let mean = aucs.iter().sum::<f64>() / n_boot as f64;
     let variance =
@@ -122,27 +121,19 @@ impl TieGroups {
             n_groups: g + 1,
         }
     }
+}
 
-    /// AUC of the sample in which positive `i` appears `w_pos[i]` times and negative `j`
-    /// `w_neg[j]` times.
-    fn weighted_auc(&self, w_pos: &[u32], w_neg: &[u32]) -> f64 {
-        let mut cp = vec![0u64; self.n_groups];
-        let mut cn = vec![0u64; self.n_groups];
-        for (&g, &w) in self.group_pos.iter().zip(w_pos) {
-            cp[g] += w as u64;
-        }
-        for (&g, &w) in self.group_neg.iter().zip(w_neg) {
-            cn[g] += w as u64;
-        }
-        // Twice the U statistic, in integers: each pair above counts 2, each tie 1.
-        let (mut neg_below, mut u2) = (0u64, 0u128);
-        for g in 0..self.n_groups {
-            u2 += cp[g] as u128 * (2 * neg_below + cn[g]) as u128;
-            neg_below += cn[g];
-        }
-        let m: u64 = cp.iter().sum();
-        u2 as f64 / (2.0 * m as f64 * neg_below as f64)
+/// AUC of a sample given, per tie group in ascending score order, the number of positive
+/// (`cp`) and negative (`cn`) cases; both totals must be positive.
+fn auc_from_group_counts(cp: &[u64], cn: &[u64]) -> f64 {
+    // Twice the U statistic, in integers: each pair above counts 2, each tie 1.
+    let (mut neg_below, mut u2, mut m) = (0u64, 0u128, 0u64);
+    for (&p, &q) in cp.iter().zip(cn) {
+        u2 += p as u128 * (2 * neg_below + q) as u128;
+        neg_below += q;
+        m += p;
     }
+    u2 as f64 / (2.0 * m as f64 * neg_below as f64)
 }
 
 #[cfg(test)]

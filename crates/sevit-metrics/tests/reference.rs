@@ -136,3 +136,31 @@ fn fixture_is_reproducible_by_the_script() {
         }
     }
 }
+
+/// Published value: the CT ratings of Hanley & McNeil, "The meaning and use of the area under a
+/// receiver operating characteristic (ROC) curve", Radiology 143:29–36 (1982), Table 1 — 58
+/// normal and 51 abnormal cases rated 1 (definitely normal) to 5 (definitely abnormal); the
+/// paper's trapezoidal (= Wilcoxon) area is 0.893. Exactly: 2642 / 2958.
+#[test]
+fn hanley_mcneil_ct_ratings() {
+    let normal = [33, 6, 6, 11, 2];
+    let abnormal = [3, 2, 2, 11, 33];
+    let mut labels = Vec::new();
+    let mut scores = Vec::new();
+    for (rating, (&n0, &n1)) in normal.iter().zip(&abnormal).enumerate() {
+        for _ in 0..n0 {
+            labels.push(false);
+            scores.push(rating as f64 + 1.0);
+        }
+        for _ in 0..n1 {
+            labels.push(true);
+            scores.push(rating as f64 + 1.0);
+        }
+    }
+    let auc = roc_auc(&labels, &scores).unwrap();
+    assert_eq!(format!("{auc:.3}"), "0.893");
+    assert!((auc - 2642.0 / 2958.0).abs() < 1e-15);
+    let ci = delong_ci(&labels, &scores, 0.95).unwrap();
+    assert_eq!(ci.auc, auc);
+    assert!(ci.lower < auc && auc < ci.upper);
+}
