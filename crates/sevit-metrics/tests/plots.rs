@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sevit_metrics::plot::{
-    auc_vs_t_png, nuisance_png, reliability_png, roc_png, RocSeries, Series, SeriesPoint, PLOT_SIZE,
+    auc_vs_t_png, line_png, nuisance_png, reliability_png, roc_png, LinePlot, RocSeries, Series,
+    SeriesPoint, PLOT_SIZE,
 };
 use sevit_metrics::{calibration, delong_ci, roc_curve, NuisanceTable};
 
@@ -200,4 +201,48 @@ fn line_plot_rejects_bad_input() {
     let err = auc_vs_t_png(&out.dir.join("b.png"), "t", &[nan]).unwrap_err();
     assert!(err.to_string().contains("non-finite"), "{err}");
     assert!(!out.dir.join("b.png").exists());
+    let one = Series {
+        label: "one".into(),
+        points: vec![SeriesPoint {
+            x: 1.0,
+            y: 0.8,
+            lower: None,
+            upper: None,
+        }],
+    };
+    let bad_range = LinePlot {
+        title: "t",
+        x_label: "x",
+        y_label: "y",
+        series: std::slice::from_ref(&one),
+        y_range: Some((1.0, 0.0)),
+    };
+    assert!(line_png(&out.dir.join("c.png"), &bad_range).is_err());
+}
+
+#[test]
+fn single_point_and_fixed_range() {
+    let out = out_dir("single");
+    let one = Series {
+        label: "only step".into(),
+        points: vec![SeriesPoint {
+            x: 1.0,
+            y: 0.8,
+            lower: Some(0.7),
+            upper: Some(0.9),
+        }],
+    };
+    let path = out.dir.join("single.png");
+    auc_vs_t_png(&path, "one point", std::slice::from_ref(&one)).unwrap();
+    check_png(&path);
+    let plot = LinePlot {
+        title: "fixed range",
+        x_label: "severity",
+        y_label: "AUC",
+        series: std::slice::from_ref(&one),
+        y_range: Some((0.5, 1.0)),
+    };
+    let path = out.dir.join("fixed.png");
+    line_png(&path, &plot).unwrap();
+    check_png(&path);
 }
