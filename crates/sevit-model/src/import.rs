@@ -5,9 +5,9 @@
 //! whole network, a `{"state_dict": ...}` / `{"model": ...}` wrapper, and DINO's released
 //! backbone weights (keys without any prefix). Keys are mapped to sevit names, checked
 //! against the model built from the configuration, and written as `student.*` and
-//! `teacher.*`; variables absent from the file are taken from a freshly initialised model
-//! (seeded) and listed, keys the model does not have are dropped and listed, and shape
-//! mismatches are an error that lists them.
+//! `teacher.*`; head variables absent from the file are taken from a freshly initialised
+//! model (seeded) and listed, keys the model does not have are dropped and listed, and
+//! shape mismatches or an incomplete backbone are an error that lists them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -36,6 +36,22 @@ pub enum ConfigSource {
     Backbone(ViTConfig),
     /// Use exactly this configuration.
     Exact(ModelConfig),
+}
+
+impl ConfigSource {
+    /// Parses a `--model-config` value: a path to a JSON file holding a [`ModelConfig`]
+    /// (used exactly), or a backbone preset name such as `small/8` (heads inferred).
+    pub fn parse(spec: &str) -> Result<Self> {
+        let path = Path::new(spec);
+        if spec.ends_with(".json") || path.is_file() {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading model config {spec}"))?;
+            let cfg: ModelConfig =
+                serde_json::from_str(&text).with_context(|| format!("{spec} is not a JSON model config"))?;
+            cfg.validate().with_context(|| format!("model config {spec}"))?;
+            return Ok(ConfigSource::Exact(cfg));
+        }
+        Ok(ConfigSource::Backbone(ViTConfig::preset(spec)?))
+    }
 }
 
 /// Options of [`import_pth`].
@@ -76,6 +92,26 @@ pub struct ImportSummary {
     pub config: ModelConfig,
     /// Per network.
     pub roles: Vec<RoleSummary>,
+}
+
+impl std::fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = &self.config.vit;
+        writeln!(
+            f,
+            "model: ViT embed {} depth {} heads {} patch {} img {}; DINO head out {} (hidden {}, bottleneck {}, {} layers); class head hidden {}",
+            v.embed_dim, v.depth, v.num_heads, v.patch_size, v.img_size, self.config.head.out_dim,
+            self.config.head.hidden_dim, self.config.head.bottleneck_dim, self.config.head.nlayers, self.config.cls_hidden_dim
+        )?;
+        for r in &self.roles {
+            writeln!(f, "{}: {} tensors from {}", r.role, r.loaded, r.source)?;
+            let report = KeyReport { missing: r.missing.clone(), unexpected: r.unexpected.clone(), mismatched: vec![] };
+            if !report.is_empty() {
+                write!(f, "{report}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Maps state-dict keys as found in a file to sevit names: strips DDP's `module.` prefixes
@@ -227,7 +263,17 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
     let first = &maps[0].1;
     let cfg = match &opts.config {
         ConfigSource::Exact(c) => c.clone(),
-        ConfigSource::Backbone(v) => infer_heads(first, v.clone(), args.as_ref()),
+        ConfigSource::Backbone(v) => {
+            // The preset's image size only sizes pos_embed: take the file's grid instead.
+            let mut v = v.clone();
+            if let (Some(n), Some(p)) = (dim(first, "backbone.pos_embed", 1), dim(first, "backbone.patch_embed.proj.weight", 3)) {
+                let g = ((n - 1) as f64).sqrt().round() as i64;
+                if g * g == n - 1 && p == v.patch_size {
+                    v.img_size = g * p;
+                }
+            }
+            infer_heads(first, v, args.as_ref())
+        }
         ConfigSource::Infer => {
             let vit = infer_vit(first).with_context(|| format!("inferring the model config from {}", input.display()))?;
             infer_heads(first, vit, args.as_ref())
@@ -246,6 +292,14 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
             metadata: BTreeMap::new(),
         };
         let report: KeyReport = probe.compare("", &fresh);
+        let partial_backbone = map.keys().any(|k| k.starts_with("backbone."))
+            && report.missing.iter().any(|k| k.starts_with("backbone."));
+        if partial_backbone {
+            let missing: Vec<String> = report.missing.iter().filter(|k| k.starts_with("backbone.")).cloned().collect();
+            let r = KeyReport { missing, unexpected: report.unexpected.clone(), mismatched: report.mismatched.clone() };
+            problems.push_str(&format!(" {role} (from {source}): backbone incomplete for this config:\n{r}"));
+            continue;
+        }
         if !report.mismatched.is_empty() {
             problems.push_str(&format!(" {role} (from {source}):\n{}", KeyReport { missing: vec![], unexpected: vec![], ..report.clone() }));
             continue;

@@ -221,4 +221,11 @@ fn import_infers_tiny_config() {
     assert_eq!(summary.config, cfg);
     let (_, summary) = import_pth(&d.join("dino_backbone.pth"), &ImportOptions::default()).unwrap();
     assert_eq!(summary.config.vit, cfg.vit);
+    // A preset backbone takes its image size from the file; a deeper preset is refused.
+    let (_, summary) = import_pth(&d.join("dino_backbone.pth"), &ImportOptions { config: ConfigSource::parse("tiny/16").unwrap(), seed: 0 }).unwrap();
+    assert_eq!(summary.config.vit, cfg.vit);
+    let mut deeper = cfg.clone();
+    deeper.vit.depth = 13;
+    let e = format!("{:#}", import_pth(&d.join("dino_backbone.pth"), &ImportOptions { config: ConfigSource::Exact(deeper), seed: 0 }).unwrap_err());
+    assert!(e.contains("backbone incomplete") && e.contains("backbone.blocks.12.attn.qkv.weight"), "{e}");
 }
