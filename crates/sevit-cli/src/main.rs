@@ -21,22 +21,10 @@ enum Command {
     /// Show the libtorch build, devices and thread settings.
     Info(commands::info::Args),
     // -- data (sevit-data) --
-    /// Split a dataset (patient-grouped, stratified) and write RUN_DIR/split.csv.
-    Split(commands::split::Args),
-    /// Write the synthetic chest X-ray dataset (the embedded default).
-    Synth(commands::synth::Args),
-    /// Show the 10 multi-crop training views of one image in a PNG grid.
-    AugmentPreview(commands::augment_preview::Args),
     // -- model (sevit-model) --
     /// Convert PyTorch .pth weights (DISTL/DINO) into a sevit checkpoint.
     ImportWeights(commands::import_weights::Args),
     // -- engine (sevit-distill, sevit-correction) --
-    /// Train the initial model (supervised), a supervised baseline (--label-folds T) or DINO-only self-supervised pretraining.
-    Pretrain(commands::pretrain::Args),
-    /// Run one DISTL step T (self-training + self-supervision + corrections).
-    Distill(commands::distill::Args),
-    /// Run the whole curriculum (initial model, T = 1..k) with the test AUC per T.
-    Evolve(commands::evolve::Args),
     // -- evaluation (sevit-metrics) --
 }
 
@@ -51,12 +39,6 @@ fn main() {
         Command::Info(a) => commands::info::run(a),
         Command::ImportWeights(a) => commands::import_weights::run(a),
         // -- dispatch --
-        Command::Split(a) => commands::split::run(a),
-        Command::Synth(a) => commands::synth::run(a),
-        Command::AugmentPreview(a) => commands::augment_preview::run(a),
-        Command::Pretrain(a) => commands::pretrain::run(a),
-        Command::Distill(a) => commands::distill::run(a),
-        Command::Evolve(a) => commands::evolve::run(a),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
