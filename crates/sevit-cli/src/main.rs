@@ -21,6 +21,12 @@ enum Command {
     /// Show the libtorch build, devices and thread settings.
     Info(commands::info::Args),
     // -- data (sevit-data) --
+    /// Split a dataset (patient-grouped, stratified) and write RUN_DIR/split.csv.
+    Split(commands::split::Args),
+    /// Write the synthetic chest X-ray dataset (the embedded default).
+    Synth(commands::synth::Args),
+    /// Show the 10 multi-crop training views of one image in a PNG grid.
+    AugmentPreview(commands::augment_preview::Args),
     // -- model (sevit-model) --
     /// Convert PyTorch .pth weights (DISTL/DINO) into a sevit checkpoint.
     ImportWeights(commands::import_weights::Args),
@@ -39,6 +45,9 @@ fn main() {
         Command::Info(a) => commands::info::run(a),
         Command::ImportWeights(a) => commands::import_weights::run(a),
         // -- dispatch --
+        Command::Split(a) => commands::split::run(a),
+        Command::Synth(a) => commands::synth::run(a),
+        Command::AugmentPreview(a) => commands::augment_preview::run(a),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

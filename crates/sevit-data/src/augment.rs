@@ -177,6 +177,15 @@ impl MultiCropConfig {
         2 + self.n_local
     }
 
+    /// Reads a TOML file of (some) `MultiCropConfig` fields and validates it.
+    pub fn from_toml_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read multi-crop config {}", path.display()))?;
+        let cfg: MultiCropConfig = toml::from_str(&text).with_context(|| format!("invalid multi-crop config {}", path.display()))?;
+        cfg.validate().with_context(|| format!("multi-crop config {}", path.display()))?;
+        Ok(cfg)
+    }
+
     /// Checks sizes and the view parameters.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.global_size > 0 && self.local_size > 0, "multi-crop sizes must be positive");

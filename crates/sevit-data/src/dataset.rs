@@ -239,6 +239,33 @@ impl Dataset {
         finish(name, root.to_path_buf(), positive, samples, None).with_context(|| format!("dataset folder {}", root.display()))
     }
 
+    /// Decodes every image (in parallel) to check that it is readable. Strict: the first
+    /// unreadable image in dataset order is an error naming it. With `skip_bad`: unreadable
+    /// images are removed, each logged as a warning; returns how many were removed.
+    pub fn verify_images(&mut self, skip_bad: bool) -> Result<usize> {
+        use rayon::prelude::*;
+        let results: Vec<Option<anyhow::Error>> =
+            self.samples.par_iter().map(|s| crate::load::load_gray_native(&s.path).err()).collect();
+        let mut bad = 0;
+        let mut keep = Vec::with_capacity(self.samples.len());
+        for (s, err) in std::mem::take(&mut self.samples).into_iter().zip(results) {
+            match err {
+                None => keep.push(s),
+                Some(e) if skip_bad => {
+                    tracing::warn!("skipping unreadable image: {e:#}");
+                    bad += 1;
+                }
+                Some(e) => return Err(e.context(format!("dataset {}: unreadable image (use --skip-bad to skip such images)", self.name))),
+            }
+        }
+        self.samples = keep;
+        if bad > 0 {
+            tracing::warn!("dataset {}: skipped {bad} unreadable image(s)", self.name);
+            check_labels(&self.samples, &self.positive_label, None)?;
+        }
+        Ok(bad)
+    }
+
     /// Number of images per label, sorted by label.
     pub fn label_counts(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
@@ -384,6 +411,18 @@ mod tests {
         std::fs::write(&p, "path,class\na.png,x\n").unwrap();
         let err = format!("{:#}", Dataset::from_manifest(&p, "x", None).unwrap_err());
         assert!(err.contains("line 1") && err.contains("`file`"), "{err}");
+    }
+
+    #[test]
+    fn verify_images_fails_or_skips_corrupt_files() {
+        let d = tempfile::tempdir().unwrap();
+        let m = manifest(d.path(), &["a.png,normal,p1,", "b.png,pneumonia,p2,", "c.png,pneumonia,p3,"]);
+        std::fs::write(d.path().join("b.png"), b"garbage").unwrap();
+        let mut ds = Dataset::from_manifest(&m, "pneumonia", None).unwrap();
+        let err = format!("{:#}", ds.clone().verify_images(false).unwrap_err());
+        assert!(err.contains("b.png"), "{err}");
+        assert_eq!(ds.verify_images(true).unwrap(), 1);
+        assert_eq!(ds.samples.len(), 2);
     }
 
     #[test]

@@ -24,10 +24,10 @@ pub mod dicom;
 pub mod gray;
 pub mod load;
 pub mod loader;
-
+pub mod preview;
 pub mod rng;
 pub mod split;
-
+pub mod synth;
 mod util;
 
 pub use augment::{inference_transform, multi_crop, MultiCropConfig, ViewAugment};
@@ -39,4 +39,4 @@ pub use loader::{
     MultiCropLoader,
 };
 pub use split::{Split, SplitConfig, Subset, TestSelection};
-
+pub use synth::SynthConfig;

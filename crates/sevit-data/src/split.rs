@@ -87,6 +87,17 @@ pub enum TestSelection {
     Manifest(PathBuf),
 }
 
+impl TestSelection {
+    /// The test selection to use when none is given explicitly: the dataset's descriptor
+    /// `test_prefix` when it has one, else the DISTL default (20% of the patients).
+    pub fn default_for(ds: &Dataset) -> TestSelection {
+        match &ds.test_prefix {
+            Some(p) => TestSelection::Prefix(p.clone()),
+            None => SplitConfig::default().test,
+        }
+    }
+}
+
 impl fmt::Display for TestSelection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -1,3 +1,6 @@
 //! One module per `sevit` sub-command.
 pub mod info;
 pub mod import_weights;
+pub mod split;
+pub mod synth;
+pub mod augment_preview;
