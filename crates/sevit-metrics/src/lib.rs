@@ -28,6 +28,7 @@ mod input;
 pub mod io;
 pub mod normal;
 mod nuisance;
+pub mod overlay;
 pub mod plot;
 pub mod report;
 mod roc;
