@@ -201,3 +201,43 @@ pub fn flatten_tensors(v: &Value, prefix: &str, out: &mut Vec<(String, Tensor)>)
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_torch_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8], &str); 4] = [
+            ("empty.pth", b"", "empty or truncated"),
+            ("legacy.pth", b"\x80\x02\x8a\x0alz\xfc\x9cF\xf9 j\xa8P\x19.", "legacy (pre-1.6)"),
+            ("text.pth", b"hello world", "no zip signature"),
+            ("cut.pth", b"PK\x03\x04\x14\x00\x00\x00\x00\x00", "truncated or corrupt"),
+        ];
+        for (name, bytes, want) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = format!("{:#}", load_pth(&p).unwrap_err());
+            assert!(e.contains(want) && e.contains(name), "{name}: {e}");
+        }
+        let e = format!("{:#}", load_pth(&dir.path().join("absent.pth")).unwrap_err());
+        assert!(e.contains("absent.pth"), "{e}");
+    }
+
+    #[test]
+    fn rebuild_checks_bounds() {
+        let storage = Value::Opaque("storage".into(), Rc::new(Storage(Tensor::arange(6, (Kind::Float, tch::Device::Cpu)))));
+        let tuple = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
+        let ok = rebuild_tensor(&[storage.clone(), Value::Int(1), tuple(&[2, 2]), tuple(&[1, 2])]).unwrap();
+        match ok {
+            Value::Tensor(t) => {
+                let v: Vec<f32> = Vec::try_from(t.flatten(0, -1)).unwrap();
+                assert_eq!(v, [1.0, 3.0, 2.0, 4.0]);
+            }
+            other => panic!("{}", other.type_name()),
+        }
+        let e = rebuild_tensor(&[storage, Value::Int(3), tuple(&[2, 2]), tuple(&[2, 1])]).unwrap_err();
+        assert!(e.to_string().contains("overruns"), "{e}");
+    }
+}
