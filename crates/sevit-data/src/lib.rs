@@ -24,6 +24,7 @@ pub mod dicom;
 pub mod gray;
 pub mod load;
 pub mod loader;
+pub mod nuisance;
 pub mod preview;
 pub mod rng;
 pub mod split;
