@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+"""`just bench`: runs every measurement in its own process, interleaved, and writes the report.
+
+Called by `scripts/bench.sh` (which builds the Rust benches first and passes their paths).
+Each measurement is one process printing one JSON line (`distl_step` of sevit-distill, or
+`bench/distl_step_torch.py`); processes are run round-robin (Rust, PyTorch, Rust, ...) so that
+machine load, which on a shared 2-core machine changes by the minute, hits both sides alike.
+The 1-minute load average is read before and after every process and kept with its result.
+
+Outputs (in --out, `target/bench` by default):
+* `runs.jsonl`: every raw process result,
+* `report.json`: per figure, images/s median/min/max over the timed iterations of all rounds,
+  peak resident memory (VmHWM), the Rust/PyTorch ratio, the analytic FLOP count, the share of
+  the measured matmul rate, the phase profile, the load averages,
+* `report.md`: the same as tables (also printed).
+
+Benchmarks only: Python never runs in sevit's runtime path.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+# name: (preset, embed, depth, heads, patch, global, local, out_dim, batch)
+CONFIGS = {
+    "tiny16": ("tiny/16", 192, 12, 3, 16, 128, 64, 4096, 16),
+    "tiny16-65k": ("tiny/16", 192, 12, 3, 16, 128, 64, 65536, 16),
+    "small8": ("small/8", 384, 12, 6, 8, 256, 128, 65536, 4),
+    "micro": ("micro", 32, 2, 2, 8, 32, 16, 128, 4),
+}
+LABELS = {
+    "tiny16": "tiny/16@128, local 64, out 4096, batch 16",
+    "tiny16-65k": "tiny/16@128, local 64, out 65536, batch 16",
+    "small8": "small/8@256, local 128, out 65536, batch 4 (paper)",
+    "micro": "micro (smoke test)",
+}
+N_GLOBAL, N_LOCAL = 2, 8
+
+
+# ---- analytic FLOP counts (multiply-add = 2 FLOP) ----------------------------------------
+
+
+def vit_fwd_flop(embed, depth, patch, size):
+    """Forward FLOP of the backbone for one image of `size` px: patch embedding, per block
+    qkv/proj/MLP (24 N D^2) and attention (QK^T and AV, 4 N^2 D)."""
+    n_patch = (size // patch) ** 2
+    n = n_patch + 1
+    patch_embed = 2 * n_patch * (3 * patch * patch) * embed
+    block = 24 * n * embed**2 + 4 * n * n * embed
+    return patch_embed + depth * block
+
+
+def heads_fwd_flop(embed, out_dim, cls_hidden, with_cls, hidden=2048, bottleneck=256):
+    dino = 2 * (embed * hidden + hidden * hidden + hidden * bottleneck + bottleneck * out_dim)
+    cls = 2 * (embed * cls_hidden + cls_hidden * cls_hidden + cls_hidden) if with_cls else 0
+    return dino + cls
+
+
+def flop_breakdown(cfg):
+    """FLOP of one DISTL step per image, by part: student (fwd+bwd = 3x fwd) on all views,
+    teacher forward on the global views."""
+    _, embed, depth, _heads, patch, g, loc, out_dim, _b = CONFIGS[cfg]
+    cls_hidden = 32 if cfg == "micro" else 256
+    if cfg == "micro":
+        hd = dict(hidden=64, bottleneck=16)
+    else:
+        hd = {}
+    s_backbone = N_GLOBAL * vit_fwd_flop(embed, depth, patch, g) + N_LOCAL * vit_fwd_flop(embed, depth, patch, loc)
+    s_heads = N_GLOBAL * heads_fwd_flop(embed, out_dim, cls_hidden, True, **hd) + N_LOCAL * heads_fwd_flop(
+        embed, out_dim, cls_hidden, False, **hd
+    )
+    t_fwd = N_GLOBAL * (vit_fwd_flop(embed, depth, patch, g) + heads_fwd_flop(embed, out_dim, cls_hidden, True, **hd))
+    attn_student = N_GLOBAL * depth * 4 * ((g // patch) ** 2 + 1) ** 2 * embed + N_LOCAL * depth * 4 * (
+        (loc // patch) ** 2 + 1
+    ) ** 2 * embed
+    return {
+        "student_backbone_fwd": s_backbone,
+        "student_heads_fwd": s_heads,
+        "student_fwd_bwd": 3 * (s_backbone + s_heads),
+        "teacher_fwd": t_fwd,
+        "step_total": 3 * (s_backbone + s_heads) + t_fwd,
+        "attention_share_of_student_backbone": attn_student / s_backbone,
+        "eval_fwd": vit_fwd_flop(embed, depth, patch, g) + heads_fwd_flop(embed, out_dim, cls_hidden, True, **hd)
+        - heads_fwd_flop(embed, out_dim, cls_hidden, False, **hd),
+    }
+
+
+# ---- running -----------------------------------------------------------------------------
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except OSError:
+        return None
+
+
+def run_one(cmd, log, env=None, timeout=1800):
+    t = time.time()
+    before = loadavg()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    after = loadavg()
+    if p.returncode != 0:
+        sys.stderr.write(f"bench: FAILED ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}\n")
+        return None
+    line = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    if not line:
+        sys.stderr.write(f"bench: no JSON from {' '.join(cmd)}\n{p.stdout[-2000:]}\n")
+        return None
+    r = json.loads(line[-1])
+    r["load_before"], r["load_after"], r["started"] = before, after, t
+    r["cmd"] = " ".join(cmd)
+    log.write(json.dumps(r) + "\n")
+    log.flush()
+    ips = [r["images_per_iter"] / x for x in r["times_s"]] if r["images_per_iter"] else []
+    what = f"{r['impl']:5} {r['config']:10} {r['mode']:10} {r['variant']:8}"
+    if ips:
+        sys.stderr.write(f"bench: {what} {statistics.median(ips):8.2f} img/s  HWM {r['vm_hwm_kb'] / 1024:7.0f} MiB  load {before}->{after}\n")
+    else:
+        sys.stderr.write(f"bench: {what} {r['times_s']}  load {before}->{after}\n")
+    return r
+
+
+def plan(quick, include_small):
+    """(config, mode, rounds, iters, warmup, with_fast) of the DISTL measurements."""
+    if quick:
+        return [
+            ("tiny16", "step", 2, 2, 1, True),
+            ("tiny16", "correction", 1, 2, 1, False),
+            ("tiny16", "eval", 1, 3, 1, False),
+        ]
+    p = [
+        ("tiny16", "step", 3, 3, 1, True),
+        ("tiny16-65k", "step", 2, 3, 1, True),
+        ("tiny16", "correction", 1, 3, 1, False),
+        ("tiny16-65k", "correction", 1, 2, 1, False),
+        ("tiny16", "eval", 1, 4, 1, False),
+    ]
+    if include_small:
+        # about 3 TFLOP per step: one timed iteration per process
+        p += [("small8", "step", 1, 1, 1, False), ("small8", "eval", 1, 2, 1, False)]
+    return p
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rust-bin", required=True, help="the built distl_step bench executable")
+    ap.add_argument("--python", required=True, help="python with torch (SEVIT_TORCH_PYTHON)")
+    ap.add_argument("--out", default="target/bench")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="tiny/16 only, fewer rounds")
+    ap.add_argument("--no-small", action="store_true", help="skip small/8@256")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    ap.add_argument("--smoke", action="store_true", help="micro model, one iteration (tests the bench itself)")
+    ap.add_argument(
+        "--omp-active",
+        action="store_true",
+        help="keep libgomp's default spinning wait policy (default: OMP_WAIT_POLICY=PASSIVE for both sides)",
+    )
+    ap.add_argument("--aug-rust", default=None, help="augment.json of sevit-data's augmentation bench")
+    ap.add_argument("--aug-torch", default=None, help="augment_torchvision.json of bench/torchvision_augment.py")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    torch_script = os.path.join(here, "distl_step_torch.py")
+    th = ["--threads", str(a.threads)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
+    if not a.omp_active:
+        # libgomp reads this when it is loaded, so it must be in the environment of the process.
+        # Spinning threads collapse when the cores are shared (3-4x slower steps measured with
+        # other jobs running); see docs/performance.md.
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    runs_path = os.path.join(a.out, "runs.jsonl")
+    results = []
+    t0 = time.time()
+    with open(runs_path, "w") as log:
+        # the machine's matrix-multiply rate (Rust/tch and PyTorch; same libtorch)
+        mm = ["--mode", "matmul", "--matmul-n", "2048", "--iters", "2" if a.smoke else "5", "--warmup", "1"]
+        results.append(run_one([a.rust_bin, *mm, *th], log, env))
+        if not a.no_torch:
+            results.append(run_one([a.python, torch_script, *mm, *th], log, env))
+        p = [("micro", m, 1, 1, 1, True) for m in ("step", "correction", "eval")] if a.smoke else plan(a.quick, not a.no_small)
+        for cfg, mode, rounds, iters, warmup, with_fast in p:
+            common = ["--config", cfg, "--mode", mode, "--iters", str(iters), "--warmup", str(warmup), *th]
+            if mode == "eval":
+                common += ["--eval-batch", "8" if cfg == "small8" else "32"]
+            for _ in range(rounds):
+                variants = [("rust", "engine")]
+                if mode == "step" and with_fast:
+                    variants.append(("rust", "fast"))
+                if not a.no_torch:
+                    variants.append(("torch", "explicit"))
+                    if mode in ("step", "eval"):
+                        variants.append(("torch", "sdpa"))
+                for impl, variant in variants:
+                    if impl == "rust":
+                        cmd = [a.rust_bin, *common, "--variant", variant]
+                    else:
+                        cmd = [a.python, torch_script, *common, "--attn", variant]
+                    results.append(run_one(cmd, log, env))
+    results = [r for r in results if r]
+    aug = {}
+    for key, path in (("rust", a.aug_rust), ("torchvision", a.aug_torch)):
+        if path and os.path.exists(path):
+            with open(path) as f:
+                aug[key] = json.load(f)
+    if "rust" in aug and "torchvision" in aug:
+        aug["speed_ratio"] = aug["rust"]["images_per_s_median"] / aug["torchvision"]["images_per_s_median"]
+    report = build_report(results, aug, a, time.time() - t0)
+    with open(os.path.join(a.out, "report.json.tmp"), "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(os.path.join(a.out, "report.json.tmp"), os.path.join(a.out, "report.json"))
+    md = render_md(report)
+    with open(os.path.join(a.out, "report.md.tmp"), "w") as f:
+        f.write(md)
+    os.replace(os.path.join(a.out, "report.md.tmp"), os.path.join(a.out, "report.md"))
+    print(md)
+    print(f"written: {os.path.join(a.out, 'report.json')}, {os.path.join(a.out, 'report.md')}, {runs_path}")
+
+
+# ---- aggregation -------------------------------------------------------------------------
+
+
+def stats(xs):
+    if not xs:
+        return None
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def build_report(results, aug, a, wall):
+    groups = {}
+    for r in results:
+        key = (r["impl"], r["config"], r["mode"], r["variant"])
+        groups.setdefault(key, []).append(r)
+    matmul = {}
+    for (impl, _c, mode, _v), rs in groups.items():
+        if mode == "matmul":
+            rates = [r["flop_per_iter"] / t / 1e9 for r in rs for t in r["times_s"]]
+            matmul[impl] = stats(rates)
+    mm_rate = (matmul.get("rust") or matmul.get("torch") or {}).get("median")
+    figures = []
+    for (impl, cfg, mode, variant), rs in sorted(groups.items()):
+        if mode == "matmul":
+            continue
+        ips = [r["images_per_iter"] / t for r in rs for t in r["times_s"]]
+        fl = flop_breakdown(cfg)
+        flop_per_img = fl["eval_fwd"] if mode == "eval" else fl["step_total"]
+        st = stats(ips)
+        phases = {}
+        for r in rs:
+            for k, v in r.get("phases_s", {}).items():
+                phases.setdefault(k, []).extend(v)
+        ph = {k: statistics.median(v) for k, v in phases.items() if v}
+        fig = {
+            "impl": impl,
+            "config": cfg,
+            "label": LABELS.get(cfg, cfg),
+            "mode": mode,
+            "variant": variant,
+            "images_per_s": st,
+            "vm_hwm_mib": max(r["vm_hwm_kb"] for r in rs) / 1024,
+            "rss_after_setup_mib": max(r.get("rss_after_setup_kb", 0) for r in rs) / 1024,
+            "batch": rs[0].get("batch"),
+            "params": rs[0].get("params"),
+            "flop_per_image": flop_per_img,
+            "achieved_gflop_s": st["median"] * flop_per_img / 1e9 if st else None,
+            "share_of_matmul_rate": (st["median"] * flop_per_img / 1e9 / mm_rate) if (st and mm_rate) else None,
+            "phases_median_s": ph,
+            "load_avg": [x for r in rs for x in (r["load_before"], r["load_after"]) if x is not None],
+            "processes": len(rs),
+        }
+        figures.append(fig)
+    # ratios: Rust (engine and fast) vs PyTorch (reference, explicit attention; and SDPA)
+    ratios = []
+    by = {(f["impl"], f["config"], f["mode"], f["variant"]): f for f in figures}
+    for f in figures:
+        if f["impl"] != "rust":
+            continue
+        for tv in ("explicit", "sdpa"):
+            t = by.get(("torch", f["config"], f["mode"], tv))
+            if t and f["images_per_s"] and t["images_per_s"]:
+                ratios.append(
+                    {
+                        "config": f["config"],
+                        "mode": f["mode"],
+                        "rust_variant": f["variant"],
+                        "torch_variant": tv,
+                        "speed_ratio": f["images_per_s"]["median"] / t["images_per_s"]["median"],
+                        "memory_ratio": f["vm_hwm_mib"] / t["vm_hwm_mib"] if t["vm_hwm_mib"] else None,
+                    }
+                )
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": cpu_model(),
+            "threads": a.threads,
+            "omp_wait_policy": "default (active spin)" if a.omp_active else "PASSIVE",
+            "load_avg_start_end": [results[0]["load_before"] if results else None, loadavg()],
+        },
+        "bench_wall_s": wall,
+        "matmul_gflop_s": matmul,
+        "matmul_n": 2048,
+        "figures": figures,
+        "ratios": ratios,
+        "flops": {c: flop_breakdown(c) for c in sorted({f["config"] for f in figures})},
+        "augmentation": aug,
+    }
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def fmt_stats(s, digits=2):
+    if not s:
+        return "-"
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def render_md(rep):
+    m = rep["machine"]
+    out = ["# sevit bench report", ""]
+    out.append(f"Machine: {m['processor']}, {m['cpus']} CPUs, {m['threads']} torch threads; "
+               f"load average at start/end: {m['load_avg_start_end']}; bench wall time {rep['bench_wall_s']:.0f} s.")
+    out.append("")
+    mm = rep["matmul_gflop_s"]
+    out.append("Matrix multiply 2048x2048 f32: " + ", ".join(f"{k} {fmt_stats(v, 1)} GFLOP/s" for k, v in mm.items()))
+    out.append("")
+    out.append("## DISTL throughput (images/s: median [min-max] over timed iterations)")
+    out.append("")
+    out.append("| config | mode | impl | variant | images/s | peak RSS MiB | GFLOP/img | GFLOP/s | % matmul | load |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for f in rep["figures"]:
+        load = f["load_avg"]
+        la = f"{min(load):.1f}-{max(load):.1f}" if load else "-"
+        share = f"{100 * f['share_of_matmul_rate']:.0f}%" if f["share_of_matmul_rate"] is not None else "-"
+        gfs = f"{f['achieved_gflop_s']:.1f}" if f["achieved_gflop_s"] is not None else "-"
+        out.append(
+            f"| {f['config']} | {f['mode']} | {f['impl']} | {f['variant']} | {fmt_stats(f['images_per_s'])} | "
+            f"{f['vm_hwm_mib']:.0f} | {f['flop_per_image'] / 1e9:.2f} | {gfs} | {share} | {la} |"
+        )
+    out.append("")
+    if rep["ratios"]:
+        out.append("## Rust / PyTorch eager (same run, interleaved processes)")
+        out.append("")
+        out.append("| config | mode | rust | torch attention | speed ratio | memory ratio |")
+        out.append("|---|---|---|---|---|---|")
+        for r in rep["ratios"]:
+            mr = f"{r['memory_ratio']:.2f}" if r["memory_ratio"] else "-"
+            out.append(f"| {r['config']} | {r['mode']} | {r['rust_variant']} | {r['torch_variant']} | {r['speed_ratio']:.2f}x | {mr} |")
+        out.append("")
+    out.append("## Step profile (median seconds per iteration by phase)")
+    out.append("")
+    for f in rep["figures"]:
+        if f["mode"] != "step" or not f["phases_median_s"]:
+            continue
+        tot = sum(f["phases_median_s"].values())
+        parts = ", ".join(f"{k} {v:.3f} ({100 * v / tot:.0f}%)" for k, v in f["phases_median_s"].items())
+        out.append(f"* {f['config']} {f['impl']}/{f['variant']}: {parts}")
+    out.append("")
+    aug = rep["augmentation"]
+    if aug:
+        out.append("## Augmentation (decode + 10 views per image: 2x256 + 8x128)")
+        out.append("")
+        out.append("| implementation | images/s median [min-max] | detail |")
+        out.append("|---|---|---|")
+        for key, what in (("rust", "rayon_threads"), ("torchvision", "workers")):
+            r = aug.get(key)
+            if r:
+                s = {"median": r["images_per_s_median"], "min": r["images_per_s_min"], "max": r["images_per_s_max"]}
+                det = f"{what} {r.get(what)}, {r.get('n_images')} images, {r.get('runs')} runs"
+                if key == "rust" and "loader_images_per_s_median" in r:
+                    det += f"; full loader (tensors, batches of 32): {r['loader_images_per_s_median']:.1f} img/s"
+                out.append(f"| {key} | {fmt_stats(s, 1)} | {det} |")
+        if "speed_ratio" in aug:
+            out.append("")
+            out.append(f"sevit / torchvision: {aug['speed_ratio']:.2f}x")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,444 @@
+//! Throughput of one DISTL training step (and of a correction step, of evaluation and of a
+//! large matrix multiply) on the current machine, as one measurement per process.
+//!
+//! Run by `scripts/bench.sh` (`just bench`), which starts one process per configuration so
+//! that the peak resident memory (`VmHWM`) belongs to that configuration alone, interleaves
+//! them with the PyTorch eager implementation `bench/distl_step_torch.py` and aggregates the
+//! JSON lines into `target/bench/report.{json,md}`. It can also be run by hand:
+//!
+//! ```text
+//! cargo bench -p sevit-distill --bench distl_step -- --config tiny16 --mode step --iters 5
+//! ```
+//!
+//! Modes:
+//! * `step`: the unlabeled DISTL step: teacher forward on the two global views (no grad),
+//!   student forward on all views, DINO loss over the 18 (teacher, student) pairs with the
+//!   centre update, soft-pseudo-label BCE, `λ·L_dino + (1−λ)·α·L_st`, backward, per-tensor
+//!   clipping at 3.0, AdamW with two parameter groups, teacher EMA, one host read of the
+//!   logged scalars. Each phase is timed separately.
+//! * `correction`: the correction step (same forwards, BCE against true labels, no EMA).
+//! * `eval`: class logits of global-size images, batch 32, no gradient.
+//! * `matmul`: GFLOP/s of a square f32 matrix multiply (the machine's reference rate).
+//!
+//! Variants: `engine` calls the engine's public functions as they are (`sevit_distill::loss`,
+//! `optim::AdamW`, `clip`, `ema`); `fast` replaces the loss/optimiser/EMA arithmetic with the
+//! leaner formulations proposed in `docs/performance.md` (same mathematics), to measure what
+//! those changes would gain.
+//!
+//! Inputs are random tensors of the right shapes, made once before the timed loop: the cost
+//! of decoding and augmenting images is measured separately (the augmentation bench).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use sevit_distill::clip::{cancel_gradients_last_layer, clip_gradients};
+use sevit_distill::ema::{copy_weights, update_momentum};
+use sevit_distill::loss::{combine, correction_bce, self_training_loss, DinoLoss};
+use sevit_distill::optim::AdamW;
+use sevit_model::{DinoHeadConfig, DistlNet, ModelConfig, ViTConfig};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// One benchmark configuration: backbone, view sizes, head width and batch.
+struct Cfg {
+    name: &'static str,
+    preset: &'static str,
+    global: i64,
+    local: i64,
+    out_dim: i64,
+    batch: i64,
+}
+
+const CONFIGS: &[Cfg] = &[
+    Cfg { name: "tiny16", preset: "tiny/16", global: 128, local: 64, out_dim: 4096, batch: 16 },
+    Cfg { name: "tiny16-65k", preset: "tiny/16", global: 128, local: 64, out_dim: 65536, batch: 16 },
+    Cfg { name: "small8", preset: "small/8", global: 256, local: 128, out_dim: 65536, batch: 4 },
+    // A very small configuration for smoke runs of the bench itself.
+    Cfg { name: "micro", preset: "micro", global: 32, local: 16, out_dim: 128, batch: 4 },
+];
+
+const N_GLOBAL: usize = 2;
+const N_LOCAL: usize = 8;
+const LAMBDA: f64 = 0.5;
+const CLIP: f64 = 3.0;
+const EPOCH: usize = 1; // past the first epoch: the last layer is trained
+const EPOCHS: usize = 5;
+
+struct Args {
+    config: String,
+    mode: String,
+    variant: String,
+    iters: usize,
+    warmup: usize,
+    threads: i32,
+    matmul_n: i64,
+    eval_batch: i64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        config: "tiny16".into(),
+        mode: "step".into(),
+        variant: "engine".into(),
+        iters: 5,
+        warmup: 1,
+        threads: 2,
+        matmul_n: 2048,
+        eval_batch: 32,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut val = || it.next().ok_or_else(|| anyhow::anyhow!("flag {k} needs a value"));
+        match k.as_str() {
+            "--config" => a.config = val()?,
+            "--mode" => a.mode = val()?,
+            "--variant" => a.variant = val()?,
+            "--iters" => a.iters = val()?.parse()?,
+            "--warmup" => a.warmup = val()?.parse()?,
+            "--threads" => a.threads = val()?.parse()?,
+            "--matmul-n" => a.matmul_n = val()?.parse()?,
+            "--eval-batch" => a.eval_batch = val()?.parse()?,
+            "--bench" => {} // appended by `cargo bench`
+            other => anyhow::bail!(
+                "unknown flag {other:?}; flags: --config NAME --mode step|correction|eval|matmul \
+                 --variant engine|fast --iters N --warmup N --threads N --matmul-n N --eval-batch N"
+            ),
+        }
+    }
+    anyhow::ensure!(a.iters > 0, "--iters must be positive");
+    anyhow::ensure!(matches!(a.variant.as_str(), "engine" | "fast"), "--variant must be engine or fast");
+    Ok(a)
+}
+
+/// `VmHWM` and `VmRSS` of this process in KiB (0 where /proc is unavailable).
+fn proc_status_kb(key: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn model_config(c: &Cfg) -> anyhow::Result<ModelConfig> {
+    let vit = ViTConfig::preset(c.preset)?;
+    let mut m = ModelConfig::new(vit);
+    m.head = DinoHeadConfig { out_dim: c.out_dim, ..m.head };
+    if c.preset == "micro" {
+        m.head = DinoHeadConfig { out_dim: c.out_dim, ..DinoHeadConfig::micro() };
+        m.cls_hidden_dim = 32;
+    }
+    m.validate()?;
+    Ok(m)
+}
+
+/// Wall-clock phase timers, accumulated per iteration (CPU ops are synchronous).
+#[derive(Default)]
+struct Phases {
+    order: Vec<&'static str>,
+    cur: BTreeMap<&'static str, f64>,
+    all: BTreeMap<&'static str, Vec<f64>>,
+}
+
+impl Phases {
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        if !self.order.contains(&name) {
+            self.order.push(name);
+        }
+        *self.cur.entry(name).or_insert(0.0) += t.elapsed().as_secs_f64();
+        r
+    }
+    fn end_iter(&mut self, keep: bool) {
+        for (k, v) in std::mem::take(&mut self.cur) {
+            if keep {
+                self.all.entry(k).or_default().push(v);
+            }
+        }
+    }
+    fn json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for k in &self.order {
+            m.insert((*k).into(), serde_json::json!(self.all.get(k).cloned().unwrap_or_default()));
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// Leaner AdamW arithmetic (same update as `optim::AdamW::step`, PyTorch's AdamW): in-place
+/// moments, one temporary per parameter instead of six.
+struct FastAdamW {
+    params: Vec<Tensor>,
+    names: Vec<String>,
+    regularized: Vec<bool>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: i32,
+}
+
+impl FastAdamW {
+    fn new(vs: &VarStore) -> Self {
+        let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        let mut s = FastAdamW { params: vec![], names: vec![], regularized: vec![], m: vec![], v: vec![], step: 0 };
+        for (name, t) in vars {
+            if !t.requires_grad() {
+                continue;
+            }
+            // the same groups as the engine: no decay on biases and 1-D parameters
+            s.regularized.push(!(name.ends_with(".bias") || t.dim() <= 1));
+            s.m.push(t.zeros_like());
+            s.v.push(t.zeros_like());
+            s.names.push(name);
+            s.params.push(t);
+        }
+        s
+    }
+
+    fn step(&mut self, grads: &[Tensor], lr: f64, wd: f64) {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        self.step += 1;
+        let bc1 = 1.0 - b1.powi(self.step);
+        let bc2_sqrt = (1.0 - b2.powi(self.step)).sqrt();
+        tch::no_grad(|| {
+            for i in 0..self.params.len() {
+                let g = &grads[i];
+                if !g.defined() {
+                    continue;
+                }
+                let p = &mut self.params[i];
+                if self.regularized[i] && wd != 0.0 {
+                    let _ = p.g_mul_scalar_(1.0 - lr * wd);
+                }
+                let _ = self.m[i].lerp_(g, 1.0 - b1);
+                let _ = self.v[i].g_mul_scalar_(b2);
+                let _ = self.v[i].addcmul_(g, &(g * (1.0 - b2)));
+                // denom = -(sqrt(v)/bc2 + eps) * bc1 / lr, so that p += m / denom
+                let mut denom = self.v[i].sqrt();
+                let _ = denom.g_div_scalar_(bc2_sqrt).g_add_scalar_(eps).g_mul_scalar_(-bc1 / lr);
+                let _ = p.addcdiv_(&self.m[i], &denom);
+            }
+        })
+    }
+}
+
+/// DINO loss with the pair sum regrouped: Σ_{i} Σ_{v≠i} −q_i·log p_v = Σ_i −q_i·(S − log p_i)
+/// with S = Σ_v log p_v: one pass per teacher view instead of one per pair (18 → 2 products of
+/// `[B, out]`). Same value and gradient as `sevit_distill::loss::dino_loss`.
+fn dino_loss_fast(student: &Tensor, teacher: &Tensor, center: &Tensor, n_s: i64, n_t: i64, tt: f64, st: f64) -> Tensor {
+    let rows = student.size()[0] / n_s;
+    let s = (student / st).log_softmax(-1, Kind::Float);
+    let s_sum = s.view([n_s, rows, -1]).sum_dim_intlist(0, false, Kind::Float);
+    let t = ((teacher - center) / tt).softmax(-1, Kind::Float).detach();
+    let mut total: Option<Tensor> = None;
+    for i in 0..n_t {
+        let q = t.narrow(0, i * rows, rows);
+        let others = &s_sum - s.narrow(0, i * rows, rows);
+        let term = (q * others).sum(Kind::Float);
+        total = Some(match total {
+            None => term,
+            Some(acc) => acc + term,
+        });
+    }
+    let n_pairs = (n_t * n_s - n_t.min(n_s)) as f64;
+    -total.expect("at least one teacher view") / (rows as f64 * n_pairs)
+}
+
+struct Setup {
+    student_vs: VarStore,
+    teacher_vs: VarStore,
+    student: DistlNet,
+    teacher: DistlNet,
+    views: Vec<Tensor>,
+    labels: Tensor,
+}
+
+fn setup(c: &Cfg, m: &ModelConfig) -> Setup {
+    tch::manual_seed(0);
+    let student_vs = VarStore::new(Device::Cpu);
+    let student = DistlNet::new(&student_vs.root(), m, 0.1);
+    let mut teacher_vs = VarStore::new(Device::Cpu);
+    let teacher = DistlNet::new(&teacher_vs.root(), m, 0.0);
+    copy_weights(&teacher_vs, &student_vs).expect("same network");
+    teacher_vs.freeze();
+    let b = c.batch;
+    let mut views = Vec::new();
+    for v in 0..N_GLOBAL + N_LOCAL {
+        let s = if v < N_GLOBAL { c.global } else { c.local };
+        views.push(Tensor::rand([b, 3, s, s], (Kind::Float, Device::Cpu)));
+    }
+    let labels = Tensor::rand([b], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
+    Setup { student_vs, teacher_vs, student, teacher, views, labels }
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = parse_args()?;
+    tch::set_num_threads(a.threads);
+    tch::set_num_interop_threads(1);
+    let t_start = Instant::now();
+    let mut times = Vec::new();
+    let mut losses = Vec::new();
+    let mut phases = Phases::default();
+    let mut extra = serde_json::Map::new();
+    let images_per_iter: f64;
+
+    if a.mode == "matmul" {
+        let n = a.matmul_n;
+        let x = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
+        let y = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
+        for i in 0..a.warmup + a.iters {
+            let t = Instant::now();
+            let z = x.matmul(&y);
+            let _ = z.double_value(&[0, 0]);
+            if i >= a.warmup {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        images_per_iter = 0.0;
+        extra.insert("flop_per_iter".into(), serde_json::json!(2.0 * (n as f64).powi(3)));
+        extra.insert("matmul_n".into(), serde_json::json!(n));
+    } else {
+        let c = CONFIGS
+            .iter()
+            .find(|c| c.name == a.config)
+            .ok_or_else(|| anyhow::anyhow!("unknown --config {:?}; known: tiny16, tiny16-65k, small8, micro", a.config))?;
+        let m = model_config(c)?;
+        let s = setup(c, &m);
+        let b = c.batch;
+        let n_views = N_GLOBAL + N_LOCAL;
+        let lr = 5e-5 * b as f64 / 16.0;
+        let (wd, mom) = (0.01, 0.9995);
+        let alpha = 2.0 * (EPOCH as f64 + 1.0) / EPOCHS as f64;
+        let mut dino = DinoLoss::new(m.head.out_dim, N_GLOBAL, 0.04, 0.04, 0, EPOCHS, 0.1, 0.9, Device::Cpu);
+        let mut opt = AdamW::new(&s.student_vs, |_| true);
+        let names = opt.names();
+        let mut fast_opt = (a.variant == "fast").then(|| FastAdamW::new(&s.student_vs));
+        let fast = a.variant == "fast";
+        let student_vars: Vec<(String, Tensor)> = {
+            let mut v: Vec<_> = s.student_vs.variables().into_iter().collect();
+            v.sort_by(|x, y| x.0.cmp(&y.0));
+            v
+        };
+        let teacher_vars: Vec<(String, Tensor)> = {
+            let mut v: Vec<_> = s.teacher_vs.variables().into_iter().collect();
+            v.sort_by(|x, y| x.0.cmp(&y.0));
+            v
+        };
+        extra.insert("rss_after_setup_kb".into(), serde_json::json!(proc_status_kb("VmRSS:")));
+        extra.insert(
+            "params".into(),
+            serde_json::json!(student_vars.iter().map(|(_, t)| t.numel()).sum::<usize>()),
+        );
+        match a.mode.as_str() {
+            "step" | "correction" => {
+                let correction = a.mode == "correction";
+                images_per_iter = b as f64;
+                for i in 0..a.warmup + a.iters {
+                    tch::manual_seed(i as i64);
+                    let t0 = Instant::now();
+                    let t_out = phases.time("teacher_fwd", || {
+                        tch::no_grad(|| s.teacher.forward_multi(&s.views[..N_GLOBAL], N_GLOBAL, false))
+                    });
+                    let s_out = phases.time("student_fwd", || s.student.forward_multi(&s.views, N_GLOBAL, true));
+                    let loss = phases.time("loss", || {
+                        let d = if fast {
+                            let l = dino_loss_fast(
+                                &s_out.dino,
+                                &t_out.dino,
+                                &dino.center,
+                                n_views as i64,
+                                N_GLOBAL as i64,
+                                0.04,
+                                0.1,
+                            );
+                            dino.update_center(&t_out.dino);
+                            l
+                        } else {
+                            dino.forward(&s_out.dino, &t_out.dino, EPOCH)
+                        };
+                        let s_logit = s_out.cls_logits.narrow(0, b, b);
+                        if correction {
+                            combine(&d, &correction_bce(&s_logit, &s.labels), 1.0, LAMBDA, EPOCH, EPOCHS)
+                        } else {
+                            let st = self_training_loss(&s_logit, &t_out.cls_logits.narrow(0, 0, b));
+                            combine(&d, &st, alpha, LAMBDA, EPOCH, EPOCHS)
+                        }
+                    });
+                    let mut grads = phases.time("backward", || opt.gradients(&loss));
+                    phases.time("clip", || {
+                        clip_gradients(&mut grads, CLIP);
+                        cancel_gradients_last_layer(&names, &mut grads, EPOCH, 1);
+                    });
+                    phases.time("optimizer", || match fast_opt.as_mut() {
+                        Some(f) => f.step(&grads, lr, wd),
+                        None => opt.step(&grads, lr, wd).expect("AdamW step"),
+                    });
+                    drop(grads);
+                    if !correction {
+                        phases.time("ema", || {
+                            if fast {
+                                tch::no_grad(|| {
+                                    for ((_, t), (_, sv)) in teacher_vars.iter().zip(&student_vars) {
+                                        let _ = t.shallow_clone().lerp_(sv, 1.0 - mom);
+                                    }
+                                })
+                            } else {
+                                update_momentum(&s.teacher_vs, &s.student_vs, mom).expect("EMA")
+                            }
+                        });
+                    }
+                    // One host read per iteration: the logged loss.
+                    let v = phases.time("host_read", || loss.double_value(&[]));
+                    anyhow::ensure!(v.is_finite(), "non-finite loss {v} at iteration {i}");
+                    losses.push(v);
+                    let dt = t0.elapsed().as_secs_f64();
+                    let keep = i >= a.warmup;
+                    phases.end_iter(keep);
+                    if keep {
+                        times.push(dt);
+                    }
+                }
+            }
+            "eval" => {
+                let eb = a.eval_batch;
+                let x = Tensor::rand([eb, 3, c.global, c.global], (Kind::Float, Device::Cpu));
+                images_per_iter = eb as f64;
+                for i in 0..a.warmup + a.iters {
+                    let t0 = Instant::now();
+                    let p = tch::no_grad(|| s.teacher.classify(&x, false).sigmoid());
+                    let _ = p.double_value(&[0]);
+                    if i >= a.warmup {
+                        times.push(t0.elapsed().as_secs_f64());
+                    }
+                }
+                extra.insert("eval_batch".into(), serde_json::json!(eb));
+            }
+            other => anyhow::bail!("unknown --mode {other:?}: step, correction, eval or matmul"),
+        }
+        extra.insert("batch".into(), serde_json::json!(b));
+        extra.insert("global".into(), serde_json::json!(c.global));
+        extra.insert("local".into(), serde_json::json!(c.local));
+        extra.insert("out_dim".into(), serde_json::json!(c.out_dim));
+        extra.insert("preset".into(), serde_json::json!(c.preset));
+    }
+    let mut out = serde_json::json!({
+        "impl": "rust",
+        "config": a.config,
+        "mode": a.mode,
+        "variant": a.variant,
+        "threads": a.threads,
+        "warmup": a.warmup,
+        "times_s": times,
+        "losses": losses,
+        "images_per_iter": images_per_iter,
+        "phases_s": phases.json(),
+        "vm_hwm_kb": proc_status_kb("VmHWM:"),
+        "wall_s": t_start.elapsed().as_secs_f64(),
+        "torch_threads": tch::get_num_threads(),
+    });
+    if let serde_json::Value::Object(o) = &mut out {
+        o.extend(extra);
+    }
+    println!("{out}");
+    Ok(())
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `just bench`: throughput and peak memory of the DISTL step (tiny/16@128 with out 4096 and
+# 65536, small/8@256), the correction step and evaluation, against a plain PyTorch eager
+# implementation of the same step measured in the same run; plus the augmentation bench of
+# sevit-data when present. Writes target/bench/report.json, report.md (printed) and runs.jsonl.
+#
+# Usage: scripts/bench.sh [--quick] [--no-small] [--no-torch] [--smoke] [--threads N]
+#   --quick     tiny/16 only, fewer rounds (about a minute on an idle 2-core machine)
+#   --no-small  skip small/8@256 (the paper configuration, tens of seconds per step on CPU)
+#   --no-torch  skip the PyTorch comparison
+#   --smoke     micro model, one iteration each: checks that the bench itself runs
+#   --threads N torch intra-op threads for both sides (default 2)
+#   --omp-active keep libgomp spinning (default: OMP_WAIT_POLICY=PASSIVE on both sides)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=target/bench
+args=()
+while (($#)); do
+    case "$1" in
+        --quick | --no-small | --no-torch | --smoke | --omp-active) args+=("$1") ;;
+        --threads) args+=("$1" "$2"); shift ;;
+        --out) out="$2"; shift ;;
+        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "bench.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+mkdir -p "$out"
+
+# The PyTorch used for the comparison (and to run the orchestrator): the environment, else the
+# generated cargo config, else the default cache location of scripts/setup.sh.
+py="${SEVIT_TORCH_PYTHON:-}"
+if [[ -z "$py" && -f .cargo/config.toml ]]; then
+    py="$(sed -n 's/^SEVIT_TORCH_PYTHON *= *"\(.*\)"/\1/p' .cargo/config.toml | head -n1)"
+fi
+py="${py:-${SEVIT_CACHE:-$HOME/.cache/sevit}/torch-2.13.0/bin/python}"
+if [[ ! -x "$py" ]]; then
+    echo "bench.sh: no python with torch at $py: run scripts/setup.sh (or ./sevitw setup) first" >&2
+    exit 1
+fi
+
+echo "bench: building the benches (release)..." >&2
+bin="$(cargo bench -p sevit-distill --bench distl_step --no-run --message-format=json 2>"$out/build.log" \
+    | "$py" -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "distl_step":
+        print(m["executable"])' | tail -n1)" || true
+if [[ -z "$bin" || ! -x "$bin" ]]; then
+    echo "bench.sh: building the distl_step bench failed; see $out/build.log" >&2
+    tail -n 30 "$out/build.log" >&2
+    exit 1
+fi
+
+# Augmentation: sevit-data's bench (writes target/bench/augment.json) and the torchvision +
+# Pillow reference with 2 DataLoader workers (writes target/bench/augment_torchvision.json).
+rm -f target/bench/augment.json target/bench/augment_torchvision.json
+if [[ -f crates/sevit-data/benches/augment.rs ]]; then
+    echo "bench: augmentation (sevit-data)..." >&2
+    if ! cargo bench -p sevit-data --bench augment >"$out/augment-rust.txt" 2>>"$out/build.log"; then
+        echo "bench.sh: the sevit-data augmentation bench failed (see $out/build.log); continuing" >&2
+    fi
+    if [[ -f bench/torchvision_augment.py ]] && [[ ! " ${args[*]} " =~ " --no-torch " ]]; then
+        echo "bench: augmentation (torchvision + Pillow, 2 workers)..." >&2
+        tv_args=()
+        [[ " ${args[*]} " =~ " --quick " || " ${args[*]} " =~ " --smoke " ]] && tv_args=(--n 64 --runs 2)
+        if ! "$py" bench/torchvision_augment.py "${tv_args[@]}" >"$out/augment-torch.txt" 2>>"$out/build.log"; then
+            echo "bench.sh: bench/torchvision_augment.py failed (see $out/build.log); continuing" >&2
+        fi
+    fi
+fi
+
+exec "$py" bench/run_bench.py --rust-bin "$bin" --python "$py" --out "$out" \
+    --aug-rust target/bench/augment.json --aug-torch target/bench/augment_torchvision.json "${args[@]}"
