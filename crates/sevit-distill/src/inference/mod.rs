@@ -1,0 +1,43 @@
+//! Using trained checkpoints: evaluation, robustness, comparison, attention maps and
+//! prediction on new images (the library side of `sevit eval`, `compare`, `visualize` and
+//! `predict`).
+//!
+//! * [`model`]: [`InferenceModel`] — a checkpoint's student or teacher loaded once, with the
+//!   preprocessing of its training config (image size, inference blur); scoring of loaded
+//!   images and last-layer CLS attention; [`resolve_checkpoint`] (`--checkpoint` or
+//!   `--run --stage`).
+//! * [`source`]: labelled [`CaseSource`]s (run split subset, descriptor, manifest, folder) and
+//!   unlabelled [`ImageList`]s, with case ids (relative paths).
+//! * [`evaluate`]: [`evaluate_checkpoint`] → `report.json`, `predictions.csv`, `roc.png`,
+//!   `reliability.png` (scores from [`crate::eval::predict`]).
+//! * [`robustness`]: [`evaluate_robustness`] → AUC per nuisance kind and severity
+//!   (`nuisance.csv/json/png`).
+//! * [`compare`]: [`compare_predictions`], the paired DeLong test of two prediction files
+//!   matched by case id.
+//! * [`attention`]: [`mass_mask`] (DINO's attention-mass threshold) and the per-image grid.
+//! * [`visualize`]: image selection and one attention grid per image.
+//! * [`predict`]: [`predict_images`] → `file,probability,predicted,threshold`.
+
+pub mod attention;
+pub mod compare;
+pub mod evaluate;
+mod images;
+pub mod model;
+pub mod predict;
+pub mod robustness;
+pub mod source;
+pub mod visualize;
+
+#[cfg(test)]
+mod tests;
+
+pub use attention::{mass_kept, mass_mask, write_attention_grid, GridOptions};
+pub use compare::{compare_predictions, load_predictions, pair};
+pub use evaluate::{default_out_dir, evaluate_checkpoint, EvalFiles, EvalOutcome, EvalRequest};
+pub use model::{
+    resolve_checkpoint, run_stages, AttentionMaps, InferenceModel, InferenceSettings, SettingOverrides,
+};
+pub use predict::{predict_images, youden_threshold_from_report, PredictOptions, PredictOutcome, PredictionRow};
+pub use robustness::{evaluate_robustness, RobustnessFiles, RobustnessOptions, RobustnessReport, RobustnessRow};
+pub use source::{case_id, list_images, CaseSource, Cases, ImageList};
+pub use visualize::{grid_file_name, visualize, ImageSelection, SelectedImage, Visualized};

@@ -1,0 +1,268 @@
+//! What to run a model on: labelled cases (a subset of a run's `split.csv`, a dataset
+//! descriptor, a manifest or a folder tree) for evaluation, or plain image files (a folder, a
+//! manifest, a list) for prediction. Every case has a stable id: its path relative to the
+//! dataset root with `/` separators, which is what `predictions.csv` files are matched on.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use sevit_data::{Dataset, Sample, Split, Subset};
+
+use crate::layout::RunLayout;
+
+/// Where labelled cases come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaseSource {
+    /// A subset of `RUN/split.csv`.
+    Run {
+        /// The run directory.
+        run: PathBuf,
+        /// Which subset (usually `test`).
+        subset: Subset,
+    },
+    /// A dataset descriptor (`.toml`); all its images.
+    Descriptor(PathBuf),
+    /// A manifest CSV (`file,label[,patient_id]`) with the positive label.
+    Manifest {
+        /// The CSV file.
+        csv: PathBuf,
+        /// The positive label.
+        positive: String,
+        /// Labels to keep (all when empty).
+        keep: Vec<String>,
+    },
+    /// A folder tree `ROOT/<label>/**/<image>` with the positive label.
+    Folder {
+        /// The root folder.
+        root: PathBuf,
+        /// The positive label.
+        positive: String,
+    },
+}
+
+/// Labelled cases with their ids.
+#[derive(Debug, Clone)]
+pub struct Cases {
+    /// Short name for reports and output folders (`test`, the dataset name, ...).
+    pub name: String,
+    /// A description of the source (for reports).
+    pub description: String,
+    /// The positive label.
+    pub positive: String,
+    /// The images.
+    pub samples: Vec<Sample>,
+    /// One id per sample (relative path).
+    pub ids: Vec<String>,
+}
+
+impl Cases {
+    /// Binary labels (`target > 0.5`).
+    pub fn labels(&self) -> Vec<bool> {
+        self.samples.iter().map(|s| s.target > 0.5).collect()
+    }
+}
+
+/// `path` relative to `root` with `/` separators, or the whole path when it is outside `root`.
+pub fn case_id(root: &Path, path: &Path) -> String {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return path.to_string_lossy().replace('\\', "/");
+    };
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl CaseSource {
+    /// Loads the cases (no image is decoded here).
+    ///
+    /// # Errors
+    /// Unreadable split/descriptor/manifest/folder, an empty selection.
+    pub fn load(&self) -> anyhow::Result<Cases> {
+        let (name, description, root, positive, samples) = match self {
+            CaseSource::Run { run, subset } => {
+                let path = RunLayout::new(run).split_csv();
+                let split = Split::read_csv(&path)?;
+                let samples = split.samples(*subset);
+                (
+                    subset.to_string(),
+                    format!("{} subset {subset} of dataset {}", path.display(), split.name),
+                    split.root.clone(),
+                    split.positive_label().to_string(),
+                    samples,
+                )
+            }
+            CaseSource::Descriptor(p) => {
+                let ds = Dataset::from_descriptor(p)?;
+                (ds.name.clone(), format!("dataset {} ({})", ds.name, p.display()), ds.root, ds.positive_label, ds.samples)
+            }
+            CaseSource::Manifest { csv, positive, keep } => {
+                let keep_opt = (!keep.is_empty()).then_some(keep.as_slice());
+                let ds = Dataset::from_manifest(csv, positive, keep_opt)?;
+                (ds.name.clone(), format!("manifest {}", csv.display()), ds.root, ds.positive_label, ds.samples)
+            }
+            CaseSource::Folder { root, positive } => {
+                let ds = Dataset::from_folder(root, positive)?;
+                (ds.name.clone(), format!("folder {}", root.display()), ds.root, ds.positive_label, ds.samples)
+            }
+        };
+        if samples.is_empty() {
+            bail!("no image selected from {description}");
+        }
+        let ids = samples.iter().map(|s| case_id(&root, &s.path)).collect();
+        Ok(Cases { name, description, positive, samples, ids })
+    }
+}
+
+/// Image file extensions recognised in folders (PNG, JPEG, DICOM), lower case.
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "dcm", "dicom"];
+
+fn is_image_file(p: &Path) -> bool {
+    p.extension()
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// Every image file under `root` (recursively; hidden entries skipped), sorted.
+///
+/// # Errors
+/// A folder that cannot be listed.
+pub fn list_images(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if is_image_file(&p) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    if !root.is_dir() {
+        bail!("image folder {} does not exist", root.display());
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Unlabelled images to predict, with their ids.
+#[derive(Debug, Clone, Default)]
+pub struct ImageList {
+    /// Image paths.
+    pub paths: Vec<PathBuf>,
+    /// One id per path (relative to the folder or manifest directory, else the path as given).
+    pub ids: Vec<String>,
+}
+
+impl ImageList {
+    /// Every image under `root` (see [`list_images`]).
+    pub fn from_folder(root: &Path) -> anyhow::Result<Self> {
+        let paths = list_images(root)?;
+        if paths.is_empty() {
+            bail!("no image (png, jpg, jpeg, dcm, dicom) under {}", root.display());
+        }
+        let ids = paths.iter().map(|p| case_id(root, p)).collect();
+        Ok(ImageList { paths, ids })
+    }
+
+    /// The `file` column of a manifest CSV (paths relative to its directory); other columns,
+    /// labels included, are ignored. Quoted fields are understood; a record may not span lines.
+    pub fn from_manifest(csv: &Path) -> anyhow::Result<Self> {
+        let root = csv.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let text = std::fs::read_to_string(csv).with_context(|| format!("cannot read manifest {}", csv.display()))?;
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let (_, header) = lines.next().with_context(|| format!("manifest {} is empty", csv.display()))?;
+        let fi = split_csv_line(header)
+            .iter()
+            .position(|h| h.trim() == "file")
+            .with_context(|| format!("manifest {} line 1: no `file` column", csv.display()))?;
+        let mut out = ImageList::default();
+        for (k, line) in lines {
+            let fields = split_csv_line(line);
+            let file = fields.get(fi).map(|f| f.trim()).unwrap_or("");
+            if file.is_empty() {
+                bail!("manifest {} line {}: empty `file`", csv.display(), k + 1);
+            }
+            out.paths.push(root.join(file));
+            out.ids.push(file.to_string());
+        }
+        if out.paths.is_empty() {
+            bail!("manifest {} lists no image", csv.display());
+        }
+        Ok(out)
+    }
+
+    /// Explicit image files; each id is the path as given.
+    pub fn from_files(files: &[PathBuf]) -> anyhow::Result<Self> {
+        if files.is_empty() {
+            bail!("no image file given");
+        }
+        Ok(ImageList { paths: files.to_vec(), ids: files.iter().map(|p| p.to_string_lossy().into_owned()).collect() })
+    }
+}
+
+/// Splits one CSV line into fields (RFC 4180 quoting: `"a,b"`, `""` for a quote).
+fn split_csv_line(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut cur)),
+            ('\r', false) => {}
+            _ => cur.push(c),
+        }
+    }
+    fields.push(cur);
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_relative_with_slashes() {
+        assert_eq!(case_id(Path::new("/d/root"), Path::new("/d/root/images/a.png")), "images/a.png");
+        assert_eq!(case_id(Path::new("/d/root"), Path::new("/x/b.png")), "/x/b.png");
+    }
+
+    #[test]
+    fn csv_lines() {
+        assert_eq!(split_csv_line("a,\"b,c\",d"), vec!["a", "b,c", "d"]);
+        assert_eq!(split_csv_line("\"x\"\"y\",,z"), vec!["x\"y", "", "z"]);
+    }
+
+    #[test]
+    fn image_lists() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("sub/.hidden")).unwrap();
+        for f in ["b.png", "sub/a.JPG", "sub/.hidden/c.png", "notes.txt"] {
+            std::fs::write(d.path().join(f), b"x").unwrap();
+        }
+        let l = ImageList::from_folder(d.path()).unwrap();
+        assert_eq!(l.ids, vec!["b.png", "sub/a.JPG"]);
+        let csv = d.path().join("m.csv");
+        std::fs::write(&csv, "label,file\nx,\"sub/a.JPG\"\n\ny,b.png\n").unwrap();
+        let m = ImageList::from_manifest(&csv).unwrap();
+        assert_eq!(m.ids, vec!["sub/a.JPG", "b.png"]);
+        assert_eq!(m.paths[1], d.path().join("b.png"));
+        std::fs::write(&csv, "label,path\nx,a\n").unwrap();
+        let e = ImageList::from_manifest(&csv).unwrap_err();
+        assert!(format!("{e:#}").contains("no `file` column"), "{e:#}");
+        assert!(ImageList::from_folder(&d.path().join("nope")).is_err());
+    }
+}
