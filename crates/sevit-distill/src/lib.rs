@@ -11,12 +11,44 @@
 //!   state.
 //! * [`clip`]: per-tensor gradient clipping and freezing of the feature head's last layer.
 //!
-//! Schedules are sized on the number of *unlabeled* iterations of a stage and advance only on
-//! unlabeled iterations; correction passes over the labeled set do not advance them (the
-//! reference sized them on the unlabeled loader too).
+//! Configuration: [`TrainConfig`] (TOML, unknown keys rejected, `key=value` overrides).
+//!
+//! Loops ([`loops`]), all working on a run directory ([`RunLayout`]):
+//! * [`pretrain`]: the supervised initial model (BCE on global view 2 of the labeled set),
+//!   from random weights or `--init`; with `label_folds = T` a supervised baseline.
+//! * [`pretrain_self_supervised`]: DINO-only pretraining on an unlabeled pool.
+//! * [`distill`]: one DISTL step T (DINO + α-weighted self-training, teacher EMA,
+//!   correction passes over the labeled set per the [`sevit_correction`] policy).
+//! * [`evolve`]: the initial model then T = 1..k, with test AUC (DeLong CI) per T in
+//!   `summary.json` / `summary.csv`.
+//!
+//! Schedules (lr, weight decay, teacher momentum) are sized on the number of *unlabeled*
+//! iterations of a stage (`epochs * iters_per_epoch`) and advance only on unlabeled
+//! iterations; correction passes use the current values and do not advance them (the
+//! reference sized them on the unlabeled loader too). Every epoch ends with an atomic
+//! checkpoint (student, teacher, optimiser, DINO centre, epoch, iteration, config, seed);
+//! a resumed run replays the same random numbers (data randomness is keyed by (seed, epoch,
+//! index) in `sevit-data`, drop-path by a `tch::manual_seed` before each update) and reaches
+//! the same weights on CPU.
 
 pub mod clip;
+pub mod config;
+pub mod data;
 pub mod ema;
+pub mod eval;
+pub mod inference;
+pub mod layout;
+pub mod log;
+pub mod loops;
 pub mod loss;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
+
+pub use config::{TrainConfig, Weights};
+pub use layout::{stage_name, RunLayout};
+pub use loops::{
+    distill, distill_with, evolve, pretrain, pretrain_self_supervised, DistillInputs, EvolveOptions,
+    PretrainOptions, SummaryRow,
+};
+pub use trainer::{RunOptions, StageOutcome};

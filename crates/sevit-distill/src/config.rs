@@ -1,0 +1,517 @@
+//! [`TrainConfig`]: every setting of the engine, loaded from TOML (unknown keys rejected),
+//! with `key=value` overrides. The defaults are the DISTL reference (`configs/paper.toml`).
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use sevit_correction::CorrectionConfig;
+use sevit_data::MultiCropConfig;
+use sevit_model::{DinoHeadConfig, ModelConfig, ViTConfig};
+
+/// The network: a backbone preset (or a custom backbone) and the heads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// Backbone preset: `micro`, `tiny/P`, `small/P`, `base/P` (P = 8 or 16).
+    pub preset: String,
+    /// A custom backbone; replaces `preset` when given.
+    pub vit: Option<ViTConfig>,
+    /// Overrides the size the position embeddings are built for (other input sizes are
+    /// interpolated, as DINO does).
+    pub img_size: Option<i64>,
+    /// Feature-head output dimension (65536).
+    pub out_dim: i64,
+    /// Feature-head hidden width (2048).
+    pub hidden_dim: i64,
+    /// Feature-head bottleneck width (256).
+    pub bottleneck_dim: i64,
+    /// Feature-head MLP layers (3).
+    pub nlayers: i64,
+    /// Weight-normalised last layer with its norm fixed to 1 (true).
+    pub norm_last_layer: bool,
+    /// Class-head hidden width (256).
+    pub cls_hidden_dim: i64,
+    /// Stochastic depth of the student (0.1); the teacher has none.
+    pub drop_path: f64,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        let h = DinoHeadConfig::default();
+        Self {
+            preset: "small/8".into(),
+            vit: None,
+            img_size: None,
+            out_dim: h.out_dim,
+            hidden_dim: h.hidden_dim,
+            bottleneck_dim: h.bottleneck_dim,
+            nlayers: h.nlayers,
+            norm_last_layer: h.norm_last_layer,
+            cls_hidden_dim: 256,
+            drop_path: 0.1,
+        }
+    }
+}
+
+impl ModelSection {
+    /// The resolved, validated [`ModelConfig`].
+    pub fn model_config(&self) -> anyhow::Result<ModelConfig> {
+        let mut vit = match &self.vit {
+            Some(v) => v.clone(),
+            None => ViTConfig::preset(&self.preset)?,
+        };
+        if let Some(s) = self.img_size {
+            vit.img_size = s;
+        }
+        let cfg = ModelConfig {
+            vit,
+            head: DinoHeadConfig {
+                out_dim: self.out_dim,
+                hidden_dim: self.hidden_dim,
+                bottleneck_dim: self.bottleneck_dim,
+                nlayers: self.nlayers,
+                norm_last_layer: self.norm_last_layer,
+            },
+            cls_hidden_dim: self.cls_hidden_dim,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Optimisation: AdamW, schedules, clipping, EMA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimSection {
+    /// Images per batch (8).
+    pub batch_size: usize,
+    /// Epochs of each DISTL step T (5).
+    pub epochs: usize,
+    /// Learning rate per 16 images: the peak lr is `lr * batch_size / 16` (5e-5).
+    pub lr: f64,
+    /// Final learning rate of the cosine decay (1e-6).
+    pub min_lr: f64,
+    /// Epochs of linear lr warm-up from 0 (1).
+    pub warmup_epochs: usize,
+    /// Weight decay at the start of the cosine schedule (0.01).
+    pub weight_decay: f64,
+    /// Weight decay at the end (0.01).
+    pub weight_decay_end: f64,
+    /// Per-tensor gradient-norm clip; 0 disables (3.0).
+    pub clip_grad: f64,
+    /// Epochs during which the feature head's last layer is not updated (1).
+    pub freeze_last_layer: usize,
+    /// Teacher EMA momentum at the start; cosine to 1 (0.9995).
+    pub momentum_teacher: f64,
+    /// Drop the last incomplete batch of the unlabeled loader (true, as the reference). Sets
+    /// smaller than one batch keep their single short batch.
+    pub drop_last: bool,
+}
+
+impl Default for OptimSection {
+    fn default() -> Self {
+        Self {
+            batch_size: 8,
+            epochs: 5,
+            lr: 5e-5,
+            min_lr: 1e-6,
+            warmup_epochs: 1,
+            weight_decay: 0.01,
+            weight_decay_end: 0.01,
+            clip_grad: 3.0,
+            freeze_last_layer: 1,
+            momentum_teacher: 0.9995,
+            drop_last: true,
+        }
+    }
+}
+
+impl OptimSection {
+    /// The peak learning rate after the linear scaling rule: `lr * batch_size / 16`.
+    pub fn peak_lr(&self) -> f64 {
+        self.lr * self.batch_size as f64 / 16.0
+    }
+}
+
+/// The DISTL losses and the correction policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistlSection {
+    /// λ: weight of the DINO loss (0.5).
+    pub lambda: f64,
+    /// Epochs with the DINO term; afterwards only self-training (None = every epoch).
+    pub ssl_epochs: Option<usize>,
+    /// Scale the self-training loss by α(e) = 2 (e + 1) / E (true).
+    pub alpha: bool,
+    /// Teacher temperature at the start of the warm-up (0.04).
+    pub warmup_teacher_temp: f64,
+    /// Teacher temperature after the warm-up (0.04).
+    pub teacher_temp: f64,
+    /// Epochs of linear teacher-temperature warm-up (0, as the DISTL reference).
+    pub warmup_teacher_temp_epochs: usize,
+    /// Student temperature (0.1).
+    pub student_temp: f64,
+    /// Momentum of the DINO centre (0.9).
+    pub center_momentum: f64,
+    /// When correction passes over the labeled set run.
+    pub correction: CorrectionConfig,
+}
+
+impl Default for DistlSection {
+    fn default() -> Self {
+        Self {
+            lambda: 0.5,
+            ssl_epochs: None,
+            alpha: true,
+            warmup_teacher_temp: 0.04,
+            teacher_temp: 0.04,
+            warmup_teacher_temp_epochs: 0,
+            student_temp: 0.1,
+            center_momentum: 0.9,
+            correction: CorrectionConfig::default(),
+        }
+    }
+}
+
+/// The initial model (supervised) and the optional self-supervised pretraining.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainSection {
+    /// Epochs of supervised training of the initial model (5, as the reference).
+    pub epochs: usize,
+    /// Epochs of DINO-only self-supervised pretraining (`--self-supervised`) (5).
+    pub ssl_epochs: usize,
+}
+
+impl Default for PretrainSection {
+    fn default() -> Self {
+        Self { epochs: 5, ssl_epochs: 5 }
+    }
+}
+
+/// Data loading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    /// Skip unreadable images (with a warning) instead of failing.
+    pub skip_bad: bool,
+    /// Batches prepared ahead by the loader thread.
+    pub prefetch: usize,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self { skip_bad: false, prefetch: 2 }
+    }
+}
+
+/// Test-set evaluation after each stage of `evolve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalSection {
+    /// Side of the evaluated images (default: `views.global_size`, 256).
+    pub image_size: Option<u32>,
+    /// Batch size of evaluation.
+    pub batch_size: usize,
+    /// Evaluate the `student` (default) or the `teacher`.
+    pub weights: Weights,
+    /// Confidence level of the DeLong interval (0.95).
+    pub ci_level: f64,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self { image_size: None, batch_size: 32, weights: Weights::Student, ci_level: 0.95 }
+    }
+}
+
+/// Which network of a checkpoint to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weights {
+    /// The student (default for evaluation, and what the next stage starts from).
+    Student,
+    /// The EMA teacher.
+    Teacher,
+}
+
+impl Weights {
+    /// Checkpoint prefix: `student.` or `teacher.`.
+    pub fn prefix(&self) -> &'static str {
+        match self {
+            Weights::Student => "student.",
+            Weights::Teacher => "teacher.",
+        }
+    }
+}
+
+/// Every engine setting. Defaults are the DISTL reference (the `paper` preset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seed of everything random (data order and augmentation, initialisation, drop-path).
+    pub seed: u64,
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available).
+    pub device: String,
+    /// libtorch intra-op threads; 0 = all available cores.
+    pub threads: usize,
+    /// The network.
+    pub model: ModelSection,
+    /// Multi-crop views (sevit-data).
+    pub views: MultiCropConfig,
+    /// Optimisation.
+    pub optim: OptimSection,
+    /// DISTL losses and correction.
+    pub distl: DistlSection,
+    /// Initial model.
+    pub pretrain: PretrainSection,
+    /// Data loading.
+    pub data: DataSection,
+    /// Evaluation.
+    pub eval: EvalSection,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            device: "auto".into(),
+            threads: 0,
+            model: ModelSection::default(),
+            views: MultiCropConfig::default(),
+            optim: OptimSection::default(),
+            distl: DistlSection::default(),
+            pretrain: PretrainSection::default(),
+            data: DataSection::default(),
+            eval: EvalSection::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Parses TOML text; `origin` names the source in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> anyhow::Result<Self> {
+        let cfg: TrainConfig =
+            toml::from_str(text).with_context(|| format!("invalid training config {origin}"))?;
+        cfg.validate().with_context(|| format!("invalid training config {origin}"))?;
+        Ok(cfg)
+    }
+
+    /// Loads a TOML file, then applies `overrides` (`section.key=value`, the value in TOML
+    /// syntax; bare words are taken as strings).
+    pub fn load(path: &Path, overrides: &[String]) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading training config {}", path.display()))?;
+        Self::from_toml_with_overrides(&text, &path.display().to_string(), overrides)
+    }
+
+    /// The defaults (paper preset) with `overrides` applied.
+    pub fn default_with_overrides(overrides: &[String]) -> anyhow::Result<Self> {
+        Self::from_toml_with_overrides("", "(defaults)", overrides)
+    }
+
+    /// Parses `text`, applies `overrides`, validates.
+    pub fn from_toml_with_overrides(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut value: toml::Table =
+            toml::from_str(text).with_context(|| format!("invalid TOML in training config {origin}"))?;
+        for o in overrides {
+            apply_override(&mut value, o).with_context(|| format!("override `{o}`"))?;
+        }
+        let merged = toml::to_string(&value)?;
+        let what = if overrides.is_empty() {
+            origin.to_string()
+        } else {
+            format!("{origin} with overrides {overrides:?}")
+        };
+        Self::from_toml_str(&merged, &what)
+    }
+
+    /// Serialises to TOML (the resolved config written into run directories).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.model.model_config()?;
+        let o = &self.optim;
+        if o.batch_size == 0 || o.epochs == 0 {
+            bail!("optim.batch_size and optim.epochs must be at least 1");
+        }
+        if !(o.lr > 0.0) || o.min_lr < 0.0 {
+            bail!("optim.lr must be positive and optim.min_lr non-negative");
+        }
+        if !(0.0..=1.0).contains(&o.momentum_teacher) {
+            bail!("optim.momentum_teacher must be in [0, 1], got {}", o.momentum_teacher);
+        }
+        let d = &self.distl;
+        if !(0.0..=1.0).contains(&d.lambda) {
+            bail!("distl.lambda must be in [0, 1], got {}", d.lambda);
+        }
+        if !(d.teacher_temp > 0.0 && d.warmup_teacher_temp > 0.0 && d.student_temp > 0.0) {
+            bail!("temperatures must be positive");
+        }
+        d.correction.build()?;
+        if self.pretrain.epochs == 0 {
+            bail!("pretrain.epochs must be at least 1");
+        }
+        if !(self.eval.ci_level > 0.0 && self.eval.ci_level < 1.0) {
+            bail!("eval.ci_level must be in (0, 1)");
+        }
+        parse_device(&self.device)?;
+        self.views.validate()?;
+        Ok(())
+    }
+
+    /// Side of evaluated images: `eval.image_size`, else the global view size.
+    pub fn eval_image_size(&self) -> u32 {
+        self.eval.image_size.unwrap_or(self.views.global_size)
+    }
+
+    /// Epochs with the DINO term in DISTL steps (`ssl_epochs`, default all).
+    pub fn ssl_epochs(&self) -> usize {
+        self.distl.ssl_epochs.unwrap_or(self.optim.epochs)
+    }
+
+    /// The resolved device.
+    pub fn device(&self) -> anyhow::Result<tch::Device> {
+        parse_device(&self.device)
+    }
+
+    /// Sets libtorch's intra-op threads (`threads`, or all available cores when 0) and
+    /// returns the number used.
+    pub fn apply_threads(&self) -> usize {
+        let n = if self.threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            self.threads
+        };
+        tch::set_num_threads(n as i32);
+        n
+    }
+}
+
+/// Loads `path` (TOML) with `overrides`, or the paper defaults with `overrides` when `path` is
+/// `None`.
+pub fn load_config(path: Option<&Path>, overrides: &[String]) -> anyhow::Result<TrainConfig> {
+    match path {
+        Some(p) => TrainConfig::load(p, overrides),
+        None => TrainConfig::default_with_overrides(overrides),
+    }
+}
+
+/// `cpu`, `cuda`, `cuda:N`, `auto`.
+pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
+    Ok(match s.trim().to_ascii_lowercase().as_str() {
+        "cpu" => tch::Device::Cpu,
+        "auto" => tch::Device::cuda_if_available(),
+        "cuda" | "gpu" => {
+            if !tch::Cuda::is_available() {
+                bail!("device \"cuda\" requested but libtorch sees no CUDA device");
+            }
+            tch::Device::Cuda(0)
+        }
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => {
+                if !tch::Cuda::is_available() || i as i64 >= tch::Cuda::device_count() {
+                    bail!("device {other:?} is not available");
+                }
+                tch::Device::Cuda(i)
+            }
+            _ => bail!("unknown device {s:?}: expected cpu, cuda, cuda:N or auto"),
+        },
+    })
+}
+
+fn apply_override(table: &mut toml::Table, kv: &str) -> anyhow::Result<()> {
+    let (key, raw) = kv
+        .split_once('=')
+        .with_context(|| "expected key=value (for example optim.epochs=2)".to_string())?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("empty component in key {key:?}");
+    }
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("`{p}` in {key:?} is not a table"),
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_paper() {
+        let c = TrainConfig::default();
+        let m = c.model.model_config().unwrap();
+        assert_eq!(m.vit, ViTConfig::small(8));
+        assert_eq!(m.head.out_dim, 65536);
+        assert_eq!(c.optim.batch_size, 8);
+        assert!((c.optim.peak_lr() - 2.5e-5).abs() < 1e-15);
+        assert_eq!(c.optim.epochs, 5);
+        assert_eq!(c.distl.correction, CorrectionConfig::EveryN { every: 500 });
+        assert_eq!(c.ssl_epochs(), 5);
+        assert_eq!(c.model.drop_path, 0.1);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_rejected_with_origin() {
+        let err = TrainConfig::from_toml_str("[optim]\nbatchsize = 4\n", "x.toml").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("x.toml") && msg.contains("batchsize"), "{msg}");
+        assert!(TrainConfig::from_toml_str("bogus = 1\n", "y.toml").is_err());
+    }
+
+    #[test]
+    fn overrides() {
+        let c = TrainConfig::from_toml_with_overrides(
+            "[optim]\nepochs = 3\n",
+            "t",
+            &[
+                "optim.epochs=2".into(),
+                "model.preset=micro".into(),
+                "distl.correction={ policy = \"every_epoch\" }".into(),
+                "device=cpu".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.optim.epochs, 2);
+        assert_eq!(c.model.preset, "micro");
+        assert_eq!(c.distl.correction, CorrectionConfig::EveryEpoch);
+        assert!(TrainConfig::default_with_overrides(&["optim.nope=1".into()]).is_err());
+        assert!(TrainConfig::default_with_overrides(&["noequals".into()]).is_err());
+    }
+
+    #[test]
+    fn roundtrip_toml() {
+        let c = TrainConfig::default();
+        let back = TrainConfig::from_toml_str(&c.to_toml().unwrap(), "rt").unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn invalid_values() {
+        assert!(TrainConfig::default_with_overrides(&["distl.lambda=1.5".into()]).is_err());
+        assert!(TrainConfig::default_with_overrides(&["device=tpu".into()]).is_err());
+        assert!(TrainConfig::default_with_overrides(&["model.preset=\"huge\"".into()]).is_err());
+    }
+}

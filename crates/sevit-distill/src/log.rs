@@ -1,0 +1,190 @@
+//! Per-iteration JSONL training log and the progress bar.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+/// What kind of update a log line describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// A DISTL iteration on an unlabeled batch (self-training + DINO).
+    Unlabeled,
+    /// One batch of a correction pass over the labeled set.
+    Correction,
+    /// Supervised training of the initial model (or a supervised baseline).
+    Supervised,
+    /// DINO-only self-supervised pretraining.
+    SelfSupervised,
+}
+
+/// One line of `log.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Stage name (`pretrain`, `ssl`, `step1`, ...).
+    pub stage: String,
+    /// Kind of update.
+    pub kind: StepKind,
+    /// Epoch (from 0).
+    pub epoch: usize,
+    /// Global unlabeled (schedule) iteration; a correction pass logs the iteration it follows.
+    pub iteration: usize,
+    /// Batch index inside a correction pass (0 otherwise).
+    pub batch: usize,
+    /// Total loss that was back-propagated.
+    pub loss: f64,
+    /// DINO loss (unweighted), when computed.
+    pub dino: Option<f64>,
+    /// Self-training loss (unweighted by α), when computed.
+    pub self_training: Option<f64>,
+    /// BCE against true labels (correction or supervised), when computed.
+    pub correction: Option<f64>,
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay of the regularised group.
+    pub wd: f64,
+    /// Teacher EMA momentum applied after this step (None when the teacher was not updated).
+    pub momentum: Option<f64>,
+    /// Fraction of images whose thresholded teacher (global view 1) and student (global
+    /// view 2) predictions agree.
+    pub agreement: Option<f64>,
+}
+
+/// Appends [`LogRecord`]s to a JSONL file, one flushed line per record.
+#[derive(Debug)]
+pub struct JsonlLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonlLog {
+    /// Opens `path` for appending, after dropping the lines of epochs `>= keep_before_epoch`
+    /// (the partial epoch of an interrupted run, which a resumed run replays).
+    pub fn open(path: &Path, keep_before_epoch: usize) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        if path.exists() {
+            let kept: Vec<String> = read_lines(path)?
+                .into_iter()
+                .filter(|l| {
+                    serde_json::from_str::<LogRecord>(l).map(|r| r.epoch < keep_before_epoch).unwrap_or(false)
+                })
+                .collect();
+            let mut text = kept.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            crate::layout::write_atomic(path, text.as_bytes())?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening log {}", path.display()))?;
+        Ok(Self { path: path.to_path_buf(), file })
+    }
+
+    /// Appends one record.
+    pub fn write(&mut self, rec: &LogRecord) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(rec)?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.file.flush())
+            .with_context(|| format!("writing log {}", self.path.display()))
+    }
+}
+
+fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
+    let f = File::open(path).with_context(|| format!("reading log {}", path.display()))?;
+    BufReader::new(f)
+        .lines()
+        .map(|l| l.with_context(|| format!("reading log {}", path.display())))
+        .filter(|l| l.as_ref().map(|s| !s.trim().is_empty()).unwrap_or(true))
+        .collect()
+}
+
+/// Reads every record of a `log.jsonl`.
+pub fn read_log(path: &Path) -> anyhow::Result<Vec<LogRecord>> {
+    read_lines(path)?
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}: bad log line", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Mean total loss per epoch over the records of `kind` (index = epoch).
+pub fn epoch_means(records: &[LogRecord], kind: StepKind) -> Vec<f64> {
+    let mut sums: Vec<(f64, usize)> = Vec::new();
+    for r in records.iter().filter(|r| r.kind == kind) {
+        if sums.len() <= r.epoch {
+            sums.resize(r.epoch + 1, (0.0, 0));
+        }
+        sums[r.epoch].0 += r.loss;
+        sums[r.epoch].1 += 1;
+    }
+    sums.into_iter().map(|(s, n)| if n == 0 { f64::NAN } else { s / n as f64 }).collect()
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal (or when `enabled` is
+/// false).
+pub fn progress_bar(len: u64, prefix: &str, enabled: bool) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(prefix.to_string());
+    pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(epoch: usize, loss: f64) -> LogRecord {
+        LogRecord {
+            stage: "s".into(),
+            kind: StepKind::Unlabeled,
+            epoch,
+            iteration: epoch,
+            batch: 0,
+            loss,
+            dino: None,
+            self_training: Some(loss),
+            correction: None,
+            lr: 0.1,
+            wd: 0.0,
+            momentum: Some(0.9),
+            agreement: Some(1.0),
+        }
+    }
+
+    #[test]
+    fn resume_truncates_partial_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log.jsonl");
+        let mut l = JsonlLog::open(&p, 0).unwrap();
+        for e in 0..3 {
+            l.write(&rec(e, e as f64)).unwrap();
+            l.write(&rec(e, e as f64 + 1.0)).unwrap();
+        }
+        drop(l);
+        assert_eq!(read_log(&p).unwrap().len(), 6);
+        let mut l = JsonlLog::open(&p, 2).unwrap();
+        l.write(&rec(2, 9.0)).unwrap();
+        let all = read_log(&p).unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(epoch_means(&all, StepKind::Unlabeled), vec![0.5, 1.5, 9.0]);
+    }
+}

@@ -1,0 +1,210 @@
+//! One DISTL step T: self-training + DINO on the unlabeled folds `0..T`, with correction
+//! passes over the labeled set.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sevit_correction::{Curriculum, LoopState, StepInit};
+use sevit_data::rng::{derive_seed, hash_str};
+use sevit_data::{Sample, Split, Subset};
+use sevit_model::Checkpoint;
+use tch::{Kind, Tensor};
+
+use crate::config::TrainConfig;
+use crate::data::{iters_per_epoch, train_batches, Batch};
+use crate::layout::{stage_name, RunLayout};
+use crate::log::{JsonlLog, LogRecord, StepKind};
+use crate::loss::{combine, correction_bce, self_training_loss};
+use crate::schedule::alpha_weight;
+use crate::trainer::{is_complete, RunOptions, StageKind, StageOutcome, Trainer};
+
+/// Everything one DISTL step needs besides the config.
+#[derive(Debug, Clone)]
+pub struct DistillInputs {
+    /// Stage name (its directory in the run), `step{T}` in a curriculum.
+    pub stage: String,
+    /// Unlabeled images (labels, if any, are not used).
+    pub unlabeled: Vec<Sample>,
+    /// Labeled images for the correction passes.
+    pub labeled: Vec<Sample>,
+    /// Checkpoint the step starts from.
+    pub init: PathBuf,
+    /// `true`: teacher and student both start from the init's student (T = 1); `false`:
+    /// from its teacher and student (T > 1).
+    pub init_both_from_student: bool,
+}
+
+/// DISTL step `t` of the curriculum of run `run`: unlabeled folds `0..t`, labeled set for
+/// corrections, starting from `pretrain/` (t = 1) or `step{t-1}/`. Output: `RUN/step{t}/`.
+pub fn distill(run: &RunLayout, cfg: &TrainConfig, t: usize, opts: &RunOptions) -> anyhow::Result<StageOutcome> {
+    let split = Split::read_csv(&run.split_csv())
+        .with_context(|| format!("reading the split of run {} (run `sevit split` first)", run.root.display()))?;
+    let step = Curriculum::new(split.num_folds())?.step(t)?;
+    let init = run.checkpoint(&step.init_dir_name());
+    if !is_complete(&init)? {
+        anyhow::bail!(
+            "step T={t} starts from {}, which is missing or unfinished: run {} first",
+            init.display(),
+            if step.init == StepInit::Pretrain { "`sevit pretrain`".to_string() } else { format!("`sevit distill --step {}`", t - 1) }
+        );
+    }
+    let inputs = DistillInputs {
+        stage: stage_name::step(t),
+        unlabeled: split.unlabeled_upto(t),
+        labeled: split.samples(Subset::Labeled),
+        init,
+        init_both_from_student: step.init == StepInit::Pretrain,
+    };
+    distill_with(run, cfg, &inputs, opts)
+}
+
+/// One DISTL step on explicit inputs (see [`distill`]).
+pub fn distill_with(
+    run: &RunLayout,
+    cfg: &TrainConfig,
+    inputs: &DistillInputs,
+    opts: &RunOptions,
+) -> anyhow::Result<StageOutcome> {
+    let stage = inputs.stage.as_str();
+    anyhow::ensure!(!inputs.unlabeled.is_empty(), "stage {stage}: no unlabeled images");
+    let epochs = cfg.optim.epochs;
+    let ipe = iters_per_epoch(inputs.unlabeled.len(), cfg.optim.batch_size, cfg.optim.drop_last);
+    let mut tr = Trainer::new(cfg, stage, StageKind::Distl, &run.stage_dir(stage), epochs, ipe, true, true)?;
+    if !tr.checkpoint_path().exists() {
+        let ck = Checkpoint::load(&inputs.init)?;
+        ck.load_vars("student.", &mut tr.student.vs)
+            .with_context(|| format!("initialising the student from {}", inputs.init.display()))?;
+        let t_prefix = if inputs.init_both_from_student { "student." } else { "teacher." };
+        let teacher = tr.teacher.as_mut().expect("DISTL has a teacher");
+        ck.load_vars(t_prefix, &mut teacher.vs)
+            .with_context(|| format!("initialising the teacher from {} ({t_prefix}*)", inputs.init.display()))?;
+        tracing::info!(stage, "teacher ({t_prefix}*) and student (student.*) from {}", inputs.init.display());
+    }
+    let policy = cfg.distl.correction.build()?;
+    let unl_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("unlabeled")]);
+    let lab_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("correction")]);
+    tracing::info!(
+        stage,
+        unlabeled = inputs.unlabeled.len(),
+        labeled = inputs.labeled.len(),
+        iters_per_epoch = ipe,
+        epochs,
+        correction = %policy.describe(),
+        "DISTL step"
+    );
+    let views = cfg.views.clone();
+    tr.run(opts, |tr, epoch, log, pb| {
+        let device = tr.device;
+        for (i, b) in train_batches(&inputs.unlabeled, &views, &tr.cfg, unl_seed, epoch as u64, device)?.enumerate() {
+            let b = b?;
+            let it = tr.iteration;
+            tr.seed_step(epoch, it, 0, 0);
+            let (lr, wd, m) = tr.sched_at(it);
+            let f = forward(tr, &b, epoch);
+            let st = self_training_loss(&f.student_logit_v2, &f.teacher_logit_v1);
+            let d = &tr.cfg.distl;
+            let alpha = if d.alpha { alpha_weight(epoch, tr.epochs) } else { 1.0 };
+            let loss = combine(&f.dino, &st, alpha, d.lambda, epoch, tr.cfg.ssl_epochs());
+            let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
+            let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], epoch, it)?;
+            tr.update(&loss, epoch, lr, wd)?;
+            tr.ema(m)?;
+            log.write(&LogRecord {
+                stage: tr.stage.clone(),
+                kind: StepKind::Unlabeled,
+                epoch,
+                iteration: it,
+                batch: 0,
+                loss: v[0],
+                dino: Some(v[1]),
+                self_training: Some(v[2]),
+                correction: None,
+                lr,
+                wd,
+                momentum: Some(m),
+                agreement: Some(v[3]),
+            })?;
+            let state = LoopState { epoch, iteration: it, iter_in_epoch: i, iters_per_epoch: tr.iters_per_epoch };
+            if policy.should_correct(&state) {
+                correction_pass(tr, &inputs.labeled, lab_seed, epoch, it, log)?;
+            }
+            tr.iteration += 1;
+            pb.inc(1);
+        }
+        Ok(())
+    })
+}
+
+struct Forward {
+    dino: Tensor,
+    student_logit_v2: Tensor,
+    teacher_logit_v1: Tensor,
+}
+
+/// Teacher on the global views (no gradient, no drop-path), student on every view; the DINO
+/// loss (centre updated after it) and the class logits DISTL compares.
+fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> Forward {
+    let n_global = tr.n_global;
+    let bsz = b.views[0].size()[0];
+    let t_out = tch::no_grad(|| {
+        tr.teacher.as_ref().expect("teacher").net.forward_multi(&b.views[..n_global], n_global, false)
+    });
+    let s_out = tr.student.net.forward_multi(&b.views, n_global, true);
+    let dino = tr.dino.as_mut().expect("dino loss").forward(&s_out.dino, &t_out.dino, epoch);
+    Forward {
+        dino,
+        student_logit_v2: s_out.cls_logits.narrow(0, bsz, bsz),
+        teacher_logit_v1: t_out.cls_logits.narrow(0, 0, bsz),
+    }
+}
+
+/// Fraction of images whose thresholded (logit > 0) predictions agree.
+fn agreement(a: &Tensor, b: &Tensor) -> Tensor {
+    a.gt(0.0).eq_tensor(&b.gt(0.0)).to_kind(Kind::Float).mean(Kind::Float)
+}
+
+/// One full pass over the labeled set: loss λ·L_dino + (1−λ)·BCE(student logit on global
+/// view 2, label) (BCE only once `epoch >= ssl_epochs`); the student is updated at the
+/// current schedule values; the teacher is not EMA-updated and the schedules do not advance.
+fn correction_pass(
+    tr: &mut Trainer,
+    labeled: &[Sample],
+    seed: u64,
+    epoch: usize,
+    it: usize,
+    log: &mut JsonlLog,
+) -> anyhow::Result<()> {
+    if labeled.is_empty() {
+        return Ok(());
+    }
+    let (lr, wd, _) = tr.sched_at(it);
+    let views = tr.cfg.views.clone();
+    let device = tr.device;
+    for (j, b) in train_batches(labeled, &views, &tr.cfg, seed, it as u64, device)?.enumerate() {
+        let b = b?;
+        tr.seed_step(epoch, it, 1, j);
+        let f = forward(tr, &b, epoch);
+        let ce = correction_bce(&f.student_logit_v2, &b.targets);
+        let loss = combine(&f.dino, &ce, 1.0, tr.cfg.distl.lambda, epoch, tr.cfg.ssl_epochs());
+        let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
+        let v = tr.read_scalars(&[&loss, &f.dino, &ce, &agree], epoch, it)?;
+        tr.update(&loss, epoch, lr, wd)?;
+        tr.correction_steps += 1;
+        log.write(&LogRecord {
+            stage: tr.stage.clone(),
+            kind: StepKind::Correction,
+            epoch,
+            iteration: it,
+            batch: j,
+            loss: v[0],
+            dino: Some(v[1]),
+            self_training: None,
+            correction: Some(v[2]),
+            lr,
+            wd,
+            momentum: None,
+            agreement: Some(v[3]),
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The training loops: the supervised initial model and baselines ([`pretrain`]), DINO-only
+//! self-supervised pretraining ([`pretrain_self_supervised`]), one DISTL step ([`distill`])
+//! and the whole curriculum ([`evolve`]).
+
+mod distl;
+mod evolve;
+mod supervised;
+mod ssl;
+
+pub use distl::{distill, distill_with, DistillInputs};
+pub use evolve::{evolve, read_summary, write_summary, EvolveOptions, SummaryRow};
+pub use ssl::pretrain_self_supervised;
+pub use supervised::{pretrain, PretrainOptions};

@@ -1,0 +1,65 @@
+//! DINO-only self-supervised pretraining of the backbone on a pool of unlabeled images.
+
+use sevit_data::rng::{derive_seed, hash_str};
+use sevit_data::Sample;
+
+use crate::config::TrainConfig;
+use crate::data::{iters_per_epoch, train_batches};
+use crate::layout::{stage_name, RunLayout};
+use crate::log::{LogRecord, StepKind};
+use crate::trainer::{RunOptions, StageKind, StageOutcome, Trainer};
+
+/// DINO self-distillation (teacher EMA, centre, multi-crop) on `pool`, no labels used.
+/// Output: `RUN/ssl/`; start the initial model from it with
+/// `pretrain --init RUN/ssl/checkpoint.safetensors --init-weights teacher`.
+pub fn pretrain_self_supervised(
+    run: &RunLayout,
+    cfg: &TrainConfig,
+    pool: &[Sample],
+    opts: &RunOptions,
+) -> anyhow::Result<StageOutcome> {
+    anyhow::ensure!(!pool.is_empty(), "self-supervised pretraining: the image pool is empty");
+    let stage = stage_name::SSL;
+    let epochs = cfg.pretrain.ssl_epochs;
+    anyhow::ensure!(epochs > 0, "pretrain.ssl_epochs must be at least 1");
+    let ipe = iters_per_epoch(pool.len(), cfg.optim.batch_size, cfg.optim.drop_last);
+    let mut tr = Trainer::new(cfg, stage, StageKind::SelfSupervised, &run.stage_dir(stage), epochs, ipe, true, true)?;
+    let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("pool")]);
+    tracing::info!(images = pool.len(), iters_per_epoch = ipe, epochs, "self-supervised (DINO) pretraining");
+    tr.run(opts, |tr, epoch, log, pb| {
+        let device = tr.device;
+        for b in train_batches(pool, &tr.cfg.views.clone(), &tr.cfg, loader_seed, epoch as u64, device)? {
+            let b = b?;
+            let it = tr.iteration;
+            tr.seed_step(epoch, it, 0, 0);
+            let (lr, wd, m) = tr.sched_at(it);
+            let n_global = tr.n_global;
+            let t_out = tch::no_grad(|| {
+                tr.teacher.as_ref().expect("teacher").net.forward_multi(&b.views[..n_global], n_global, false)
+            });
+            let s_out = tr.student.net.forward_multi(&b.views, n_global, true);
+            let loss = tr.dino.as_mut().expect("dino").forward(&s_out.dino, &t_out.dino, epoch);
+            let v = tr.read_scalars(&[&loss], epoch, it)?;
+            tr.update(&loss, epoch, lr, wd)?;
+            tr.ema(m)?;
+            log.write(&LogRecord {
+                stage: tr.stage.clone(),
+                kind: StepKind::SelfSupervised,
+                epoch,
+                iteration: it,
+                batch: 0,
+                loss: v[0],
+                dino: Some(v[0]),
+                self_training: None,
+                correction: None,
+                lr,
+                wd,
+                momentum: Some(m),
+                agreement: None,
+            })?;
+            tr.iteration += 1;
+            pb.inc(1);
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,115 @@
+//! Supervised training: the initial model (T = 0) and supervised baselines.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sevit_data::rng::{derive_seed, hash_str};
+use sevit_data::{Sample, Split, Subset};
+use sevit_model::Checkpoint;
+
+use crate::config::{TrainConfig, Weights};
+use crate::data::{iters_per_epoch, train_batches, views_without_locals};
+use crate::layout::{stage_name, RunLayout};
+use crate::log::{LogRecord, StepKind};
+use crate::loss::correction_bce;
+use crate::trainer::{load_matching, RunOptions, StageKind, StageOutcome, Trainer};
+
+/// Options of [`pretrain`].
+#[derive(Debug, Clone, Default)]
+pub struct PretrainOptions {
+    /// Start from this checkpoint instead of random weights (an imported checkpoint, a
+    /// self-supervised run, ...). The backbone must fit; heads that do not keep their
+    /// initialisation.
+    pub init: Option<PathBuf>,
+    /// Which network of `init` to start from (`student` by default).
+    pub init_weights: Option<Weights>,
+    /// Supervised baseline with labels on the labeled set plus folds `0..T` (stage
+    /// `supervised{T}`); 0 = the initial model on the labeled set only (stage `pretrain`).
+    pub label_folds: usize,
+    /// Resume / stop options.
+    pub run: RunOptions,
+}
+
+/// Trains a classifier with BCE on global view 2 of the multi-crop (locals are not
+/// generated) of the labeled split (`RUN/split.csv`), plus folds `0..label_folds` for a
+/// supervised baseline. Output: `RUN/pretrain/` (or `RUN/supervised{T}/`).
+pub fn pretrain(run: &RunLayout, cfg: &TrainConfig, opts: &PretrainOptions) -> anyhow::Result<StageOutcome> {
+    let split = Split::read_csv(&run.split_csv())
+        .with_context(|| format!("reading the split of run {} (run `sevit split` first)", run.root.display()))?;
+    let mut samples: Vec<Sample> = split.samples(Subset::Labeled);
+    if opts.label_folds > 0 {
+        anyhow::ensure!(
+            opts.label_folds <= split.num_folds(),
+            "--label-folds {} but the split has {} folds",
+            opts.label_folds,
+            split.num_folds()
+        );
+        samples.extend(split.unlabeled_upto(opts.label_folds));
+    }
+    let stage = if opts.label_folds == 0 { stage_name::PRETRAIN.to_string() } else { stage_name::supervised(opts.label_folds) };
+    train_supervised(run, cfg, &stage, &samples, opts)
+}
+
+fn train_supervised(
+    run: &RunLayout,
+    cfg: &TrainConfig,
+    stage: &str,
+    samples: &[Sample],
+    opts: &PretrainOptions,
+) -> anyhow::Result<StageOutcome> {
+    anyhow::ensure!(!samples.is_empty(), "stage {stage}: no labeled images");
+    let epochs = cfg.pretrain.epochs;
+    let ipe = iters_per_epoch(samples.len(), cfg.optim.batch_size, cfg.optim.drop_last);
+    let dir = run.stage_dir(stage);
+    let mut tr = Trainer::new(cfg, stage, StageKind::Supervised, &dir, epochs, ipe, false, false)?;
+    let fresh = !tr.checkpoint_path().exists();
+    if let (Some(init), true) = (&opts.init, fresh) {
+        let ck = Checkpoint::load(init)?;
+        let prefix = pick_prefix(&ck, opts.init_weights);
+        load_matching(&ck, &prefix, &mut tr.student.vs, init)?;
+        tracing::info!("{stage}: initialised from {} ({prefix}*)", init.display());
+    }
+    let views = views_without_locals(&cfg.views);
+    let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("labeled")]);
+    tracing::info!(stage, images = samples.len(), iters_per_epoch = ipe, epochs, "supervised training");
+    tr.run(&opts.run, |tr, epoch, log, pb| {
+        let device = tr.device;
+        for b in train_batches(samples, &views, &tr.cfg, loader_seed, epoch as u64, device)? {
+            let b = b?;
+            let it = tr.iteration;
+            tr.seed_step(epoch, it, 0, 0);
+            let (lr, wd, _) = tr.sched_at(it);
+            let logits = tr.student.net.classify(&b.views[1], true);
+            let loss = correction_bce(&logits, &b.targets);
+            let v = tr.read_scalars(&[&loss], epoch, it)?;
+            tr.update(&loss, epoch, lr, wd)?;
+            log.write(&LogRecord {
+                stage: tr.stage.clone(),
+                kind: StepKind::Supervised,
+                epoch,
+                iteration: it,
+                batch: 0,
+                loss: v[0],
+                dino: None,
+                self_training: None,
+                correction: Some(v[0]),
+                lr,
+                wd,
+                momentum: None,
+                agreement: None,
+            })?;
+            tr.iteration += 1;
+            pb.inc(1);
+        }
+        Ok(())
+    })
+}
+
+/// `student.` / `teacher.` as asked, else `student.` when present, else no prefix.
+pub(crate) fn pick_prefix(ck: &Checkpoint, w: Option<Weights>) -> String {
+    match w {
+        Some(w) => w.prefix().to_string(),
+        None if !ck.keys_under("student.").is_empty() => "student.".into(),
+        None => String::new(),
+    }
+}

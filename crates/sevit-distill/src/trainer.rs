@@ -1,0 +1,476 @@
+//! The machinery every training stage shares: networks, optimiser, schedules, the update
+//! step, per-step seeding, epoch checkpoints and resume.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use sevit_data::rng::{derive_seed, hash_str};
+use sevit_model::import::MODEL_CONFIG_KEY;
+use sevit_model::{Checkpoint, DistlNet, ModelConfig};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::clip::{cancel_gradients_last_layer, clip_gradients};
+use crate::config::TrainConfig;
+use crate::ema::{copy_weights, update_momentum};
+use crate::log::{progress_bar, JsonlLog};
+use crate::loss::DinoLoss;
+use crate::optim::AdamW;
+use crate::schedule::Schedules;
+
+/// Checkpoint metadata key of the training config (JSON).
+pub const TRAIN_CONFIG_KEY: &str = "train_config";
+
+/// A network and its variables.
+pub struct Net {
+    /// The variables (names as the PyTorch state dict).
+    pub vs: VarStore,
+    /// The network.
+    pub net: DistlNet,
+}
+
+impl Net {
+    /// Builds a freshly initialised network; initialisation is seeded with `seed`.
+    pub fn build(cfg: &ModelConfig, device: Device, drop_path: f64, seed: u64) -> Self {
+        tch::manual_seed(seed as i64);
+        let vs = VarStore::new(device);
+        let net = DistlNet::new(&vs.root(), cfg, drop_path);
+        Net { vs, net }
+    }
+}
+
+/// What a stage trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    /// Supervised BCE on labeled images (the initial model, or a supervised baseline).
+    Supervised,
+    /// DINO-only self-supervised pretraining (teacher and student, no labels).
+    SelfSupervised,
+    /// One DISTL step.
+    Distl,
+}
+
+impl StageKind {
+    fn as_str(&self) -> &'static str {
+        match self {
+            StageKind::Supervised => "supervised",
+            StageKind::SelfSupervised => "self_supervised",
+            StageKind::Distl => "distl",
+        }
+    }
+}
+
+/// Options of one stage run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from the stage's last epoch checkpoint (when it exists).
+    pub resume: bool,
+    /// Stop (as if killed) after this many finished epochs; the run can then be resumed.
+    pub stop_after_epochs: Option<usize>,
+    /// Show a progress bar (only ever drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a stage run produced.
+#[derive(Debug, Clone)]
+pub struct StageOutcome {
+    /// Stage name.
+    pub stage: String,
+    /// The stage's checkpoint (last finished epoch).
+    pub checkpoint: PathBuf,
+    /// The stage's JSONL log.
+    pub log: PathBuf,
+    /// Finished epochs.
+    pub epochs_done: usize,
+    /// Epochs of the stage.
+    pub epochs: usize,
+    /// Unlabeled (schedule) iterations done.
+    pub iterations: usize,
+    /// Whether every epoch is done.
+    pub complete: bool,
+    /// Teacher EMA updates done by this run (not counting resumed epochs).
+    pub ema_updates: usize,
+    /// Correction-pass optimiser steps done by this run.
+    pub correction_steps: usize,
+}
+
+/// The state of a stage being trained.
+pub struct Trainer {
+    /// The configuration.
+    pub cfg: TrainConfig,
+    /// The resolved model configuration.
+    pub model_cfg: ModelConfig,
+    /// Training device.
+    pub device: Device,
+    /// Stage name (its directory name).
+    pub stage: String,
+    /// Stage kind.
+    pub kind: StageKind,
+    /// The student (trained by gradient).
+    pub student: Net,
+    /// The EMA teacher, for stages that have one.
+    pub teacher: Option<Net>,
+    /// Optimiser of the student.
+    pub opt: AdamW,
+    names: Vec<String>,
+    /// DINO loss and centre, for stages that use it.
+    pub dino: Option<DinoLoss>,
+    /// Per-iteration schedules.
+    pub sched: Schedules,
+    /// Epochs of the stage.
+    pub epochs: usize,
+    /// Unlabeled iterations per epoch (the schedules' unit).
+    pub iters_per_epoch: usize,
+    /// Next epoch to run.
+    pub epoch: usize,
+    /// Next global unlabeled iteration.
+    pub iteration: usize,
+    /// Number of global (teacher) views.
+    pub n_global: usize,
+    /// Teacher EMA updates done by this process.
+    pub ema_updates: usize,
+    /// Correction-pass optimiser steps done by this process.
+    pub correction_steps: usize,
+    dir: PathBuf,
+}
+
+impl Trainer {
+    /// A fresh stage: student initialised from `seed`; a teacher (copy of the student, no
+    /// drop-path, frozen) when `with_teacher`; a DINO loss when `with_dino`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: &TrainConfig,
+        stage: &str,
+        kind: StageKind,
+        dir: &Path,
+        epochs: usize,
+        iters_per_epoch: usize,
+        with_teacher: bool,
+        with_dino: bool,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(iters_per_epoch > 0, "stage {stage}: no training batch (empty image set?)");
+        let model_cfg = cfg.model.model_config()?;
+        let device = cfg.device()?;
+        let init_seed = derive_seed(&[cfg.seed, hash_str("init")]);
+        let student = Net::build(&model_cfg, device, cfg.model.drop_path, init_seed);
+        let teacher = if with_teacher {
+            let mut t = Net::build(&model_cfg, device, 0.0, init_seed);
+            copy_weights(&t.vs, &student.vs)?;
+            t.vs.freeze();
+            Some(t)
+        } else {
+            None
+        };
+        let opt = AdamW::new(&student.vs, |_| true);
+        let names = opt.names();
+        let d = &cfg.distl;
+        let n_global = 2;
+        let dino = with_dino.then(|| {
+            DinoLoss::new(
+                model_cfg.head.out_dim,
+                n_global,
+                d.warmup_teacher_temp,
+                d.teacher_temp,
+                d.warmup_teacher_temp_epochs,
+                epochs,
+                d.student_temp,
+                d.center_momentum,
+                device,
+            )
+        });
+        let o = &cfg.optim;
+        let sched = Schedules::new(
+            o.peak_lr(),
+            o.min_lr,
+            o.warmup_epochs,
+            o.weight_decay,
+            o.weight_decay_end,
+            o.momentum_teacher,
+            epochs,
+            iters_per_epoch,
+        );
+        Ok(Self {
+            cfg: cfg.clone(),
+            model_cfg,
+            device,
+            stage: stage.to_string(),
+            kind,
+            student,
+            teacher,
+            opt,
+            names,
+            dino,
+            sched,
+            epochs,
+            iters_per_epoch,
+            epoch: 0,
+            iteration: 0,
+            n_global,
+            ema_updates: 0,
+            correction_steps: 0,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Path of the stage checkpoint.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join(crate::layout::CHECKPOINT_FILE)
+    }
+
+    /// Path of the stage log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(crate::layout::LOG_FILE)
+    }
+
+    /// Seeds libtorch's generator for one update, from (seed, stage, epoch, iteration, phase,
+    /// batch): drop-path draws are then identical in a resumed run.
+    pub fn seed_step(&self, epoch: usize, iteration: usize, phase: u64, batch: usize) {
+        let s = derive_seed(&[
+            self.cfg.seed,
+            hash_str(&self.stage),
+            epoch as u64,
+            iteration as u64,
+            phase,
+            batch as u64,
+        ]);
+        tch::manual_seed((s >> 1) as i64);
+    }
+
+    /// Schedule values (lr, wd, momentum) at unlabeled iteration `it` (clamped to the end).
+    pub fn sched_at(&self, it: usize) -> (f64, f64, f64) {
+        let i = it.min(self.sched.lr.len().saturating_sub(1));
+        (self.sched.lr[i], self.sched.wd[i], self.sched.momentum[i])
+    }
+
+    /// Back-propagates `loss` into the student, clips per tensor, drops the feature head's
+    /// last-layer gradient during the first `freeze_last_layer` epochs, and steps AdamW.
+    pub fn update(&mut self, loss: &Tensor, epoch: usize, lr: f64, wd: f64) -> anyhow::Result<()> {
+        let mut grads = self.opt.gradients(loss);
+        clip_gradients(&mut grads, self.cfg.optim.clip_grad);
+        cancel_gradients_last_layer(&self.names, &mut grads, epoch, self.cfg.optim.freeze_last_layer);
+        self.opt.step(&grads, lr, wd)
+    }
+
+    /// Teacher EMA update with momentum `m`.
+    pub fn ema(&mut self, m: f64) -> anyhow::Result<()> {
+        if let Some(t) = &self.teacher {
+            update_momentum(&t.vs, &self.student.vs, m)?;
+            self.ema_updates += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads scalars from the device in one transfer; errors naming the stage, epoch and
+    /// iteration when the first one (the loss) is not finite.
+    pub fn read_scalars(&self, xs: &[&Tensor], epoch: usize, iteration: usize) -> anyhow::Result<Vec<f64>> {
+        let parts: Vec<Tensor> = xs.iter().map(|t| t.detach().to_kind(Kind::Double).reshape([1])).collect();
+        let v: Vec<f64> = Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))?;
+        if !v[0].is_finite() {
+            bail!(
+                "non-finite loss ({}) in stage {} at epoch {epoch}, iteration {iteration}: training stopped; \
+                 the last good checkpoint {} (epoch {}) is kept",
+                v[0],
+                self.stage,
+                self.checkpoint_path().display(),
+                self.epoch
+            );
+        }
+        Ok(v)
+    }
+
+    /// Writes the epoch checkpoint atomically.
+    pub fn save(&self) -> anyhow::Result<()> {
+        let mut ck = Checkpoint::new();
+        ck.put_vars("student.", &self.student.vs);
+        if let Some(t) = &self.teacher {
+            ck.put_vars("teacher.", &t.vs);
+        }
+        for (k, v) in self.opt.state() {
+            ck.tensors.insert(format!("optim.{k}"), v.detach().to_device(Device::Cpu).copy());
+        }
+        if let Some(d) = &self.dino {
+            ck.tensors.insert("dino.center".into(), d.center.detach().to_device(Device::Cpu).copy());
+        }
+        ck.put_json(MODEL_CONFIG_KEY, &self.model_cfg)?;
+        ck.put_json(TRAIN_CONFIG_KEY, &self.cfg)?;
+        let m = &mut ck.metadata;
+        m.insert("stage".into(), self.stage.clone());
+        m.insert("kind".into(), self.kind.as_str().into());
+        m.insert("epoch".into(), self.epoch.to_string());
+        m.insert("epochs".into(), self.epochs.to_string());
+        m.insert("iteration".into(), self.iteration.to_string());
+        m.insert("iters_per_epoch".into(), self.iters_per_epoch.to_string());
+        m.insert("seed".into(), self.cfg.seed.to_string());
+        m.insert("complete".into(), (self.epoch >= self.epochs).to_string());
+        ck.save(&self.checkpoint_path())
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save`] for this same stage and config.
+    pub fn restore(&mut self, ck: &Checkpoint, origin: &Path) -> anyhow::Result<()> {
+        let meta = |k: &str| -> anyhow::Result<String> {
+            ck.metadata.get(k).cloned().with_context(|| format!("{}: no metadata `{k}`", origin.display()))
+        };
+        let num = |k: &str| -> anyhow::Result<usize> {
+            meta(k)?.parse().with_context(|| format!("{}: bad metadata `{k}`", origin.display()))
+        };
+        if meta("kind")? != self.kind.as_str() || meta("stage")? != self.stage {
+            bail!("{} belongs to stage {} ({}), not {}", origin.display(), meta("stage")?, meta("kind")?, self.stage);
+        }
+        let saved: TrainConfig = ck.get_json(TRAIN_CONFIG_KEY)?;
+        if !same_training(&saved, &self.cfg) {
+            bail!(
+                "{}: the training config differs from the one the checkpoint was trained with; \
+                 resume with the same config (device, threads and data settings may differ)",
+                origin.display()
+            );
+        }
+        if num("iters_per_epoch")? != self.iters_per_epoch || num("epochs")? != self.epochs {
+            bail!(
+                "{}: the checkpoint has {} iterations/epoch over {} epochs, this run {} over {} \
+                 (different data?)",
+                origin.display(),
+                num("iters_per_epoch")?,
+                num("epochs")?,
+                self.iters_per_epoch,
+                self.epochs
+            );
+        }
+        ck.load_vars("student.", &mut self.student.vs)
+            .with_context(|| format!("restoring the student from {}", origin.display()))?;
+        if let Some(t) = &mut self.teacher {
+            ck.load_vars("teacher.", &mut t.vs)
+                .with_context(|| format!("restoring the teacher from {}", origin.display()))?;
+        }
+        let optim: BTreeMap<String, Tensor> = ck
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("optim.").map(|n| (n.to_string(), v.shallow_clone())))
+            .collect();
+        self.opt.load_state(&optim).with_context(|| format!("restoring the optimiser from {}", origin.display()))?;
+        if let Some(d) = &mut self.dino {
+            d.center = ck.tensor("dino.center")?.to_device(self.device).to_kind(Kind::Float);
+        }
+        self.epoch = num("epoch")?;
+        self.iteration = num("iteration")?;
+        Ok(())
+    }
+
+    /// Runs epochs `self.epoch..epochs` (or up to `stop_after_epochs`), calling `epoch_fn` for
+    /// each and writing a checkpoint after each. Resumes from the stage checkpoint first when
+    /// `opts.resume` and one exists; refuses to overwrite an existing checkpoint otherwise.
+    pub fn run<F>(&mut self, opts: &RunOptions, mut epoch_fn: F) -> anyhow::Result<StageOutcome>
+    where
+        F: FnMut(&mut Trainer, usize, &mut JsonlLog, &indicatif::ProgressBar) -> anyhow::Result<()>,
+    {
+        let ck_path = self.checkpoint_path();
+        if ck_path.exists() {
+            if opts.resume {
+                let ck = Checkpoint::load(&ck_path)?;
+                self.restore(&ck, &ck_path)?;
+                tracing::info!(stage = %self.stage, epoch = self.epoch, iteration = self.iteration, "resumed from {}", ck_path.display());
+            } else {
+                bail!(
+                    "{} already exists: pass --resume to continue that run, or remove the directory {} to start over",
+                    ck_path.display(),
+                    self.dir.display()
+                );
+            }
+        }
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        let mut log = JsonlLog::open(&self.log_path(), self.epoch)?;
+        let last = opts.stop_after_epochs.map_or(self.epochs, |s| s.min(self.epochs));
+        let total = (self.epochs * self.iters_per_epoch) as u64;
+        let pb = progress_bar(total, &self.stage, opts.progress);
+        pb.set_position((self.epoch * self.iters_per_epoch) as u64);
+        for e in self.epoch..last {
+            let start = std::time::Instant::now();
+            epoch_fn(self, e, &mut log, &pb)?;
+            self.epoch = e + 1;
+            self.save()?;
+            tracing::info!(
+                stage = %self.stage,
+                epoch = e,
+                iterations = self.iteration,
+                secs = format!("{:.1}", start.elapsed().as_secs_f64()),
+                "epoch done, checkpoint {}",
+                ck_path.display()
+            );
+        }
+        pb.finish_and_clear();
+        Ok(StageOutcome {
+            stage: self.stage.clone(),
+            checkpoint: ck_path,
+            log: self.log_path(),
+            epochs_done: self.epoch,
+            epochs: self.epochs,
+            iterations: self.iteration,
+            complete: self.epoch >= self.epochs,
+            ema_updates: self.ema_updates,
+            correction_steps: self.correction_steps,
+        })
+    }
+}
+
+/// Whether two configs train identically (device, threads and data-loading settings aside).
+fn same_training(a: &TrainConfig, b: &TrainConfig) -> bool {
+    let norm = |c: &TrainConfig| {
+        let mut c = c.clone();
+        c.device = String::new();
+        c.threads = 0;
+        c.data = Default::default();
+        c
+    };
+    norm(a) == norm(b)
+}
+
+/// Reads the metadata value `key` of a checkpoint as a number.
+pub fn meta_usize(ck: &Checkpoint, key: &str) -> Option<usize> {
+    ck.metadata.get(key).and_then(|s| s.parse().ok())
+}
+
+/// Whether the checkpoint at `path` exists and records a finished stage.
+pub fn is_complete(path: &Path) -> anyhow::Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let ck = Checkpoint::load(path)?;
+    Ok(ck.metadata.get("complete").map(|s| s == "true").unwrap_or(false))
+}
+
+/// Copies the variables of `ck` under `prefix` into `vs` where name and shape match; errors
+/// when a backbone variable is missing or mismatched (heads may differ, they keep their
+/// initialisation). Returns the names left at their initial value.
+pub fn load_matching(ck: &Checkpoint, prefix: &str, vs: &mut VarStore, origin: &Path) -> anyhow::Result<Vec<String>> {
+    let vars = vs.variables();
+    let report = ck.compare(prefix, &vars);
+    let bad_backbone: Vec<&String> = report
+        .missing
+        .iter()
+        .chain(report.mismatched.iter())
+        .filter(|n| n.starts_with("backbone."))
+        .collect();
+    if !bad_backbone.is_empty() {
+        bail!(
+            "{} (prefix {prefix:?}) does not fit the model's backbone:\n{report}",
+            origin.display()
+        );
+    }
+    let mut left = Vec::new();
+    tch::no_grad(|| -> anyhow::Result<()> {
+        for (name, var) in &vars {
+            match ck.tensors.get(&format!("{prefix}{name}")) {
+                Some(src) if src.size() == var.size() => {
+                    var.shallow_clone().f_copy_(&src.to_kind(var.kind()).to_device(var.device()))?;
+                }
+                _ => left.push(name.clone()),
+            }
+        }
+        Ok(())
+    })?;
+    left.sort();
+    if !left.is_empty() {
+        tracing::warn!("{}: {} variables not in the checkpoint keep their initialisation: {:?}", origin.display(), left.len(), left);
+    }
+    Ok(left)
+}
