@@ -1,0 +1,88 @@
+//! `sevit predict`: probabilities for new images (a folder, a manifest or files; no labels
+//! needed) → CSV file,probability,predicted,threshold; optional attention grids.
+
+use std::path::PathBuf;
+
+use clap::Args as ClapArgs;
+use sevit_distill::inference::{
+    predict_images, visualize, youden_threshold_from_report, GridOptions, ImageList, InferenceModel,
+    PredictOptions, SelectedImage,
+};
+
+use super::eval::ModelArgs;
+
+/// Flags of `sevit predict`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Image files to score.
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Score every image under this folder (recursively).
+    #[arg(long, conflicts_with_all = ["images", "manifest"])]
+    pub folder: Option<PathBuf>,
+    /// Score the `file` column of this manifest CSV (labels ignored).
+    #[arg(long, conflicts_with = "images")]
+    pub manifest: Option<PathBuf>,
+    /// Output CSV.
+    #[arg(long, default_value = "predictions.csv")]
+    pub out: PathBuf,
+    /// Decision threshold (probability >= threshold is positive).
+    #[arg(long, conflicts_with = "report")]
+    pub threshold: Option<f64>,
+    /// Use the Youden threshold of this evaluation report.json (default threshold: 0.5).
+    #[arg(long, value_name = "REPORT_JSON")]
+    pub report: Option<PathBuf>,
+    /// Leave unreadable images out (counted) instead of stopping.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Also write an attention grid per image into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub attention: Option<PathBuf>,
+    /// Share of the attention mass kept by the mask of the grids.
+    #[arg(long, default_value_t = 0.6)]
+    pub attention_threshold: f64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (checkpoint, stage) = args.model.checkpoint()?;
+    let list = if let Some(f) = &args.folder {
+        ImageList::from_folder(f)?
+    } else if let Some(m) = &args.manifest {
+        ImageList::from_manifest(m)?
+    } else {
+        ImageList::from_files(&args.images)?
+    };
+    let (threshold, source) = match (&args.threshold, &args.report) {
+        (Some(t), _) => (*t, "given".to_string()),
+        (None, Some(r)) => (youden_threshold_from_report(r)?, format!("Youden threshold of {}", r.display())),
+        (None, None) => (0.5, "default".to_string()),
+    };
+    let model = InferenceModel::load(&checkpoint, args.model.weights, args.model.run.as_deref(), &args.model.overrides())?;
+    let outcome = predict_images(&model, &list, &PredictOptions { threshold, skip_bad: args.skip_bad })?;
+    outcome.write_csv(&args.out)?;
+    println!("model: {stage} - {}", model.describe());
+    println!("threshold: {threshold} ({source})");
+    println!(
+        "{} images scored, {} predicted positive, {} unreadable skipped",
+        outcome.rows.len(),
+        outcome.n_positive(),
+        outcome.skipped.len()
+    );
+    for (id, err) in outcome.skipped.iter().take(10) {
+        println!("  skipped {id}: {err}");
+    }
+    println!("wrote {}", args.out.display());
+    if let Some(dir) = &args.attention {
+        let images: Vec<SelectedImage> = outcome
+            .rows
+            .iter()
+            .map(|r| SelectedImage { id: r.id.clone(), path: r.path.clone(), label: None })
+            .collect();
+        let opts = GridOptions { threshold: args.attention_threshold, ..GridOptions::default() };
+        let done = visualize(&model, &images, dir, &format!("{stage} - {}", checkpoint.display()), &opts)?;
+        println!("{} attention grids in {}", done.len(), dir.display());
+    }
+    Ok(())
+}
