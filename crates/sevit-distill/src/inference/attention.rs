@@ -6,8 +6,8 @@ use std::path::Path;
 
 use sevit_data::GrayImage;
 use sevit_metrics::overlay::{
-    gray_tile, heat_tile, mask_tile, normalize_by_max, render_grid_png, upsample_bilinear,
-    upsample_nearest, GridPage, Tile,
+    gray_tile, heat_tile, mask_tile, render_grid_png, upsample_bilinear, upsample_nearest, GridPage,
+    Tile,
 };
 
 use super::model::{AttentionMaps, InferenceModel};
@@ -58,6 +58,18 @@ pub fn mass_kept(values: &[f32], mask: &[bool]) -> f64 {
     }
 }
 
+/// Scales a map linearly from its minimum (0) to its maximum (1), as matplotlib's `imsave`
+/// does for DINO's attention images; a constant map becomes all 0.
+pub fn normalize_min_max(map: &[f32]) -> Vec<f32> {
+    let lo = map.iter().cloned().fold(f32::INFINITY, f32::min);
+    let hi = map.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    if hi > lo && (hi - lo).is_finite() {
+        map.iter().map(|&v| (v - lo) / (hi - lo)).collect()
+    } else {
+        vec![0.0; map.len()]
+    }
+}
+
 /// Options of [`write_attention_grid`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridOptions {
@@ -94,7 +106,7 @@ pub fn write_attention_grid(
     let prob = model.score(std::slice::from_ref(image))?[0];
     let maps = model.attention(image)?;
     let (w, h) = (image.width, image.height);
-    let up = |m: &[f32]| upsample_bilinear(&normalize_by_max(m), maps.grid_w, maps.grid_h, w as usize, h as usize);
+    let up = |m: &[f32]| upsample_bilinear(&normalize_min_max(m), maps.grid_w, maps.grid_h, w as usize, h as usize);
     let mean = maps.mean();
     let mask = mass_mask(&mean, opts.threshold);
     let mask_f: Vec<f32> = mask.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
@@ -106,7 +118,7 @@ pub fn write_attention_grid(
         Tile { caption: format!("mean of {n_heads} heads"), image: heat_tile(&image.data, &up(&mean), w, h)? },
         Tile {
             caption: format!(
-                "mask: {:.0}% of mass, {} of {} patches",
+                "{:.0}% of mass: {}/{} patches",
                 opts.threshold * 100.0,
                 mask.iter().filter(|&&m| m).count(),
                 mask.len()
@@ -127,7 +139,7 @@ pub fn write_attention_grid(
         tiles,
         columns: opts.columns.max(1),
         tile_size: opts.tile_size.max(w.min(opts.tile_size)),
-        colorbar: Some("attention, as a share of each map's maximum".into()),
+        colorbar: Some("attention, from each map's minimum (0) to its maximum (1)".into()),
     };
     render_grid_png(out, &page)?;
     tracing::info!(path = %out.display(), prob, "attention grid");
@@ -177,6 +189,12 @@ mod tests {
             assert!(kept - smallest as f64 / total < keep + 1e-9, "not minimal");
             assert!(v.iter().zip(&m).filter(|(_, &k)| !k).all(|(&x, _)| x <= smallest));
         }
+    }
+
+    #[test]
+    fn min_max_scaling() {
+        assert_eq!(normalize_min_max(&[0.25, 0.5, 0.75]), vec![0.0, 0.5, 1.0]);
+        assert_eq!(normalize_min_max(&[0.3, 0.3]), vec![0.0, 0.0]);
     }
 
     #[test]

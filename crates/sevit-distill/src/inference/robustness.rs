@@ -11,7 +11,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sevit_data::nuisance::{Nuisance, NuisanceKind, MAX_SEVERITY};
 use sevit_data::GrayImage;
-use sevit_metrics::plot::{nuisance_png, Series, SeriesPoint};
+use sevit_metrics::plot::{line_png_with_legend, LegendPosition, LinePlot, Series, SeriesPoint};
 use sevit_metrics::{delong_ci, AucCi, NuisanceTable};
 
 use super::images::{load_all, par_map};
@@ -142,6 +142,32 @@ pub fn evaluate_robustness(
     })
 }
 
+/// Legend label of a kind's line: the kind and its parameter range.
+fn series_label(kind: &str, first: f64, last: f64) -> String {
+    let (a, b) = (format_param(first), format_param(last));
+    match kind.parse::<NuisanceKind>() {
+        Ok(NuisanceKind::Noise) => format!("noise: σ {a} to {b}"),
+        Ok(NuisanceKind::Blur) => format!("blur: σ {a} to {b} px (at 256 px)"),
+        Ok(NuisanceKind::Contrast) => format!("contrast: factor {a} to {b}"),
+        Ok(NuisanceKind::Gamma) => format!("gamma: γ {a} to {b}"),
+        Ok(NuisanceKind::Rotation) => format!("rotation: {a}° to {b}°"),
+        Ok(NuisanceKind::Jpeg) => format!("JPEG: quality {a} to {b}"),
+        Ok(NuisanceKind::Downsample) => format!("down-sampling: factor {a} to {b}"),
+        Err(_) => format!("{kind}: {a} to {b}"),
+    }
+}
+
+/// The y range of the plot: the data and intervals, within `[0, 1]`, with room below for the
+/// legend (`n_series` lines) when the data leave it.
+fn y_range(series: &[Series]) -> (f64, f64) {
+    let vals = series.iter().flat_map(|s| s.points.iter()).flat_map(|p| [Some(p.y), p.lower, p.upper]).flatten();
+    let (lo, hi) = vals.filter(|v| v.is_finite()).fold((1.0f64, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
+    let hi = (hi + 0.02).min(1.0).max(lo + 0.05);
+    let f = (0.055 * (series.len() + 1) as f64).min(0.6);
+    let lo = (lo - 0.02 - (hi - lo) * f / (1.0 - f)).max(0.0);
+    ((lo * 20.0).floor() / 20.0, ((hi * 20.0).ceil() / 20.0).min(1.0))
+}
+
 fn format_param(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -163,7 +189,7 @@ impl RobustnessReport {
         t
     }
 
-    /// One series per kind (clean AUC at severity 0, legend with the parameter range) plus a
+    /// One series per kind (clean AUC at severity 0, legend with the parameter range) after a
     /// flat "clean" reference line.
     pub fn series(&self) -> Vec<Series> {
         let mut out: Vec<Series> = Vec::new();
@@ -199,10 +225,7 @@ impl RobustnessReport {
                 lower: Some(r.ci.lower),
                 upper: Some(r.ci.upper),
             }));
-            out.push(Series {
-                label: format!("{k} ({} {} to {})", rows[0].parameter_name, format_param(first), format_param(last)),
-                points,
-            });
+            out.push(Series { label: series_label(k, first, last), points });
         }
         out
     }
@@ -218,10 +241,18 @@ impl RobustnessReport {
         let mut text = serde_json::to_string_pretty(self).context("serialising the robustness report")?;
         text.push('\n');
         write_atomic(&files.json, text.as_bytes())?;
-        nuisance_png(
+        let series = self.series();
+        let y_label = format!("AUC, {:.0}% CI", self.clean.level * 100.0);
+        line_png_with_legend(
             &files.png,
-            &format!("{model_name}: AUC under image nuisances (n = {})", self.n),
-            &self.series(),
+            &LinePlot {
+                title: &format!("{model_name}: AUC under image nuisances (n = {})", self.n),
+                x_label: "nuisance severity (0 = clean image)",
+                y_label: &y_label,
+                series: &series,
+                y_range: Some(y_range(&series)),
+            },
+            LegendPosition::LowerLeft,
         )?;
         Ok(files)
     }
