@@ -32,6 +32,14 @@ enum Command {
     ImportWeights(commands::import_weights::Args),
     // -- engine (sevit-distill, sevit-correction) --
     // -- evaluation (sevit-metrics) --
+    /// Evaluate a checkpoint: report.json, predictions.csv, roc.png (and --nuisance robustness).
+    Eval(commands::eval::Args),
+    /// Paired DeLong test of two models' predictions on the same cases.
+    Compare(commands::compare::Args),
+    /// Last-layer attention maps (per head, mean, DINO mass mask) as PNG grids.
+    Visualize(commands::visualize::Args),
+    /// Probabilities for new images (no labels needed) as CSV.
+    Predict(commands::predict::Args),
 }
 
 fn main() {
@@ -45,6 +53,10 @@ fn main() {
         Command::Info(a) => commands::info::run(a),
         Command::ImportWeights(a) => commands::import_weights::run(a),
         // -- dispatch --
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Compare(a) => commands::compare::run(a),
+        Command::Visualize(a) => commands::visualize::run(a),
+        Command::Predict(a) => commands::predict::run(a),
         Command::Split(a) => commands::split::run(a),
         Command::Synth(a) => commands::synth::run(a),
         Command::AugmentPreview(a) => commands::augment_preview::run(a),

@@ -4,3 +4,7 @@ pub mod import_weights;
 pub mod split;
 pub mod synth;
 pub mod augment_preview;
+pub mod eval;
+pub mod compare;
+pub mod visualize;
+pub mod predict;
