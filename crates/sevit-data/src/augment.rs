@@ -247,7 +247,8 @@ pub fn hflip(img: &GrayImage) -> GrayImage {
 }
 
 /// Pillow `Image.rotate(angle_deg)` (counter-clockwise, about `(w/2, h/2)`, nearest
-/// neighbour, same size, fill 0). An angle that is a multiple of 360 returns a copy.
+/// neighbour, same size, fill 0), including Pillow's 16.16 fixed-point sampling of the NEAREST
+/// affine path. An angle that is a multiple of 360 returns a copy.
 pub fn rotate(img: &GrayImage, angle_deg: f64) -> GrayImage {
     let angle = angle_deg.rem_euclid(360.0);
     if angle == 0.0 {
@@ -261,24 +262,29 @@ pub fn rotate(img: &GrayImage, angle_deg: f64) -> GrayImage {
     // Inverse map output -> input (Pillow's matrix including the centre translation).
     let c = a * (-cx) + b * (-cy) + cx;
     let f = d * (-cx) + e * (-cy) + cy;
+    // Pillow's `affine_fixed` (the NEAREST affine path): 16.16 fixed point, sampling at pixel
+    // centres, incremental along rows and columns.
+    let fix = |v: f64| (v * 65536.0 + 0.5).floor() as i64;
+    let (a0, a1, a3, a4) = (fix(a), fix(b), fix(d), fix(e));
+    let (mut a2, mut a5) = (fix(a * 0.5 + b * 0.5 + c), fix(d * 0.5 + e * 0.5 + f));
+    let (wu, hu) = (img.width as usize, img.height as usize);
     let (wi, hi) = (img.width as i64, img.height as i64);
-    let mut out = GrayImage::filled(img.width, img.height, 0.0);
-    for y in 0..img.height {
-        let yc = y as f64 + 0.5;
-        for x in 0..img.width {
-            let xc = x as f64 + 0.5;
-            let xin = a * xc + b * yc + c;
-            let yin = d * xc + e * yc + f;
-            if xin < 0.0 || yin < 0.0 {
-                continue;
+    let src = &img.data[..];
+    let mut data = vec![0f32; wu * hu];
+    for out_row in data.chunks_exact_mut(wu) {
+        let (mut xx, mut yy) = (a2, a5);
+        for o in out_row.iter_mut() {
+            let (xin, yin) = (xx >> 16, yy >> 16);
+            if xin >= 0 && xin < wi && yin >= 0 && yin < hi {
+                *o = src[yin as usize * wu + xin as usize];
             }
-            let (xi, yi) = (xin as i64, yin as i64);
-            if xi < wi && yi < hi {
-                out.set(x, y, img.get(xi as u32, yi as u32));
-            }
+            xx += a0;
+            yy += a3;
         }
+        a2 += a1;
+        a5 += a4;
     }
-    out
+    GrayImage { width: img.width, height: img.height, data }
 }
 
 /// `ImageOps.autocontrast` (cutoff 0): stretches `[min, max]` to `[0, 1]`; a constant image
@@ -292,18 +298,21 @@ pub fn autocontrast(img: &GrayImage) -> GrayImage {
     GrayImage { width: img.width, height: img.height, data: img.data.iter().map(|&v| ((v - lo) / range).clamp(0.0, 1.0)).collect() }
 }
 
+/// The 8-bit level of a value: `round(255 v)` clamped to 0..=255 (half away from zero, as
+/// `f32::round` for non-negative values, without the libm call).
 #[inline]
 fn level(v: f32) -> usize {
-    (v * 255.0).round().clamp(0.0, 255.0) as usize
+    ((v * 255.0).clamp(0.0, 255.0) + 0.5) as usize
 }
 
 /// `ImageOps.equalize`: the Pillow look-up table built from the 256-level histogram
 /// (`step = (n - count of the last level) / 256`); images with one level or a zero step are
 /// only quantised.
 pub fn equalize(img: &GrayImage) -> GrayImage {
+    let levels: Vec<u8> = img.data.iter().map(|&v| level(v) as u8).collect();
     let mut hist = [0usize; 256];
-    for &v in &img.data {
-        hist[level(v)] += 1;
+    for &l in &levels {
+        hist[l as usize] += 1;
     }
     let nonzero: Vec<usize> = hist.iter().copied().filter(|&c| c > 0).collect();
     let mut lut = [0f32; 256];
@@ -319,7 +328,7 @@ pub fn equalize(img: &GrayImage) -> GrayImage {
             n += hist[i];
         }
     }
-    GrayImage { width: img.width, height: img.height, data: img.data.iter().map(|&v| lut[level(v)]).collect() }
+    GrayImage { width: img.width, height: img.height, data: levels.iter().map(|&l| lut[l as usize]).collect() }
 }
 
 /// Pillow's box radius for a Gaussian of standard deviation `sigma` approximated by `passes`
@@ -332,27 +341,79 @@ pub fn box_radius_for_sigma(sigma: f64, passes: u32) -> f64 {
     l + a
 }
 
-fn box_blur_line(input: &[f32], out: &mut [f32], radius: f64, pad: &mut Vec<f32>, prefix: &mut Vec<f64>) {
-    let n = input.len();
+/// One extended-box pass along the vertical axis of a row-major `w x h` buffer, all columns at
+/// once (vectorisable): `out[y] = ww * sum(in[y-r..=y+r]) + fw * (in[y-r-1] + in[y+r+1])`
+/// with rows clamped at the edges, `r = floor(radius)`, `ww = 1 / (2 radius + 1)`,
+/// `fw = (radius - r) ww` (Pillow `ImagingLineBoxBlur`).
+fn box_blur_vertical(src: &[f32], dst: &mut [f32], w: usize, h: usize, radius: f64, acc: &mut Vec<f32>) {
+    let r = radius.floor() as i64;
+    let ww = (1.0 / (2.0 * radius + 1.0)) as f32;
+    let fw = ((radius - r as f64) / (2.0 * radius + 1.0)) as f32;
+    let row = |y: i64| -> &[f32] {
+        let y = y.clamp(0, h as i64 - 1) as usize;
+        &src[y * w..(y + 1) * w]
+    };
+    acc.clear();
+    acc.resize(w, 0.0);
+    for k in -r..=r {
+        for (a, &v) in acc.iter_mut().zip(row(k)) {
+            *a += v;
+        }
+    }
+    for y in 0..h as i64 {
+        let (far_lo, far_hi) = (row(y - r - 1), row(y + r + 1));
+        let out = &mut dst[y as usize * w..(y as usize + 1) * w];
+        for (((o, &a), &lo), &hi) in out.iter_mut().zip(acc.iter()).zip(far_lo).zip(far_hi) {
+            *o = a * ww + (lo + hi) * fw;
+        }
+        // Slide the window: add row y+r+1 (= far_hi), drop row y-r.
+        let sub = row(y - r);
+        for ((a, &add), &sub) in acc.iter_mut().zip(far_hi).zip(sub) {
+            *a += add - sub;
+        }
+    }
+}
+
+/// One extended-box pass along each row (same formula as [`box_blur_vertical`]), rows padded
+/// with their edge values and processed four at a time so the running sums are independent.
+fn box_blur_rows(src: &[f32], dst: &mut [f32], w: usize, h: usize, radius: f64, pad: &mut Vec<f32>) {
     let r = radius.floor() as usize;
-    let ww = 1.0 / (2.0 * radius + 1.0);
-    let fw = (radius - r as f64) * ww;
+    let ww = (1.0 / (2.0 * radius + 1.0)) as f32;
+    let fw = ((radius - r as f64) / (2.0 * radius + 1.0)) as f32;
+    let pw = w + 2 * r + 2;
     pad.clear();
-    for i in 0..n + 2 * r + 2 {
-        let src = (i as i64 - (r as i64 + 1)).clamp(0, n as i64 - 1) as usize;
-        pad.push(input[src]);
-    }
-    prefix.clear();
-    prefix.push(0.0);
-    let mut acc = 0.0f64;
-    for &v in pad.iter() {
-        acc += v as f64;
-        prefix.push(acc);
-    }
-    for x in 0..n {
-        let window = prefix[x + 2 * r + 2] - prefix[x + 1];
-        let far = pad[x] as f64 + pad[x + 2 * r + 2] as f64;
-        out[x] = (window * ww + far * fw) as f32;
+    pad.resize(4 * pw, 0.0);
+    let mut y0 = 0;
+    while y0 < h {
+        let nrows = (h - y0).min(4);
+        for i in 0..4 {
+            // Rows past the end repeat the last one (results discarded).
+            let row = &src[(y0 + i.min(nrows - 1)) * w..(y0 + i.min(nrows - 1) + 1) * w];
+            let p = &mut pad[i * pw..(i + 1) * pw];
+            p[..r + 1].fill(row[0]);
+            p[r + 1..r + 1 + w].copy_from_slice(row);
+            p[r + 1 + w..].fill(row[w - 1]);
+        }
+        let (p0, rest) = pad.split_at(pw);
+        let (p1, rest) = rest.split_at(pw);
+        let (p2, p3) = rest.split_at(pw);
+        let p = [p0, p1, p2, p3];
+        // Padded index of original x is x + r + 1; window x-r..=x+r is p[x+1..=x+2r+1].
+        let mut acc = [0f32; 4];
+        for i in 0..4 {
+            acc[i] = p[i][1..2 * r + 2].iter().sum();
+        }
+        for x in 0..w {
+            for i in 0..4 {
+                let (lo, hi) = (p[i][x], p[i][x + 2 * r + 2]);
+                let v = acc[i] * ww + (lo + hi) * fw;
+                if i < nrows {
+                    dst[(y0 + i) * w + x] = v;
+                }
+                acc[i] += hi - p[i][x + 1];
+            }
+        }
+        y0 += 4;
     }
 }
 
@@ -364,30 +425,19 @@ pub fn gaussian_blur(img: &GrayImage, radius: f64) -> GrayImage {
     }
     let br = box_radius_for_sigma(radius, 3);
     let (w, h) = (img.width as usize, img.height as usize);
-    let mut cur = img.data.clone();
-    let mut line_out = vec![0f32; w.max(h)];
-    let mut line_in = vec![0f32; w.max(h)];
-    let (mut pad, mut prefix) = (Vec::new(), Vec::new());
+    let mut tmp = Vec::new();
+    // Horizontal passes then vertical passes (Pillow's order).
+    let mut a = img.data.clone();
+    let mut b = vec![0f32; w * h];
     for _ in 0..3 {
-        for y in 0..h {
-            let row = &mut cur[y * w..(y + 1) * w];
-            line_in[..w].copy_from_slice(row);
-            box_blur_line(&line_in[..w], &mut line_out[..w], br, &mut pad, &mut prefix);
-            row.copy_from_slice(&line_out[..w]);
-        }
+        box_blur_rows(&a, &mut b, w, h, br, &mut tmp);
+        std::mem::swap(&mut a, &mut b);
     }
     for _ in 0..3 {
-        for x in 0..w {
-            for y in 0..h {
-                line_in[y] = cur[y * w + x];
-            }
-            box_blur_line(&line_in[..h], &mut line_out[..h], br, &mut pad, &mut prefix);
-            for y in 0..h {
-                cur[y * w + x] = line_out[y];
-            }
-        }
+        box_blur_vertical(&a, &mut b, w, h, br, &mut tmp);
+        std::mem::swap(&mut a, &mut b);
     }
-    GrayImage { width: img.width, height: img.height, data: cur }
+    GrayImage { width: img.width, height: img.height, data: a }
 }
 
 /// One augmented view: random resized crop to `size`, flip, rotation, autocontrast,

@@ -130,10 +130,10 @@ impl GrayImage {
         }
         // Horizontal pass then vertical pass (Pillow order).
         let horiz = if w != self.width { resample_rows(self, w, filter) } else { self.clone() };
-        let out = if h != self.height { transpose(&resample_rows(&transpose(&horiz), h, filter)) } else { horiz };
+        let out = if h != self.height { resample_cols(&horiz, h, filter) } else { horiz };
         if filter == Filter::Bicubic {
             let mut out = out;
-            out.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+            out.data.iter_mut().for_each(|v| *v = v.max(0.0).min(1.0));
             out
         } else {
             out
@@ -147,15 +147,21 @@ impl GrayImage {
     }
 }
 
-fn transpose(img: &GrayImage) -> GrayImage {
-    let (w, h) = (img.width as usize, img.height as usize);
-    let mut data = vec![0.0f32; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            data[x * h + y] = img.data[y * w + x];
+/// Vertical pass: each output row is a weighted sum of input rows (vectorised over x).
+fn resample_cols(img: &GrayImage, out_h: u32, filter: Filter) -> GrayImage {
+    let (w, in_h) = (img.width as usize, img.height as usize);
+    let (starts, weights) = coefficients(in_h, out_h as usize, filter);
+    let mut data = vec![0.0f32; w * out_h as usize];
+    for (yy, out) in data.chunks_exact_mut(w).enumerate() {
+        for (k, &wt) in weights[yy].iter().enumerate() {
+            let y = starts[yy] + k;
+            let row = &img.data[y * w..(y + 1) * w];
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o += wt * v;
+            }
         }
     }
-    GrayImage { width: img.height, height: img.width, data }
+    GrayImage { width: img.width, height: out_h, data }
 }
 
 /// Pillow `precompute_coeffs`: for each output index, the first input index and the weights.
@@ -181,17 +187,50 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> (Vec<usize>,
     (starts, weights)
 }
 
+/// Horizontal pass. The windows are padded to one length `kmax` (zero weights, start shifted
+/// left where a window would run past the row end: same sums), and four rows are processed
+/// together so that the four accumulations are independent.
 fn resample_rows(img: &GrayImage, out_w: u32, filter: Filter) -> GrayImage {
     let (in_w, h) = (img.width as usize, img.height as usize);
     let ow = out_w as usize;
     let (starts, weights) = coefficients(in_w, ow, filter);
+    let kmax = weights.iter().map(Vec::len).max().unwrap_or(0).min(in_w);
+    let mut flat = vec![0f32; ow * kmax];
+    let mut st = vec![0usize; ow];
+    for xx in 0..ow {
+        let n = weights[xx].len().min(kmax);
+        let shift = (starts[xx] + kmax).saturating_sub(in_w);
+        st[xx] = starts[xx] - shift;
+        flat[xx * kmax + shift..xx * kmax + shift + n].copy_from_slice(&weights[xx][..n]);
+    }
     let mut data = vec![0.0f32; ow * h];
-    for y in 0..h {
-        let row = &img.data[y * in_w..(y + 1) * in_w];
-        let out = &mut data[y * ow..(y + 1) * ow];
-        for (xx, o) in out.iter_mut().enumerate() {
-            let s = starts[xx];
-            *o = weights[xx].iter().zip(&row[s..]).map(|(w, v)| w * v).sum();
+    let src = &img.data;
+    let mut y = 0;
+    while y + 4 <= h {
+        let r: [&[f32]; 4] = std::array::from_fn(|i| &src[(y + i) * in_w..(y + i + 1) * in_w]);
+        for xx in 0..ow {
+            let w = &flat[xx * kmax..(xx + 1) * kmax];
+            let s = st[xx];
+            let (r0, r1, r2, r3) = (&r[0][s..s + kmax], &r[1][s..s + kmax], &r[2][s..s + kmax], &r[3][s..s + kmax]);
+            let mut acc = [0f32; 4];
+            for k in 0..kmax {
+                let wk = w[k];
+                acc[0] += wk * r0[k];
+                acc[1] += wk * r1[k];
+                acc[2] += wk * r2[k];
+                acc[3] += wk * r3[k];
+            }
+            for (i, a) in acc.iter().enumerate() {
+                data[(y + i) * ow + xx] = *a;
+            }
+        }
+        y += 4;
+    }
+    for y in y..h {
+        let row = &src[y * in_w..(y + 1) * in_w];
+        for xx in 0..ow {
+            let s = st[xx];
+            data[y * ow + xx] = flat[xx * kmax..(xx + 1) * kmax].iter().zip(&row[s..s + kmax]).map(|(w, v)| w * v).sum();
         }
     }
     GrayImage { width: out_w, height: img.height, data }

@@ -30,6 +30,24 @@ pub fn load_gray_native(path: &Path) -> Result<GrayImage> {
         crate::dicom::decode_dicom(path)?
     } else {
         let dynimg = decode_bytes(&bytes).with_context(|| format!("cannot decode image {}", path.display()))?;
+        if let DynamicImage::ImageLuma8(b) = &dynimg {
+            // Fast path (the common case): min-max normalisation through a 256-entry table.
+            let raw = b.as_raw();
+            let (lo, hi) = raw.iter().fold((255u8, 0u8), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let mut lut = [0f32; 256];
+            if hi > lo {
+                for (v, l) in lut.iter_mut().enumerate().take(hi as usize + 1).skip(lo as usize) {
+                    *l = (v as f32 - lo as f32) / (hi - lo) as f32;
+                }
+            }
+            let data = raw.iter().map(|&v| lut[v as usize]).collect();
+            return Ok(GrayImage { width: b.width(), height: b.height(), data }).and_then(|g: GrayImage| {
+                if g.width == 0 || g.height == 0 {
+                    bail!("image {} is empty", path.display());
+                }
+                Ok(g)
+            });
+        }
         to_gray(&dynimg)
     };
     if img.width == 0 || img.height == 0 {

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// Loader settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,15 +90,30 @@ fn batches(order: Vec<usize>, batch_size: usize, drop_last: bool) -> Vec<Vec<usi
     out
 }
 
-/// Stacks equally sized gray images into a `[B, 3, H, W]` tensor.
+/// Stacks equally sized gray images into a contiguous `[B, 3, H, W]` `f32` CPU tensor (each
+/// image replicated to 3 channels). The tensor is allocated once and filled in parallel by the
+/// rayon workers, with no libtorch op (whose OpenMP threads would compete with rayon).
 pub fn stack_gray(images: &[&GrayImage]) -> Tensor {
-    let (h, w) = (images[0].height as i64, images[0].width as i64);
-    let mut buf = Vec::with_capacity(images.len() * (h * w) as usize);
+    let (h, w) = (images[0].height as usize, images[0].width as usize);
+    let hw = h * w;
     for im in images {
-        assert_eq!((im.height as i64, im.width as i64), (h, w), "images of one batch must have one size");
-        buf.extend_from_slice(&im.data);
+        assert_eq!((im.height as usize, im.width as usize), (h, w), "images of one batch must have one size");
     }
-    Tensor::from_slice(&buf).view([images.len() as i64, 1, h, w]).repeat([1, 3, 1, 1])
+    let b = images.len();
+    let t = Tensor::empty([b as i64, 3, h as i64, w as i64], (Kind::Float, Device::Cpu));
+    if b * hw == 0 {
+        return t;
+    }
+    // SAFETY: `t` is a freshly allocated, contiguous CPU f32 tensor of exactly b*3*h*w
+    // elements that nothing else references while this slice is alive; the slice is dropped
+    // before `t` is returned.
+    let buf: &mut [f32] = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, b * 3 * hw) };
+    buf.par_chunks_mut(3 * hw).zip(images.par_iter()).for_each(|(chunk, im)| {
+        for c in 0..3 {
+            chunk[c * hw..(c + 1) * hw].copy_from_slice(&im.data);
+        }
+    });
+    t
 }
 
 /// Background producer shared by both loaders.
