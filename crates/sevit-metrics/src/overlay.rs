@@ -173,7 +173,7 @@ pub struct GridPage {
     pub title: Vec<String>,
     /// The tiles, row by row.
     pub tiles: Vec<Tile>,
-    /// Tiles per row (at least 1).
+    /// Tiles per row; 0 chooses a near-square grid (`ceil(sqrt(tiles))` columns).
     pub columns: usize,
     /// Side of each tile in pixels (tiles are resized to it, nearest neighbour when enlarging).
     pub tile_size: u32,
@@ -188,10 +188,11 @@ const TITLE_LINE: u32 = 30;
 const CAPTION: u32 = 26;
 const BAR: u32 = 60;
 
-/// Renders `page` to `path` as PNG, atomically.
+/// Renders `page` to `path` as PNG, atomically. Title lines and captions too wide for the
+/// page or the tile are shortened from the left with an ellipsis.
 ///
 /// # Errors
-/// A page without tiles, a zero tile size or column count, or a drawing/I-O failure.
+/// A page without tiles, a zero tile size, or a drawing/I-O failure.
 pub fn render_grid_png(path: &Path, page: &GridPage) -> anyhow::Result<()> {
     let png = render_grid(page).with_context(|| format!("drawing {}", path.display()))?;
     let mut bytes = std::io::Cursor::new(Vec::new());
@@ -204,10 +205,15 @@ pub fn render_grid_png(path: &Path, page: &GridPage) -> anyhow::Result<()> {
 /// Renders `page` into an RGB image (see [`render_grid_png`]).
 pub fn render_grid(page: &GridPage) -> anyhow::Result<RgbImage> {
     anyhow::ensure!(!page.tiles.is_empty(), "an image grid needs at least one tile");
-    anyhow::ensure!(page.columns > 0 && page.tile_size > 0, "grid columns and tile size must be positive");
+    anyhow::ensure!(page.tile_size > 0, "the tile size must be positive");
     ensure_font()?;
-    let cols = page.columns.min(page.tiles.len()) as u32;
-    let rows = page.tiles.len().div_ceil(page.columns) as u32;
+    let columns = if page.columns == 0 {
+        (page.tiles.len() as f64).sqrt().ceil() as usize
+    } else {
+        page.columns
+    };
+    let cols = columns.min(page.tiles.len()) as u32;
+    let rows = page.tiles.len().div_ceil(columns) as u32;
     let t = page.tile_size;
     let title_h = page.title.len() as u32 * TITLE_LINE + if page.title.is_empty() { 0 } else { 8 };
     let bar_h = if page.colorbar.is_some() { BAR } else { 0 };
@@ -250,15 +256,32 @@ pub fn render_grid(page: &GridPage) -> anyhow::Result<RgbImage> {
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let perr = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("drawing text: {e}");
+        // Shortens `text` from the left with an ellipsis until it fits `max_w` pixels.
+        let fit = |text: &str, style: &TextStyle, max_w: u32| -> String {
+            let width = |t: &str| root.estimate_text_size(t, style).map(|(w, _)| w).unwrap_or(0);
+            if width(text) <= max_w {
+                return text.to_string();
+            }
+            let chars: Vec<char> = text.chars().collect();
+            for start in 1..chars.len() {
+                let t: String = std::iter::once('…').chain(chars[start..].iter().copied()).collect();
+                if width(&t) <= max_w {
+                    return t;
+                }
+            }
+            "…".to_string()
+        };
         let title_style = TextStyle::from((FONT, 22).into_font()).color(&BLACK);
         for (i, line) in page.title.iter().enumerate() {
-            root.draw_text(line, &title_style, (MARGIN as i32, (MARGIN + i as u32 * TITLE_LINE) as i32))
+            let line = fit(line, &title_style, width - 2 * MARGIN);
+            root.draw_text(&line, &title_style, (MARGIN as i32, (MARGIN + i as u32 * TITLE_LINE) as i32))
                 .map_err(perr)?;
         }
         let cap_style = TextStyle::from((FONT, 17).into_font()).color(&BLACK);
         for (k, tile) in page.tiles.iter().enumerate() {
             let (x0, y0) = origin(k as u32);
-            root.draw_text(&tile.caption, &cap_style, (x0 as i32, (y0 + 3) as i32)).map_err(perr)?;
+            let caption = fit(&tile.caption, &cap_style, t + GAP / 2);
+            root.draw_text(&caption, &cap_style, (x0 as i32, (y0 + 3) as i32)).map_err(perr)?;
         }
         if let Some(caption) = &page.colorbar {
             let small = TextStyle::from((FONT, 16).into_font()).color(&BLACK);
@@ -337,6 +360,9 @@ mod tests {
         let p = dir.path().join("g.png");
         render_grid_png(&p, &page).unwrap();
         assert_eq!(image::open(&p).unwrap().width(), img.width());
+        // Auto columns: 3 tiles -> 2 columns; a very long title still renders.
+        let auto = GridPage { columns: 0, title: vec!["x".repeat(400)], ..page.clone() };
+        assert_eq!(render_grid(&auto).unwrap().width(), img.width());
         assert!(render_grid(&GridPage { tiles: vec![], ..page }).is_err());
     }
 }

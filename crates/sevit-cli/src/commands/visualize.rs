@@ -33,8 +33,8 @@ pub struct Args {
     /// Side of each tile of the grid in pixels.
     #[arg(long, default_value_t = 256)]
     pub tile_size: u32,
-    /// Tiles per row.
-    #[arg(long, default_value_t = 4)]
+    /// Tiles per row (0 = a near-square grid).
+    #[arg(long, default_value_t = 0)]
     pub columns: usize,
     /// Output folder (default RUN/attention/<stage>[-teacher], or attention/ beside the checkpoint's stage folder).
     #[arg(long)]

@@ -77,13 +77,13 @@ pub struct GridOptions {
     pub threshold: f64,
     /// Side of each tile in pixels (images are enlarged to it with nearest neighbour).
     pub tile_size: u32,
-    /// Tiles per row.
+    /// Tiles per row; 0 = a near-square grid.
     pub columns: usize,
 }
 
 impl Default for GridOptions {
     fn default() -> Self {
-        GridOptions { threshold: 0.6, tile_size: 256, columns: 4 }
+        GridOptions { threshold: 0.6, tile_size: 256, columns: 0 }
     }
 }
 
@@ -137,7 +137,7 @@ pub fn write_attention_grid(
     let page = GridPage {
         title: lines,
         tiles,
-        columns: opts.columns.max(1),
+        columns: opts.columns,
         tile_size: opts.tile_size.max(w.min(opts.tile_size)),
         colorbar: Some("attention, from each map's minimum (0) to its maximum (1)".into()),
     };

@@ -95,8 +95,8 @@ fn attention_maps_are_patch_distributions() {
     let (p, _) = write_attention_grid(&model, &img, &["test".into()], &png, &GridOptions::default()).unwrap();
     assert!((0.0..=1.0).contains(&p));
     let out = sevit_data::load::load_gray_native(&png).unwrap();
-    // 4 columns of 256 px tiles, 2 rows (image, mean, mask, head 1 | head 2).
-    assert!(out.width >= 4 * 256 && out.height >= 2 * 256, "{}x{}", out.width, out.height);
+    // A near-square grid of 256 px tiles: 3 columns, 2 rows (image, mean, mask | head 1, head 2).
+    assert!(out.width >= 3 * 256 && out.height >= 2 * 256, "{}x{}", out.width, out.height);
 }
 
 #[test]
