@@ -291,7 +291,7 @@ pub fn rotate(img: &GrayImage, angle_deg: f64) -> GrayImage {
 /// is returned unchanged.
 pub fn autocontrast(img: &GrayImage) -> GrayImage {
     let (lo, hi) = img.min_max();
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return img.clone();
     }
     let range = hi - lo;

@@ -188,7 +188,7 @@ impl Dataset {
                 bail!("{}: duplicate entry {} (first listed on line {})", at(), file, prev);
             }
             if let Some(k) = keep {
-                if !k.iter().any(|l| *l == label) {
+                if !k.contains(&label) {
                     continue;
                 }
             }

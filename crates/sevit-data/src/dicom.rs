@@ -124,9 +124,7 @@ pub fn voi_linear(x: f64, center: f64, width: f64) -> f64 {
     let hi = center - 0.5 + (width - 1.0) / 2.0;
     if x <= lo {
         0.0
-    } else if x > hi {
-        1.0
-    } else if width <= 1.0 {
+    } else if x > hi || width <= 1.0 {
         1.0
     } else {
         (x - (center - 0.5)) / (width - 1.0) + 0.5

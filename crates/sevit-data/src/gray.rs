@@ -102,7 +102,7 @@ impl GrayImage {
     pub fn normalize_min_max(&mut self) {
         let (lo, hi) = self.min_max();
         let range = hi - lo;
-        if !(range > 0.0) || !range.is_finite() {
+        if range.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !range.is_finite() {
             self.data.iter_mut().for_each(|v| *v = 0.0);
             return;
         }
@@ -133,7 +133,7 @@ impl GrayImage {
         let out = if h != self.height { resample_cols(&horiz, h, filter) } else { horiz };
         if filter == Filter::Bicubic {
             let mut out = out;
-            out.data.iter_mut().for_each(|v| *v = v.max(0.0).min(1.0));
+            out.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
             out
         } else {
             out

@@ -472,7 +472,7 @@ impl Split {
         let root = PathBuf::from(get("root")?);
         let positive = get("positive")?;
         let folds: usize = get("folds")?.parse().with_context(|| format!("split file {}: bad `# folds:` value", path.display()))?;
-        let mut rdr = csv::ReaderBuilder::new().from_reader(text[body_start..].as_bytes());
+        let mut rdr = csv::ReaderBuilder::new().from_reader(&text.as_bytes()[body_start..]);
         let headers = rdr.headers().with_context(|| at(header_lines + 1))?.clone();
         if headers.iter().collect::<Vec<_>>() != ["file", "label", "patient_id", "subset"] {
             bail!("{}: header must be file,label,patient_id,subset", at(header_lines + 1));

@@ -20,6 +20,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::f64::consts::TAU;
 use std::path::{Path, PathBuf};
 
 /// Label of the positive (finding) class.
@@ -213,12 +214,12 @@ fn render(a: &Anatomy, index: usize, size: u32, cfg: &SynthConfig) -> Vec<f32> {
                 }
             }
             for &(fx, fy, ph, amp) in &waves {
-                v += amp * (fx * x * 6.28 + fy * y * 6.28 + ph).cos();
+                v += amp * (fx * x * TAU + fy * y * TAU + ph).cos();
             }
             v = (v * exposure).clamp(0.0, 1.0).powf(gamma);
             // Fine noise (Box-Muller).
             let (u1, u2): (f64, f64) = (r.gen_range(1e-12..1.0), r.gen());
-            v += noise_sd * (-2.0 * u1.ln()).sqrt() * (6.283185307 * u2).cos();
+            v += noise_sd * (-2.0 * u1.ln()).sqrt() * (TAU * u2).cos();
             out.push(v.clamp(0.0, 1.0) as f32);
         }
     }

@@ -63,7 +63,7 @@ fn transforms_match_pillow() {
     let src = d.path().join("src.png");
     // A 40x32 test pattern: gradient + bright block + pseudo-random texture, skewed histogram.
     let img = image::GrayImage::from_fn(40, 32, |x, y| {
-        let t = ((x * 37 + y * 91) % 23) as u32;
+        let t = (x * 37 + y * 91) % 23;
         let base = (x * 3 + y * 2 + t * 2).min(200);
         let block = if (10..18).contains(&x) && (8..20).contains(&y) { 50 } else { 0 };
         image::Luma([(base + block).min(255) as u8])
