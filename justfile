@@ -1,8 +1,10 @@
 # sevit recipes. `./sevitw RECIPE` installs what is missing first; `just RECIPE` works after that.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+sevit := "target/release/sevit"
 run := "runs/demo"
-config := "configs/cpu.toml"
+config := "configs/micro.toml"
+data := "data-manifests/kermany_pediatric_224src.toml"
 
 # list the recipes
 default:
@@ -22,4 +24,32 @@ test: setup
 
 # the main job end to end on the embedded synthetic data
 demo: build
-    bash scripts/demo.sh {{run}}
+    SEVIT={{sevit}} bash scripts/demo.sh {{run}} {{config}}
+
+# split a dataset descriptor into run/split.csv (Kermany: official test_ files as the test set)
+split run=run data=data: build
+    {{sevit}} split --dataset {{data}} --out {{run}} --test-prefix images/test_ --seed 0
+
+# initial model (supervised on the labeled split) of a run
+pretrain run=run config=config *flags='': build
+    {{sevit}} pretrain --run {{run}} --config {{config}} --resume {{flags}}
+
+# one DISTL step T of a run
+distill step run=run config=config *flags='': build
+    {{sevit}} distill --step {{step}} --run {{run}} --config {{config}} --resume {{flags}}
+
+# the whole curriculum: initial model then T=1..k, with the per-T summary
+evolve run=run config=config *flags='': build
+    {{sevit}} evolve --run {{run}} --config {{config}} --resume {{flags}}
+
+# evaluate a stage of a run on its test split (report.json, predictions.csv, roc.png)
+eval run=run stage="step3" *flags='': build
+    {{sevit}} eval --run {{run}} --stage {{stage}} --out {{run}}/eval/{{stage}} {{flags}}
+
+# attention maps of test images for a stage of a run
+visualize run=run stage="step3" n="8": build
+    {{sevit}} visualize --run {{run}} --stage {{stage}} --n {{n}} --out {{run}}/attention/{{stage}}
+
+# benchmarks: augmentation, DISTL step vs PyTorch eager, eval; writes target/bench/report.json
+bench *flags='': setup
+    bash scripts/bench.sh {{flags}}
