@@ -31,6 +31,12 @@ enum Command {
     /// Convert PyTorch .pth weights (DISTL/DINO) into a sevit checkpoint.
     ImportWeights(commands::import_weights::Args),
     // -- engine (sevit-distill, sevit-correction) --
+    /// Train the initial model (supervised), a supervised baseline (--label-folds T) or DINO-only self-supervised pretraining.
+    Pretrain(commands::pretrain::Args),
+    /// Run one DISTL step T (self-training + self-supervision + corrections).
+    Distill(commands::distill::Args),
+    /// Run the whole curriculum (initial model, T = 1..k) with the test AUC per T.
+    Evolve(commands::evolve::Args),
     // -- evaluation (sevit-metrics) --
     /// Evaluate a checkpoint: report.json, predictions.csv, roc.png (and --nuisance robustness).
     Eval(commands::eval::Args),
@@ -60,6 +66,9 @@ fn main() {
         Command::Split(a) => commands::split::run(a),
         Command::Synth(a) => commands::synth::run(a),
         Command::AugmentPreview(a) => commands::augment_preview::run(a),
+        Command::Pretrain(a) => commands::pretrain::run(a),
+        Command::Distill(a) => commands::distill::run(a),
+        Command::Evolve(a) => commands::evolve::run(a),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,6 +1,9 @@
 //! One module per `sevit` sub-command.
 pub mod info;
 pub mod import_weights;
+pub mod distill;
+pub mod evolve;
+pub mod pretrain;
 pub mod split;
 pub mod synth;
 pub mod augment_preview;

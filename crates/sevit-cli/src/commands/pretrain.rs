@@ -1,0 +1,97 @@
+//! `sevit pretrain`: the initial model (supervised on the labeled split), a supervised
+//! baseline (`--label-folds T`), or DINO-only self-supervised pretraining
+//! (`--self-supervised --pool ...`).
+
+use std::path::PathBuf;
+
+use clap::Args as ClapArgs;
+use sevit_distill::{PretrainOptions, RunLayout, RunOptions, TrainConfig, Weights};
+
+/// Flags shared by the engine commands (`pretrain`, `distill`, `evolve`).
+#[derive(ClapArgs, Debug, Clone)]
+pub struct EngineArgs {
+    /// Run directory (holds split.csv, written by `sevit split`).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Training config (TOML); default: the paper preset (configs/paper.toml values).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a config value, `section.key=value` (repeatable), e.g. `--set optim.epochs=2`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Continue a stage from its last epoch checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many finished epochs of a stage (as if killed; `--resume` continues).
+    #[arg(long, value_name = "EPOCHS")]
+    pub stop_after_epochs: Option<usize>,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl EngineArgs {
+    /// Loads the config, applies the thread setting, records it in the run directory.
+    pub fn setup(&self) -> anyhow::Result<(RunLayout, TrainConfig, RunOptions)> {
+        let cfg = sevit_distill::config::load_config(self.config.as_deref(), &self.set)?;
+        let threads = cfg.apply_threads();
+        let run = RunLayout::new(&self.run);
+        run.write_config_once(&cfg)?;
+        tracing::info!(run = %self.run.display(), threads, device = ?cfg.device()?, "engine");
+        let opts = RunOptions { resume: self.resume, stop_after_epochs: self.stop_after_epochs, progress: !self.no_progress };
+        Ok((run, cfg, opts))
+    }
+}
+
+/// Flags of `sevit pretrain`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Start from this checkpoint (imported weights, a self-supervised run, ...).
+    #[arg(long, value_name = "CKPT")]
+    pub init: Option<PathBuf>,
+    /// Which network of --init to start from: student or teacher (default: student).
+    #[arg(long, value_parser = parse_weights)]
+    pub init_weights: Option<Weights>,
+    /// Supervised baseline with labels on the labeled set plus folds 0..T-1 (stage supervised{T}).
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub label_folds: usize,
+    /// DINO-only self-supervised pretraining (no labels) on --pool (stage ssl).
+    #[arg(long)]
+    pub self_supervised: bool,
+    /// Image pool for --self-supervised: dataset descriptors (.toml), manifests (.csv) or
+    /// folders; default: the training images of the run's split.
+    #[arg(long, num_args = 1.., value_name = "DESCRIPTOR")]
+    pub pool: Vec<PathBuf>,
+}
+
+pub(crate) fn parse_weights(s: &str) -> Result<Weights, String> {
+    match s {
+        "student" => Ok(Weights::Student),
+        "teacher" => Ok(Weights::Teacher),
+        _ => Err(format!("expected student or teacher, got {s:?}")),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (run, cfg, opts) = args.engine.setup()?;
+    let outcome = if args.self_supervised {
+        anyhow::ensure!(args.label_folds == 0 && args.init.is_none(), "--self-supervised takes neither --label-folds nor --init");
+        let pool = sevit_distill::data::pool(&args.pool, &run)?;
+        sevit_distill::pretrain_self_supervised(&run, &cfg, &pool, &opts)?
+    } else {
+        anyhow::ensure!(args.pool.is_empty(), "--pool is only used with --self-supervised");
+        let p = PretrainOptions { init: args.init, init_weights: args.init_weights, label_folds: args.label_folds, run: opts };
+        sevit_distill::pretrain(&run, &cfg, &p)?
+    };
+    println!(
+        "{}: {}/{} epochs, {} iterations -> {}",
+        outcome.stage,
+        outcome.epochs_done,
+        outcome.epochs,
+        outcome.iterations,
+        outcome.checkpoint.display()
+    );
+    Ok(())
+}
