@@ -83,7 +83,7 @@ fn eval_compare_visualize_predict() {
         overrides: SettingOverrides::default(),
         metrics: EvalOptions { bootstrap: Some(sevit_metrics::BootstrapOptions { n_boot: 200, seed: 1 }), ..Default::default() },
         robustness: Some(RobustnessOptions {
-            kinds: vec![NuisanceKind::Noise, NuisanceKind::Blur, NuisanceKind::Rotation],
+            kinds: NuisanceKind::ALL.to_vec(),
             severities: vec![1, 3, 5],
             seed: 0,
             level: 0.95,
@@ -102,7 +102,7 @@ fn eval_compare_visualize_predict() {
         assert!(sevit_data::load::load_gray_native(&p).is_ok(), "{} is not a readable PNG", p.display());
     }
     let table = NuisanceTable::read_csv(&eval_dir.join("nuisance.csv")).unwrap();
-    assert_eq!(table.rows.len(), 3 * 4);
+    assert_eq!(table.rows.len(), 7 * 4);
     assert!(table.rows.iter().filter(|r| r.severity == 0.0).all(|r| (r.auc - report.auc).abs() < 1e-9));
 
     // --- a second prediction set on the same cases (no inference blur), then compare ---

@@ -142,6 +142,11 @@ fn evaluate_writes_reports_and_robustness() {
     assert!(rf.png.is_file());
     assert_eq!(RobustnessReport::load_json(&rf.json).unwrap(), rob);
     assert!(rob.to_string().contains("jpeg"));
+    let series = rob.series();
+    assert_eq!(series.len(), 2);
+    assert_eq!(series[1].label, "JPEG: quality 75 to 5");
+    assert_eq!(series[0].points.iter().map(|p| p.x).collect::<Vec<_>>(), vec![0.0, 1.0, 5.0]);
+    assert_eq!(series[0].points[0].y, rob.clean.auc);
     // Same seed: same numbers.
     let again = evaluate_robustness(
         &InferenceModel::load(&ckp, Weights::Student, None, &SettingOverrides::default()).unwrap(),
