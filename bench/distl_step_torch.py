@@ -296,7 +296,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
     t_start = time.perf_counter()
-    times, losses, timer, extra = [], [], Timer(), {}
+    times, cpu, losses, timer, extra = [], [], [], Timer(), {}
     images_per_iter = 0.0
 
     if a.mode == "matmul":
@@ -342,7 +342,7 @@ def main():
             s_params, t_params = list(student.parameters()), list(teacher.parameters())
             for i in range(a.warmup + a.iters):
                 torch.manual_seed(i)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for k, pg in enumerate(optimizer.param_groups):
                     pg["lr"] = lr
                     if k == 0:
@@ -384,11 +384,12 @@ def main():
                 if not math.isfinite(v):
                     sys.exit(f"non-finite loss {v} at iteration {i}")
                 losses.append(v)
-                dt = time.perf_counter() - t0
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
                 keep = i >= a.warmup
                 timer.end_iter(keep)
                 if keep:
                     times.append(dt)
+                    cpu.append(dc)
             extra["adamw_foreach"] = optimizer.defaults.get("foreach")
             extra["adamw_fused"] = optimizer.defaults.get("fused")
         elif a.mode == "eval":
@@ -413,6 +414,7 @@ def main():
         "threads": a.threads,
         "warmup": a.warmup,
         "times_s": times,
+        "cpu_s": cpu,
         "losses": losses,
         "images_per_iter": images_per_iter,
         "phases_s": {k: timer.all.get(k, []) for k in timer.order},

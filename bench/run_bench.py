@@ -101,7 +101,42 @@ def loadavg():
         return None
 
 
-def run_one(cmd, log, env=None, timeout=1800):
+def run_all(a, log, env, th, torch_script):
+    """Runs the matmul reference then every planned measurement, round-robin."""
+    results = []
+    # the machine's matrix-multiply rate (Rust/tch and PyTorch; same libtorch)
+    mm = ["--mode", "matmul", "--matmul-n", "2048", "--iters", "2" if a.smoke else "5", "--warmup", "1"]
+    results.append(run_one([a.rust_bin, *mm, *th], log, env))
+    if not a.no_torch:
+        results.append(run_one([a.python, torch_script, *mm, *th], log, env))
+    if a.smoke:
+        p = [("micro", m, 1, 1, 1, True) for m in ("step", "correction", "eval")]
+    elif a.focus:
+        p = [("tiny16", "step", 4, 2, 1, True)]
+    else:
+        p = plan(a.quick, not a.no_small)
+    for cfg, mode, rounds, iters, warmup, with_fast in p:
+        common = ["--config", cfg, "--mode", mode, "--iters", str(iters), "--warmup", str(warmup), *th]
+        if mode == "eval":
+            common += ["--eval-batch", "8" if cfg == "small8" else "32"]
+        for rnd in range(rounds):
+            variants = [("rust", "engine")]
+            if mode == "step" and with_fast:
+                variants.append(("rust", "fast"))
+            if not a.no_torch and mode != "train":
+                variants.append(("torch", "explicit"))
+                if mode in ("step", "eval"):
+                    variants.append(("torch", "sdpa"))
+            for impl, variant in variants:
+                if impl == "rust":
+                    cmd = [a.rust_bin, *common, "--variant", variant]
+                else:
+                    cmd = [a.python, torch_script, *common, "--attn", variant]
+                results.append(run_one(cmd, log, env, {"round": rnd}))
+    return results
+
+
+def run_one(cmd, log, env=None, extra=None, timeout=1800):
     t = time.time()
     before = loadavg()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
@@ -116,6 +151,7 @@ def run_one(cmd, log, env=None, timeout=1800):
     r = json.loads(line[-1])
     r["load_before"], r["load_after"], r["started"] = before, after, t
     r["cmd"] = " ".join(cmd)
+    r.update(extra or {})
     log.write(json.dumps(r) + "\n")
     log.flush()
     ips = [r["images_per_iter"] / x for x in r["times_s"]] if r["images_per_iter"] else []
@@ -141,6 +177,8 @@ def plan(quick, include_small):
         ("tiny16", "correction", 1, 3, 1, False),
         ("tiny16-65k", "correction", 1, 2, 1, False),
         ("tiny16", "eval", 1, 4, 1, False),
+        # the step fed by the real loader (decode + augmentation on the same 2 cores)
+        ("tiny16", "train", 1, 4, 1, False),
     ]
     if include_small:
         # about 3 TFLOP per step: one timed iteration per process
@@ -150,12 +188,16 @@ def plan(quick, include_small):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rust-bin", required=True, help="the built distl_step bench executable")
-    ap.add_argument("--python", required=True, help="python with torch (SEVIT_TORCH_PYTHON)")
+    ap.add_argument("--rust-bin", help="the built distl_step bench executable")
+    ap.add_argument("--python", default=sys.executable, help="python with torch (SEVIT_TORCH_PYTHON)")
+    ap.add_argument("--from-runs", help="only aggregate an existing runs.jsonl into the report")
     ap.add_argument("--out", default="target/bench")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny/16 only, fewer rounds")
     ap.add_argument("--no-small", action="store_true", help="skip small/8@256")
+    ap.add_argument(
+        "--focus", action="store_true", help="only the tiny/16 step, 4 interleaved rounds (the steadiest ratio)"
+    )
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--smoke", action="store_true", help="micro model, one iteration (tests the bench itself)")
     ap.add_argument(
@@ -179,31 +221,21 @@ def main():
     runs_path = os.path.join(a.out, "runs.jsonl")
     results = []
     t0 = time.time()
-    with open(runs_path, "w") as log:
-        # the machine's matrix-multiply rate (Rust/tch and PyTorch; same libtorch)
-        mm = ["--mode", "matmul", "--matmul-n", "2048", "--iters", "2" if a.smoke else "5", "--warmup", "1"]
-        results.append(run_one([a.rust_bin, *mm, *th], log, env))
-        if not a.no_torch:
-            results.append(run_one([a.python, torch_script, *mm, *th], log, env))
-        p = [("micro", m, 1, 1, 1, True) for m in ("step", "correction", "eval")] if a.smoke else plan(a.quick, not a.no_small)
-        for cfg, mode, rounds, iters, warmup, with_fast in p:
-            common = ["--config", cfg, "--mode", mode, "--iters", str(iters), "--warmup", str(warmup), *th]
-            if mode == "eval":
-                common += ["--eval-batch", "8" if cfg == "small8" else "32"]
-            for _ in range(rounds):
-                variants = [("rust", "engine")]
-                if mode == "step" and with_fast:
-                    variants.append(("rust", "fast"))
-                if not a.no_torch:
-                    variants.append(("torch", "explicit"))
-                    if mode in ("step", "eval"):
-                        variants.append(("torch", "sdpa"))
-                for impl, variant in variants:
-                    if impl == "rust":
-                        cmd = [a.rust_bin, *common, "--variant", variant]
-                    else:
-                        cmd = [a.python, torch_script, *common, "--attn", variant]
-                    results.append(run_one(cmd, log, env))
+    if a.from_runs:
+        with open(a.from_runs) as f:
+            results = [json.loads(l) for l in f if l.strip()]
+        seen = {}
+        for r in results:  # runs logged without a round: the n-th process of its kind
+            key = (r["impl"], r["config"], r["mode"], r["variant"])
+            r.setdefault("round", seen.get(key, 0))
+            seen[key] = seen.get(key, 0) + 1
+        wall = sum(r.get("wall_s", 0) for r in results)
+    elif not a.rust_bin:
+        ap.error("--rust-bin is required unless --from-runs is given")
+    if not a.from_runs:
+        with open(runs_path, "w") as log:
+            results = run_all(a, log, env, th, torch_script)
+        wall = time.time() - t0
     results = [r for r in results if r]
     aug = {}
     for key, path in (("rust", a.aug_rust), ("torchvision", a.aug_torch)):
@@ -212,7 +244,7 @@ def main():
                 aug[key] = json.load(f)
     if "rust" in aug and "torchvision" in aug:
         aug["speed_ratio"] = aug["rust"]["images_per_s_median"] / aug["torchvision"]["images_per_s_median"]
-    report = build_report(results, aug, a, time.time() - t0)
+    report = build_report(results, aug, a, wall)
     with open(os.path.join(a.out, "report.json.tmp"), "w") as f:
         json.dump(report, f, indent=2)
     os.replace(os.path.join(a.out, "report.json.tmp"), os.path.join(a.out, "report.json"))
@@ -245,13 +277,19 @@ def build_report(results, aug, a, wall):
             matmul[impl] = stats(rates)
     mm_rate = (matmul.get("rust") or matmul.get("torch") or {}).get("median")
     figures = []
-    for (impl, cfg, mode, variant), rs in sorted(groups.items()):
+    order = {c: i for i, c in enumerate(CONFIGS)}
+    modes = {"step": 0, "train": 1, "correction": 2, "eval": 3}
+    keyf = lambda kv: (order.get(kv[0][1], 99), modes.get(kv[0][2], 9), kv[0][0] != "rust", kv[0][3])
+    for (impl, cfg, mode, variant), rs in sorted(groups.items(), key=keyf):
         if mode == "matmul":
             continue
         ips = [r["images_per_iter"] / t for r in rs for t in r["times_s"]]
         fl = flop_breakdown(cfg)
-        flop_per_img = fl["eval_fwd"] if mode == "eval" else fl["step_total"]
+        flop_per_img = fl["eval_fwd"] if mode == "eval" else fl["step_total"]  # step, correction, train
         st = stats(ips)
+        # images per CPU-second (user + system time of the process): much less sensitive to
+        # other jobs on the machine than wall time, as waiting threads sleep (passive policy)
+        ipc = [r["images_per_iter"] / c for r in rs for c in r.get("cpu_s", []) if c > 0]
         phases = {}
         for r in rs:
             for k, v in r.get("phases_s", {}).items():
@@ -264,8 +302,12 @@ def build_report(results, aug, a, wall):
             "mode": mode,
             "variant": variant,
             "images_per_s": st,
+            "images_per_cpu_s": stats(ipc),
             "vm_hwm_mib": max(r["vm_hwm_kb"] for r in rs) / 1024,
             "rss_after_setup_mib": max(r.get("rss_after_setup_kb", 0) for r in rs) / 1024,
+            # growth of the peak over the resident size once the networks exist: what the
+            # measured loop itself needs (activations, gradients, optimiser state, temporaries)
+            "loop_peak_growth_mib": max((r["vm_hwm_kb"] - r.get("rss_after_setup_kb", 0)) for r in rs) / 1024,
             "batch": rs[0].get("batch"),
             "params": rs[0].get("params"),
             "flop_per_image": flop_per_img,
@@ -285,14 +327,22 @@ def build_report(results, aug, a, wall):
         for tv in ("explicit", "sdpa"):
             t = by.get(("torch", f["config"], f["mode"], tv))
             if t and f["images_per_s"] and t["images_per_s"]:
+                paired = paired_ratios(groups, f["config"], f["mode"], f["variant"], tv)
                 ratios.append(
                     {
+                        "paired_speed_ratio": stats(paired),
+                        "cpu_time_ratio": (f["images_per_cpu_s"]["median"] / t["images_per_cpu_s"]["median"])
+                        if f.get("images_per_cpu_s") and t.get("images_per_cpu_s")
+                        else None,
                         "config": f["config"],
                         "mode": f["mode"],
                         "rust_variant": f["variant"],
                         "torch_variant": tv,
                         "speed_ratio": f["images_per_s"]["median"] / t["images_per_s"]["median"],
                         "memory_ratio": f["vm_hwm_mib"] / t["vm_hwm_mib"] if t["vm_hwm_mib"] else None,
+                        "loop_memory_ratio": f["loop_peak_growth_mib"] / t["loop_peak_growth_mib"]
+                        if t["loop_peak_growth_mib"] > 0
+                        else None,
                     }
                 )
     return {
@@ -312,6 +362,20 @@ def build_report(results, aug, a, wall):
         "flops": {c: flop_breakdown(c) for c in sorted({f["config"] for f in figures})},
         "augmentation": aug,
     }
+
+
+def paired_ratios(groups, cfg, mode, rust_variant, torch_variant):
+    """Per round: median images/s of the Rust process / that of the PyTorch process run next to
+    it. Load drifts slowly, so a ratio of neighbours is steadier than a ratio of medians."""
+    def per_round(impl, variant):
+        out = {}
+        for r in groups.get((impl, cfg, mode, variant), []):
+            if r["times_s"]:
+                out[r.get("round", 0)] = statistics.median(r["images_per_iter"] / t for t in r["times_s"])
+        return out
+
+    rust, torch = per_round("rust", rust_variant), per_round("torch", torch_variant)
+    return [rust[k] / torch[k] for k in sorted(rust) if k in torch]
 
 
 def cpu_model():
@@ -342,8 +406,8 @@ def render_md(rep):
     out.append("")
     out.append("## DISTL throughput (images/s: median [min-max] over timed iterations)")
     out.append("")
-    out.append("| config | mode | impl | variant | images/s | peak RSS MiB | GFLOP/img | GFLOP/s | % matmul | load |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| config | mode | impl | variant | images/s | images/CPU-s | peak RSS MiB | loop growth MiB | GFLOP/img | GFLOP/s | % matmul | load |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for f in rep["figures"]:
         load = f["load_avg"]
         la = f"{min(load):.1f}-{max(load):.1f}" if load else "-"
@@ -351,17 +415,25 @@ def render_md(rep):
         gfs = f"{f['achieved_gflop_s']:.1f}" if f["achieved_gflop_s"] is not None else "-"
         out.append(
             f"| {f['config']} | {f['mode']} | {f['impl']} | {f['variant']} | {fmt_stats(f['images_per_s'])} | "
-            f"{f['vm_hwm_mib']:.0f} | {f['flop_per_image'] / 1e9:.2f} | {gfs} | {share} | {la} |"
+            f"{fmt_stats(f['images_per_cpu_s'])} | "
+            f"{f['vm_hwm_mib']:.0f} | {f['loop_peak_growth_mib']:.0f} | {f['flop_per_image'] / 1e9:.2f} | {gfs} | {share} | {la} |"
         )
     out.append("")
     if rep["ratios"]:
         out.append("## Rust / PyTorch eager (same run, interleaved processes)")
         out.append("")
-        out.append("| config | mode | rust | torch attention | speed ratio | memory ratio |")
-        out.append("|---|---|---|---|---|---|")
+        out.append("Speed ratio: median Rust images/s over median PyTorch images/s; paired: per round, Rust over")
+        out.append("the PyTorch process run next to it (median [min-max]); CPU: images per CPU-second.")
+        out.append("")
+        out.append("| config | mode | rust | torch attention | speed ratio | paired | CPU-time ratio | peak RSS ratio | loop growth ratio |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for r in rep["ratios"]:
             mr = f"{r['memory_ratio']:.2f}" if r["memory_ratio"] else "-"
-            out.append(f"| {r['config']} | {r['mode']} | {r['rust_variant']} | {r['torch_variant']} | {r['speed_ratio']:.2f}x | {mr} |")
+            lr = f"{r['loop_memory_ratio']:.2f}" if r.get("loop_memory_ratio") else "-"
+            out.append(
+                f"| {r['config']} | {r['mode']} | {r['rust_variant']} | {r['torch_variant']} | {r['speed_ratio']:.2f}x | "
+                f"{fmt_stats(r['paired_speed_ratio'])} | {(str(round(r['cpu_time_ratio'], 2)) + 'x') if r['cpu_time_ratio'] else '-'} | {mr} | {lr} |"
+            )
         out.append("")
     out.append("## Step profile (median seconds per iteration by phase)")
     out.append("")

@@ -4,8 +4,9 @@
 # implementation of the same step measured in the same run; plus the augmentation bench of
 # sevit-data when present. Writes target/bench/report.json, report.md (printed) and runs.jsonl.
 #
-# Usage: scripts/bench.sh [--quick] [--no-small] [--no-torch] [--smoke] [--threads N]
-#   --quick     tiny/16 only, fewer rounds (about a minute on an idle 2-core machine)
+# Usage: scripts/bench.sh [--quick] [--focus] [--no-small] [--no-torch] [--smoke] [--threads N]
+#   --quick     tiny/16 only, fewer rounds (a few minutes)
+#   --focus     only the tiny/16 step, 4 interleaved rounds: the steadiest Rust/PyTorch ratio
 #   --no-small  skip small/8@256 (the paper configuration, tens of seconds per step on CPU)
 #   --no-torch  skip the PyTorch comparison
 #   --smoke     micro model, one iteration each: checks that the bench itself runs
@@ -18,10 +19,10 @@ out=target/bench
 args=()
 while (($#)); do
     case "$1" in
-        --quick | --no-small | --no-torch | --smoke | --omp-active) args+=("$1") ;;
+        --quick | --focus | --no-small | --no-torch | --smoke | --omp-active) args+=("$1") ;;
         --threads) args+=("$1" "$2"); shift ;;
         --out) out="$2"; shift ;;
-        -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -52,6 +53,9 @@ if [[ -z "$bin" || ! -x "$bin" ]]; then
     tail -n 30 "$out/build.log" >&2
     exit 1
 fi
+# A private copy: a rebuild during the run (other jobs share the target dir) cannot swap it.
+cp "$bin" "$out/distl_step.bin"
+bin="$out/distl_step.bin"
 
 # Augmentation: sevit-data's bench (writes target/bench/augment.json) and the torchvision +
 # Pillow reference with 2 DataLoader workers (writes target/bench/augment_torchvision.json).
@@ -64,7 +68,7 @@ if [[ -f crates/sevit-data/benches/augment.rs ]]; then
     if [[ -f bench/torchvision_augment.py ]] && [[ ! " ${args[*]} " =~ " --no-torch " ]]; then
         echo "bench: augmentation (torchvision + Pillow, 2 workers)..." >&2
         tv_args=()
-        [[ " ${args[*]} " =~ " --quick " || " ${args[*]} " =~ " --smoke " ]] && tv_args=(--n 64 --runs 2)
+        [[ " ${args[*]} " =~ " --quick " || " ${args[*]} " =~ " --smoke " || " ${args[*]} " =~ " --focus " ]] && tv_args=(--n 64 --runs 2)
         if ! "$py" bench/torchvision_augment.py "${tv_args[@]}" >"$out/augment-torch.txt" 2>>"$out/build.log"; then
             echo "bench.sh: bench/torchvision_augment.py failed (see $out/build.log); continuing" >&2
         fi

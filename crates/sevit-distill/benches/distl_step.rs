@@ -17,6 +17,10 @@
 //!   clipping at 3.0, AdamW with two parameter groups, teacher EMA, one host read of the
 //!   logged scalars. Each phase is timed separately.
 //! * `correction`: the correction step (same forwards, BCE against true labels, no EMA).
+//! * `train`: the `step` fed by the real loader (`sevit_data::multi_crop_loader`: decoding and
+//!   augmentation of `../shared/data/kermany_pediatric_224src` images on rayon threads,
+//!   prefetch 2) running concurrently, as in training; the `data` phase is the time the step
+//!   waits for its batch.
 //! * `eval`: class logits of global-size images, batch 32, no gradient.
 //! * `matmul`: GFLOP/s of a square f32 matrix multiply (the machine's reference rate).
 //!
@@ -118,6 +122,16 @@ fn proc_status_kb(key: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// User + system CPU time of this process in seconds (`/proc/self/stat`, clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
 }
 
 fn model_config(c: &Cfg) -> anyhow::Result<ModelConfig> {
@@ -244,6 +258,31 @@ fn dino_loss_fast(student: &Tensor, teacher: &Tensor, center: &Tensor, n_s: i64,
     -total.expect("at least one teacher view") / (rows as f64 * n_pairs)
 }
 
+/// The multi-crop loader over the first `n` images of the Kermany set (the augmentation
+/// bench's images), with the configuration's view sizes.
+fn real_loader(c: &Cfg, n: usize) -> anyhow::Result<sevit_data::MultiCropLoader> {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/kermany_pediatric_224src/manifest.csv");
+    let ds = sevit_data::Dataset::from_manifest(&manifest, "pneumonia", None)?;
+    anyhow::ensure!(ds.samples.len() >= n, "{}: {} images, {n} needed", manifest.display(), ds.samples.len());
+    let samples: Vec<_> = ds.samples.into_iter().take(n).collect();
+    let crop = sevit_data::MultiCropConfig {
+        global_size: c.global as u32,
+        local_size: c.local as u32,
+        n_local: N_LOCAL,
+        ..Default::default()
+    };
+    let cfg = sevit_data::LoaderConfig {
+        batch_size: c.batch as usize,
+        shuffle: true,
+        drop_last: true,
+        seed: 0,
+        skip_bad: false,
+        prefetch: 2,
+    };
+    Ok(sevit_data::multi_crop_loader(samples, &crop, &cfg, 0))
+}
+
 struct Setup {
     student_vs: VarStore,
     teacher_vs: VarStore,
@@ -278,6 +317,7 @@ fn main() -> anyhow::Result<()> {
     let t_start = Instant::now();
     let mut times = Vec::new();
     let mut losses = Vec::new();
+    let mut cpu = Vec::new();
     let mut phases = Phases::default();
     let mut extra = serde_json::Map::new();
     let images_per_iter: f64;
@@ -330,16 +370,29 @@ fn main() -> anyhow::Result<()> {
             serde_json::json!(student_vars.iter().map(|(_, t)| t.numel()).sum::<usize>()),
         );
         match a.mode.as_str() {
-            "step" | "correction" => {
+            "step" | "correction" | "train" => {
                 let correction = a.mode == "correction";
                 images_per_iter = b as f64;
+                let mut loader = if a.mode == "train" {
+                    let n = (a.warmup + a.iters) * b as usize;
+                    Some(real_loader(c, n)?)
+                } else {
+                    None
+                };
                 for i in 0..a.warmup + a.iters {
                     tch::manual_seed(i as i64);
                     let t0 = Instant::now();
+                    let c0 = cpu_seconds();
+                    let loaded = phases.time("data", || loader.as_mut().map(|l| l.next()));
+                    let views: Vec<Tensor> = match loaded {
+                        Some(Some(batch)) => batch?.views,
+                        Some(None) => anyhow::bail!("the loader ran out of batches at iteration {i}"),
+                        None => s.views.iter().map(|v| v.shallow_clone()).collect(),
+                    };
                     let t_out = phases.time("teacher_fwd", || {
-                        tch::no_grad(|| s.teacher.forward_multi(&s.views[..N_GLOBAL], N_GLOBAL, false))
+                        tch::no_grad(|| s.teacher.forward_multi(&views[..N_GLOBAL], N_GLOBAL, false))
                     });
-                    let s_out = phases.time("student_fwd", || s.student.forward_multi(&s.views, N_GLOBAL, true));
+                    let s_out = phases.time("student_fwd", || s.student.forward_multi(&views, N_GLOBAL, true));
                     let loss = phases.time("loss", || {
                         let d = if fast {
                             let l = dino_loss_fast(
@@ -392,10 +445,12 @@ fn main() -> anyhow::Result<()> {
                     anyhow::ensure!(v.is_finite(), "non-finite loss {v} at iteration {i}");
                     losses.push(v);
                     let dt = t0.elapsed().as_secs_f64();
+                    let dc = cpu_seconds() - c0;
                     let keep = i >= a.warmup;
                     phases.end_iter(keep);
                     if keep {
                         times.push(dt);
+                        cpu.push(dc);
                     }
                 }
             }
@@ -413,7 +468,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 extra.insert("eval_batch".into(), serde_json::json!(eb));
             }
-            other => anyhow::bail!("unknown --mode {other:?}: step, correction, eval or matmul"),
+            other => anyhow::bail!("unknown --mode {other:?}: step, correction, train, eval or matmul"),
         }
         extra.insert("batch".into(), serde_json::json!(b));
         extra.insert("global".into(), serde_json::json!(c.global));
@@ -429,6 +484,7 @@ fn main() -> anyhow::Result<()> {
         "threads": a.threads,
         "warmup": a.warmup,
         "times_s": times,
+        "cpu_s": cpu,
         "losses": losses,
         "images_per_iter": images_per_iter,
         "phases_s": phases.json(),
