@@ -394,7 +394,7 @@ mod tests {
         let plus = rotate(&img, 30.0);
         let minus = rotate(&img, -30.0);
         assert!(outs.iter().all(|o| *o == clamp01(plus.clone()) || *o == clamp01(minus.clone())));
-        assert!(outs.iter().any(|o| *o == plus) && outs.iter().any(|o| *o == minus), "both directions occur");
+        assert!(outs.contains(&plus) && outs.contains(&minus), "both directions occur");
         assert_eq!(outs[3], r.apply(&img, 2, 3));
     }
 

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = GridOptions { threshold: args.threshold, tile_size: args.tile_size, columns: args.columns };
     let title = format!("{stage} ({:?}) - {}", args.model.weights, checkpoint.display()).replace("Student", "student").replace("Teacher", "teacher");
     let done = visualize(&model, &images, &out, &title, &opts)?;
-    println!("{:>11}  {:<12}  {}", "P(positive)", "true label", "grid");
+    println!("{:>11}  {:<12}  grid", "P(positive)", "true label");
     for v in &done {
         println!("{:>11.4}  {:<12}  {}", v.probability, v.image.label.as_deref().unwrap_or("-"), v.png.display());
     }

@@ -23,7 +23,7 @@ pub fn mass_mask(values: &[f32], keep: f64) -> Vec<bool> {
         return mask;
     }
     let total: f64 = values.iter().map(|&v| v.max(0.0) as f64).sum();
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         if keep >= 1.0 {
             mask.iter_mut().for_each(|m| *m = true);
         }

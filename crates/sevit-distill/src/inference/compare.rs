@@ -30,6 +30,9 @@ pub fn load_predictions(path: &Path) -> anyhow::Result<Predictions> {
     Ok(preds)
 }
 
+/// Two prediction sets matched case by case: `(ids, labels, scores_a, scores_b)`.
+pub type Paired = (Vec<String>, Vec<bool>, Vec<f64>, Vec<f64>);
+
 /// Cases of both sets, matched by id in the order of `a`: `(ids, labels, scores_a, scores_b)`.
 ///
 /// # Errors
@@ -40,7 +43,7 @@ pub fn pair(
     b: &Predictions,
     name_a: &str,
     name_b: &str,
-) -> anyhow::Result<(Vec<String>, Vec<bool>, Vec<f64>, Vec<f64>)> {
+) -> anyhow::Result<Paired> {
     let index_b: HashMap<&str, usize> = b.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
     let index_a: HashMap<&str, usize> = a.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
     let only_a: Vec<&str> = a.ids.iter().map(String::as_str).filter(|id| !index_b.contains_key(id)).collect();
