@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use sevit_data::nuisance::NuisanceKind;
 use sevit_data::{Dataset, Split, SplitConfig, Subset, SynthConfig, TestSelection};
 use sevit_distill::inference::{
-    compare_predictions, evaluate_checkpoint, resolve_checkpoint, visualize, CaseSource, EvalRequest, GridOptions,
-    ImageList, ImageSelection, InferenceModel, PredictOptions, RobustnessOptions, SettingOverrides,
+    compare_predictions, evaluate_checkpoint, resolve_checkpoint, visualize, CaseSource,
+    EvalRequest, GridOptions, ImageList, ImageSelection, InferenceModel, PredictOptions,
+    RobustnessOptions, SettingOverrides,
 };
 use sevit_distill::{PretrainOptions, RunLayout, TrainConfig, Weights};
 use sevit_metrics::{EvalOptions, EvalReport, NuisanceTable};
@@ -37,7 +38,12 @@ fn trained_run(root: &Path) -> (RunLayout, PathBuf) {
     let descriptor = sevit_data::synth::generate(
         &root.join("data"),
         64,
-        &SynthConfig { size: 32, seed: 11, difficulty: 0.0, ..Default::default() },
+        &SynthConfig {
+            size: 32,
+            seed: 11,
+            difficulty: 0.0,
+            ..Default::default()
+        },
     )
     .unwrap();
     let ds = Dataset::from_descriptor(&descriptor).unwrap();
@@ -59,7 +65,13 @@ fn trained_run(root: &Path) -> (RunLayout, PathBuf) {
     .unwrap();
     cfg.apply_threads();
     run.write_config_once(&cfg).unwrap();
-    let opts = PretrainOptions { run: sevit_distill::RunOptions { progress: false, ..Default::default() }, ..Default::default() };
+    let opts = PretrainOptions {
+        run: sevit_distill::RunOptions {
+            progress: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let outcome = sevit_distill::pretrain(&run, &cfg, &opts).unwrap();
     (run, outcome.checkpoint)
 }
@@ -69,7 +81,10 @@ fn eval_compare_visualize_predict() {
     let (_keep, root) = work_dir();
     let (run, ckpt) = trained_run(&root);
     let (resolved, stage) = resolve_checkpoint(None, Some(&run.root), None).unwrap();
-    assert_eq!((resolved.as_path(), stage.as_str()), (ckpt.as_path(), "pretrain"));
+    assert_eq!(
+        (resolved.as_path(), stage.as_str()),
+        (ckpt.as_path(), "pretrain")
+    );
 
     // --- eval: test subset of the run, with a small nuisance table ---
     let eval_dir = run.root.join("eval/pretrain");
@@ -78,10 +93,19 @@ fn eval_compare_visualize_predict() {
         stage: stage.clone(),
         weights: Weights::Student,
         run: Some(run.root.clone()),
-        cases: CaseSource::Run { run: run.root.clone(), subset: Subset::Test },
+        cases: CaseSource::Run {
+            run: run.root.clone(),
+            subset: Subset::Test,
+        },
         out_dir: eval_dir.clone(),
         overrides: SettingOverrides::default(),
-        metrics: EvalOptions { bootstrap: Some(sevit_metrics::BootstrapOptions { n_boot: 200, seed: 1 }), ..Default::default() },
+        metrics: EvalOptions {
+            bootstrap: Some(sevit_metrics::BootstrapOptions {
+                n_boot: 200,
+                seed: 1,
+            }),
+            ..Default::default()
+        },
         robustness: Some(RobustnessOptions {
             kinds: NuisanceKind::ALL.to_vec(),
             severities: vec![1, 3, 5],
@@ -91,7 +115,10 @@ fn eval_compare_visualize_predict() {
     };
     let out = evaluate_checkpoint(&req).unwrap();
     let report = EvalReport::load_json(&eval_dir.join("report.json")).unwrap();
-    let n_test = Split::read_csv(&run.split_csv()).unwrap().samples(Subset::Test).len();
+    let n_test = Split::read_csv(&run.split_csv())
+        .unwrap()
+        .samples(Subset::Test)
+        .len();
     assert_eq!(report.n, n_test);
     assert!(report.bootstrap_ci.is_some());
     assert_eq!(report.auc, out.report.auc);
@@ -99,17 +126,28 @@ fn eval_compare_visualize_predict() {
     assert_eq!(preds.ids.len(), n_test);
     for png in ["roc.png", "reliability.png", "nuisance.png"] {
         let p = eval_dir.join(png);
-        assert!(sevit_data::load::load_gray_native(&p).is_ok(), "{} is not a readable PNG", p.display());
+        assert!(
+            sevit_data::load::load_gray_native(&p).is_ok(),
+            "{} is not a readable PNG",
+            p.display()
+        );
     }
     let table = NuisanceTable::read_csv(&eval_dir.join("nuisance.csv")).unwrap();
     assert_eq!(table.rows.len(), 7 * 4);
-    assert!(table.rows.iter().filter(|r| r.severity == 0.0).all(|r| (r.auc - report.auc).abs() < 1e-9));
+    assert!(table
+        .rows
+        .iter()
+        .filter(|r| r.severity == 0.0)
+        .all(|r| (r.auc - report.auc).abs() < 1e-9));
 
     // --- a second prediction set on the same cases (no inference blur), then compare ---
     let eval_b = run.root.join("eval/pretrain-noblur");
     let req_b = EvalRequest {
         out_dir: eval_b.clone(),
-        overrides: SettingOverrides { blur_radius: Some(0.0), ..Default::default() },
+        overrides: SettingOverrides {
+            blur_radius: Some(0.0),
+            ..Default::default()
+        },
         robustness: None,
         metrics: EvalOptions::default(),
         ..req.clone()
@@ -121,20 +159,50 @@ fn eval_compare_visualize_predict() {
     assert!(cmp.test.p_value.is_nan() || (0.0..=1.0).contains(&cmp.test.p_value));
     // Another case set is refused.
     let train_preds = root.join("train_predictions.csv");
-    let labeled = CaseSource::Run { run: run.root.clone(), subset: Subset::Labeled };
-    evaluate_checkpoint(&EvalRequest { cases: labeled, out_dir: root.join("eval-labeled"), robustness: None, ..req.clone() })
-        .unwrap();
+    let labeled = CaseSource::Run {
+        run: run.root.clone(),
+        subset: Subset::Labeled,
+    };
+    evaluate_checkpoint(&EvalRequest {
+        cases: labeled,
+        out_dir: root.join("eval-labeled"),
+        robustness: None,
+        ..req.clone()
+    })
+    .unwrap();
     std::fs::copy(root.join("eval-labeled/predictions.csv"), &train_preds).unwrap();
     let e = compare_predictions(&eval_dir, &train_preds, "test", "labeled", 0.95).unwrap_err();
     assert!(format!("{e:#}").contains("not on the same cases"), "{e:#}");
 
     // --- attention grids of 3 test images ---
-    let model = InferenceModel::load(&ckpt, Weights::Student, Some(&run.root), &SettingOverrides::default()).unwrap();
-    let images = ImageSelection::Run { run: run.root.clone(), subset: Subset::Test, n: 3 }.resolve().unwrap();
+    let model = InferenceModel::load(
+        &ckpt,
+        Weights::Student,
+        Some(&run.root),
+        &SettingOverrides::default(),
+    )
+    .unwrap();
+    let images = ImageSelection::Run {
+        run: run.root.clone(),
+        subset: Subset::Test,
+        n: 3,
+    }
+    .resolve()
+    .unwrap();
     assert_eq!(images.len(), 3);
-    assert_ne!(images[0].label, images[1].label, "alternates positive and negative");
+    assert_ne!(
+        images[0].label, images[1].label,
+        "alternates positive and negative"
+    );
     let att_dir = run.root.join("attention/pretrain");
-    let done = visualize(&model, &images, &att_dir, "pretrain (student)", &GridOptions::default()).unwrap();
+    let done = visualize(
+        &model,
+        &images,
+        &att_dir,
+        "pretrain (student)",
+        &GridOptions::default(),
+    )
+    .unwrap();
     assert_eq!(done.len(), 3);
     for v in &done {
         let g = sevit_data::load::load_gray_native(&v.png).unwrap();
@@ -143,7 +211,8 @@ fn eval_compare_visualize_predict() {
 
     // --- predict on the folder of images (no labels) ---
     let list = ImageList::from_folder(&root.join("data/images")).unwrap();
-    let pred = sevit_distill::inference::predict_images(&model, &list, &PredictOptions::default()).unwrap();
+    let pred = sevit_distill::inference::predict_images(&model, &list, &PredictOptions::default())
+        .unwrap();
     let csv = root.join("new_predictions.csv");
     pred.write_csv(&csv).unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
@@ -151,7 +220,14 @@ fn eval_compare_visualize_predict() {
     assert!(text.starts_with("file,probability,predicted,threshold\n"));
     // The test images get the same probabilities as in the evaluation.
     let first_test = &preds.ids[0];
-    let row = text.lines().find(|l| first_test.ends_with(l.split(',').next().unwrap())).unwrap();
+    let row = text
+        .lines()
+        .find(|l| first_test.ends_with(l.split(',').next().unwrap()))
+        .unwrap();
     let p: f64 = row.split(',').nth(1).unwrap().parse().unwrap();
-    assert!((p - preds.scores[0]).abs() < 1e-6, "{p} vs {}", preds.scores[0]);
+    assert!(
+        (p - preds.scores[0]).abs() < 1e-6,
+        "{p} vs {}",
+        preds.scores[0]
+    );
 }

@@ -196,7 +196,8 @@ const BAR: u32 = 60;
 pub fn render_grid_png(path: &Path, page: &GridPage) -> anyhow::Result<()> {
     let png = render_grid(page).with_context(|| format!("drawing {}", path.display()))?;
     let mut bytes = std::io::Cursor::new(Vec::new());
-    png.write_to(&mut bytes, image::ImageFormat::Png).context("encoding PNG")?;
+    png.write_to(&mut bytes, image::ImageFormat::Png)
+        .context("encoding PNG")?;
     write_atomic(path, bytes.get_ref()).with_context(|| format!("saving {}", path.display()))?;
     tracing::debug!(path = %path.display(), "wrote image grid");
     Ok(())
@@ -204,7 +205,10 @@ pub fn render_grid_png(path: &Path, page: &GridPage) -> anyhow::Result<()> {
 
 /// Renders `page` into an RGB image (see [`render_grid_png`]).
 pub fn render_grid(page: &GridPage) -> anyhow::Result<RgbImage> {
-    anyhow::ensure!(!page.tiles.is_empty(), "an image grid needs at least one tile");
+    anyhow::ensure!(
+        !page.tiles.is_empty(),
+        "an image grid needs at least one tile"
+    );
     anyhow::ensure!(page.tile_size > 0, "the tile size must be positive");
     ensure_font()?;
     let columns = if page.columns == 0 {
@@ -223,7 +227,10 @@ pub fn render_grid(page: &GridPage) -> anyhow::Result<RgbImage> {
 
     let origin = |k: u32| -> (u32, u32) {
         let (r, c) = (k / cols, k % cols);
-        (MARGIN + c * (t + GAP), MARGIN + title_h + r * (CAPTION + t + GAP))
+        (
+            MARGIN + c * (t + GAP),
+            MARGIN + title_h + r * (CAPTION + t + GAP),
+        )
     };
     for (k, tile) in page.tiles.iter().enumerate() {
         let img = if tile.image.dimensions() == (t, t) {
@@ -258,13 +265,19 @@ pub fn render_grid(page: &GridPage) -> anyhow::Result<RgbImage> {
         let perr = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("drawing text: {e}");
         // Shortens `text` from the left with an ellipsis until it fits `max_w` pixels.
         let fit = |text: &str, style: &TextStyle, max_w: u32| -> String {
-            let width = |t: &str| root.estimate_text_size(t, style).map(|(w, _)| w).unwrap_or(0);
+            let width = |t: &str| {
+                root.estimate_text_size(t, style)
+                    .map(|(w, _)| w)
+                    .unwrap_or(0)
+            };
             if width(text) <= max_w {
                 return text.to_string();
             }
             let chars: Vec<char> = text.chars().collect();
             for start in 1..chars.len() {
-                let t: String = std::iter::once('…').chain(chars[start..].iter().copied()).collect();
+                let t: String = std::iter::once('…')
+                    .chain(chars[start..].iter().copied())
+                    .collect();
                 if width(&t) <= max_w {
                     return t;
                 }
@@ -274,23 +287,32 @@ pub fn render_grid(page: &GridPage) -> anyhow::Result<RgbImage> {
         let title_style = TextStyle::from((FONT, 22).into_font()).color(&BLACK);
         for (i, line) in page.title.iter().enumerate() {
             let line = fit(line, &title_style, width - 2 * MARGIN);
-            root.draw_text(&line, &title_style, (MARGIN as i32, (MARGIN + i as u32 * TITLE_LINE) as i32))
-                .map_err(perr)?;
+            root.draw_text(
+                &line,
+                &title_style,
+                (MARGIN as i32, (MARGIN + i as u32 * TITLE_LINE) as i32),
+            )
+            .map_err(perr)?;
         }
         let cap_style = TextStyle::from((FONT, 17).into_font()).color(&BLACK);
         for (k, tile) in page.tiles.iter().enumerate() {
             let (x0, y0) = origin(k as u32);
             let caption = fit(&tile.caption, &cap_style, t + GAP / 2);
-            root.draw_text(&caption, &cap_style, (x0 as i32, (y0 + 3) as i32)).map_err(perr)?;
+            root.draw_text(&caption, &cap_style, (x0 as i32, (y0 + 3) as i32))
+                .map_err(perr)?;
         }
         if let Some(caption) = &page.colorbar {
             let small = TextStyle::from((FONT, 16).into_font()).color(&BLACK);
-            root.draw_text(caption, &small, (bar_x0 as i32, bar_top as i32)).map_err(perr)?;
+            root.draw_text(caption, &small, (bar_x0 as i32, bar_top as i32))
+                .map_err(perr)?;
             let y = (bar_top + 22) as i32;
-            root.draw_text("0", &small, (bar_x0 as i32 - 14, y)).map_err(perr)?;
-            root.draw_text("1", &small, ((bar_x0 + bar_w) as i32 + 5, y)).map_err(perr)?;
+            root.draw_text("0", &small, (bar_x0 as i32 - 14, y))
+                .map_err(perr)?;
+            root.draw_text("1", &small, ((bar_x0 + bar_w) as i32 + 5, y))
+                .map_err(perr)?;
         }
-        root.present().map_err(|e| anyhow::anyhow!("drawing text: {e}"))?;
+        root.present()
+            .map_err(|e| anyhow::anyhow!("drawing text: {e}"))?;
     }
     RgbImage::from_raw(w, h, buf).context("RGB buffer of the wrong size")
 }
@@ -321,7 +343,10 @@ mod tests {
         assert_eq!(colormap(1.0), [217, 0, 0]);
         assert_eq!(colormap(-3.0), colormap(0.0));
         let mid = colormap(0.5);
-        assert!(mid[1] > mid[0] && mid[1] > mid[2], "green in the middle: {mid:?}");
+        assert!(
+            mid[1] > mid[0] && mid[1] > mid[2],
+            "green in the middle: {mid:?}"
+        );
     }
 
     #[test]
@@ -333,7 +358,10 @@ mod tests {
         let g = gray_tile(&gray, w, h).unwrap();
         assert_eq!(g.get_pixel(7, 7), &Rgb([255, 255, 255]));
         let ht = heat_tile(&gray, &heat, w, h).unwrap();
-        assert!(ht.get_pixel(0, 7)[0] > ht.get_pixel(0, 7)[2], "hot rows are red");
+        assert!(
+            ht.get_pixel(0, 7)[0] > ht.get_pixel(0, 7)[2],
+            "hot rows are red"
+        );
         let mt = mask_tile(&gray, &mask, w, h).unwrap();
         let kept = mt.get_pixel(6, 7);
         let dimmed = mt.get_pixel(7, 7);
@@ -343,16 +371,28 @@ mod tests {
         let page = GridPage {
             title: vec!["case.png".into(), "P = 0.9".into()],
             tiles: vec![
-                Tile { caption: "original".into(), image: g },
-                Tile { caption: "mean".into(), image: ht },
-                Tile { caption: "mask".into(), image: mt },
+                Tile {
+                    caption: "original".into(),
+                    image: g,
+                },
+                Tile {
+                    caption: "mean".into(),
+                    image: ht,
+                },
+                Tile {
+                    caption: "mask".into(),
+                    image: mt,
+                },
             ],
             columns: 2,
             tile_size: 64,
             colorbar: Some("attention".into()),
         };
         let img = render_grid(&page).unwrap();
-        assert_eq!(img.height(), 2 * MARGIN + 2 * TITLE_LINE + 8 + 2 * (CAPTION + 64) + GAP + BAR);
+        assert_eq!(
+            img.height(),
+            2 * MARGIN + 2 * TITLE_LINE + 8 + 2 * (CAPTION + 64) + GAP + BAR
+        );
         // Some text was drawn in the title area (dark pixels on the white margin).
         let dark = (0..img.width()).flat_map(|x| (MARGIN..MARGIN + 20).map(move |y| (x, y)));
         assert!(dark.into_iter().any(|(x, y)| img.get_pixel(x, y)[0] < 100));
@@ -361,8 +401,16 @@ mod tests {
         render_grid_png(&p, &page).unwrap();
         assert_eq!(image::open(&p).unwrap().width(), img.width());
         // Auto columns: 3 tiles -> 2 columns; a very long title still renders.
-        let auto = GridPage { columns: 0, title: vec!["x".repeat(400)], ..page.clone() };
+        let auto = GridPage {
+            columns: 0,
+            title: vec!["x".repeat(400)],
+            ..page.clone()
+        };
         assert_eq!(render_grid(&auto).unwrap().width(), img.width());
-        assert!(render_grid(&GridPage { tiles: vec![], ..page }).is_err());
+        assert!(render_grid(&GridPage {
+            tiles: vec![],
+            ..page
+        })
+        .is_err());
     }
 }

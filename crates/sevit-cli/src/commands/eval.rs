@@ -7,8 +7,8 @@ use clap::Args as ClapArgs;
 use sevit_data::nuisance::{NuisanceKind, MAX_SEVERITY};
 use sevit_data::Subset;
 use sevit_distill::inference::{
-    default_out_dir, evaluate_checkpoint, resolve_checkpoint, CaseSource, EvalRequest, RobustnessOptions,
-    SettingOverrides,
+    default_out_dir, evaluate_checkpoint, resolve_checkpoint, CaseSource, EvalRequest,
+    RobustnessOptions, SettingOverrides,
 };
 use sevit_distill::Weights;
 use sevit_metrics::{BootstrapOptions, EvalOptions};
@@ -46,7 +46,11 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The checkpoint path and stage label.
     pub fn checkpoint(&self) -> anyhow::Result<(PathBuf, String)> {
-        resolve_checkpoint(self.checkpoint.as_deref(), self.run.as_deref(), self.stage.as_deref())
+        resolve_checkpoint(
+            self.checkpoint.as_deref(),
+            self.run.as_deref(),
+            self.stage.as_deref(),
+        )
     }
 
     /// Preprocessing/device overrides.
@@ -72,7 +76,12 @@ pub struct Args {
     #[arg(long, value_name = "TOML", conflicts_with_all = ["manifest", "folder"])]
     pub dataset: Option<PathBuf>,
     /// Evaluate on a manifest CSV (file,label,...) with --positive.
-    #[arg(long, value_name = "CSV", requires = "positive", conflicts_with = "folder")]
+    #[arg(
+        long,
+        value_name = "CSV",
+        requires = "positive",
+        conflicts_with = "folder"
+    )]
     pub manifest: Option<PathBuf>,
     /// Evaluate on a folder tree ROOT/<label>/<images> with --positive.
     #[arg(long, value_name = "DIR", requires = "positive")]
@@ -134,37 +143,66 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cases = if let Some(d) = &args.dataset {
         CaseSource::Descriptor(d.clone())
     } else if let Some(m) = &args.manifest {
-        CaseSource::Manifest { csv: m.clone(), positive: args.positive.clone().unwrap_or_default(), keep: args.keep.clone() }
+        CaseSource::Manifest {
+            csv: m.clone(),
+            positive: args.positive.clone().unwrap_or_default(),
+            keep: args.keep.clone(),
+        }
     } else if let Some(f) = &args.folder {
-        CaseSource::Folder { root: f.clone(), positive: args.positive.clone().unwrap_or_default() }
+        CaseSource::Folder {
+            root: f.clone(),
+            positive: args.positive.clone().unwrap_or_default(),
+        }
     } else {
         let Some(run) = &args.model.run else {
             anyhow::bail!("give the cases to evaluate: --run DIR (its split), --dataset, --manifest or --folder");
         };
         let subset: Subset = args.subset.parse()?;
-        CaseSource::Run { run: run.clone(), subset }
+        CaseSource::Run {
+            run: run.clone(),
+            subset,
+        }
     };
     let cases_name = match &cases {
         CaseSource::Run { subset, .. } => subset.to_string(),
-        CaseSource::Descriptor(p) | CaseSource::Manifest { csv: p, .. } | CaseSource::Folder { root: p, .. } => p
+        CaseSource::Descriptor(p)
+        | CaseSource::Manifest { csv: p, .. }
+        | CaseSource::Folder { root: p, .. } => p
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "cases".into()),
     };
     let out = args.out.clone().unwrap_or_else(|| {
-        default_out_dir(args.model.run.as_deref(), &checkpoint, &stage, args.model.weights, &cases_name)
+        default_out_dir(
+            args.model.run.as_deref(),
+            &checkpoint,
+            &stage,
+            args.model.weights,
+            &cases_name,
+        )
     });
     let metrics = EvalOptions {
         level: args.level,
         threshold: args.threshold,
         target_sensitivity: (args.target_sensitivity > 0.0).then_some(args.target_sensitivity),
         n_bins: args.bins,
-        bootstrap: (args.bootstrap > 0).then_some(BootstrapOptions { n_boot: args.bootstrap, seed: args.seed }),
+        bootstrap: (args.bootstrap > 0).then_some(BootstrapOptions {
+            n_boot: args.bootstrap,
+            seed: args.seed,
+        }),
         ..EvalOptions::default()
     };
     let robustness = args.nuisance.then(|| RobustnessOptions {
-        kinds: if args.nuisance_kinds.is_empty() { NuisanceKind::ALL.to_vec() } else { args.nuisance_kinds.clone() },
-        severities: if args.severities.is_empty() { (1..=MAX_SEVERITY).collect() } else { args.severities.clone() },
+        kinds: if args.nuisance_kinds.is_empty() {
+            NuisanceKind::ALL.to_vec()
+        } else {
+            args.nuisance_kinds.clone()
+        },
+        severities: if args.severities.is_empty() {
+            (1..=MAX_SEVERITY).collect()
+        } else {
+            args.severities.clone()
+        },
         seed: args.seed,
         level: args.level,
     });

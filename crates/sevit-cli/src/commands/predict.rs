@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 use sevit_distill::inference::{
-    predict_images, visualize, youden_threshold_from_report, GridOptions, ImageList, InferenceModel,
-    PredictOptions, SelectedImage,
+    predict_images, visualize, youden_threshold_from_report, GridOptions, ImageList,
+    InferenceModel, PredictOptions, SelectedImage,
 };
 
 use super::eval::ModelArgs;
@@ -56,11 +56,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let (threshold, source) = match (&args.threshold, &args.report) {
         (Some(t), _) => (*t, "given".to_string()),
-        (None, Some(r)) => (youden_threshold_from_report(r)?, format!("Youden threshold of {}", r.display())),
+        (None, Some(r)) => (
+            youden_threshold_from_report(r)?,
+            format!("Youden threshold of {}", r.display()),
+        ),
         (None, None) => (0.5, "default".to_string()),
     };
-    let model = InferenceModel::load(&checkpoint, args.model.weights, args.model.run.as_deref(), &args.model.overrides())?;
-    let outcome = predict_images(&model, &list, &PredictOptions { threshold, skip_bad: args.skip_bad })?;
+    let model = InferenceModel::load(
+        &checkpoint,
+        args.model.weights,
+        args.model.run.as_deref(),
+        &args.model.overrides(),
+    )?;
+    let outcome = predict_images(
+        &model,
+        &list,
+        &PredictOptions {
+            threshold,
+            skip_bad: args.skip_bad,
+        },
+    )?;
     outcome.write_csv(&args.out)?;
     println!("model: {stage} - {}", model.describe());
     println!("threshold: {threshold} ({source})");
@@ -78,10 +93,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let images: Vec<SelectedImage> = outcome
             .rows
             .iter()
-            .map(|r| SelectedImage { id: r.id.clone(), path: r.path.clone(), label: None })
+            .map(|r| SelectedImage {
+                id: r.id.clone(),
+                path: r.path.clone(),
+                label: None,
+            })
             .collect();
-        let opts = GridOptions { threshold: args.attention_threshold, ..GridOptions::default() };
-        let done = visualize(&model, &images, dir, &format!("{stage} - {}", checkpoint.display()), &opts)?;
+        let opts = GridOptions {
+            threshold: args.attention_threshold,
+            ..GridOptions::default()
+        };
+        let done = visualize(
+            &model,
+            &images,
+            dir,
+            &format!("{stage} - {}", checkpoint.display()),
+            &opts,
+        )?;
         println!("{} attention grids in {}", done.len(), dir.display());
     }
     Ok(())

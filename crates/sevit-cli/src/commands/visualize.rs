@@ -48,12 +48,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else if let Some(f) = &args.folder {
         ImageSelection::Folder(f.clone())
     } else if let Some(run) = &args.model.run {
-        ImageSelection::Run { run: run.clone(), subset: args.subset.parse::<Subset>()?, n: args.n }
+        ImageSelection::Run {
+            run: run.clone(),
+            subset: args.subset.parse::<Subset>()?,
+            n: args.n,
+        }
     } else {
-        anyhow::bail!("give images to draw: IMAGE files, --folder DIR, or --run DIR (its test images)");
+        anyhow::bail!(
+            "give images to draw: IMAGE files, --folder DIR, or --run DIR (its test images)"
+        );
     };
     let images = selection.resolve()?;
-    let model = InferenceModel::load(&checkpoint, args.model.weights, args.model.run.as_deref(), &args.model.overrides())?;
+    let model = InferenceModel::load(
+        &checkpoint,
+        args.model.weights,
+        args.model.run.as_deref(),
+        &args.model.overrides(),
+    )?;
     let mut leaf = stage.clone();
     if args.model.weights == sevit_distill::Weights::Teacher {
         leaf.push_str("-teacher");
@@ -66,12 +77,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|p| p.join("attention").join(&leaf))
             .unwrap_or_else(|| PathBuf::from("attention").join(&leaf)),
     });
-    let opts = GridOptions { threshold: args.threshold, tile_size: args.tile_size, columns: args.columns };
-    let title = format!("{stage} ({:?}) - {}", args.model.weights, checkpoint.display()).replace("Student", "student").replace("Teacher", "teacher");
+    let opts = GridOptions {
+        threshold: args.threshold,
+        tile_size: args.tile_size,
+        columns: args.columns,
+    };
+    let title = format!(
+        "{stage} ({:?}) - {}",
+        args.model.weights,
+        checkpoint.display()
+    )
+    .replace("Student", "student")
+    .replace("Teacher", "teacher");
     let done = visualize(&model, &images, &out, &title, &opts)?;
     println!("{:>11}  {:<12}  grid", "P(positive)", "true label");
     for v in &done {
-        println!("{:>11.4}  {:<12}  {}", v.probability, v.image.label.as_deref().unwrap_or("-"), v.png.display());
+        println!(
+            "{:>11.4}  {:<12}  {}",
+            v.probability,
+            v.image.label.as_deref().unwrap_or("-"),
+            v.png.display()
+        );
     }
     println!("{} attention grids in {}", done.len(), out.display());
     Ok(())

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use sevit_data::GrayImage;
 use sevit_metrics::overlay::{
-    gray_tile, heat_tile, mask_tile, render_grid_png, upsample_bilinear, upsample_nearest, GridPage,
-    Tile,
+    gray_tile, heat_tile, mask_tile, render_grid_png, upsample_bilinear, upsample_nearest,
+    GridPage, Tile,
 };
 
 use super::model::{AttentionMaps, InferenceModel};
@@ -50,7 +50,12 @@ pub fn mass_mask(values: &[f32], keep: f64) -> Vec<bool> {
 /// The share of the total attention inside `mask`.
 pub fn mass_kept(values: &[f32], mask: &[bool]) -> f64 {
     let total: f64 = values.iter().map(|&v| v.max(0.0) as f64).sum();
-    let kept: f64 = values.iter().zip(mask).filter(|(_, &m)| m).map(|(&v, _)| v.max(0.0) as f64).sum();
+    let kept: f64 = values
+        .iter()
+        .zip(mask)
+        .filter(|(_, &m)| m)
+        .map(|(&v, _)| v.max(0.0) as f64)
+        .sum();
     if total > 0.0 {
         kept / total
     } else {
@@ -83,7 +88,11 @@ pub struct GridOptions {
 
 impl Default for GridOptions {
     fn default() -> Self {
-        GridOptions { threshold: 0.6, tile_size: 256, columns: 0 }
+        GridOptions {
+            threshold: 0.6,
+            tile_size: 256,
+            columns: 0,
+        }
     }
 }
 
@@ -106,16 +115,33 @@ pub fn write_attention_grid(
     let prob = model.score(std::slice::from_ref(image))?[0];
     let maps = model.attention(image)?;
     let (w, h) = (image.width, image.height);
-    let up = |m: &[f32]| upsample_bilinear(&normalize_min_max(m), maps.grid_w, maps.grid_h, w as usize, h as usize);
+    let up = |m: &[f32]| {
+        upsample_bilinear(
+            &normalize_min_max(m),
+            maps.grid_w,
+            maps.grid_h,
+            w as usize,
+            h as usize,
+        )
+    };
     let mean = maps.mean();
     let mask = mass_mask(&mean, opts.threshold);
     let mask_f: Vec<f32> = mask.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
     let mask_px: Vec<bool> =
-        upsample_nearest(&mask_f, maps.grid_w, maps.grid_h, w as usize, h as usize).iter().map(|&v| v > 0.5).collect();
+        upsample_nearest(&mask_f, maps.grid_w, maps.grid_h, w as usize, h as usize)
+            .iter()
+            .map(|&v| v > 0.5)
+            .collect();
     let n_heads = maps.heads.len();
     let mut tiles = vec![
-        Tile { caption: "image".into(), image: gray_tile(&image.data, w, h)? },
-        Tile { caption: format!("mean of {n_heads} heads"), image: heat_tile(&image.data, &up(&mean), w, h)? },
+        Tile {
+            caption: "image".into(),
+            image: gray_tile(&image.data, w, h)?,
+        },
+        Tile {
+            caption: format!("mean of {n_heads} heads"),
+            image: heat_tile(&image.data, &up(&mean), w, h)?,
+        },
         Tile {
             caption: format!(
                 "{:.0}% of mass: {}/{} patches",
@@ -127,7 +153,10 @@ pub fn write_attention_grid(
         },
     ];
     for (i, head) in maps.heads.iter().enumerate() {
-        tiles.push(Tile { caption: format!("head {}", i + 1), image: heat_tile(&image.data, &up(head), w, h)? });
+        tiles.push(Tile {
+            caption: format!("head {}", i + 1),
+            image: heat_tile(&image.data, &up(head), w, h)?,
+        });
     }
     let mut lines: Vec<String> = title.to_vec();
     lines.push(format!(
@@ -184,10 +213,19 @@ mod tests {
             assert!(kept >= keep - 1e-6, "kept {kept} < {keep}");
             // Minimal: dropping the smallest kept patch falls below the share, and no
             // unkept patch is larger than a kept one.
-            let smallest = v.iter().zip(&m).filter(|(_, &k)| k).map(|(&x, _)| x).fold(f32::INFINITY, f32::min);
+            let smallest = v
+                .iter()
+                .zip(&m)
+                .filter(|(_, &k)| k)
+                .map(|(&x, _)| x)
+                .fold(f32::INFINITY, f32::min);
             let total: f64 = v.iter().map(|&x| x as f64).sum();
             assert!(kept - smallest as f64 / total < keep + 1e-9, "not minimal");
-            assert!(v.iter().zip(&m).filter(|(_, &k)| !k).all(|(&x, _)| x <= smallest));
+            assert!(v
+                .iter()
+                .zip(&m)
+                .filter(|(_, &k)| !k)
+                .all(|(&x, _)| x <= smallest));
         }
     }
 

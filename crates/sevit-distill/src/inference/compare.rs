@@ -24,7 +24,12 @@ pub fn load_predictions(path: &Path) -> anyhow::Result<Predictions> {
     let mut seen = HashMap::new();
     for (i, id) in preds.ids.iter().enumerate() {
         if let Some(j) = seen.insert(id.as_str(), i) {
-            bail!("{}: case {id:?} appears twice (rows {} and {})", p.display(), j + 2, i + 2);
+            bail!(
+                "{}: case {id:?} appears twice (rows {} and {})",
+                p.display(),
+                j + 2,
+                i + 2
+            );
         }
     }
     Ok(preds)
@@ -44,12 +49,38 @@ pub fn pair(
     name_a: &str,
     name_b: &str,
 ) -> anyhow::Result<Paired> {
-    let index_b: HashMap<&str, usize> = b.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-    let index_a: HashMap<&str, usize> = a.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-    let only_a: Vec<&str> = a.ids.iter().map(String::as_str).filter(|id| !index_b.contains_key(id)).collect();
-    let only_b: Vec<&str> = b.ids.iter().map(String::as_str).filter(|id| !index_a.contains_key(id)).collect();
+    let index_b: HashMap<&str, usize> = b
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let index_a: HashMap<&str, usize> = a
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let only_a: Vec<&str> = a
+        .ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !index_b.contains_key(id))
+        .collect();
+    let only_b: Vec<&str> = b
+        .ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !index_a.contains_key(id))
+        .collect();
     if !only_a.is_empty() || !only_b.is_empty() {
-        let show = |v: &[&str]| v.iter().take(5).map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+        let show = |v: &[&str]| {
+            v.iter()
+                .take(5)
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         bail!(
             "the two prediction sets are not on the same cases: {} cases only in {name_a} ({}{}), {} only in {name_b} ({}{}); \
              evaluate both models on the same split and subset",
@@ -106,11 +137,23 @@ pub fn compare_predictions(
 /// A short model name for a predictions path: the evaluation folder name, with the run folder
 /// (`RUN/eval/<stage>` → `RUN/<stage>`), or the file stem.
 pub fn model_name(path: &Path) -> String {
-    let dir = if path.is_dir() { Some(path) } else { path.parent() };
-    let Some(dir) = dir else { return path.display().to_string() };
-    let leaf = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = if path.is_dir() {
+        Some(path)
+    } else {
+        path.parent()
+    };
+    let Some(dir) = dir else {
+        return path.display().to_string();
+    };
+    let leaf = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let parent = dir.parent();
-    match parent.and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned()) {
+    match parent
+        .and_then(|p| p.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+    {
         Some(p) if p == "eval" => {
             let run = parent.and_then(|p| p.parent()).and_then(|r| r.file_name());
             match run {
@@ -128,13 +171,25 @@ mod tests {
     use super::*;
 
     fn preds(ids: &[&str], labels: &[bool], scores: &[f64]) -> Predictions {
-        Predictions { ids: ids.iter().map(|s| s.to_string()).collect(), labels: labels.to_vec(), scores: scores.to_vec() }
+        Predictions {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            labels: labels.to_vec(),
+            scores: scores.to_vec(),
+        }
     }
 
     #[test]
     fn pairs_by_id_in_a_order() {
-        let a = preds(&["x", "y", "z", "w"], &[true, false, true, false], &[0.9, 0.2, 0.8, 0.3]);
-        let b = preds(&["w", "z", "y", "x"], &[false, true, false, true], &[0.4, 0.6, 0.1, 0.7]);
+        let a = preds(
+            &["x", "y", "z", "w"],
+            &[true, false, true, false],
+            &[0.9, 0.2, 0.8, 0.3],
+        );
+        let b = preds(
+            &["w", "z", "y", "x"],
+            &[false, true, false, true],
+            &[0.4, 0.6, 0.1, 0.7],
+        );
         let (ids, labels, sa, sb) = pair(&a, &b, "A", "B").unwrap();
         assert_eq!(ids, vec!["x", "y", "z", "w"]);
         assert_eq!(labels, vec![true, false, true, false]);
@@ -147,10 +202,16 @@ mod tests {
         let a = preds(&["x", "y", "z"], &[true, false, true], &[0.9, 0.2, 0.8]);
         let b = preds(&["x", "y", "q"], &[true, false, true], &[0.9, 0.2, 0.8]);
         let e = format!("{:#}", pair(&a, &b, "A", "B").unwrap_err());
-        assert!(e.contains("1 cases only in A (\"z\")") && e.contains("1 only in B (\"q\")"), "{e}");
+        assert!(
+            e.contains("1 cases only in A (\"z\")") && e.contains("1 only in B (\"q\")"),
+            "{e}"
+        );
         let c = preds(&["x", "y"], &[true, false], &[0.9, 0.2]);
         let e = format!("{:#}", pair(&a, &c, "A", "C").unwrap_err());
-        assert!(e.contains("1 cases only in A") && e.contains("0 only in C"), "{e}");
+        assert!(
+            e.contains("1 cases only in A") && e.contains("0 only in C"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -158,7 +219,10 @@ mod tests {
         let a = preds(&["x", "y", "z"], &[true, false, true], &[0.9, 0.2, 0.8]);
         let b = preds(&["x", "y", "z"], &[true, true, true], &[0.9, 0.2, 0.8]);
         let e = format!("{:#}", pair(&a, &b, "A", "B").unwrap_err());
-        assert!(e.contains("1 cases have different labels") && e.contains("\"y\""), "{e}");
+        assert!(
+            e.contains("1 cases have different labels") && e.contains("\"y\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -166,9 +230,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let ev = d.path().join("runA/eval/step2");
         std::fs::create_dir_all(&ev).unwrap();
-        std::fs::write(ev.join("predictions.csv"), "id,label,score\na,1,0.9\nb,0,0.1\nc,1,0.4\nd,0,0.5\n").unwrap();
+        std::fs::write(
+            ev.join("predictions.csv"),
+            "id,label,score\na,1,0.9\nb,0,0.1\nc,1,0.4\nd,0,0.5\n",
+        )
+        .unwrap();
         let other = d.path().join("b.csv");
-        std::fs::write(&other, "id,label,score\nd,0,0.2\nc,1,0.8\nb,0,0.3\na,1,0.6\n").unwrap();
+        std::fs::write(
+            &other,
+            "id,label,score\nd,0,0.2\nc,1,0.8\nb,0,0.3\na,1,0.6\n",
+        )
+        .unwrap();
         assert_eq!(model_name(&ev), "runA/step2");
         assert_eq!(model_name(&ev.join("predictions.csv")), "runA/step2");
         let r = compare_predictions(&ev, &other, "A", "B", 0.95).unwrap();

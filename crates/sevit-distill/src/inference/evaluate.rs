@@ -13,7 +13,9 @@ use sevit_model::import::MODEL_CONFIG_KEY;
 use sevit_model::{Checkpoint, ModelConfig};
 
 use super::model::{InferenceModel, InferenceSettings, SettingOverrides};
-use super::robustness::{evaluate_robustness, RobustnessFiles, RobustnessOptions, RobustnessReport};
+use super::robustness::{
+    evaluate_robustness, RobustnessFiles, RobustnessOptions, RobustnessReport,
+};
 use super::source::{CaseSource, Cases};
 use crate::config::{parse_device, Weights};
 use crate::eval::predict;
@@ -71,7 +73,13 @@ pub struct EvalOutcome {
 /// The default output folder: `RUN/eval/<stage>[-teacher]` for the test subset of the run,
 /// `RUN/eval/<stage>[-teacher]-<cases>` for other cases; without a run, `eval/...` beside the
 /// checkpoint's folder.
-pub fn default_out_dir(run: Option<&Path>, checkpoint: &Path, stage: &str, weights: Weights, cases: &str) -> PathBuf {
+pub fn default_out_dir(
+    run: Option<&Path>,
+    checkpoint: &Path,
+    stage: &str,
+    weights: Weights,
+    cases: &str,
+) -> PathBuf {
     let base = match run {
         Some(r) => r.join("eval"),
         None => checkpoint
@@ -85,8 +93,16 @@ pub fn default_out_dir(run: Option<&Path>, checkpoint: &Path, stage: &str, weigh
         name.push_str("-teacher");
     }
     if cases != "test" {
-        let clean: String =
-            cases.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+        let clean: String = cases
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         name.push('-');
         name.push_str(&clean);
     }
@@ -132,13 +148,22 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
     let mut opts = req.metrics.clone();
     opts.model = format!("{} {wname} ({})", req.stage, req.checkpoint.display());
     opts.run = cases.description.clone();
-    opts.info.insert("positive_label".into(), cases.positive.clone());
-    opts.info.insert("image_size".into(), settings.image_size.to_string());
-    opts.info.insert("inference_blur".into(), settings.blur_radius.to_string());
+    opts.info
+        .insert("positive_label".into(), cases.positive.clone());
+    opts.info
+        .insert("image_size".into(), settings.image_size.to_string());
+    opts.info
+        .insert("inference_blur".into(), settings.blur_radius.to_string());
     opts.info.insert("weights".into(), wname.into());
     let report = evaluate(&labels, &probs, &opts)
         .map_err(anyhow::Error::from)
-        .map_err(|e| e.context(format!("metrics of {} on {}", req.checkpoint.display(), cases.description)))?;
+        .map_err(|e| {
+            e.context(format!(
+                "metrics of {} on {}",
+                req.checkpoint.display(),
+                cases.description
+            ))
+        })?;
 
     let dir = &req.out_dir;
     let files = EvalFiles {
@@ -155,16 +180,33 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         "ROC: {label} on {} (n = {}, {} positive)",
         cases.name, report.n, report.n_pos
     );
-    roc_png(&files.roc, &title, &[RocSeries { label: label.clone(), points: report.roc.clone(), ci: report.ci }])?;
+    roc_png(
+        &files.roc,
+        &title,
+        &[RocSeries {
+            label: label.clone(),
+            points: report.roc.clone(),
+            ci: report.ci,
+        }],
+    )?;
     reliability_png(
         &files.reliability,
         &format!("Calibration: {label} on {}", cases.name),
         &[(label.clone(), report.calibration.clone())],
     )?;
 
-    let mut outcome = EvalOutcome { report, robustness: None, files };
+    let mut outcome = EvalOutcome {
+        report,
+        robustness: None,
+        files,
+    };
     if let Some(ropts) = &req.robustness {
-        let model = InferenceModel::load(&req.checkpoint, req.weights, req.run.as_deref(), &req.overrides)?;
+        let model = InferenceModel::load(
+            &req.checkpoint,
+            req.weights,
+            req.run.as_deref(),
+            &req.overrides,
+        )?;
         let mut ropts = ropts.clone();
         ropts.level = opts.level;
         let rob = evaluate_robustness(&model, &cases, &ropts)?;

@@ -35,9 +35,14 @@ pub use attention::{mass_kept, mass_mask, write_attention_grid, GridOptions};
 pub use compare::{compare_predictions, load_predictions, pair};
 pub use evaluate::{default_out_dir, evaluate_checkpoint, EvalFiles, EvalOutcome, EvalRequest};
 pub use model::{
-    resolve_checkpoint, run_stages, AttentionMaps, InferenceModel, InferenceSettings, SettingOverrides,
+    resolve_checkpoint, run_stages, AttentionMaps, InferenceModel, InferenceSettings,
+    SettingOverrides,
 };
-pub use predict::{predict_images, youden_threshold_from_report, PredictOptions, PredictOutcome, PredictionRow};
-pub use robustness::{evaluate_robustness, RobustnessFiles, RobustnessOptions, RobustnessReport, RobustnessRow};
+pub use predict::{
+    predict_images, youden_threshold_from_report, PredictOptions, PredictOutcome, PredictionRow,
+};
+pub use robustness::{
+    evaluate_robustness, RobustnessFiles, RobustnessOptions, RobustnessReport, RobustnessRow,
+};
 pub use source::{case_id, list_images, CaseSource, Cases, ImageList};
 pub use visualize::{grid_file_name, visualize, ImageSelection, SelectedImage, Visualized};

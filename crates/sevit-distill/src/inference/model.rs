@@ -68,7 +68,10 @@ impl InferenceSettings {
     ) -> anyhow::Result<Self> {
         let mut s = match ck.get_json::<TrainConfig>(TRAIN_CONFIG_KEY) {
             Ok(cfg) => Self::from_train_config(&cfg),
-            Err(_) => match run.map(|r| RunLayout::new(r).config_toml()).filter(|p| p.is_file()) {
+            Err(_) => match run
+                .map(|r| RunLayout::new(r).config_toml())
+                .filter(|p| p.is_file())
+            {
                 Some(p) => Self::from_train_config(&TrainConfig::load(&p, &[])?),
                 None => InferenceSettings {
                     image_size: model_cfg.vit.img_size as u32,
@@ -95,7 +98,10 @@ impl InferenceSettings {
             bail!("image size and batch size must be positive");
         }
         if s.blur_radius < 0.0 {
-            bail!("the inference blur radius must not be negative, got {}", s.blur_radius);
+            bail!(
+                "the inference blur radius must not be negative, got {}",
+                s.blur_radius
+            );
         }
         Ok(s)
     }
@@ -135,7 +141,10 @@ pub fn resolve_checkpoint(
     let stage = match stage {
         Some(s) => s.to_string(),
         None => latest_stage(&stages).with_context(|| {
-            format!("run {} has no trained stage (no pretrain/ or stepT/ checkpoint)", run.display())
+            format!(
+                "run {} has no trained stage (no pretrain/ or stepT/ checkpoint)",
+                run.display()
+            )
         })?,
     };
     let p = layout.checkpoint(&stage);
@@ -144,7 +153,11 @@ pub fn resolve_checkpoint(
             "{} does not exist (stages with a checkpoint in {}: {})",
             p.display(),
             run.display(),
-            if stages.is_empty() { "none".to_string() } else { stages.join(", ") }
+            if stages.is_empty() {
+                "none".to_string()
+            } else {
+                stages.join(", ")
+            }
         );
     }
     Ok((p, stage))
@@ -231,7 +244,10 @@ impl InferenceModel {
     ) -> anyhow::Result<Self> {
         let ck = Checkpoint::load(path)?;
         let model_config: ModelConfig = ck.get_json(MODEL_CONFIG_KEY).with_context(|| {
-            format!("{}: no model configuration stored in the checkpoint", path.display())
+            format!(
+                "{}: no model configuration stored in the checkpoint",
+                path.display()
+            )
         })?;
         let settings = InferenceSettings::resolve(&ck, &model_config, run, overrides)
             .with_context(|| format!("inference settings of {}", path.display()))?;
@@ -247,7 +263,14 @@ impl InferenceModel {
             ?device,
             "model loaded"
         );
-        Ok(InferenceModel { net, checkpoint: path.to_path_buf(), weights, model_config, settings, device })
+        Ok(InferenceModel {
+            net,
+            checkpoint: path.to_path_buf(),
+            weights,
+            model_config,
+            settings,
+            device,
+        })
     }
 
     /// One-line description: checkpoint, weights and preprocessing.
@@ -269,11 +292,17 @@ impl InferenceModel {
         let s = self.settings.image_size;
         for (i, im) in images.iter().enumerate() {
             if (im.width, im.height) != (s, s) {
-                bail!("image {i} is {}x{}, the model expects {s}x{s}", im.width, im.height);
+                bail!(
+                    "image {i} is {}x{}, the model expects {s}x{s}",
+                    im.width,
+                    im.height
+                );
             }
         }
-        let blurred: Vec<GrayImage> =
-            images.iter().map(|im| inference_transform(im, self.settings.blur_radius)).collect();
+        let blurred: Vec<GrayImage> = images
+            .iter()
+            .map(|im| inference_transform(im, self.settings.blur_radius))
+            .collect();
         Ok(stack_gray(&blurred.iter().collect::<Vec<_>>()).to_device(self.device))
     }
 
@@ -304,16 +333,25 @@ impl InferenceModel {
         let s = self.settings.image_size as i64;
         let (gw, gh) = ((s / p) as usize, (s / p) as usize);
         if (tokens - 1) as usize != gw * gh {
-            bail!("attention has {} patch tokens, expected {gw}x{gh}", tokens - 1);
+            bail!(
+                "attention has {} patch tokens, expected {gw}x{gh}",
+                tokens - 1
+            );
         }
-        let cls = attn.select(0, 0).narrow(1, 0, 1).squeeze_dim(1).narrow(1, 1, tokens - 1);
+        let cls = attn
+            .select(0, 0)
+            .narrow(1, 0, 1)
+            .squeeze_dim(1)
+            .narrow(1, 1, tokens - 1);
         let cls = cls.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
         let flat = Vec::<f32>::try_from(cls.reshape([-1]))?;
         let n = gw * gh;
         Ok(AttentionMaps {
             grid_w: gw,
             grid_h: gh,
-            heads: (0..heads as usize).map(|h| flat[h * n..(h + 1) * n].to_vec()).collect(),
+            heads: (0..heads as usize)
+                .map(|h| flat[h * n..(h + 1) * n].to_vec())
+                .collect(),
         })
     }
 }

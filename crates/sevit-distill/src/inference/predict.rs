@@ -24,7 +24,10 @@ pub struct PredictOptions {
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { threshold: 0.5, skip_bad: false }
+        PredictOptions {
+            threshold: 0.5,
+            skip_bad: false,
+        }
     }
 }
 
@@ -56,7 +59,11 @@ pub struct PredictOutcome {
 pub fn youden_threshold_from_report(path: &Path) -> anyhow::Result<f64> {
     let r = EvalReport::load_json(path)?;
     let t = r.thresholds.youden.threshold;
-    anyhow::ensure!(t.is_finite(), "{}: the Youden threshold is not finite ({t})", path.display());
+    anyhow::ensure!(
+        t.is_finite(),
+        "{}: the Youden threshold is not finite ({t})",
+        path.display()
+    );
     Ok(t)
 }
 
@@ -65,19 +72,29 @@ pub fn youden_threshold_from_report(path: &Path) -> anyhow::Result<f64> {
 /// # Errors
 /// An unreadable image (without `skip_bad`; the error names it), a threshold outside `[0, 1]`,
 /// no readable image at all.
-pub fn predict_images(model: &InferenceModel, list: &ImageList, opts: &PredictOptions) -> anyhow::Result<PredictOutcome> {
+pub fn predict_images(
+    model: &InferenceModel,
+    list: &ImageList,
+    opts: &PredictOptions,
+) -> anyhow::Result<PredictOutcome> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&opts.threshold),
         "the decision threshold must be in [0, 1], got {}",
         opts.threshold
     );
-    let mut out = PredictOutcome { threshold: opts.threshold, ..Default::default() };
+    let mut out = PredictOutcome {
+        threshold: opts.threshold,
+        ..Default::default()
+    };
     let bs = model.settings.batch_size.max(1);
     for (chunk_idx, chunk) in list.paths.chunks(bs).enumerate() {
         let first = chunk_idx * bs;
         let mut images = Vec::with_capacity(chunk.len());
         let mut kept = Vec::with_capacity(chunk.len());
-        for (k, r) in load_all(chunk, model.settings.image_size).into_iter().enumerate() {
+        for (k, r) in load_all(chunk, model.settings.image_size)
+            .into_iter()
+            .enumerate()
+        {
             let i = first + k;
             match r {
                 Ok(img) => {
@@ -85,7 +102,10 @@ pub fn predict_images(model: &InferenceModel, list: &ImageList, opts: &PredictOp
                     kept.push(i);
                 }
                 Err(e) if opts.skip_bad => {
-                    tracing::warn!("skipping unreadable image {}: {e:#}", list.paths[i].display());
+                    tracing::warn!(
+                        "skipping unreadable image {}: {e:#}",
+                        list.paths[i].display()
+                    );
                     out.skipped.push((list.ids[i].clone(), format!("{e:#}")));
                 }
                 Err(e) => {
@@ -109,9 +129,16 @@ pub fn predict_images(model: &InferenceModel, list: &ImageList, opts: &PredictOp
             });
         }
     }
-    anyhow::ensure!(!out.rows.is_empty(), "no readable image among {} given", list.paths.len());
+    anyhow::ensure!(
+        !out.rows.is_empty(),
+        "no readable image among {} given",
+        list.paths.len()
+    );
     if !out.skipped.is_empty() {
-        tracing::warn!(skipped = out.skipped.len(), "unreadable images were skipped");
+        tracing::warn!(
+            skipped = out.skipped.len(),
+            "unreadable images were skipped"
+        );
     }
     Ok(out)
 }
@@ -138,7 +165,8 @@ impl PredictOutcome {
                 self.threshold
             );
         }
-        write_atomic(path, text.as_bytes()).with_context(|| format!("writing predictions {}", path.display()))
+        write_atomic(path, text.as_bytes())
+            .with_context(|| format!("writing predictions {}", path.display()))
     }
 
     /// Number of images predicted positive.
@@ -162,8 +190,18 @@ mod tests {
     fn writes_one_row_per_image() {
         let o = PredictOutcome {
             rows: vec![
-                PredictionRow { id: "x,1.png".into(), path: "x".into(), probability: 0.75, predicted: true },
-                PredictionRow { id: "y.png".into(), path: "y".into(), probability: 0.25, predicted: false },
+                PredictionRow {
+                    id: "x,1.png".into(),
+                    path: "x".into(),
+                    probability: 0.75,
+                    predicted: true,
+                },
+                PredictionRow {
+                    id: "y.png".into(),
+                    path: "y".into(),
+                    probability: 0.25,
+                    predicted: false,
+                },
             ],
             skipped: vec![],
             threshold: 0.5,

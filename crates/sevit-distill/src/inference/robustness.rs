@@ -97,9 +97,15 @@ pub fn evaluate_robustness(
     cases: &Cases,
     opts: &RobustnessOptions,
 ) -> anyhow::Result<RobustnessReport> {
-    anyhow::ensure!(!opts.kinds.is_empty() && !opts.severities.is_empty(), "no nuisance kind or severity to evaluate");
+    anyhow::ensure!(
+        !opts.kinds.is_empty() && !opts.severities.is_empty(),
+        "no nuisance kind or severity to evaluate"
+    );
     for &s in &opts.severities {
-        anyhow::ensure!((1..=MAX_SEVERITY).contains(&s), "nuisance severity {s} is out of range 1..={MAX_SEVERITY}");
+        anyhow::ensure!(
+            (1..=MAX_SEVERITY).contains(&s),
+            "nuisance severity {s} is out of range 1..={MAX_SEVERITY}"
+        );
     }
     let labels = cases.labels();
     let paths: Vec<PathBuf> = cases.samples.iter().map(|s| s.path.clone()).collect();
@@ -160,12 +166,21 @@ fn series_label(kind: &str, first: f64, last: f64) -> String {
 /// The y range of the plot: the data and intervals, within `[0, 1]`, with room below for the
 /// legend (`n_series` lines) when the data leave it.
 fn y_range(series: &[Series]) -> (f64, f64) {
-    let vals = series.iter().flat_map(|s| s.points.iter()).flat_map(|p| [Some(p.y), p.lower, p.upper]).flatten();
-    let (lo, hi) = vals.filter(|v| v.is_finite()).fold((1.0f64, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
+    let vals = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .flat_map(|p| [Some(p.y), p.lower, p.upper])
+        .flatten();
+    let (lo, hi) = vals
+        .filter(|v| v.is_finite())
+        .fold((1.0f64, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
     let hi = (hi + 0.02).min(1.0).max(lo + 0.05);
     let f = (0.055 * (series.len() + 1) as f64).min(0.6);
     let lo = (lo - 0.02 - (hi - lo) * f / (1.0 - f)).max(0.0);
-    ((lo * 20.0).floor() / 20.0, ((hi * 20.0).ceil() / 20.0).min(1.0))
+    (
+        (lo * 20.0).floor() / 20.0,
+        ((hi * 20.0).ceil() / 20.0).min(1.0),
+    )
 }
 
 fn format_param(v: f64) -> String {
@@ -202,13 +217,32 @@ impl RobustnessReport {
         }
         for k in kinds {
             let rows: Vec<&RobustnessRow> = self.rows.iter().filter(|r| r.kind == k).collect();
-            let lo = rows.iter().map(|r| r.parameter).fold(f64::INFINITY, f64::min);
-            let hi = rows.iter().map(|r| r.parameter).fold(f64::NEG_INFINITY, f64::max);
+            let lo = rows
+                .iter()
+                .map(|r| r.parameter)
+                .fold(f64::INFINITY, f64::min);
+            let hi = rows
+                .iter()
+                .map(|r| r.parameter)
+                .fold(f64::NEG_INFINITY, f64::max);
             let first = rows.first().map(|r| r.parameter).unwrap_or(lo);
             let last = rows.last().map(|r| r.parameter).unwrap_or(hi);
-            let mut points = vec![SeriesPoint { x: 0.0, y: self.clean.auc, lower: None, upper: None }];
-            points.extend(rows.iter().map(|r| SeriesPoint { x: r.severity as f64, y: r.ci.auc, lower: None, upper: None }));
-            out.push(Series { label: series_label(k, first, last), points });
+            let mut points = vec![SeriesPoint {
+                x: 0.0,
+                y: self.clean.auc,
+                lower: None,
+                upper: None,
+            }];
+            points.extend(rows.iter().map(|r| SeriesPoint {
+                x: r.severity as f64,
+                y: r.ci.auc,
+                lower: None,
+                upper: None,
+            }));
+            out.push(Series {
+                label: series_label(k, first, last),
+                points,
+            });
         }
         out
     }
@@ -221,7 +255,8 @@ impl RobustnessReport {
             png: dir.join("nuisance.png"),
         };
         self.table(model_name).write_csv(&files.csv)?;
-        let mut text = serde_json::to_string_pretty(self).context("serialising the robustness report")?;
+        let mut text =
+            serde_json::to_string_pretty(self).context("serialising the robustness report")?;
         text.push('\n');
         write_atomic(&files.json, text.as_bytes())?;
         let series = self.series();
@@ -229,7 +264,10 @@ impl RobustnessReport {
         line_png_with_legend(
             &files.png,
             &LinePlot {
-                title: &format!("{model_name}: AUC under nuisances (clean {:.3}, n = {})", self.clean.auc, self.n),
+                title: &format!(
+                    "{model_name}: AUC under nuisances (clean {:.3}, n = {})",
+                    self.clean.auc, self.n
+                ),
                 x_label: "nuisance severity (0 = clean image)",
                 y_label: &y_label,
                 series: &series,
@@ -242,7 +280,8 @@ impl RobustnessReport {
 
     /// Reads a `nuisance.json` written by [`RobustnessReport::save`].
     pub fn load_json(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }

@@ -86,7 +86,11 @@ impl CaseSource {
                 let samples = split.samples(*subset);
                 (
                     subset.to_string(),
-                    format!("{} subset {subset} of dataset {}", path.display(), split.name),
+                    format!(
+                        "{} subset {subset} of dataset {}",
+                        path.display(),
+                        split.name
+                    ),
                     split.root.clone(),
                     split.positive_label().to_string(),
                     samples,
@@ -94,23 +98,51 @@ impl CaseSource {
             }
             CaseSource::Descriptor(p) => {
                 let ds = Dataset::from_descriptor(p)?;
-                (ds.name.clone(), format!("dataset {} ({})", ds.name, p.display()), ds.root, ds.positive_label, ds.samples)
+                (
+                    ds.name.clone(),
+                    format!("dataset {} ({})", ds.name, p.display()),
+                    ds.root,
+                    ds.positive_label,
+                    ds.samples,
+                )
             }
-            CaseSource::Manifest { csv, positive, keep } => {
+            CaseSource::Manifest {
+                csv,
+                positive,
+                keep,
+            } => {
                 let keep_opt = (!keep.is_empty()).then_some(keep.as_slice());
                 let ds = Dataset::from_manifest(csv, positive, keep_opt)?;
-                (ds.name.clone(), format!("manifest {}", csv.display()), ds.root, ds.positive_label, ds.samples)
+                (
+                    ds.name.clone(),
+                    format!("manifest {}", csv.display()),
+                    ds.root,
+                    ds.positive_label,
+                    ds.samples,
+                )
             }
             CaseSource::Folder { root, positive } => {
                 let ds = Dataset::from_folder(root, positive)?;
-                (ds.name.clone(), format!("folder {}", root.display()), ds.root, ds.positive_label, ds.samples)
+                (
+                    ds.name.clone(),
+                    format!("folder {}", root.display()),
+                    ds.root,
+                    ds.positive_label,
+                    ds.samples,
+                )
             }
         };
         if samples.is_empty() {
             bail!("no image selected from {description}");
         }
         let ids = samples.iter().map(|s| case_id(&root, &s.path)).collect();
-        Ok(Cases { name, description, positive, samples, ids })
+        Ok(Cases {
+            name,
+            description,
+            positive,
+            samples,
+            ids,
+        })
     }
 }
 
@@ -166,7 +198,10 @@ impl ImageList {
     pub fn from_folder(root: &Path) -> anyhow::Result<Self> {
         let paths = list_images(root)?;
         if paths.is_empty() {
-            bail!("no image (png, jpg, jpeg, dcm, dicom) under {}", root.display());
+            bail!(
+                "no image (png, jpg, jpeg, dcm, dicom) under {}",
+                root.display()
+            );
         }
         let ids = paths.iter().map(|p| case_id(root, p)).collect();
         Ok(ImageList { paths, ids })
@@ -175,10 +210,19 @@ impl ImageList {
     /// The `file` column of a manifest CSV (paths relative to its directory); other columns,
     /// labels included, are ignored. Quoted fields are understood; a record may not span lines.
     pub fn from_manifest(csv: &Path) -> anyhow::Result<Self> {
-        let root = csv.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let text = std::fs::read_to_string(csv).with_context(|| format!("cannot read manifest {}", csv.display()))?;
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let (_, header) = lines.next().with_context(|| format!("manifest {} is empty", csv.display()))?;
+        let root = csv
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let text = std::fs::read_to_string(csv)
+            .with_context(|| format!("cannot read manifest {}", csv.display()))?;
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let (_, header) = lines
+            .next()
+            .with_context(|| format!("manifest {} is empty", csv.display()))?;
         let fi = split_csv_line(header)
             .iter()
             .position(|h| h.trim() == "file")
@@ -204,7 +248,13 @@ impl ImageList {
         if files.is_empty() {
             bail!("no image file given");
         }
-        Ok(ImageList { paths: files.to_vec(), ids: files.iter().map(|p| p.to_string_lossy().into_owned()).collect() })
+        Ok(ImageList {
+            paths: files.to_vec(),
+            ids: files
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+        })
     }
 }
 
@@ -236,8 +286,14 @@ mod tests {
 
     #[test]
     fn ids_are_relative_with_slashes() {
-        assert_eq!(case_id(Path::new("/d/root"), Path::new("/d/root/images/a.png")), "images/a.png");
-        assert_eq!(case_id(Path::new("/d/root"), Path::new("/x/b.png")), "/x/b.png");
+        assert_eq!(
+            case_id(Path::new("/d/root"), Path::new("/d/root/images/a.png")),
+            "images/a.png"
+        );
+        assert_eq!(
+            case_id(Path::new("/d/root"), Path::new("/x/b.png")),
+            "/x/b.png"
+        );
     }
 
     #[test]

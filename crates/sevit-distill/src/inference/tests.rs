@@ -48,7 +48,16 @@ fn micro_checkpoint(path: &Path) -> TrainConfig {
 }
 
 fn synth(dir: &Path, n: usize) -> PathBuf {
-    sevit_data::synth::generate(dir, n, &SynthConfig { size: 40, seed: 3, ..Default::default() }).unwrap()
+    sevit_data::synth::generate(
+        dir,
+        n,
+        &SynthConfig {
+            size: 40,
+            seed: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -57,18 +66,38 @@ fn scorer_matches_the_engine_predict() {
     let ckp = d.path().join("ck.safetensors");
     let cfg = micro_checkpoint(&ckp);
     let ds = Dataset::from_descriptor(&synth(&d.path().join("data"), 12)).unwrap();
-    let engine = crate::eval::predict(&ckp, Weights::Student, &ds.samples, 32, 5, 0.5, Device::Cpu, None).unwrap();
-    let model = InferenceModel::load(&ckp, Weights::Student, None, &SettingOverrides::default()).unwrap();
+    let engine = crate::eval::predict(
+        &ckp,
+        Weights::Student,
+        &ds.samples,
+        32,
+        5,
+        0.5,
+        Device::Cpu,
+        None,
+    )
+    .unwrap();
+    let model =
+        InferenceModel::load(&ckp, Weights::Student, None, &SettingOverrides::default()).unwrap();
     assert_eq!(model.settings, InferenceSettings::from_train_config(&cfg));
     assert_eq!(model.settings.image_size, 32);
-    let imgs: Vec<_> = ds.samples.iter().map(|s| load_gray(&s.path, 32).unwrap()).collect();
+    let imgs: Vec<_> = ds
+        .samples
+        .iter()
+        .map(|s| load_gray(&s.path, 32).unwrap())
+        .collect();
     let ours = model.score(&imgs).unwrap();
     assert_eq!(ours.len(), 12);
     for (a, b) in engine.iter().zip(&ours) {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
-    let teacher = InferenceModel::load(&ckp, Weights::Teacher, None, &SettingOverrides::default()).unwrap();
-    assert_ne!(teacher.score(&imgs).unwrap(), ours, "teacher weights must be used");
+    let teacher =
+        InferenceModel::load(&ckp, Weights::Teacher, None, &SettingOverrides::default()).unwrap();
+    assert_ne!(
+        teacher.score(&imgs).unwrap(),
+        ours,
+        "teacher weights must be used"
+    );
     // Wrong size is a clear error.
     let big = load_gray(&ds.samples[0].path, 40).unwrap();
     assert!(format!("{:#}", model.score(&[big]).unwrap_err()).contains("expects 32x32"));
@@ -80,7 +109,8 @@ fn attention_maps_are_patch_distributions() {
     let ckp = d.path().join("ck.safetensors");
     micro_checkpoint(&ckp);
     let ds = Dataset::from_descriptor(&synth(&d.path().join("data"), 2)).unwrap();
-    let model = InferenceModel::load(&ckp, Weights::Student, None, &SettingOverrides::default()).unwrap();
+    let model =
+        InferenceModel::load(&ckp, Weights::Student, None, &SettingOverrides::default()).unwrap();
     let img = load_gray(&ds.samples[0].path, 32).unwrap();
     let maps = model.attention(&img).unwrap();
     assert_eq!((maps.grid_w, maps.grid_h, maps.heads.len()), (4, 4, 2));
@@ -92,11 +122,23 @@ fn attention_maps_are_patch_distributions() {
     let m = maps.mean();
     assert!((m[3] - (maps.heads[0][3] + maps.heads[1][3]) / 2.0).abs() < 1e-7);
     let png = d.path().join("grid.png");
-    let (p, _) = write_attention_grid(&model, &img, &["test".into()], &png, &GridOptions::default()).unwrap();
+    let (p, _) = write_attention_grid(
+        &model,
+        &img,
+        &["test".into()],
+        &png,
+        &GridOptions::default(),
+    )
+    .unwrap();
     assert!((0.0..=1.0).contains(&p));
     let out = sevit_data::load::load_gray_native(&png).unwrap();
     // A near-square grid of 256 px tiles: 3 columns, 2 rows (image, mean, mask | head 1, head 2).
-    assert!(out.width >= 3 * 256 && out.height >= 2 * 256, "{}x{}", out.width, out.height);
+    assert!(
+        out.width >= 3 * 256 && out.height >= 2 * 256,
+        "{}x{}",
+        out.width,
+        out.height
+    );
 }
 
 #[test]
@@ -124,7 +166,12 @@ fn evaluate_writes_reports_and_robustness() {
         }),
     };
     let o = evaluate_checkpoint(&req).unwrap();
-    for f in [&o.files.report, &o.files.predictions, &o.files.roc, &o.files.reliability] {
+    for f in [
+        &o.files.report,
+        &o.files.predictions,
+        &o.files.roc,
+        &o.files.reliability,
+    ] {
         assert!(f.is_file(), "{} missing", f.display());
     }
     let back = EvalReport::load_json(&o.files.report).unwrap();
@@ -134,7 +181,12 @@ fn evaluate_writes_reports_and_robustness() {
     assert_eq!(preds.ids.len(), 16);
     assert!(preds.ids[0].starts_with("images/"), "{}", preds.ids[0]);
     let rob = o.robustness.unwrap();
-    assert!((rob.clean.auc - back.auc).abs() < 1e-9, "clean AUC {} vs report {}", rob.clean.auc, back.auc);
+    assert!(
+        (rob.clean.auc - back.auc).abs() < 1e-9,
+        "clean AUC {} vs report {}",
+        rob.clean.auc,
+        back.auc
+    );
     assert_eq!(rob.rows.len(), 4);
     let rf = o.files.robustness.unwrap();
     let table = NuisanceTable::read_csv(&rf.csv).unwrap();
@@ -145,7 +197,10 @@ fn evaluate_writes_reports_and_robustness() {
     let series = rob.series();
     assert_eq!(series.len(), 2);
     assert_eq!(series[1].label, "JPEG: quality 75 to 5");
-    assert_eq!(series[0].points.iter().map(|p| p.x).collect::<Vec<_>>(), vec![0.0, 1.0, 5.0]);
+    assert_eq!(
+        series[0].points.iter().map(|p| p.x).collect::<Vec<_>>(),
+        vec![0.0, 1.0, 5.0]
+    );
     assert_eq!(series[0].points[0].y, rob.clean.auc);
     // Same seed: same numbers.
     let again = evaluate_robustness(
@@ -155,7 +210,10 @@ fn evaluate_writes_reports_and_robustness() {
     )
     .unwrap();
     assert_eq!(again.rows, rob.rows);
-    assert_eq!(default_out_dir(None, &ckp, "pretrain", Weights::Teacher, "synth"), d.path().join("run/eval/pretrain-teacher-synth"));
+    assert_eq!(
+        default_out_dir(None, &ckp, "pretrain", Weights::Teacher, "synth"),
+        d.path().join("run/eval/pretrain-teacher-synth")
+    );
 }
 
 #[test]
@@ -167,14 +225,37 @@ fn predict_errors_or_skips_unreadable_images() {
     std::fs::write(d.path().join("data/images/zz_bad.png"), b"not a png").unwrap();
     let list = ImageList::from_folder(&d.path().join("data/images")).unwrap();
     assert_eq!(list.paths.len(), 4);
-    let model = InferenceModel::load(&ckp, Weights::Student, None, &SettingOverrides::default()).unwrap();
+    let model =
+        InferenceModel::load(&ckp, Weights::Student, None, &SettingOverrides::default()).unwrap();
     let e = predict_images(&model, &list, &PredictOptions::default()).unwrap_err();
-    assert!(format!("{e:#}").contains("zz_bad.png") && format!("{e:#}").contains("--skip-bad"), "{e:#}");
-    let o = predict_images(&model, &list, &PredictOptions { threshold: 0.0, skip_bad: true }).unwrap();
+    assert!(
+        format!("{e:#}").contains("zz_bad.png") && format!("{e:#}").contains("--skip-bad"),
+        "{e:#}"
+    );
+    let o = predict_images(
+        &model,
+        &list,
+        &PredictOptions {
+            threshold: 0.0,
+            skip_bad: true,
+        },
+    )
+    .unwrap();
     assert_eq!(o.rows.len(), 3);
     assert_eq!(o.skipped.len(), 1);
-    assert!(o.rows.iter().all(|r| r.predicted), "threshold 0 predicts everything positive");
-    assert!(predict_images(&model, &list, &PredictOptions { threshold: 1.5, skip_bad: true }).is_err());
+    assert!(
+        o.rows.iter().all(|r| r.predicted),
+        "threshold 0 predicts everything positive"
+    );
+    assert!(predict_images(
+        &model,
+        &list,
+        &PredictOptions {
+            threshold: 1.5,
+            skip_bad: true
+        }
+    )
+    .is_err());
 }
 
 #[test]
@@ -187,11 +268,23 @@ fn checkpoint_resolution() {
     }
     std::fs::create_dir_all(run.join("step10")).unwrap(); // no checkpoint: ignored
     let (p, s) = resolve_checkpoint(None, Some(run), None).unwrap();
-    assert_eq!((p, s.as_str()), (run.join("step2/checkpoint.safetensors"), "step2"));
-    assert_eq!(resolve_checkpoint(None, Some(run), Some("pretrain")).unwrap().1, "pretrain");
-    let e = format!("{:#}", resolve_checkpoint(None, Some(run), Some("step3")).unwrap_err());
+    assert_eq!(
+        (p, s.as_str()),
+        (run.join("step2/checkpoint.safetensors"), "step2")
+    );
+    assert_eq!(
+        resolve_checkpoint(None, Some(run), Some("pretrain"))
+            .unwrap()
+            .1,
+        "pretrain"
+    );
+    let e = format!(
+        "{:#}",
+        resolve_checkpoint(None, Some(run), Some("step3")).unwrap_err()
+    );
     assert!(e.contains("pretrain, step1, step2, supervised1"), "{e}");
     assert!(resolve_checkpoint(None, None, None).is_err());
-    let (_, label) = resolve_checkpoint(Some(&run.join("step1/checkpoint.safetensors")), None, None).unwrap();
+    let (_, label) =
+        resolve_checkpoint(Some(&run.join("step1/checkpoint.safetensors")), None, None).unwrap();
     assert_eq!(label, "step1");
 }

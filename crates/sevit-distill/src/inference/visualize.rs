@@ -58,7 +58,15 @@ impl ImageSelection {
     /// Resolves the selection to images.
     pub fn resolve(&self) -> anyhow::Result<Vec<SelectedImage>> {
         let from_list = |l: ImageList| -> Vec<SelectedImage> {
-            l.paths.into_iter().zip(l.ids).map(|(path, id)| SelectedImage { id, path, label: None }).collect()
+            l.paths
+                .into_iter()
+                .zip(l.ids)
+                .map(|(path, id)| SelectedImage {
+                    id,
+                    path,
+                    label: None,
+                })
+                .collect()
         };
         Ok(match self {
             ImageSelection::Files(f) => from_list(ImageList::from_files(f)?),
@@ -67,8 +75,13 @@ impl ImageSelection {
                 anyhow::ensure!(*n > 0, "asked for 0 images");
                 let split = Split::read_csv(&RunLayout::new(run).split_csv())?;
                 let samples = split.samples(*subset);
-                anyhow::ensure!(!samples.is_empty(), "run {} has no {subset} image", run.display());
-                let (pos, neg): (Vec<_>, Vec<_>) = samples.into_iter().partition(|s| s.target > 0.5);
+                anyhow::ensure!(
+                    !samples.is_empty(),
+                    "run {} has no {subset} image",
+                    run.display()
+                );
+                let (pos, neg): (Vec<_>, Vec<_>) =
+                    samples.into_iter().partition(|s| s.target > 0.5);
                 let mut out = Vec::new();
                 let (mut p, mut q) = (pos.into_iter(), neg.into_iter());
                 while out.len() < *n {
@@ -100,8 +113,16 @@ pub fn grid_file_name(id: &str) -> String {
         Some(i) if i > id.rfind('/').map(|j| j + 1).unwrap_or(0) => &id[..i],
         _ => id,
     };
-    let clean: String =
-        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{}.png", clean.trim_start_matches(['_', '.']))
 }
 
@@ -122,7 +143,10 @@ pub fn visualize(
         let mut name = grid_file_name(&im.id);
         let mut k = 2;
         while !used.insert(name.clone()) {
-            name = format!("{}-{k}.png", grid_file_name(&im.id).trim_end_matches(".png"));
+            name = format!(
+                "{}-{k}.png",
+                grid_file_name(&im.id).trim_end_matches(".png")
+            );
             k += 1;
         }
         let png = out_dir.join(name);
@@ -132,7 +156,11 @@ pub fn visualize(
             None => im.id.clone(),
         });
         let (probability, _) = write_attention_grid(model, &img, &lines, &png, opts)?;
-        out.push(Visualized { image: im.clone(), probability, png });
+        out.push(Visualized {
+            image: im.clone(),
+            probability,
+            png,
+        });
     }
     Ok(out)
 }
