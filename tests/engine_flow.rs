@@ -161,3 +161,33 @@ fn correction_passes_leave_schedules_and_teacher_alone() {
         assert!(c.momentum.is_none(), "no EMA during correction");
     }
 }
+
+#[test]
+fn self_supervised_pool_baseline_and_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = synthetic_run(tmp.path(), 40);
+    let cfg = micro_config(&["pretrain.epochs=1", "pretrain.ssl_epochs=1"]);
+    // DINO-only pretraining on the split's training images (no labels used)
+    let pool = sevit_distill::data::pool(&[], &run).unwrap();
+    let o = sevit_distill::pretrain_self_supervised(&run, &cfg, &pool, &RunOptions::default()).unwrap();
+    assert!(o.complete && o.ema_updates == o.iterations);
+    let log = read_log(&run.log("ssl")).unwrap();
+    assert!(log.iter().all(|r| r.kind == StepKind::SelfSupervised && r.dino.unwrap().is_finite()));
+    // the initial model from the self-supervised teacher: its backbone is copied
+    let p = sevit_distill::PretrainOptions {
+        init: Some(run.checkpoint("ssl")),
+        init_weights: Some(sevit_distill::Weights::Teacher),
+        ..Default::default()
+    };
+    sevit_distill::pretrain(&run, &cfg, &p).unwrap();
+    // a supervised baseline with labels on folds 0..1 too
+    let b = sevit_distill::PretrainOptions { label_folds: 1, ..Default::default() };
+    let o = sevit_distill::pretrain(&run, &cfg, &b).unwrap();
+    assert_eq!(o.stage, "supervised1");
+    let split = Split::read_csv(&run.split_csv()).unwrap();
+    let n = split.samples(sevit_data::Subset::Labeled).len() + split.unlabeled_upto(1).len();
+    assert_eq!(o.iterations, sevit_distill::data::iters_per_epoch(n, cfg.optim.batch_size, cfg.optim.drop_last));
+    // a curriculum step refuses to start from a missing stage
+    let err = sevit_distill::distill(&run, &cfg, 2, &RunOptions::default()).unwrap_err();
+    assert!(format!("{err:#}").contains("step1"), "{err:#}");
+}

@@ -474,3 +474,27 @@ pub fn load_matching(ck: &Checkpoint, prefix: &str, vs: &mut VarStore, origin: &
     }
     Ok(left)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_loss_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig::default_with_overrides(&[
+            "device=\"cpu\"".into(),
+            "model.preset=\"micro\"".into(),
+            "model.out_dim=16".into(),
+            "model.hidden_dim=16".into(),
+            "model.bottleneck_dim=8".into(),
+            "model.cls_hidden_dim=8".into(),
+        ])
+        .unwrap();
+        let tr = Trainer::new(&cfg, "step1", StageKind::Distl, dir.path(), 2, 3, true, true).unwrap();
+        let ok = tr.read_scalars(&[&Tensor::from(0.5f32), &Tensor::from(2.0f32)], 0, 1).unwrap();
+        assert_eq!(ok, vec![0.5, 2.0]);
+        let err = tr.read_scalars(&[&Tensor::from(f32::NAN)], 1, 7).unwrap_err().to_string();
+        assert!(err.contains("non-finite") && err.contains("iteration 7") && err.contains("checkpoint"), "{err}");
+    }
+}
