@@ -54,11 +54,39 @@ struct Cfg {
 }
 
 const CONFIGS: &[Cfg] = &[
-    Cfg { name: "tiny16", preset: "tiny/16", global: 128, local: 64, out_dim: 4096, batch: 16 },
-    Cfg { name: "tiny16-65k", preset: "tiny/16", global: 128, local: 64, out_dim: 65536, batch: 16 },
-    Cfg { name: "small8", preset: "small/8", global: 256, local: 128, out_dim: 65536, batch: 4 },
+    Cfg {
+        name: "tiny16",
+        preset: "tiny/16",
+        global: 128,
+        local: 64,
+        out_dim: 4096,
+        batch: 16,
+    },
+    Cfg {
+        name: "tiny16-65k",
+        preset: "tiny/16",
+        global: 128,
+        local: 64,
+        out_dim: 65536,
+        batch: 16,
+    },
+    Cfg {
+        name: "small8",
+        preset: "small/8",
+        global: 256,
+        local: 128,
+        out_dim: 65536,
+        batch: 4,
+    },
     // A very small configuration for smoke runs of the bench itself.
-    Cfg { name: "micro", preset: "micro", global: 32, local: 16, out_dim: 128, batch: 4 },
+    Cfg {
+        name: "micro",
+        preset: "micro",
+        global: 32,
+        local: 16,
+        out_dim: 128,
+        batch: 4,
+    },
 ];
 
 const N_GLOBAL: usize = 2;
@@ -92,7 +120,10 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let mut val = || it.next().ok_or_else(|| anyhow::anyhow!("flag {k} needs a value"));
+        let mut val = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("flag {k} needs a value"))
+        };
         match k.as_str() {
             "--config" => a.config = val()?,
             "--mode" => a.mode = val()?,
@@ -110,7 +141,10 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     anyhow::ensure!(a.iters > 0, "--iters must be positive");
-    anyhow::ensure!(matches!(a.variant.as_str(), "engine" | "fast"), "--variant must be engine or fast");
+    anyhow::ensure!(
+        matches!(a.variant.as_str(), "engine" | "fast"),
+        "--variant must be engine or fast"
+    );
     Ok(a)
 }
 
@@ -137,9 +171,15 @@ fn cpu_seconds() -> f64 {
 fn model_config(c: &Cfg) -> anyhow::Result<ModelConfig> {
     let vit = ViTConfig::preset(c.preset)?;
     let mut m = ModelConfig::new(vit);
-    m.head = DinoHeadConfig { out_dim: c.out_dim, ..m.head };
+    m.head = DinoHeadConfig {
+        out_dim: c.out_dim,
+        ..m.head
+    };
     if c.preset == "micro" {
-        m.head = DinoHeadConfig { out_dim: c.out_dim, ..DinoHeadConfig::micro() };
+        m.head = DinoHeadConfig {
+            out_dim: c.out_dim,
+            ..DinoHeadConfig::micro()
+        };
         m.cls_hidden_dim = 32;
     }
     m.validate()?;
@@ -174,7 +214,10 @@ impl Phases {
     fn json(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         for k in &self.order {
-            m.insert((*k).into(), serde_json::json!(self.all.get(k).cloned().unwrap_or_default()));
+            m.insert(
+                (*k).into(),
+                serde_json::json!(self.all.get(k).cloned().unwrap_or_default()),
+            );
         }
         serde_json::Value::Object(m)
     }
@@ -194,13 +237,21 @@ struct FastAdamW {
 impl FastAdamW {
     fn new(vs: &VarStore) -> Self {
         let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-        let mut s = FastAdamW { params: vec![], names: vec![], regularized: vec![], m: vec![], v: vec![], step: 0 };
+        let mut s = FastAdamW {
+            params: vec![],
+            names: vec![],
+            regularized: vec![],
+            m: vec![],
+            v: vec![],
+            step: 0,
+        };
         for (name, t) in vars {
             if !t.requires_grad() {
                 continue;
             }
             // the same groups as the engine: no decay on biases and 1-D parameters
-            s.regularized.push(!(name.ends_with(".bias") || t.dim() <= 1));
+            s.regularized
+                .push(!(name.ends_with(".bias") || t.dim() <= 1));
             s.m.push(t.zeros_like());
             s.v.push(t.zeros_like());
             s.names.push(name);
@@ -229,7 +280,10 @@ impl FastAdamW {
                 let _ = self.v[i].addcmul_(g, &(g * (1.0 - b2)));
                 // denom = -(sqrt(v)/bc2 + eps) * bc1 / lr, so that p += m / denom
                 let mut denom = self.v[i].sqrt();
-                let _ = denom.g_div_scalar_(bc2_sqrt).g_add_scalar_(eps).g_mul_scalar_(-bc1 / lr);
+                let _ = denom
+                    .g_div_scalar_(bc2_sqrt)
+                    .g_add_scalar_(eps)
+                    .g_mul_scalar_(-bc1 / lr);
                 let _ = p.addcdiv_(&self.m[i], &denom);
             }
         })
@@ -239,10 +293,20 @@ impl FastAdamW {
 /// DINO loss with the pair sum regrouped: Σ_{i} Σ_{v≠i} −q_i·log p_v = Σ_i −q_i·(S − log p_i)
 /// with S = Σ_v log p_v: one pass per teacher view instead of one per pair (18 → 2 products of
 /// `[B, out]`). Same value and gradient as `sevit_distill::loss::dino_loss`.
-fn dino_loss_fast(student: &Tensor, teacher: &Tensor, center: &Tensor, n_s: i64, n_t: i64, tt: f64, st: f64) -> Tensor {
+fn dino_loss_fast(
+    student: &Tensor,
+    teacher: &Tensor,
+    center: &Tensor,
+    n_s: i64,
+    n_t: i64,
+    tt: f64,
+    st: f64,
+) -> Tensor {
     let rows = student.size()[0] / n_s;
     let s = (student / st).log_softmax(-1, Kind::Float);
-    let s_sum = s.view([n_s, rows, -1]).sum_dim_intlist(0, false, Kind::Float);
+    let s_sum = s
+        .view([n_s, rows, -1])
+        .sum_dim_intlist(0, false, Kind::Float);
     let t = ((teacher - center) / tt).softmax(-1, Kind::Float).detach();
     let mut total: Option<Tensor> = None;
     for i in 0..n_t {
@@ -264,7 +328,12 @@ fn real_loader(c: &Cfg, n: usize) -> anyhow::Result<sevit_data::MultiCropLoader>
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/kermany_pediatric_224src/manifest.csv");
     let ds = sevit_data::Dataset::from_manifest(&manifest, "pneumonia", None)?;
-    anyhow::ensure!(ds.samples.len() >= n, "{}: {} images, {n} needed", manifest.display(), ds.samples.len());
+    anyhow::ensure!(
+        ds.samples.len() >= n,
+        "{}: {} images, {n} needed",
+        manifest.display(),
+        ds.samples.len()
+    );
     let samples: Vec<_> = ds.samples.into_iter().take(n).collect();
     let crop = sevit_data::MultiCropConfig {
         global_size: c.global as u32,
@@ -306,8 +375,17 @@ fn setup(c: &Cfg, m: &ModelConfig) -> Setup {
         let s = if v < N_GLOBAL { c.global } else { c.local };
         views.push(Tensor::rand([b, 3, s, s], (Kind::Float, Device::Cpu)));
     }
-    let labels = Tensor::rand([b], (Kind::Float, Device::Cpu)).gt(0.5).to_kind(Kind::Float);
-    Setup { student_vs, teacher_vs, student, teacher, views, labels }
+    let labels = Tensor::rand([b], (Kind::Float, Device::Cpu))
+        .gt(0.5)
+        .to_kind(Kind::Float);
+    Setup {
+        student_vs,
+        teacher_vs,
+        student,
+        teacher,
+        views,
+        labels,
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -335,13 +413,18 @@ fn main() -> anyhow::Result<()> {
             }
         }
         images_per_iter = 0.0;
-        extra.insert("flop_per_iter".into(), serde_json::json!(2.0 * (n as f64).powi(3)));
+        extra.insert(
+            "flop_per_iter".into(),
+            serde_json::json!(2.0 * (n as f64).powi(3)),
+        );
         extra.insert("matmul_n".into(), serde_json::json!(n));
     } else {
-        let c = CONFIGS
-            .iter()
-            .find(|c| c.name == a.config)
-            .ok_or_else(|| anyhow::anyhow!("unknown --config {:?}; known: tiny16, tiny16-65k, small8, micro", a.config))?;
+        let c = CONFIGS.iter().find(|c| c.name == a.config).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown --config {:?}; known: tiny16, tiny16-65k, small8, micro",
+                a.config
+            )
+        })?;
         let m = model_config(c)?;
         let s = setup(c, &m);
         let b = c.batch;
@@ -349,7 +432,17 @@ fn main() -> anyhow::Result<()> {
         let lr = 5e-5 * b as f64 / 16.0;
         let (wd, mom) = (0.01, 0.9995);
         let alpha = 2.0 * (EPOCH as f64 + 1.0) / EPOCHS as f64;
-        let mut dino = DinoLoss::new(m.head.out_dim, N_GLOBAL, 0.04, 0.04, 0, EPOCHS, 0.1, 0.9, Device::Cpu);
+        let mut dino = DinoLoss::new(
+            m.head.out_dim,
+            N_GLOBAL,
+            0.04,
+            0.04,
+            0,
+            EPOCHS,
+            0.1,
+            0.9,
+            Device::Cpu,
+        );
         let mut opt = AdamW::new(&s.student_vs, |_| true);
         let names = opt.names();
         let mut fast_opt = (a.variant == "fast").then(|| FastAdamW::new(&s.student_vs));
@@ -364,7 +457,10 @@ fn main() -> anyhow::Result<()> {
             v.sort_by(|x, y| x.0.cmp(&y.0));
             v
         };
-        extra.insert("rss_after_setup_kb".into(), serde_json::json!(proc_status_kb("VmRSS:")));
+        extra.insert(
+            "rss_after_setup_kb".into(),
+            serde_json::json!(proc_status_kb("VmRSS:")),
+        );
         extra.insert(
             "params".into(),
             serde_json::json!(student_vars.iter().map(|(_, t)| t.numel()).sum::<usize>()),
@@ -386,13 +482,19 @@ fn main() -> anyhow::Result<()> {
                     let loaded = phases.time("data", || loader.as_mut().map(|l| l.next()));
                     let views: Vec<Tensor> = match loaded {
                         Some(Some(batch)) => batch?.views,
-                        Some(None) => anyhow::bail!("the loader ran out of batches at iteration {i}"),
+                        Some(None) => {
+                            anyhow::bail!("the loader ran out of batches at iteration {i}")
+                        }
                         None => s.views.iter().map(|v| v.shallow_clone()).collect(),
                     };
                     let t_out = phases.time("teacher_fwd", || {
-                        tch::no_grad(|| s.teacher.forward_multi(&views[..N_GLOBAL], N_GLOBAL, false))
+                        tch::no_grad(|| {
+                            s.teacher.forward_multi(&views[..N_GLOBAL], N_GLOBAL, false)
+                        })
                     });
-                    let s_out = phases.time("student_fwd", || s.student.forward_multi(&views, N_GLOBAL, true));
+                    let s_out = phases.time("student_fwd", || {
+                        s.student.forward_multi(&views, N_GLOBAL, true)
+                    });
                     let loss = phases.time("loss", || {
                         let d = if fast {
                             let l = dino_loss_fast(
@@ -411,9 +513,17 @@ fn main() -> anyhow::Result<()> {
                         };
                         let s_logit = s_out.cls_logits.narrow(0, b, b);
                         if correction {
-                            combine(&d, &correction_bce(&s_logit, &s.labels), 1.0, LAMBDA, EPOCH, EPOCHS)
+                            combine(
+                                &d,
+                                &correction_bce(&s_logit, &s.labels),
+                                1.0,
+                                LAMBDA,
+                                EPOCH,
+                                EPOCHS,
+                            )
                         } else {
-                            let st = self_training_loss(&s_logit, &t_out.cls_logits.narrow(0, 0, b));
+                            let st =
+                                self_training_loss(&s_logit, &t_out.cls_logits.narrow(0, 0, b));
                             combine(&d, &st, alpha, LAMBDA, EPOCH, EPOCHS)
                         }
                     });
@@ -431,7 +541,8 @@ fn main() -> anyhow::Result<()> {
                         phases.time("ema", || {
                             if fast {
                                 tch::no_grad(|| {
-                                    for ((_, t), (_, sv)) in teacher_vars.iter().zip(&student_vars) {
+                                    for ((_, t), (_, sv)) in teacher_vars.iter().zip(&student_vars)
+                                    {
                                         let _ = t.shallow_clone().lerp_(sv, 1.0 - mom);
                                     }
                                 })
@@ -468,7 +579,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 extra.insert("eval_batch".into(), serde_json::json!(eb));
             }
-            other => anyhow::bail!("unknown --mode {other:?}: step, correction, train, eval or matmul"),
+            other => {
+                anyhow::bail!("unknown --mode {other:?}: step, correction, train, eval or matmul")
+            }
         }
         extra.insert("batch".into(), serde_json::json!(b));
         extra.insert("global".into(), serde_json::json!(c.global));
