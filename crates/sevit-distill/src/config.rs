@@ -515,3 +515,27 @@ mod tests {
         assert!(TrainConfig::default_with_overrides(&["model.preset=\"huge\"".into()]).is_err());
     }
 }
+
+#[cfg(test)]
+mod preset_files {
+    use super::*;
+
+    fn preset(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name)
+    }
+
+    #[test]
+    fn paper_file_is_the_default() {
+        let paper = TrainConfig::load(&preset("paper.toml"), &[]).unwrap();
+        assert_eq!(paper, TrainConfig::default());
+    }
+
+    #[test]
+    fn cpu_and_micro_files_parse() {
+        let cpu = TrainConfig::load(&preset("cpu.toml"), &[]).unwrap();
+        assert_eq!(cpu.model.model_config().unwrap().head.out_dim, 4096);
+        assert_eq!(cpu.views.global_size, 128);
+        let micro = TrainConfig::load(&preset("micro.toml"), &[]).unwrap();
+        assert_eq!(micro.model.model_config().unwrap().vit.img_size, 32);
+    }
+}
