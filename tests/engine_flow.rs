@@ -13,7 +13,12 @@ use sevit_model::Checkpoint;
 /// A run directory with a split of `n` synthetic 32 px images (30% labeled, 2 folds, 25% test).
 fn synthetic_run(root: &Path, n: usize) -> RunLayout {
     let data = root.join("data");
-    let cfg = SynthConfig { size: 32, seed: 7, difficulty: 0.0, ..Default::default() };
+    let cfg = SynthConfig {
+        size: 32,
+        seed: 7,
+        difficulty: 0.0,
+        ..Default::default()
+    };
     let descriptor = sevit_data::synth::generate(&data, n, &cfg).expect("synthetic data");
     let ds = Dataset::from_descriptor(&descriptor).expect("descriptor");
     let split_cfg = SplitConfig {
@@ -41,7 +46,10 @@ fn micro_config(overrides: &[&str]) -> TrainConfig {
 
 fn tensors(path: &Path, prefix: &str) -> BTreeMap<String, tch::Tensor> {
     let ck = Checkpoint::load(path).unwrap();
-    ck.tensors.into_iter().filter(|(k, _)| k.starts_with(prefix)).collect()
+    ck.tensors
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -71,14 +79,26 @@ fn pretrain_evolve_resume() {
 
     // losses finite; the DINO loss of step 1 (teacher = student at the start) decreases
     let pre = read_log(&run.log("pretrain")).unwrap();
-    assert_eq!(pre.len(), cfg.pretrain.epochs * pre.iter().filter(|r| r.epoch == 0).count());
+    assert_eq!(
+        pre.len(),
+        cfg.pretrain.epochs * pre.iter().filter(|r| r.epoch == 0).count()
+    );
     assert!(pre.iter().all(|r| r.loss.is_finite() && r.loss > 0.0));
     for t in 1..=2 {
         let log = read_log(&run.log(&format!("step{t}"))).unwrap();
-        assert!(log.iter().all(|r| r.loss.is_finite() && r.dino.unwrap().is_finite()));
-        assert!(log.iter().all(|r| r.agreement.is_some_and(|a| (0.0..=1.0).contains(&a))));
-        assert!(log.iter().any(|r| r.kind == StepKind::Correction && r.correction.unwrap().is_finite()));
-        assert_eq!(epoch_means(&log, StepKind::Unlabeled).len(), cfg.optim.epochs);
+        assert!(log
+            .iter()
+            .all(|r| r.loss.is_finite() && r.dino.unwrap().is_finite()));
+        assert!(log
+            .iter()
+            .all(|r| r.agreement.is_some_and(|a| (0.0..=1.0).contains(&a))));
+        assert!(log
+            .iter()
+            .any(|r| r.kind == StepKind::Correction && r.correction.unwrap().is_finite()));
+        assert_eq!(
+            epoch_means(&log, StepKind::Unlabeled).len(),
+            cfg.optim.epochs
+        );
         if t == 1 {
             let dino: Vec<f64> = (0..cfg.optim.epochs)
                 .map(|e| {
@@ -90,7 +110,10 @@ fn pretrain_evolve_resume() {
                     v.iter().sum::<f64>() / v.len() as f64
                 })
                 .collect();
-            assert!(dino[dino.len() - 1] < dino[0], "step1: DINO loss did not decrease: {dino:?}");
+            assert!(
+                dino[dino.len() - 1] < dino[0],
+                "step1: DINO loss did not decrease: {dino:?}"
+            );
         }
     }
 
@@ -112,12 +135,18 @@ fn pretrain_evolve_resume() {
     std::fs::create_dir_all(&run2.root).unwrap();
     std::fs::copy(run.split_csv(), run2.split_csv()).unwrap();
     copy_dir(&run.stage_dir("pretrain"), &run2.stage_dir("pretrain"));
-    let stop = RunOptions { stop_after_epochs: Some(2), ..Default::default() };
+    let stop = RunOptions {
+        stop_after_epochs: Some(2),
+        ..Default::default()
+    };
     let o = sevit_distill::distill(&run2, &cfg, 1, &stop).unwrap();
     assert!(!o.complete && o.epochs_done == 2);
     // without --resume the existing checkpoint is not overwritten
     assert!(sevit_distill::distill(&run2, &cfg, 1, &RunOptions::default()).is_err());
-    let resume = RunOptions { resume: true, ..Default::default() };
+    let resume = RunOptions {
+        resume: true,
+        ..Default::default()
+    };
     let o = sevit_distill::distill(&run2, &cfg, 1, &resume).unwrap();
     assert!(o.complete && o.epochs_done == 3);
     for prefix in ["student.", "teacher.", "optim.", "dino."] {
@@ -125,39 +154,60 @@ fn pretrain_evolve_resume() {
         let b = tensors(&run2.checkpoint("step1"), prefix);
         assert_eq!(a.len(), b.len());
         for (k, ta) in &a {
-            assert!(ta.equal(&b[k]), "{k} differs between the uninterrupted and the resumed run");
+            assert!(
+                ta.equal(&b[k]),
+                "{k} differs between the uninterrupted and the resumed run"
+            );
         }
     }
     let la = read_log(&run.log("step1")).unwrap();
     let lb = read_log(&run2.log("step1")).unwrap();
-    assert_eq!(la, lb, "logs of the uninterrupted and the resumed run differ");
+    assert_eq!(
+        la, lb,
+        "logs of the uninterrupted and the resumed run differ"
+    );
 }
 
 #[test]
 fn correction_passes_leave_schedules_and_teacher_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let run = synthetic_run(tmp.path(), 40);
-    let cfg = micro_config(&["optim.epochs=2", "pretrain.epochs=1", "distl.correction={ policy = \"every_n\", every = 2 }"]);
+    let cfg = micro_config(&[
+        "optim.epochs=2",
+        "pretrain.epochs=1",
+        "distl.correction={ policy = \"every_n\", every = 2 }",
+    ]);
     sevit_distill::pretrain(&run, &cfg, &Default::default()).unwrap();
     let o = sevit_distill::distill(&run, &cfg, 1, &RunOptions::default()).unwrap();
     let split = Split::read_csv(&run.split_csv()).unwrap();
     let n_unl = split.unlabeled_upto(1).len();
     let n_lab = split.samples(sevit_data::Subset::Labeled).len();
-    let ipe = sevit_distill::data::iters_per_epoch(n_unl, cfg.optim.batch_size, cfg.optim.drop_last);
-    let per_pass = sevit_distill::data::iters_per_epoch(n_lab, cfg.optim.batch_size, cfg.optim.drop_last);
+    let ipe =
+        sevit_distill::data::iters_per_epoch(n_unl, cfg.optim.batch_size, cfg.optim.drop_last);
+    let per_pass =
+        sevit_distill::data::iters_per_epoch(n_lab, cfg.optim.batch_size, cfg.optim.drop_last);
     // the schedules advanced on unlabeled iterations only, and the teacher got one EMA update each
     assert_eq!(o.iterations, 2 * ipe);
     assert_eq!(o.ema_updates, 2 * ipe);
     let fired = (0..2 * ipe).filter(|it| it % 2 == 0).count();
     assert_eq!(o.correction_steps, fired * per_pass);
     let log = read_log(&run.log("step1")).unwrap();
-    let unl: BTreeMap<usize, f64> =
-        log.iter().filter(|r| r.kind == StepKind::Unlabeled).map(|r| (r.iteration, r.lr)).collect();
-    let corr: Vec<_> = log.iter().filter(|r| r.kind == StepKind::Correction).collect();
+    let unl: BTreeMap<usize, f64> = log
+        .iter()
+        .filter(|r| r.kind == StepKind::Unlabeled)
+        .map(|r| (r.iteration, r.lr))
+        .collect();
+    let corr: Vec<_> = log
+        .iter()
+        .filter(|r| r.kind == StepKind::Correction)
+        .collect();
     assert_eq!(corr.len(), fired * per_pass);
     for c in corr {
         assert_eq!(c.iteration % 2, 0);
-        assert_eq!(c.lr, unl[&c.iteration], "a correction step must use the current lr");
+        assert_eq!(
+            c.lr, unl[&c.iteration],
+            "a correction step must use the current lr"
+        );
         assert!(c.momentum.is_none(), "no EMA during correction");
     }
 }
@@ -169,10 +219,13 @@ fn self_supervised_pool_baseline_and_init() {
     let cfg = micro_config(&["pretrain.epochs=1", "pretrain.ssl_epochs=1"]);
     // DINO-only pretraining on the split's training images (no labels used)
     let pool = sevit_distill::data::pool(&[], &run).unwrap();
-    let o = sevit_distill::pretrain_self_supervised(&run, &cfg, &pool, &RunOptions::default()).unwrap();
+    let o =
+        sevit_distill::pretrain_self_supervised(&run, &cfg, &pool, &RunOptions::default()).unwrap();
     assert!(o.complete && o.ema_updates == o.iterations);
     let log = read_log(&run.log("ssl")).unwrap();
-    assert!(log.iter().all(|r| r.kind == StepKind::SelfSupervised && r.dino.unwrap().is_finite()));
+    assert!(log
+        .iter()
+        .all(|r| r.kind == StepKind::SelfSupervised && r.dino.unwrap().is_finite()));
     // the initial model from the self-supervised teacher: its backbone is copied
     let p = sevit_distill::PretrainOptions {
         init: Some(run.checkpoint("ssl")),
@@ -181,12 +234,18 @@ fn self_supervised_pool_baseline_and_init() {
     };
     sevit_distill::pretrain(&run, &cfg, &p).unwrap();
     // a supervised baseline with labels on folds 0..1 too
-    let b = sevit_distill::PretrainOptions { label_folds: 1, ..Default::default() };
+    let b = sevit_distill::PretrainOptions {
+        label_folds: 1,
+        ..Default::default()
+    };
     let o = sevit_distill::pretrain(&run, &cfg, &b).unwrap();
     assert_eq!(o.stage, "supervised1");
     let split = Split::read_csv(&run.split_csv()).unwrap();
     let n = split.samples(sevit_data::Subset::Labeled).len() + split.unlabeled_upto(1).len();
-    assert_eq!(o.iterations, sevit_distill::data::iters_per_epoch(n, cfg.optim.batch_size, cfg.optim.drop_last));
+    assert_eq!(
+        o.iterations,
+        sevit_distill::data::iters_per_epoch(n, cfg.optim.batch_size, cfg.optim.drop_last)
+    );
     // a curriculum step refuses to start from a missing stage
     let err = sevit_distill::distill(&run, &cfg, 2, &RunOptions::default()).unwrap_err();
     assert!(format!("{err:#}").contains("step1"), "{err:#}");

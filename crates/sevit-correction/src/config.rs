@@ -24,7 +24,9 @@ pub enum CorrectionConfig {
 
 impl Default for CorrectionConfig {
     fn default() -> Self {
-        CorrectionConfig::EveryN { every: EveryNIterations::REFERENCE }
+        CorrectionConfig::EveryN {
+            every: EveryNIterations::REFERENCE,
+        }
     }
 }
 
@@ -53,7 +55,8 @@ mod tests {
 
     #[test]
     fn toml_forms() {
-        let w: Wrapper = toml::from_str("correction = { policy = \"every_n\", every = 7 }").unwrap();
+        let w: Wrapper =
+            toml::from_str("correction = { policy = \"every_n\", every = 7 }").unwrap();
         assert_eq!(w.correction, CorrectionConfig::EveryN { every: 7 });
         let w: Wrapper = toml::from_str("correction = { policy = \"every_epoch\" }").unwrap();
         assert_eq!(w.correction, CorrectionConfig::EveryEpoch);
@@ -69,8 +72,10 @@ mod tests {
     #[test]
     fn rejects_unknown_policy_and_fields() {
         assert!(toml::from_str::<Wrapper>("correction = { policy = \"sometimes\" }").is_err());
-        assert!(toml::from_str::<Wrapper>("correction = { policy = \"every_n\", every = 5, x = 1 }")
-            .is_err());
+        assert!(toml::from_str::<Wrapper>(
+            "correction = { policy = \"every_n\", every = 5, x = 1 }"
+        )
+        .is_err());
         assert!(toml::from_str::<Wrapper>("correction = { policy = \"every_n\" }").is_err());
     }
 

@@ -47,7 +47,10 @@ pub struct Curriculum {
 impl Curriculum {
     /// A curriculum over `k >= 1` folds.
     pub fn new(k: usize) -> anyhow::Result<Self> {
-        anyhow::ensure!(k >= 1, "a curriculum needs at least one unlabeled fold (k = 0)");
+        anyhow::ensure!(
+            k >= 1,
+            "a curriculum needs at least one unlabeled fold (k = 0)"
+        );
         Ok(Self { k })
     }
 
@@ -62,7 +65,11 @@ impl Curriculum {
         Ok(CurriculumStep {
             t,
             folds: 0..t,
-            init: if t == 1 { StepInit::Pretrain } else { StepInit::Step(t - 1) },
+            init: if t == 1 {
+                StepInit::Pretrain
+            } else {
+                StepInit::Step(t - 1)
+            },
         })
     }
 

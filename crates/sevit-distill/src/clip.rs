@@ -48,7 +48,11 @@ mod tests {
     #[test]
     fn each_tensor_clipped_separately() {
         // norms 5 and 1: with clip 3 the first becomes norm ~3, the second is untouched.
-        let mut g = vec![Tensor::from_slice(&[3.0f32, 4.0]), Tensor::from_slice(&[0.6f32, 0.8]), Tensor::new()];
+        let mut g = vec![
+            Tensor::from_slice(&[3.0f32, 4.0]),
+            Tensor::from_slice(&[0.6f32, 0.8]),
+            Tensor::new(),
+        ];
         clip_gradients(&mut g, 3.0);
         let c = 3.0 / (5.0 + 1e-6);
         assert!((g[0].double_value(&[0]) - 3.0 * c).abs() < 1e-6);
@@ -60,7 +64,10 @@ mod tests {
 
     #[test]
     fn last_layer_cancelled_only_while_frozen() {
-        let names = vec!["head.last_layer.weight_v".to_string(), "head.mlp.0.weight".to_string()];
+        let names = vec![
+            "head.last_layer.weight_v".to_string(),
+            "head.mlp.0.weight".to_string(),
+        ];
         let mut g = vec![Tensor::from_slice(&[1.0f32]), Tensor::from_slice(&[1.0f32])];
         cancel_gradients_last_layer(&names, &mut g, 1, 1);
         assert!(g[0].defined() && g[1].defined());

@@ -186,7 +186,10 @@ pub struct PretrainSection {
 
 impl Default for PretrainSection {
     fn default() -> Self {
-        Self { epochs: 5, ssl_epochs: 5 }
+        Self {
+            epochs: 5,
+            ssl_epochs: 5,
+        }
     }
 }
 
@@ -202,7 +205,10 @@ pub struct DataSection {
 
 impl Default for DataSection {
     fn default() -> Self {
-        Self { skip_bad: false, prefetch: 2 }
+        Self {
+            skip_bad: false,
+            prefetch: 2,
+        }
     }
 }
 
@@ -222,7 +228,12 @@ pub struct EvalSection {
 
 impl Default for EvalSection {
     fn default() -> Self {
-        Self { image_size: None, batch_size: 32, weights: Weights::Student, ci_level: 0.95 }
+        Self {
+            image_size: None,
+            batch_size: 32,
+            weights: Weights::Student,
+            ci_level: 0.95,
+        }
     }
 }
 
@@ -294,7 +305,8 @@ impl TrainConfig {
     pub fn from_toml_str(text: &str, origin: &str) -> anyhow::Result<Self> {
         let cfg: TrainConfig =
             toml::from_str(text).with_context(|| format!("invalid training config {origin}"))?;
-        cfg.validate().with_context(|| format!("invalid training config {origin}"))?;
+        cfg.validate()
+            .with_context(|| format!("invalid training config {origin}"))?;
         Ok(cfg)
     }
 
@@ -317,8 +329,8 @@ impl TrainConfig {
         origin: &str,
         overrides: &[String],
     ) -> anyhow::Result<Self> {
-        let mut value: toml::Table =
-            toml::from_str(text).with_context(|| format!("invalid TOML in training config {origin}"))?;
+        let mut value: toml::Table = toml::from_str(text)
+            .with_context(|| format!("invalid TOML in training config {origin}"))?;
         for o in overrides {
             apply_override(&mut value, o).with_context(|| format!("override `{o}`"))?;
         }
@@ -347,7 +359,10 @@ impl TrainConfig {
             bail!("optim.lr must be positive and optim.min_lr non-negative");
         }
         if !(0.0..=1.0).contains(&o.momentum_teacher) {
-            bail!("optim.momentum_teacher must be in [0, 1], got {}", o.momentum_teacher);
+            bail!(
+                "optim.momentum_teacher must be in [0, 1], got {}",
+                o.momentum_teacher
+            );
         }
         let d = &self.distl;
         if !(0.0..=1.0).contains(&d.lambda) {
@@ -387,7 +402,9 @@ impl TrainConfig {
     /// returns the number used.
     pub fn apply_threads(&self) -> usize {
         let n = if self.threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             self.threads
         };
@@ -444,7 +461,9 @@ fn apply_override(table: &mut toml::Table, kv: &str) -> anyhow::Result<()> {
     }
     let mut cur = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = match entry {
             toml::Value::Table(t) => t,
             _ => bail!("`{p}` in {key:?} is not a table"),
@@ -521,7 +540,9 @@ mod preset_files {
     use super::*;
 
     fn preset(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs")
+            .join(name)
     }
 
     #[test]

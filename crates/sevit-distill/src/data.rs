@@ -33,7 +33,10 @@ fn effective_drop_last(n: usize, batch_size: usize, drop_last: bool) -> bool {
 
 /// The same views with no local crop (supervised training only uses global view 2).
 pub fn views_without_locals(views: &MultiCropConfig) -> MultiCropConfig {
-    MultiCropConfig { n_local: 0, ..views.clone() }
+    MultiCropConfig {
+        n_local: 0,
+        ..views.clone()
+    }
 }
 
 /// Shuffled multi-crop batches of `samples` for `epoch` (deterministic in `seed`, `epoch`).
@@ -74,7 +77,14 @@ pub fn eval_batches(
     skip_bad: bool,
     device: Device,
 ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(Tensor, Tensor)>>> {
-    let it = sevit_data::loader::eval_loader_with(samples.to_vec(), image_size, batch_size, skip_bad, blur_radius, 2);
+    let it = sevit_data::loader::eval_loader_with(
+        samples.to_vec(),
+        image_size,
+        batch_size,
+        skip_bad,
+        blur_radius,
+        2,
+    );
     Ok(it.map(move |b| {
         let b = b?;
         Ok((b.images.to_device(device), b.targets.to_device(device)))
@@ -101,7 +111,10 @@ pub fn pool(paths: &[std::path::PathBuf], run: &crate::RunLayout) -> anyhow::Res
     use sevit_data::{Dataset, Split, Subset};
     if paths.is_empty() {
         let split = Split::read_csv(&run.split_csv()).with_context(|| {
-            format!("no --pool given and the split of run {} cannot be read", run.root.display())
+            format!(
+                "no --pool given and the split of run {} cannot be read",
+                run.root.display()
+            )
         })?;
         let mut v = split.samples(Subset::Labeled);
         v.extend(split.unlabeled_upto(split.num_folds()));
@@ -109,7 +122,9 @@ pub fn pool(paths: &[std::path::PathBuf], run: &crate::RunLayout) -> anyhow::Res
     }
     let mut out = Vec::new();
     for p in paths {
-        let ext = p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        let ext = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
         let ds = if p.is_dir() {
             let first = std::fs::read_dir(p)
                 .with_context(|| format!("listing {}", p.display()))?
@@ -133,14 +148,22 @@ pub fn pool(paths: &[std::path::PathBuf], run: &crate::RunLayout) -> anyhow::Res
 /// Some label of a manifest (the first row's), only to satisfy the loader's positive-label
 /// check: pool images are used without labels.
 fn first_manifest_label(csv: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(csv).with_context(|| format!("reading manifest {}", csv.display()))?;
+    let text = std::fs::read_to_string(csv)
+        .with_context(|| format!("reading manifest {}", csv.display()))?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').map(str::trim).collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect();
     let li = header
         .iter()
         .position(|h| *h == "label")
         .with_context(|| format!("manifest {}: no `label` column", csv.display()))?;
-    let row = lines.find(|l| !l.trim().is_empty()).with_context(|| format!("manifest {} is empty", csv.display()))?;
+    let row = lines
+        .find(|l| !l.trim().is_empty())
+        .with_context(|| format!("manifest {} is empty", csv.display()))?;
     row.split(',')
         .nth(li)
         .map(|s| s.trim().to_string())

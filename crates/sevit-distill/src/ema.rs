@@ -19,9 +19,15 @@ pub fn update_momentum(teacher: &VarStore, student: &VarStore, m: f64) -> anyhow
     }
     tch::no_grad(|| -> anyhow::Result<()> {
         for (name, t) in t_vars.iter() {
-            let s = s_vars.get(name).with_context(|| format!("student has no variable `{name}`"))?;
+            let s = s_vars
+                .get(name)
+                .with_context(|| format!("student has no variable `{name}`"))?;
             if t.size() != s.size() {
-                bail!("variable `{name}`: teacher shape {:?} vs student {:?}", t.size(), s.size());
+                bail!(
+                    "variable `{name}`: teacher shape {:?} vs student {:?}",
+                    t.size(),
+                    s.size()
+                );
             }
             let mut t = t.shallow_clone();
             let _ = t.f_mul_scalar_(m)?;
@@ -38,7 +44,9 @@ pub fn copy_weights(dst: &VarStore, src: &VarStore) -> anyhow::Result<()> {
     let s = src.variables();
     tch::no_grad(|| -> anyhow::Result<()> {
         for (name, t) in d.iter() {
-            let v = s.get(name).with_context(|| format!("source has no variable `{name}`"))?;
+            let v = s
+                .get(name)
+                .with_context(|| format!("source has no variable `{name}`"))?;
             t.shallow_clone().f_copy_(v)?;
         }
         Ok(())

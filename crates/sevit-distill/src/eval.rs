@@ -30,7 +30,9 @@ pub fn predict(
     let ck = Checkpoint::load(ckpt)?;
     let model_cfg: ModelConfig = match ck.get_json(MODEL_CONFIG_KEY) {
         Ok(c) => c,
-        Err(e) => fallback.cloned().with_context(|| format!("{}: {e:#}", ckpt.display()))?,
+        Err(e) => fallback
+            .cloned()
+            .with_context(|| format!("{}: {e:#}", ckpt.display()))?,
     };
     let mut net = Net::build(&model_cfg, device, 0.0, 0);
     ck.load_vars(weights.prefix(), &mut net.vs)
@@ -39,7 +41,12 @@ pub fn predict(
     tch::no_grad(|| -> anyhow::Result<()> {
         for b in eval_batches(samples, image_size, batch_size, blur_radius, false, device)? {
             let (images, _) = b?;
-            let p = net.net.classify(&images, false).sigmoid().to_kind(Kind::Double).to_device(Device::Cpu);
+            let p = net
+                .net
+                .classify(&images, false)
+                .sigmoid()
+                .to_kind(Kind::Double)
+                .to_device(Device::Cpu);
             scores.extend(Vec::<f64>::try_from(p.reshape([-1]))?);
         }
         Ok(())

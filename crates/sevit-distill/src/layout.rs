@@ -47,7 +47,10 @@ impl RunLayout {
         if p.exists() {
             let old = std::fs::read_to_string(&p).unwrap_or_default();
             if old != text {
-                tracing::warn!("{} differs from the config of this command (kept as is)", p.display());
+                tracing::warn!(
+                    "{} differs from the config of this command (kept as is)",
+                    p.display()
+                );
             }
             return Ok(());
         }

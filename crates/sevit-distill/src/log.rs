@@ -72,7 +72,9 @@ impl JsonlLog {
             let kept: Vec<String> = read_lines(path)?
                 .into_iter()
                 .filter(|l| {
-                    serde_json::from_str::<LogRecord>(l).map(|r| r.epoch < keep_before_epoch).unwrap_or(false)
+                    serde_json::from_str::<LogRecord>(l)
+                        .map(|r| r.epoch < keep_before_epoch)
+                        .unwrap_or(false)
                 })
                 .collect();
             let mut text = kept.join("\n");
@@ -86,7 +88,10 @@ impl JsonlLog {
             .append(true)
             .open(path)
             .with_context(|| format!("opening log {}", path.display()))?;
-        Ok(Self { path: path.to_path_buf(), file })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     /// Appends one record.
@@ -115,7 +120,8 @@ pub fn read_log(path: &Path) -> anyhow::Result<Vec<LogRecord>> {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}: bad log line", path.display(), i + 1))
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: bad log line", path.display(), i + 1))
         })
         .collect()
 }
@@ -130,7 +136,9 @@ pub fn epoch_means(records: &[LogRecord], kind: StepKind) -> Vec<f64> {
         sums[r.epoch].0 += r.loss;
         sums[r.epoch].1 += 1;
     }
-    sums.into_iter().map(|(s, n)| if n == 0 { f64::NAN } else { s / n as f64 }).collect()
+    sums.into_iter()
+        .map(|(s, n)| if n == 0 { f64::NAN } else { s / n as f64 })
+        .collect()
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal (or when `enabled` is
@@ -141,8 +149,10 @@ pub fn progress_bar(len: u64, prefix: &str, enabled: bool) -> ProgressBar {
     }
     let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     pb.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb.set_prefix(prefix.to_string());
     pb

@@ -59,7 +59,12 @@ impl AdamW {
                 }
             })
             .collect();
-        Self { slots, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        Self {
+            slots,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
     }
 
     /// Names of the optimised parameters, in the order of [`AdamW::params`].
@@ -88,7 +93,11 @@ impl AdamW {
     /// `grads[i]` belongs to parameter `i`; undefined gradients skip their parameter.
     pub fn step(&mut self, grads: &[Tensor], lr: f64, wd: f64) -> anyhow::Result<()> {
         if grads.len() != self.slots.len() {
-            bail!("AdamW got {} gradients for {} parameters", grads.len(), self.slots.len());
+            bail!(
+                "AdamW got {} gradients for {} parameters",
+                grads.len(),
+                self.slots.len()
+            );
         }
         let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
         tch::no_grad(|| -> anyhow::Result<()> {
@@ -121,7 +130,10 @@ impl AdamW {
         let mut m = BTreeMap::new();
         for s in &self.slots {
             m.insert(format!("exp_avg.{}", s.name), s.exp_avg.shallow_clone());
-            m.insert(format!("exp_avg_sq.{}", s.name), s.exp_avg_sq.shallow_clone());
+            m.insert(
+                format!("exp_avg_sq.{}", s.name),
+                s.exp_avg_sq.shallow_clone(),
+            );
             m.insert(format!("step.{}", s.name), Tensor::from(s.step));
         }
         m
@@ -131,16 +143,27 @@ impl AdamW {
     pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> anyhow::Result<()> {
         tch::no_grad(|| -> anyhow::Result<()> {
             for s in self.slots.iter_mut() {
-                for (key, dst) in [("exp_avg", &mut s.exp_avg), ("exp_avg_sq", &mut s.exp_avg_sq)] {
+                for (key, dst) in [
+                    ("exp_avg", &mut s.exp_avg),
+                    ("exp_avg_sq", &mut s.exp_avg_sq),
+                ] {
                     let k = format!("{key}.{}", s.name);
-                    let src = state.get(&k).with_context(|| format!("optimiser state lacks `{k}`"))?;
+                    let src = state
+                        .get(&k)
+                        .with_context(|| format!("optimiser state lacks `{k}`"))?;
                     if src.size() != dst.size() {
-                        bail!("optimiser state `{k}` has shape {:?}, expected {:?}", src.size(), dst.size());
+                        bail!(
+                            "optimiser state `{k}` has shape {:?}, expected {:?}",
+                            src.size(),
+                            dst.size()
+                        );
                     }
                     dst.f_copy_(src)?;
                 }
                 let k = format!("step.{}", s.name);
-                let st = state.get(&k).with_context(|| format!("optimiser state lacks `{k}`"))?;
+                let st = state
+                    .get(&k)
+                    .with_context(|| format!("optimiser state lacks `{k}`"))?;
                 s.step = st.to_kind(Kind::Int64).int64_value(&[]);
             }
             Ok(())
@@ -178,7 +201,10 @@ mod tests {
     fn groups() {
         let vs = store();
         let opt = AdamW::new(&vs, |_| true);
-        assert_eq!(opt.names(), vec!["lin.bias", "lin.weight", "norm.weight", "unused.weight"]);
+        assert_eq!(
+            opt.names(),
+            vec!["lin.bias", "lin.weight", "norm.weight", "unused.weight"]
+        );
         assert!(!opt.is_regularized(0));
         assert!(opt.is_regularized(1));
         assert!(!opt.is_regularized(2));
@@ -202,7 +228,9 @@ mod tests {
             // loss = (w x + b)^2 -> dL/dw = 2 y x, dL/db = 2 y
             let y = wv[0] * 3.0 + wv[1] * 1.0 + bv;
             let grads_hand = [2.0 * y * 3.0, 2.0 * y * 1.0, 2.0 * y];
-            let out = (x.matmul(&w.tr()) + b).pow_tensor_scalar(2).sum(Kind::Float);
+            let out = (x.matmul(&w.tr()) + b)
+                .pow_tensor_scalar(2)
+                .sum(Kind::Float);
             let grads = opt.gradients(&out);
             assert!(!grads[3].defined(), "unused parameter must get no gradient");
             opt.step(&grads, lr, wd).unwrap();
@@ -230,8 +258,11 @@ mod tests {
         let loss = (&vars["lin.weight"] * 2.0).sum(Kind::Float) + vars["lin.bias"].sum(Kind::Float);
         let g = opt.gradients(&loss);
         opt.step(&g, 0.1, 0.0).unwrap();
-        let saved: BTreeMap<String, Tensor> =
-            opt.state().into_iter().map(|(k, v)| (k, v.copy())).collect();
+        let saved: BTreeMap<String, Tensor> = opt
+            .state()
+            .into_iter()
+            .map(|(k, v)| (k, v.copy()))
+            .collect();
         let vs2 = store();
         let mut opt2 = AdamW::new(&vs2, |_| true);
         opt2.load_state(&saved).unwrap();
@@ -239,8 +270,10 @@ mod tests {
         for (k, v) in &saved {
             assert!(v.equal(&st2[k]), "{k}");
         }
-        let mut missing: BTreeMap<String, Tensor> =
-            saved.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
+        let mut missing: BTreeMap<String, Tensor> = saved
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect();
         missing.remove("exp_avg.lin.bias");
         assert!(opt2.load_state(&missing).is_err());
     }

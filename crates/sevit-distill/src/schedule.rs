@@ -17,7 +17,11 @@ pub fn cosine_schedule(
     start_warmup_value: f64,
 ) -> Vec<f64> {
     let total = epochs * iters_per_epoch;
-    let mut out = linspace(start_warmup_value, base_value, warmup_epochs * iters_per_epoch);
+    let mut out = linspace(
+        start_warmup_value,
+        base_value,
+        warmup_epochs * iters_per_epoch,
+    );
     out.truncate(total);
     let n = total - out.len();
     for i in 0..n {
@@ -34,7 +38,9 @@ pub fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
         1 => vec![a],
         _ => {
             let step = (b - a) / (n - 1) as f64;
-            (0..n).map(|i| if i == n - 1 { b } else { a + step * i as f64 }).collect()
+            (0..n)
+                .map(|i| if i == n - 1 { b } else { a + step * i as f64 })
+                .collect()
         }
     }
 }
@@ -109,7 +115,11 @@ mod tests {
         // remaining 4: 0.5 (1 + cos(pi i / 4))
         let pi = std::f64::consts::PI;
         for i in 0..4 {
-            assert!(close(s[2 + i], 0.5 * (1.0 + (pi * i as f64 / 4.0).cos())), "{i}: {}", s[2 + i]);
+            assert!(
+                close(s[2 + i], 0.5 * (1.0 + (pi * i as f64 / 4.0).cos())),
+                "{i}: {}",
+                s[2 + i]
+            );
         }
         assert!(close(s[2], 1.0));
     }

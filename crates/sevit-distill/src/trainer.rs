@@ -149,7 +149,10 @@ impl Trainer {
         with_teacher: bool,
         with_dino: bool,
     ) -> anyhow::Result<Self> {
-        anyhow::ensure!(iters_per_epoch > 0, "stage {stage}: no training batch (empty image set?)");
+        anyhow::ensure!(
+            iters_per_epoch > 0,
+            "stage {stage}: no training batch (empty image set?)"
+        );
         let model_cfg = cfg.model.model_config()?;
         let device = cfg.device()?;
         let init_seed = derive_seed(&[cfg.seed, hash_str("init")]);
@@ -248,7 +251,12 @@ impl Trainer {
     pub fn update(&mut self, loss: &Tensor, epoch: usize, lr: f64, wd: f64) -> anyhow::Result<()> {
         let mut grads = self.opt.gradients(loss);
         clip_gradients(&mut grads, self.cfg.optim.clip_grad);
-        cancel_gradients_last_layer(&self.names, &mut grads, epoch, self.cfg.optim.freeze_last_layer);
+        cancel_gradients_last_layer(
+            &self.names,
+            &mut grads,
+            epoch,
+            self.cfg.optim.freeze_last_layer,
+        );
         self.opt.step(&grads, lr, wd)
     }
 
@@ -263,8 +271,16 @@ impl Trainer {
 
     /// Reads scalars from the device in one transfer; errors naming the stage, epoch and
     /// iteration when the first one (the loss) is not finite.
-    pub fn read_scalars(&self, xs: &[&Tensor], epoch: usize, iteration: usize) -> anyhow::Result<Vec<f64>> {
-        let parts: Vec<Tensor> = xs.iter().map(|t| t.detach().to_kind(Kind::Double).reshape([1])).collect();
+    pub fn read_scalars(
+        &self,
+        xs: &[&Tensor],
+        epoch: usize,
+        iteration: usize,
+    ) -> anyhow::Result<Vec<f64>> {
+        let parts: Vec<Tensor> = xs
+            .iter()
+            .map(|t| t.detach().to_kind(Kind::Double).reshape([1]))
+            .collect();
         let v: Vec<f64> = Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))?;
         if !v[0].is_finite() {
             bail!(
@@ -287,10 +303,16 @@ impl Trainer {
             ck.put_vars("teacher.", &t.vs);
         }
         for (k, v) in self.opt.state() {
-            ck.tensors.insert(format!("optim.{k}"), v.detach().to_device(Device::Cpu).copy());
+            ck.tensors.insert(
+                format!("optim.{k}"),
+                v.detach().to_device(Device::Cpu).copy(),
+            );
         }
         if let Some(d) = &self.dino {
-            ck.tensors.insert("dino.center".into(), d.center.detach().to_device(Device::Cpu).copy());
+            ck.tensors.insert(
+                "dino.center".into(),
+                d.center.detach().to_device(Device::Cpu).copy(),
+            );
         }
         ck.put_json(MODEL_CONFIG_KEY, &self.model_cfg)?;
         ck.put_json(TRAIN_CONFIG_KEY, &self.cfg)?;
@@ -309,13 +331,24 @@ impl Trainer {
     /// Restores a checkpoint written by [`Trainer::save`] for this same stage and config.
     pub fn restore(&mut self, ck: &Checkpoint, origin: &Path) -> anyhow::Result<()> {
         let meta = |k: &str| -> anyhow::Result<String> {
-            ck.metadata.get(k).cloned().with_context(|| format!("{}: no metadata `{k}`", origin.display()))
+            ck.metadata
+                .get(k)
+                .cloned()
+                .with_context(|| format!("{}: no metadata `{k}`", origin.display()))
         };
         let num = |k: &str| -> anyhow::Result<usize> {
-            meta(k)?.parse().with_context(|| format!("{}: bad metadata `{k}`", origin.display()))
+            meta(k)?
+                .parse()
+                .with_context(|| format!("{}: bad metadata `{k}`", origin.display()))
         };
         if meta("kind")? != self.kind.as_str() || meta("stage")? != self.stage {
-            bail!("{} belongs to stage {} ({}), not {}", origin.display(), meta("stage")?, meta("kind")?, self.stage);
+            bail!(
+                "{} belongs to stage {} ({}), not {}",
+                origin.display(),
+                meta("stage")?,
+                meta("kind")?,
+                self.stage
+            );
         }
         let saved: TrainConfig = ck.get_json(TRAIN_CONFIG_KEY)?;
         if !same_training(&saved, &self.cfg) {
@@ -345,11 +378,19 @@ impl Trainer {
         let optim: BTreeMap<String, Tensor> = ck
             .tensors
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("optim.").map(|n| (n.to_string(), v.shallow_clone())))
+            .filter_map(|(k, v)| {
+                k.strip_prefix("optim.")
+                    .map(|n| (n.to_string(), v.shallow_clone()))
+            })
             .collect();
-        self.opt.load_state(&optim).with_context(|| format!("restoring the optimiser from {}", origin.display()))?;
+        self.opt
+            .load_state(&optim)
+            .with_context(|| format!("restoring the optimiser from {}", origin.display()))?;
         if let Some(d) = &mut self.dino {
-            d.center = ck.tensor("dino.center")?.to_device(self.device).to_kind(Kind::Float);
+            d.center = ck
+                .tensor("dino.center")?
+                .to_device(self.device)
+                .to_kind(Kind::Float);
         }
         self.epoch = num("epoch")?;
         self.iteration = num("iteration")?;
@@ -377,9 +418,12 @@ impl Trainer {
                 );
             }
         }
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
         let mut log = JsonlLog::open(&self.log_path(), self.epoch)?;
-        let last = opts.stop_after_epochs.map_or(self.epochs, |s| s.min(self.epochs));
+        let last = opts
+            .stop_after_epochs
+            .map_or(self.epochs, |s| s.min(self.epochs));
         let total = (self.epochs * self.iters_per_epoch) as u64;
         let pb = progress_bar(total, &self.stage, opts.progress);
         pb.set_position((self.epoch * self.iters_per_epoch) as u64);
@@ -435,13 +479,22 @@ pub fn is_complete(path: &Path) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let ck = Checkpoint::load(path)?;
-    Ok(ck.metadata.get("complete").map(|s| s == "true").unwrap_or(false))
+    Ok(ck
+        .metadata
+        .get("complete")
+        .map(|s| s == "true")
+        .unwrap_or(false))
 }
 
 /// Copies the variables of `ck` under `prefix` into `vs` where name and shape match; errors
 /// when a backbone variable is missing or mismatched (heads may differ, they keep their
 /// initialisation). Returns the names left at their initial value.
-pub fn load_matching(ck: &Checkpoint, prefix: &str, vs: &mut VarStore, origin: &Path) -> anyhow::Result<Vec<String>> {
+pub fn load_matching(
+    ck: &Checkpoint,
+    prefix: &str,
+    vs: &mut VarStore,
+    origin: &Path,
+) -> anyhow::Result<Vec<String>> {
     let vars = vs.variables();
     let report = ck.compare(prefix, &vars);
     let bad_backbone: Vec<&String> = report
@@ -461,7 +514,8 @@ pub fn load_matching(ck: &Checkpoint, prefix: &str, vs: &mut VarStore, origin: &
         for (name, var) in &vars {
             match ck.tensors.get(&format!("{prefix}{name}")) {
                 Some(src) if src.size() == var.size() => {
-                    var.shallow_clone().f_copy_(&src.to_kind(var.kind()).to_device(var.device()))?;
+                    var.shallow_clone()
+                        .f_copy_(&src.to_kind(var.kind()).to_device(var.device()))?;
                 }
                 _ => left.push(name.clone()),
             }
@@ -470,7 +524,12 @@ pub fn load_matching(ck: &Checkpoint, prefix: &str, vs: &mut VarStore, origin: &
     })?;
     left.sort();
     if !left.is_empty() {
-        tracing::warn!("{}: {} variables not in the checkpoint keep their initialisation: {:?}", origin.display(), left.len(), left);
+        tracing::warn!(
+            "{}: {} variables not in the checkpoint keep their initialisation: {:?}",
+            origin.display(),
+            left.len(),
+            left
+        );
     }
     Ok(left)
 }
@@ -491,10 +550,28 @@ mod tests {
             "model.cls_hidden_dim=8".into(),
         ])
         .unwrap();
-        let tr = Trainer::new(&cfg, "step1", StageKind::Distl, dir.path(), 2, 3, true, true).unwrap();
-        let ok = tr.read_scalars(&[&Tensor::from(0.5f32), &Tensor::from(2.0f32)], 0, 1).unwrap();
+        let tr = Trainer::new(
+            &cfg,
+            "step1",
+            StageKind::Distl,
+            dir.path(),
+            2,
+            3,
+            true,
+            true,
+        )
+        .unwrap();
+        let ok = tr
+            .read_scalars(&[&Tensor::from(0.5f32), &Tensor::from(2.0f32)], 0, 1)
+            .unwrap();
         assert_eq!(ok, vec![0.5, 2.0]);
-        let err = tr.read_scalars(&[&Tensor::from(f32::NAN)], 1, 7).unwrap_err().to_string();
-        assert!(err.contains("non-finite") && err.contains("iteration 7") && err.contains("checkpoint"), "{err}");
+        let err = tr
+            .read_scalars(&[&Tensor::from(f32::NAN)], 1, 7)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("non-finite") && err.contains("iteration 7") && err.contains("checkpoint"),
+            "{err}"
+        );
     }
 }

@@ -27,12 +27,19 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (run, cfg, opts) = args.engine.setup()?;
     let eo = EvolveOptions {
-        pretrain: PretrainOptions { init: args.init, init_weights: args.init_weights, ..Default::default() },
+        pretrain: PretrainOptions {
+            init: args.init,
+            init_weights: args.init_weights,
+            ..Default::default()
+        },
         run: opts,
         until: args.until,
     };
     let rows = sevit_distill::evolve(&run, &cfg, &eo)?;
-    println!("{:>2}  {:<9} {:>6} {:>6}  {:>7}  95% CI", "T", "stage", "labels", "unlab", "AUC");
+    println!(
+        "{:>2}  {:<9} {:>6} {:>6}  {:>7}  95% CI",
+        "T", "stage", "labels", "unlab", "AUC"
+    );
     for r in &rows {
         println!(
             "{:>2}  {:<9} {:>6} {:>6}  {:>7.4}  [{:.4}, {:.4}]",

@@ -38,7 +38,11 @@ impl EngineArgs {
         let run = RunLayout::new(&self.run);
         run.write_config_once(&cfg)?;
         tracing::info!(run = %self.run.display(), threads, device = ?cfg.device()?, "engine");
-        let opts = RunOptions { resume: self.resume, stop_after_epochs: self.stop_after_epochs, progress: !self.no_progress };
+        let opts = RunOptions {
+            resume: self.resume,
+            stop_after_epochs: self.stop_after_epochs,
+            progress: !self.no_progress,
+        };
         Ok((run, cfg, opts))
     }
 }
@@ -77,12 +81,23 @@ pub(crate) fn parse_weights(s: &str) -> Result<Weights, String> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (run, cfg, opts) = args.engine.setup()?;
     let outcome = if args.self_supervised {
-        anyhow::ensure!(args.label_folds == 0 && args.init.is_none(), "--self-supervised takes neither --label-folds nor --init");
+        anyhow::ensure!(
+            args.label_folds == 0 && args.init.is_none(),
+            "--self-supervised takes neither --label-folds nor --init"
+        );
         let pool = sevit_distill::data::pool(&args.pool, &run)?;
         sevit_distill::pretrain_self_supervised(&run, &cfg, &pool, &opts)?
     } else {
-        anyhow::ensure!(args.pool.is_empty(), "--pool is only used with --self-supervised");
-        let p = PretrainOptions { init: args.init, init_weights: args.init_weights, label_folds: args.label_folds, run: opts };
+        anyhow::ensure!(
+            args.pool.is_empty(),
+            "--pool is only used with --self-supervised"
+        );
+        let p = PretrainOptions {
+            init: args.init,
+            init_weights: args.init_weights,
+            label_folds: args.label_folds,
+            run: opts,
+        };
         sevit_distill::pretrain(&run, &cfg, &p)?
     };
     println!(

@@ -22,8 +22,9 @@ mod tests {
 
     #[test]
     fn fires_at_epoch_ends() {
-        let got: Vec<usize> =
-            (0..12).filter(|&i| EveryEpoch.should_correct(&LoopState::at(i, 4))).collect();
+        let got: Vec<usize> = (0..12)
+            .filter(|&i| EveryEpoch.should_correct(&LoopState::at(i, 4)))
+            .collect();
         assert_eq!(got, vec![3, 7, 11]);
         assert!(EveryEpoch.should_correct(&LoopState::at(5, 1)));
     }

@@ -23,7 +23,9 @@ impl EveryNIterations {
 
 impl Default for EveryNIterations {
     fn default() -> Self {
-        Self { every: Self::REFERENCE }
+        Self {
+            every: Self::REFERENCE,
+        }
     }
 }
 
@@ -41,7 +43,9 @@ mod tests {
     use super::*;
 
     fn fired(p: &dyn CorrectionPolicy, total: usize, per_epoch: usize) -> Vec<usize> {
-        (0..total).filter(|&i| p.should_correct(&LoopState::at(i, per_epoch))).collect()
+        (0..total)
+            .filter(|&i| p.should_correct(&LoopState::at(i, per_epoch)))
+            .collect()
     }
 
     #[test]

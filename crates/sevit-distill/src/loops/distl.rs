@@ -36,16 +36,29 @@ pub struct DistillInputs {
 
 /// DISTL step `t` of the curriculum of run `run`: unlabeled folds `0..t`, labeled set for
 /// corrections, starting from `pretrain/` (t = 1) or `step{t-1}/`. Output: `RUN/step{t}/`.
-pub fn distill(run: &RunLayout, cfg: &TrainConfig, t: usize, opts: &RunOptions) -> anyhow::Result<StageOutcome> {
-    let split = Split::read_csv(&run.split_csv())
-        .with_context(|| format!("reading the split of run {} (run `sevit split` first)", run.root.display()))?;
+pub fn distill(
+    run: &RunLayout,
+    cfg: &TrainConfig,
+    t: usize,
+    opts: &RunOptions,
+) -> anyhow::Result<StageOutcome> {
+    let split = Split::read_csv(&run.split_csv()).with_context(|| {
+        format!(
+            "reading the split of run {} (run `sevit split` first)",
+            run.root.display()
+        )
+    })?;
     let step = Curriculum::new(split.num_folds())?.step(t)?;
     let init = run.checkpoint(&step.init_dir_name());
     if !is_complete(&init)? {
         anyhow::bail!(
             "step T={t} starts from {}, which is missing or unfinished: run {} first",
             init.display(),
-            if step.init == StepInit::Pretrain { "`sevit pretrain`".to_string() } else { format!("`sevit distill --step {}`", t - 1) }
+            if step.init == StepInit::Pretrain {
+                "`sevit pretrain`".to_string()
+            } else {
+                format!("`sevit distill --step {}`", t - 1)
+            }
         );
     }
     let inputs = DistillInputs {
@@ -66,19 +79,47 @@ pub fn distill_with(
     opts: &RunOptions,
 ) -> anyhow::Result<StageOutcome> {
     let stage = inputs.stage.as_str();
-    anyhow::ensure!(!inputs.unlabeled.is_empty(), "stage {stage}: no unlabeled images");
+    anyhow::ensure!(
+        !inputs.unlabeled.is_empty(),
+        "stage {stage}: no unlabeled images"
+    );
     let epochs = cfg.optim.epochs;
-    let ipe = iters_per_epoch(inputs.unlabeled.len(), cfg.optim.batch_size, cfg.optim.drop_last);
-    let mut tr = Trainer::new(cfg, stage, StageKind::Distl, &run.stage_dir(stage), epochs, ipe, true, true)?;
+    let ipe = iters_per_epoch(
+        inputs.unlabeled.len(),
+        cfg.optim.batch_size,
+        cfg.optim.drop_last,
+    );
+    let mut tr = Trainer::new(
+        cfg,
+        stage,
+        StageKind::Distl,
+        &run.stage_dir(stage),
+        epochs,
+        ipe,
+        true,
+        true,
+    )?;
     if !tr.checkpoint_path().exists() {
         let ck = Checkpoint::load(&inputs.init)?;
         ck.load_vars("student.", &mut tr.student.vs)
             .with_context(|| format!("initialising the student from {}", inputs.init.display()))?;
-        let t_prefix = if inputs.init_both_from_student { "student." } else { "teacher." };
+        let t_prefix = if inputs.init_both_from_student {
+            "student."
+        } else {
+            "teacher."
+        };
         let teacher = tr.teacher.as_mut().expect("DISTL has a teacher");
-        ck.load_vars(t_prefix, &mut teacher.vs)
-            .with_context(|| format!("initialising the teacher from {} ({t_prefix}*)", inputs.init.display()))?;
-        tracing::info!(stage, "teacher ({t_prefix}*) and student (student.*) from {}", inputs.init.display());
+        ck.load_vars(t_prefix, &mut teacher.vs).with_context(|| {
+            format!(
+                "initialising the teacher from {} ({t_prefix}*)",
+                inputs.init.display()
+            )
+        })?;
+        tracing::info!(
+            stage,
+            "teacher ({t_prefix}*) and student (student.*) from {}",
+            inputs.init.display()
+        );
     }
     let policy = cfg.distl.correction.build()?;
     let unl_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("unlabeled")]);
@@ -95,7 +136,16 @@ pub fn distill_with(
     let views = cfg.views.clone();
     tr.run(opts, |tr, epoch, log, pb| {
         let device = tr.device;
-        for (i, b) in train_batches(&inputs.unlabeled, &views, &tr.cfg, unl_seed, epoch as u64, device)?.enumerate() {
+        for (i, b) in train_batches(
+            &inputs.unlabeled,
+            &views,
+            &tr.cfg,
+            unl_seed,
+            epoch as u64,
+            device,
+        )?
+        .enumerate()
+        {
             let b = b?;
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
@@ -103,7 +153,11 @@ pub fn distill_with(
             let f = forward(tr, &b, epoch);
             let st = self_training_loss(&f.student_logit_v2, &f.teacher_logit_v1);
             let d = &tr.cfg.distl;
-            let alpha = if d.alpha { alpha_weight(epoch, tr.epochs) } else { 1.0 };
+            let alpha = if d.alpha {
+                alpha_weight(epoch, tr.epochs)
+            } else {
+                1.0
+            };
             let loss = combine(&f.dino, &st, alpha, d.lambda, epoch, tr.cfg.ssl_epochs());
             let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
             let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], epoch, it)?;
@@ -124,7 +178,12 @@ pub fn distill_with(
                 momentum: Some(m),
                 agreement: Some(v[3]),
             })?;
-            let state = LoopState { epoch, iteration: it, iter_in_epoch: i, iters_per_epoch: tr.iters_per_epoch };
+            let state = LoopState {
+                epoch,
+                iteration: it,
+                iter_in_epoch: i,
+                iters_per_epoch: tr.iters_per_epoch,
+            };
             if policy.should_correct(&state) {
                 correction_pass(tr, &inputs.labeled, lab_seed, epoch, it, log)?;
             }
@@ -147,10 +206,18 @@ fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> Forward {
     let n_global = tr.n_global;
     let bsz = b.views[0].size()[0];
     let t_out = tch::no_grad(|| {
-        tr.teacher.as_ref().expect("teacher").net.forward_multi(&b.views[..n_global], n_global, false)
+        tr.teacher.as_ref().expect("teacher").net.forward_multi(
+            &b.views[..n_global],
+            n_global,
+            false,
+        )
     });
     let s_out = tr.student.net.forward_multi(&b.views, n_global, true);
-    let dino = tr.dino.as_mut().expect("dino loss").forward(&s_out.dino, &t_out.dino, epoch);
+    let dino = tr
+        .dino
+        .as_mut()
+        .expect("dino loss")
+        .forward(&s_out.dino, &t_out.dino, epoch);
     Forward {
         dino,
         student_logit_v2: s_out.cls_logits.narrow(0, bsz, bsz),
@@ -160,7 +227,10 @@ fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> Forward {
 
 /// Fraction of images whose thresholded (logit > 0) predictions agree.
 fn agreement(a: &Tensor, b: &Tensor) -> Tensor {
-    a.gt(0.0).eq_tensor(&b.gt(0.0)).to_kind(Kind::Float).mean(Kind::Float)
+    a.gt(0.0)
+        .eq_tensor(&b.gt(0.0))
+        .to_kind(Kind::Float)
+        .mean(Kind::Float)
 }
 
 /// One full pass over the labeled set: loss λ·L_dino + (1−λ)·BCE(student logit on global
@@ -185,7 +255,14 @@ fn correction_pass(
         tr.seed_step(epoch, it, 1, j);
         let f = forward(tr, &b, epoch);
         let ce = correction_bce(&f.student_logit_v2, &b.targets);
-        let loss = combine(&f.dino, &ce, 1.0, tr.cfg.distl.lambda, epoch, tr.cfg.ssl_epochs());
+        let loss = combine(
+            &f.dino,
+            &ce,
+            1.0,
+            tr.cfg.distl.lambda,
+            epoch,
+            tr.cfg.ssl_epochs(),
+        );
         let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
         let v = tr.read_scalars(&[&loss, &f.dino, &ce, &agree], epoch, it)?;
         tr.update(&loss, epoch, lr, wd)?;

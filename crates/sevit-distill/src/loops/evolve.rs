@@ -57,15 +57,27 @@ pub struct SummaryRow {
 /// complete, then T = 1..k (stages already complete are kept), evaluating each on the test
 /// split and rewriting `summary.json` / `summary.csv` after each. Returns the summary rows.
 /// Stops early (returning the rows so far) when a stage stops before its last epoch.
-pub fn evolve(run: &RunLayout, cfg: &TrainConfig, opts: &EvolveOptions) -> anyhow::Result<Vec<SummaryRow>> {
-    let split = Split::read_csv(&run.split_csv())
-        .with_context(|| format!("reading the split of run {} (run `sevit split` first)", run.root.display()))?;
+pub fn evolve(
+    run: &RunLayout,
+    cfg: &TrainConfig,
+    opts: &EvolveOptions,
+) -> anyhow::Result<Vec<SummaryRow>> {
+    let split = Split::read_csv(&run.split_csv()).with_context(|| {
+        format!(
+            "reading the split of run {} (run `sevit split` first)",
+            run.root.display()
+        )
+    })?;
     let k = split.num_folds();
     let until = opts.until.unwrap_or(k);
     anyhow::ensure!(until <= k, "--until {until} but the split has {k} folds");
     let curriculum = Curriculum::new(k)?;
     let test = split.samples(Subset::Test);
-    anyhow::ensure!(!test.is_empty(), "the split of {} has no test images", run.root.display());
+    anyhow::ensure!(
+        !test.is_empty(),
+        "the split of {} has no test images",
+        run.root.display()
+    );
     let n_labeled = split.samples(Subset::Labeled).len();
     let mut rows: Vec<SummaryRow> = read_summary(run)?;
 
@@ -85,7 +97,11 @@ pub fn evolve(run: &RunLayout, cfg: &TrainConfig, opts: &EvolveOptions) -> anyho
                 distill(run, cfg, t, &opts.run)?
             };
             if !outcome.complete {
-                tracing::warn!(stage, epochs = outcome.epochs_done, "stage stopped before its last epoch; evolve stops");
+                tracing::warn!(
+                    stage,
+                    epochs = outcome.epochs_done,
+                    "stage stopped before its last epoch; evolve stops"
+                );
                 return Ok(rows);
             }
         }
@@ -95,7 +111,11 @@ pub fn evolve(run: &RunLayout, cfg: &TrainConfig, opts: &EvolveOptions) -> anyho
             stage: stage.clone(),
             weights: cfg.eval.weights,
             n_labeled,
-            n_unlabeled: if t == 0 { 0 } else { split.unlabeled_upto(t).len() },
+            n_unlabeled: if t == 0 {
+                0
+            } else {
+                split.unlabeled_upto(t).len()
+            },
             n_test: test.len(),
             auc: ci.auc,
             auc_lower: ci.lower,
@@ -103,7 +123,13 @@ pub fn evolve(run: &RunLayout, cfg: &TrainConfig, opts: &EvolveOptions) -> anyho
             auc_variance: ci.variance,
             level: ci.level,
         };
-        tracing::info!(t, auc = format!("{:.4}", row.auc), lower = format!("{:.4}", row.auc_lower), upper = format!("{:.4}", row.auc_upper), "test AUC");
+        tracing::info!(
+            t,
+            auc = format!("{:.4}", row.auc),
+            lower = format!("{:.4}", row.auc_lower),
+            upper = format!("{:.4}", row.auc_upper),
+            "test AUC"
+        );
         rows.retain(|r| r.t != t);
         rows.push(row);
         rows.sort_by_key(|r| r.t);
@@ -126,7 +152,9 @@ pub fn read_summary(run: &RunLayout) -> anyhow::Result<Vec<SummaryRow>> {
 pub fn write_summary(run: &RunLayout, rows: &[SummaryRow]) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(rows)?;
     write_atomic(&run.summary_json(), json.as_bytes())?;
-    let mut csv = String::from("t,stage,weights,n_labeled,n_unlabeled,n_test,auc,auc_lower,auc_upper,auc_variance,level\n");
+    let mut csv = String::from(
+        "t,stage,weights,n_labeled,n_unlabeled,n_test,auc,auc_lower,auc_upper,auc_variance,level\n",
+    );
     for r in rows {
         let w = match r.weights {
             Weights::Student => "student",
@@ -134,7 +162,17 @@ pub fn write_summary(run: &RunLayout, rows: &[SummaryRow]) -> anyhow::Result<()>
         };
         csv.push_str(&format!(
             "{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.8},{}\n",
-            r.t, r.stage, w, r.n_labeled, r.n_unlabeled, r.n_test, r.auc, r.auc_lower, r.auc_upper, r.auc_variance, r.level
+            r.t,
+            r.stage,
+            w,
+            r.n_labeled,
+            r.n_unlabeled,
+            r.n_test,
+            r.auc,
+            r.auc_lower,
+            r.auc_upper,
+            r.auc_variance,
+            r.level
         ));
     }
     write_atomic(&run.summary_csv(), csv.as_bytes())

@@ -4,8 +4,8 @@
 
 mod distl;
 mod evolve;
-mod supervised;
 mod ssl;
+mod supervised;
 
 pub use distl::{distill, distill_with, DistillInputs};
 pub use evolve::{evolve, read_summary, write_summary, EvolveOptions, SummaryRow};

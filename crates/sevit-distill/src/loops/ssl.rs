@@ -18,27 +18,59 @@ pub fn pretrain_self_supervised(
     pool: &[Sample],
     opts: &RunOptions,
 ) -> anyhow::Result<StageOutcome> {
-    anyhow::ensure!(!pool.is_empty(), "self-supervised pretraining: the image pool is empty");
+    anyhow::ensure!(
+        !pool.is_empty(),
+        "self-supervised pretraining: the image pool is empty"
+    );
     let stage = stage_name::SSL;
     let epochs = cfg.pretrain.ssl_epochs;
     anyhow::ensure!(epochs > 0, "pretrain.ssl_epochs must be at least 1");
     let ipe = iters_per_epoch(pool.len(), cfg.optim.batch_size, cfg.optim.drop_last);
-    let mut tr = Trainer::new(cfg, stage, StageKind::SelfSupervised, &run.stage_dir(stage), epochs, ipe, true, true)?;
+    let mut tr = Trainer::new(
+        cfg,
+        stage,
+        StageKind::SelfSupervised,
+        &run.stage_dir(stage),
+        epochs,
+        ipe,
+        true,
+        true,
+    )?;
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("pool")]);
-    tracing::info!(images = pool.len(), iters_per_epoch = ipe, epochs, "self-supervised (DINO) pretraining");
+    tracing::info!(
+        images = pool.len(),
+        iters_per_epoch = ipe,
+        epochs,
+        "self-supervised (DINO) pretraining"
+    );
     tr.run(opts, |tr, epoch, log, pb| {
         let device = tr.device;
-        for b in train_batches(pool, &tr.cfg.views.clone(), &tr.cfg, loader_seed, epoch as u64, device)? {
+        for b in train_batches(
+            pool,
+            &tr.cfg.views.clone(),
+            &tr.cfg,
+            loader_seed,
+            epoch as u64,
+            device,
+        )? {
             let b = b?;
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
             let (lr, wd, m) = tr.sched_at(it);
             let n_global = tr.n_global;
             let t_out = tch::no_grad(|| {
-                tr.teacher.as_ref().expect("teacher").net.forward_multi(&b.views[..n_global], n_global, false)
+                tr.teacher.as_ref().expect("teacher").net.forward_multi(
+                    &b.views[..n_global],
+                    n_global,
+                    false,
+                )
             });
             let s_out = tr.student.net.forward_multi(&b.views, n_global, true);
-            let loss = tr.dino.as_mut().expect("dino").forward(&s_out.dino, &t_out.dino, epoch);
+            let loss = tr
+                .dino
+                .as_mut()
+                .expect("dino")
+                .forward(&s_out.dino, &t_out.dino, epoch);
             let v = tr.read_scalars(&[&loss], epoch, it)?;
             tr.update(&loss, epoch, lr, wd)?;
             tr.ema(m)?;

@@ -33,9 +33,17 @@ pub struct PretrainOptions {
 /// Trains a classifier with BCE on global view 2 of the multi-crop (locals are not
 /// generated) of the labeled split (`RUN/split.csv`), plus folds `0..label_folds` for a
 /// supervised baseline. Output: `RUN/pretrain/` (or `RUN/supervised{T}/`).
-pub fn pretrain(run: &RunLayout, cfg: &TrainConfig, opts: &PretrainOptions) -> anyhow::Result<StageOutcome> {
-    let split = Split::read_csv(&run.split_csv())
-        .with_context(|| format!("reading the split of run {} (run `sevit split` first)", run.root.display()))?;
+pub fn pretrain(
+    run: &RunLayout,
+    cfg: &TrainConfig,
+    opts: &PretrainOptions,
+) -> anyhow::Result<StageOutcome> {
+    let split = Split::read_csv(&run.split_csv()).with_context(|| {
+        format!(
+            "reading the split of run {} (run `sevit split` first)",
+            run.root.display()
+        )
+    })?;
     let mut samples: Vec<Sample> = split.samples(Subset::Labeled);
     if opts.label_folds > 0 {
         anyhow::ensure!(
@@ -46,7 +54,11 @@ pub fn pretrain(run: &RunLayout, cfg: &TrainConfig, opts: &PretrainOptions) -> a
         );
         samples.extend(split.unlabeled_upto(opts.label_folds));
     }
-    let stage = if opts.label_folds == 0 { stage_name::PRETRAIN.to_string() } else { stage_name::supervised(opts.label_folds) };
+    let stage = if opts.label_folds == 0 {
+        stage_name::PRETRAIN.to_string()
+    } else {
+        stage_name::supervised(opts.label_folds)
+    };
     train_supervised(run, cfg, &stage, &samples, opts)
 }
 
@@ -61,7 +73,16 @@ fn train_supervised(
     let epochs = cfg.pretrain.epochs;
     let ipe = iters_per_epoch(samples.len(), cfg.optim.batch_size, cfg.optim.drop_last);
     let dir = run.stage_dir(stage);
-    let mut tr = Trainer::new(cfg, stage, StageKind::Supervised, &dir, epochs, ipe, false, false)?;
+    let mut tr = Trainer::new(
+        cfg,
+        stage,
+        StageKind::Supervised,
+        &dir,
+        epochs,
+        ipe,
+        false,
+        false,
+    )?;
     let fresh = !tr.checkpoint_path().exists();
     if let (Some(init), true) = (&opts.init, fresh) {
         let ck = Checkpoint::load(init)?;
@@ -71,7 +92,13 @@ fn train_supervised(
     }
     let views = views_without_locals(&cfg.views);
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("labeled")]);
-    tracing::info!(stage, images = samples.len(), iters_per_epoch = ipe, epochs, "supervised training");
+    tracing::info!(
+        stage,
+        images = samples.len(),
+        iters_per_epoch = ipe,
+        epochs,
+        "supervised training"
+    );
     tr.run(&opts.run, |tr, epoch, log, pb| {
         let device = tr.device;
         for b in train_batches(samples, &views, &tr.cfg, loader_seed, epoch as u64, device)? {

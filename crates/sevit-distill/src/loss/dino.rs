@@ -25,7 +25,9 @@ pub fn dino_loss(
 ) -> Tensor {
     let s = (student_out / student_temp).log_softmax(-1, Kind::Float);
     let s_chunks = s.chunk(n_student_views as i64, 0);
-    let t = ((teacher_out - center) / teacher_temp).softmax(-1, Kind::Float).detach();
+    let t = ((teacher_out - center) / teacher_temp)
+        .softmax(-1, Kind::Float)
+        .detach();
     let t_chunks = t.chunk(n_teacher_views as i64, 0);
     let mut total: Option<Tensor> = None;
     let mut n_terms = 0usize;
@@ -34,7 +36,9 @@ pub fn dino_loss(
             if v == iq {
                 continue;
             }
-            let term = (-(q * sv)).sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float);
+            let term = (-(q * sv))
+                .sum_dim_intlist(-1, false, Kind::Float)
+                .mean(Kind::Float);
             total = Some(match total {
                 None => term,
                 Some(acc) => acc + term,
@@ -91,13 +95,18 @@ impl DinoLoss {
 
     /// Teacher temperature of `epoch` (the last value past the end).
     pub fn teacher_temp(&self, epoch: usize) -> f64 {
-        *self.teacher_temps.get(epoch).or(self.teacher_temps.last()).unwrap_or(&0.04)
+        *self
+            .teacher_temps
+            .get(epoch)
+            .or(self.teacher_temps.last())
+            .unwrap_or(&0.04)
     }
 
     /// The loss for `epoch`, then the centre update `c <- m c + (1 - m) mean(teacher)`
     /// (applied after the loss is computed, without gradient), as DINO's `forward`.
     pub fn forward(&mut self, student_out: &Tensor, teacher_out: &Tensor, epoch: usize) -> Tensor {
-        let n_student = (student_out.size()[0] / (teacher_out.size()[0] / self.n_global as i64)) as usize;
+        let n_student =
+            (student_out.size()[0] / (teacher_out.size()[0] / self.n_global as i64)) as usize;
         let loss = dino_loss(
             student_out,
             teacher_out,
@@ -114,7 +123,11 @@ impl DinoLoss {
     /// `c <- m c + (1 - m) mean_rows(teacher_out)` without gradient.
     pub fn update_center(&mut self, teacher_out: &Tensor) {
         tch::no_grad(|| {
-            let batch_center = teacher_out.detach().to_kind(Kind::Float).mean_dim(0, true, Kind::Float);
+            let batch_center =
+                teacher_out
+                    .detach()
+                    .to_kind(Kind::Float)
+                    .mean_dim(0, true, Kind::Float);
             self.center =
                 &self.center * self.center_momentum + batch_center * (1.0 - self.center_momentum);
         });
@@ -133,7 +146,10 @@ mod tests {
     }
 
     fn t(rows: &[[f64; 2]]) -> Tensor {
-        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|&v| v as f32)).collect();
+        let flat: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| r.iter().map(|&v| v as f32))
+            .collect();
         Tensor::from_slice(&flat).view([rows.len() as i64, 2])
     }
 
@@ -160,7 +176,10 @@ mod tests {
         assert_eq!(n, 4);
         expected /= n as f64;
         let got = dino_loss(&t(&s), &t(&te), &t(&[c]), 3, 2, tt, st).double_value(&[]);
-        assert!((got - expected).abs() < 1e-5, "got {got}, expected {expected}");
+        assert!(
+            (got - expected).abs() < 1e-5,
+            "got {got}, expected {expected}"
+        );
     }
 
     /// Batch 2: the batch mean is taken per pair before averaging the pairs.
@@ -184,7 +203,10 @@ mod tests {
         expected /= 2.0;
         let mut l = DinoLoss::new(2, 2, 0.04, 0.04, 0, 1, 0.1, 0.9, tch::Device::Cpu);
         let got = l.forward(&t(&s), &t(&te), 0).double_value(&[]);
-        assert!((got - expected).abs() < 1e-5, "got {got}, expected {expected}");
+        assert!(
+            (got - expected).abs() < 1e-5,
+            "got {got}, expected {expected}"
+        );
         // centre: 0.9 * 0 + 0.1 * mean over the 4 teacher rows
         let c0 = l.center.double_value(&[0, 0]);
         let c1 = l.center.double_value(&[0, 1]);
@@ -199,7 +221,15 @@ mod tests {
     fn gradient_flows_to_student_only() {
         let s = t(&[[0.3, -0.2], [1.0, 0.5]]).set_requires_grad(true);
         let te = t(&[[0.2, 0.1], [-0.3, 0.6]]).set_requires_grad(true);
-        let loss = dino_loss(&s, &te, &Tensor::zeros([1, 2], (Kind::Float, tch::Device::Cpu)), 2, 2, 0.04, 0.1);
+        let loss = dino_loss(
+            &s,
+            &te,
+            &Tensor::zeros([1, 2], (Kind::Float, tch::Device::Cpu)),
+            2,
+            2,
+            0.04,
+            0.1,
+        );
         let g = Tensor::run_backward(&[&loss], &[&s, &te], false, false);
         assert!(g[0].defined() && g[0].abs().sum(Kind::Float).double_value(&[]) > 0.0);
         assert!(!g[1].defined() || g[1].abs().sum(Kind::Float).double_value(&[]) == 0.0);

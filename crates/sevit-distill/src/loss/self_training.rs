@@ -7,7 +7,12 @@ use tch::{Reduction, Tensor};
 /// Both inputs are `[B]`; mean over the batch. The α(e) factor is applied by [`combine`].
 pub fn self_training_loss(student_logit_view2: &Tensor, teacher_logit_view1: &Tensor) -> Tensor {
     let target = teacher_logit_view1.detach().sigmoid();
-    student_logit_view2.binary_cross_entropy_with_logits::<Tensor>(&target, None, None, Reduction::Mean)
+    student_logit_view2.binary_cross_entropy_with_logits::<Tensor>(
+        &target,
+        None,
+        None,
+        Reduction::Mean,
+    )
 }
 
 /// BCE-with-logits of the student's logits `[B]` against true labels `[B]` (0/1 floats).
@@ -56,7 +61,8 @@ mod tests {
             .map(|(&x, &z)| bce(x as f64, 1.0 / (1.0 + (-(z as f64)).exp())))
             .sum::<f64>()
             / 3.0;
-        let got = self_training_loss(&Tensor::from_slice(&s), &Tensor::from_slice(&t)).double_value(&[]);
+        let got =
+            self_training_loss(&Tensor::from_slice(&s), &Tensor::from_slice(&t)).double_value(&[]);
         assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
     }
 
@@ -65,7 +71,8 @@ mod tests {
         let s = [0.7f32, -1.2];
         let y = [1.0f32, 0.0];
         let expected = (bce(0.7, 1.0) + bce(-1.2, 0.0)) / 2.0;
-        let got = correction_bce(&Tensor::from_slice(&s), &Tensor::from_slice(&y)).double_value(&[]);
+        let got =
+            correction_bce(&Tensor::from_slice(&s), &Tensor::from_slice(&y)).double_value(&[]);
         assert!((got - expected).abs() < 1e-6);
     }
 
