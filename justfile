@@ -1,9 +1,12 @@
 # sevit recipes. `./sevitw RECIPE` installs what is missing first; `just RECIPE` works after that.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# libgomp busy-waits by default; on a small shared CPU that costs up to 3x (docs/performance.md)
+export OMP_WAIT_POLICY := env_var_or_default("OMP_WAIT_POLICY", "PASSIVE")
+
 sevit := "target/release/sevit"
 run := "runs/demo"
-config := "configs/micro.toml"
+config := "configs/demo.toml"
 data := "data-manifests/kermany_pediatric_224src.toml"
 
 # list the recipes

@@ -4,18 +4,18 @@
 # Usage: scripts/demo.sh [RUN_DIR] [CONFIG]   (resumable: rerun continues where it stopped)
 set -euo pipefail
 RUN="${1:-runs/demo}"
-CONFIG="${2:-configs/micro.toml}"
+CONFIG="${2:-configs/demo.toml}"
 SEVIT="${SEVIT:-target/release/sevit}"
 DATA="$RUN/data"
 mkdir -p "$RUN"
 
 if [[ ! -f "$DATA/dataset.toml" ]]; then
-    "$SEVIT" synth --out "$DATA" --n 400 --size 64 --difficulty 0.3 --seed 7
+    "$SEVIT" synth --out "$DATA" --n 600 --size 64 --difficulty 0.2 --seed 7
 fi
 if [[ ! -f "$RUN/split.csv" ]]; then
-    "$SEVIT" split --dataset "$DATA/dataset.toml" --out "$RUN" --seed 7 --test-fraction 0.25
+    "$SEVIT" split --dataset "$DATA/dataset.toml" --out "$RUN" --seed 7 --test-fraction 0.25 --labeled-fraction 0.2
 fi
-first_image="$(find "$DATA" -name '*.png' | sort | head -n 1)"
+first_image="$(find "$DATA" -name '*.png' | sort | sed -n 1p)"
 "$SEVIT" augment-preview "$first_image" --out "$RUN/augment-preview.png" --seed 7
 "$SEVIT" evolve --run "$RUN" --config "$CONFIG" --resume
 "$SEVIT" eval --run "$RUN" --stage step3 --out "$RUN/eval/step3"

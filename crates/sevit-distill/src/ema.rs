@@ -30,8 +30,8 @@ pub fn update_momentum(teacher: &VarStore, student: &VarStore, m: f64) -> anyhow
                 );
             }
             let mut t = t.shallow_clone();
-            let _ = t.f_mul_scalar_(m)?;
-            let _ = t.f_add_(&(s.detach() * (1.0 - m)))?;
+            // m·t + (1−m)·s in one pass.
+            let _ = t.f_lerp_(&s.detach(), 1.0 - m)?;
         }
         Ok(())
     })

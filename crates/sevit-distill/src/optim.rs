@@ -112,13 +112,18 @@ impl AdamW {
                     let _ = p.f_mul_scalar_(1.0 - lr * weight_decay)?;
                 }
                 let _ = slot.exp_avg.f_lerp_(g, 1.0 - b1)?;
+                // In-place forms keep the temporaries to two per parameter (g·(1−β2) and
+                // the denominator), which matters for the 65536-wide last layer.
                 let _ = slot.exp_avg_sq.f_mul_scalar_(b2)?;
-                let _ = slot.exp_avg_sq.f_add_(&(g * g * (1.0 - b2)))?;
+                let _ = slot.exp_avg_sq.f_addcmul_(g, &(g * (1.0 - b2)))?;
                 let bc1 = 1.0 - b1.powi(slot.step as i32);
                 let bc2 = 1.0 - b2.powi(slot.step as i32);
                 let step_size = lr / bc1;
-                let denom = (slot.exp_avg_sq.sqrt() / bc2.sqrt()) + eps;
-                let _ = p.f_sub_(&(&slot.exp_avg / denom * step_size))?;
+                let mut denom = slot.exp_avg_sq.sqrt();
+                let _ = denom.f_div_scalar_(bc2.sqrt())?;
+                let _ = denom.f_add_scalar_(eps)?;
+                let _ = denom.f_div_scalar_(-step_size)?;
+                let _ = p.f_addcdiv_(&slot.exp_avg, &denom)?;
             }
             Ok(())
         })
