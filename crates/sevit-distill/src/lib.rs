@@ -34,6 +34,7 @@
 pub mod clip;
 pub mod config;
 pub mod data;
+pub mod distributed;
 pub mod ema;
 pub mod eval;
 pub mod inference;
