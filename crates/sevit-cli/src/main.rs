@@ -37,6 +37,8 @@ enum Command {
     Distill(commands::distill::Args),
     /// Run the whole curriculum (initial model, T = 1..k) with the test AUC per T.
     Evolve(commands::evolve::Args),
+    /// Run a training command as N data-parallel processes (torchrun-style; c10d Gloo/NCCL).
+    Launch(commands::launch::Args),
     // -- evaluation (sevit-metrics) --
     /// Evaluate a checkpoint: report.json, predictions.csv, roc.png (and --nuisance robustness).
     Eval(commands::eval::Args),
@@ -50,8 +52,15 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Ranks > 0 of a data-parallel job (sevit launch / torchrun) log warnings only, unless
+    // a level was asked for explicitly.
+    let rank: Option<usize> = std::env::var("RANK").ok().and_then(|r| r.parse().ok());
+    let log = match rank {
+        Some(r) if r > 0 && cli.log == "info" && std::env::var_os("SEVIT_LOG").is_none() => "warn".to_string(),
+        _ => cli.log.clone(),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_new(&log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -69,9 +78,13 @@ fn main() {
         Command::Pretrain(a) => commands::pretrain::run(a),
         Command::Distill(a) => commands::distill::run(a),
         Command::Evolve(a) => commands::evolve::run(a),
+        Command::Launch(a) => commands::launch::run(a),
     };
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        match rank {
+            Some(r) if std::env::var_os("WORLD_SIZE").is_some() => eprintln!("error (rank {r}): {err:#}"),
+            _ => eprintln!("error: {err:#}"),
+        }
         std::process::exit(1);
     }
 }

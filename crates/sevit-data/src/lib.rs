@@ -36,8 +36,8 @@ pub use dataset::{Dataset, Descriptor, Sample};
 pub use gray::GrayImage;
 pub use load::load_gray;
 pub use loader::{
-    eval_loader, multi_crop_loader, EvalBatch, EvalLoader, LoaderConfig, MultiCropBatch,
-    MultiCropLoader,
+    eval_loader, multi_crop_loader, multi_crop_loader_sharded, shard_plan, EvalBatch, EvalLoader,
+    LoaderConfig, MultiCropBatch, MultiCropLoader, Shard,
 };
 pub use split::{Split, SplitConfig, Subset, TestSelection};
 pub use synth::SynthConfig;

@@ -248,12 +248,68 @@ pub fn sample_views(sample: &Sample, index: usize, crop: &MultiCropConfig, seed:
 pub fn multi_crop_loader(samples: Vec<Sample>, crop: &MultiCropConfig, cfg: &LoaderConfig, epoch: usize) -> MultiCropLoader {
     let order = epoch_order(samples.len(), cfg.seed, epoch, cfg.shuffle);
     let plan = batches(order, cfg.batch_size, cfg.drop_last);
+    multi_crop_loader_plan(samples, crop, cfg, epoch, plan, None)
+}
+
+/// One process of a data-parallel job: rank `rank` of `world`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This process's rank, `0..world`.
+    pub rank: usize,
+    /// Number of processes.
+    pub world: usize,
+}
+
+/// The batches rank `shard.rank` loads in one epoch of a data-parallel job: the epoch's global
+/// batches of `cfg.batch_size` images (the same shuffled order and `drop_last` as
+/// [`multi_crop_loader`] with that batch size), each cut into `shard.world` contiguous parts
+/// whose sizes differ by at most one; this rank's part of each. A global batch with fewer
+/// images than ranks is dropped, so every rank has the same number of non-empty batches.
+pub fn shard_plan(n: usize, cfg: &LoaderConfig, epoch: usize, shard: Shard) -> Vec<Vec<usize>> {
+    let world = shard.world.max(1);
+    let order = epoch_order(n, cfg.seed, epoch, cfg.shuffle);
+    batches(order, cfg.batch_size, cfg.drop_last)
+        .into_iter()
+        .filter(|b| b.len() >= world)
+        .map(|b| {
+            let (lo, hi) = (shard.rank * b.len() / world, (shard.rank + 1) * b.len() / world);
+            b[lo..hi].to_vec()
+        })
+        .collect()
+}
+
+/// [`multi_crop_loader`] for rank `shard.rank` of a data-parallel job (`cfg.batch_size` is the
+/// global batch; see [`shard_plan`]). The views of an image are those it gets in
+/// [`multi_crop_loader`] (keyed by its position in `samples`). With `skip_bad`, a part whose
+/// every image is unreadable is an error (skipping it would leave the ranks out of step).
+pub fn multi_crop_loader_sharded(samples: Vec<Sample>, crop: &MultiCropConfig, cfg: &LoaderConfig, epoch: usize, shard: Shard) -> MultiCropLoader {
+    let plan = shard_plan(samples.len(), cfg, epoch, shard);
+    multi_crop_loader_plan(samples, crop, cfg, epoch, plan, Some(shard))
+}
+
+fn multi_crop_loader_plan(
+    samples: Vec<Sample>,
+    crop: &MultiCropConfig,
+    cfg: &LoaderConfig,
+    epoch: usize,
+    plan: Vec<Vec<usize>>,
+    shard: Option<Shard>,
+) -> MultiCropLoader {
     let crop = crop.clone();
     let (seed, skip_bad) = (cfg.seed, cfg.skip_bad);
     let samples = Arc::new(samples);
     let inner = Prefetcher::spawn(plan, cfg.prefetch, move |idx, skipped| {
         let loaded = load_batch(&samples, idx, skip_bad, skipped, |i, s| sample_views(s, i, &crop, seed, epoch))?;
         if loaded.is_empty() {
+            if let Some(sh) = shard {
+                anyhow::bail!(
+                    "rank {} of {}: every image of its part of a batch is unreadable ({} images); \
+                     a data-parallel job cannot skip a whole batch on one rank",
+                    sh.rank,
+                    sh.world,
+                    idx.len()
+                );
+            }
             return Ok(None);
         }
         let nv = crop.num_views();
@@ -361,6 +417,24 @@ mod tests {
         // Channels are replicas.
         let diff = (b.views[0].narrow(1, 0, 1) - b.views[0].narrow(1, 2, 1)).abs().max().double_value(&[]);
         assert_eq!(diff, 0.0);
+    }
+
+    #[test]
+    fn shards_partition_the_global_batches() {
+        let cfg = LoaderConfig { batch_size: 5, shuffle: true, drop_last: false, seed: 3, ..Default::default() };
+        // 12 images: global batches of 5, 5, 2; with 3 ranks the last one (2 < 3) is dropped
+        let whole = batches(epoch_order(12, 3, 1, true), 5, false);
+        let parts: Vec<Vec<Vec<usize>>> = (0..3).map(|r| shard_plan(12, &cfg, 1, Shard { rank: r, world: 3 })).collect();
+        for p in &parts {
+            assert_eq!(p.len(), 2);
+        }
+        for (b, global) in whole.iter().take(2).enumerate() {
+            let joined: Vec<usize> = (0..3).flat_map(|r| parts[r][b].clone()).collect();
+            assert_eq!(&joined, global, "the parts of batch {b} in rank order are the global batch");
+            assert!(parts.iter().all(|p| (1..=2).contains(&p[b].len())));
+        }
+        // one rank is the plain loader's plan
+        assert_eq!(shard_plan(12, &cfg, 1, Shard { rank: 0, world: 1 }), whole);
     }
 
     #[test]

@@ -398,13 +398,20 @@ impl TrainConfig {
         parse_device(&self.device)
     }
 
-    /// Sets libtorch's intra-op threads (`threads`, or all available cores when 0) and
-    /// returns the number used.
+    /// Sets libtorch's intra-op threads (`threads`; when 0, `SEVIT_THREADS` if set — `sevit
+    /// launch` sets it to the cores per process — else all available cores) and returns the
+    /// number used.
     pub fn apply_threads(&self) -> usize {
+        let from_env = std::env::var("SEVIT_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0);
         let n = if self.threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            from_env.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
         } else {
             self.threads
         };

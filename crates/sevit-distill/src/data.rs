@@ -2,10 +2,11 @@
 //! number of iterations per epoch.
 
 use anyhow::Context;
-use sevit_data::{LoaderConfig, MultiCropConfig, Sample};
+use sevit_data::{LoaderConfig, MultiCropConfig, Sample, Shard};
 use tch::{Device, Tensor};
 
 use crate::config::TrainConfig;
+use crate::distributed::Dist;
 
 /// One multi-crop training batch on the training device.
 pub struct Batch {
@@ -13,6 +14,18 @@ pub struct Batch {
     pub views: Vec<Tensor>,
     /// Targets `[B]` (0/1 floats).
     pub targets: Tensor,
+}
+
+impl Batch {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.targets.size().first().copied().unwrap_or(0) as usize
+    }
+
+    /// Whether the batch has no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Unlabeled iterations (batches) per epoch for `n` images.
@@ -25,6 +38,18 @@ pub fn iters_per_epoch(n: usize, batch_size: usize, drop_last: bool) -> usize {
     } else {
         n.div_ceil(batch_size)
     }
+}
+
+/// Iterations per epoch of a data-parallel job of `world` processes with `batch_size` images per
+/// process (global batch `batch_size * world`), as [`iters_per_epoch`] on the global batch
+/// except that a last batch with fewer images than processes is dropped
+/// (`sevit_data::loader::shard_plan`). Equal to [`iters_per_epoch`] for one process.
+pub fn iters_per_epoch_sharded(n: usize, batch_size: usize, drop_last: bool, world: usize) -> usize {
+    let world = world.max(1);
+    let global = batch_size * world;
+    let full = n / global;
+    let rem = n % global;
+    full + usize::from(!effective_drop_last(n, global, drop_last) && rem >= world)
 }
 
 fn effective_drop_last(n: usize, batch_size: usize, drop_last: bool) -> bool {
@@ -48,8 +73,24 @@ pub fn train_batches<'a>(
     epoch: u64,
     device: Device,
 ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Batch>> + 'a> {
+    train_batches_sharded(samples, views, cfg, seed, epoch, device, None)
+}
+
+/// [`train_batches`] for one rank of a data-parallel job (`None`: a single process, the same
+/// batches as [`train_batches`]): the global batches are those of one process with
+/// `batch_size * world` images, this rank loads its contiguous part of each.
+pub fn train_batches_sharded<'a>(
+    samples: &'a [Sample],
+    views: &'a MultiCropConfig,
+    cfg: &TrainConfig,
+    seed: u64,
+    epoch: u64,
+    device: Device,
+    dist: Option<&Dist>,
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Batch>> + 'a> {
     views.validate().context("multi-crop views")?;
-    let bs = cfg.optim.batch_size;
+    let world = dist.map_or(1, |d| d.world_size());
+    let bs = cfg.optim.batch_size * world;
     let loader = LoaderConfig {
         batch_size: bs,
         shuffle: true,
@@ -58,7 +99,19 @@ pub fn train_batches<'a>(
         skip_bad: cfg.data.skip_bad,
         prefetch: cfg.data.prefetch,
     };
-    let it = sevit_data::multi_crop_loader(samples.to_vec(), views, &loader, epoch as usize);
+    let it = match dist {
+        None => sevit_data::multi_crop_loader(samples.to_vec(), views, &loader, epoch as usize),
+        Some(d) => sevit_data::multi_crop_loader_sharded(
+            samples.to_vec(),
+            views,
+            &loader,
+            epoch as usize,
+            Shard {
+                rank: d.rank(),
+                world,
+            },
+        ),
+    };
     Ok(it.map(move |b| {
         let b = b?;
         Ok(Batch {
@@ -101,6 +154,26 @@ mod tests {
         assert_eq!(iters_per_epoch(20, 8, false), 3);
         assert_eq!(iters_per_epoch(5, 8, true), 1);
         assert_eq!(iters_per_epoch(16, 8, true), 2);
+        for (n, bs, dl) in [(20, 8, true), (20, 8, false), (5, 8, true), (16, 8, true)] {
+            assert_eq!(iters_per_epoch_sharded(n, bs, dl, 1), iters_per_epoch(n, bs, dl));
+        }
+        // 2 ranks x 4 = global 8: 20 images -> 2 full (+ a last batch of 4 without drop_last)
+        assert_eq!(iters_per_epoch_sharded(20, 4, true, 2), 2);
+        assert_eq!(iters_per_epoch_sharded(20, 4, false, 2), 3);
+        // 3 ranks x 2 = global 6: 13 images -> 2 full; the last batch of 1 < 3 ranks is dropped
+        assert_eq!(iters_per_epoch_sharded(13, 2, false, 3), 2);
+        // fewer images than one global batch: one short batch, unless fewer than the ranks
+        assert_eq!(iters_per_epoch_sharded(5, 4, true, 2), 1);
+        assert_eq!(iters_per_epoch_sharded(1, 4, true, 2), 0);
+        // the count matches the shard plan of every rank
+        for (n, bs, dl, w) in [(13usize, 2usize, false, 3usize), (20, 4, true, 2), (5, 4, true, 2), (23, 3, false, 4)] {
+            let g = bs * w;
+            let cfg = LoaderConfig { batch_size: g, drop_last: effective_drop_last(n, g, dl), ..Default::default() };
+            for r in 0..w {
+                let plan = sevit_data::shard_plan(n, &cfg, 0, Shard { rank: r, world: w });
+                assert_eq!(plan.len(), iters_per_epoch_sharded(n, bs, dl, w), "n={n} bs={bs} w={w}");
+            }
+        }
     }
 }
 

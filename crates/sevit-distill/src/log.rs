@@ -58,7 +58,7 @@ pub struct LogRecord {
 #[derive(Debug)]
 pub struct JsonlLog {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
 }
 
 impl JsonlLog {
@@ -90,17 +90,27 @@ impl JsonlLog {
             .with_context(|| format!("opening log {}", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
-            file,
+            file: Some(file),
         })
+    }
+
+    /// A log that writes nothing (ranks other than 0 of a data-parallel job).
+    pub fn disabled() -> Self {
+        Self {
+            path: PathBuf::new(),
+            file: None,
+        }
     }
 
     /// Appends one record.
     pub fn write(&mut self, rec: &LogRecord) -> anyhow::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
         let mut line = serde_json::to_string(rec)?;
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|_| self.file.flush())
+        file.write_all(line.as_bytes())
+            .and_then(|_| file.flush())
             .with_context(|| format!("writing log {}", self.path.display()))
     }
 }

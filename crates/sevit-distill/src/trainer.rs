@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::clip::{cancel_gradients_last_layer, clip_gradients};
 use crate::config::TrainConfig;
+use crate::distributed::Dist;
 use crate::ema::{copy_weights, update_momentum};
 use crate::log::{progress_bar, JsonlLog};
 use crate::loss::DinoLoss;
@@ -70,6 +71,9 @@ pub struct RunOptions {
     pub stop_after_epochs: Option<usize>,
     /// Show a progress bar (only ever drawn when stderr is a terminal).
     pub progress: bool,
+    /// The data-parallel group when this process is one rank of several (`None`: a single
+    /// process; see [`crate::distributed`]).
+    pub dist: Option<Dist>,
 }
 
 /// What a stage run produced.
@@ -132,6 +136,8 @@ pub struct Trainer {
     pub ema_updates: usize,
     /// Correction-pass optimiser steps done by this process.
     pub correction_steps: usize,
+    /// The data-parallel group (`None`: a single process).
+    pub dist: Option<Dist>,
     dir: PathBuf,
 }
 
@@ -212,8 +218,67 @@ impl Trainer {
             n_global,
             ema_updates: 0,
             correction_steps: 0,
+            dist: None,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Makes this trainer one rank of a data-parallel job (`None` leaves it a single
+    /// process). `optim.batch_size` is then the batch of each process: the learning rate
+    /// follows the linear scaling rule on the global batch `batch_size * world_size`, and the
+    /// iterations per epoch given to [`Trainer::new`] must count global batches
+    /// ([`crate::data::iters_per_epoch_sharded`]).
+    pub fn with_dist(mut self, dist: Option<Dist>) -> Self {
+        if let Some(d) = &dist {
+            let o = &self.cfg.optim;
+            let global = (o.batch_size * d.world_size()) as f64;
+            self.sched = Schedules::new(
+                o.lr * global / 16.0,
+                o.min_lr,
+                o.warmup_epochs,
+                o.weight_decay,
+                o.weight_decay_end,
+                o.momentum_teacher,
+                self.epochs,
+                self.iters_per_epoch,
+            );
+        }
+        self.dist = dist;
+        self
+    }
+
+    /// Whether this process writes files: a single process, or rank 0.
+    pub fn is_main(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.is_main())
+    }
+
+    /// Overwrites this rank's state (networks, optimiser, DINO centre, epoch and iteration)
+    /// with rank 0's; nothing for a single process.
+    pub fn sync_from_main(&mut self) -> anyhow::Result<()> {
+        let Some(d) = self.dist.clone() else {
+            return Ok(());
+        };
+        let sorted = |vs: &VarStore| -> Vec<Tensor> {
+            let v: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+            v.into_values().collect()
+        };
+        let mut ts = sorted(&self.student.vs);
+        if let Some(t) = &self.teacher {
+            ts.extend(sorted(&t.vs));
+        }
+        let state = self.opt.state();
+        ts.extend(state.values().map(|t| t.shallow_clone()));
+        if let Some(dl) = &self.dino {
+            ts.push(dl.center.shallow_clone());
+        }
+        let counters = Tensor::from_slice(&[self.epoch as i64, self.iteration as i64]);
+        ts.push(counters.shallow_clone());
+        d.broadcast_tensors(&ts)
+            .with_context(|| format!("stage {}: broadcasting rank 0's state", self.stage))?;
+        self.opt.load_state(&state)?;
+        self.epoch = counters.int64_value(&[0]) as usize;
+        self.iteration = counters.int64_value(&[1]) as usize;
+        Ok(())
     }
 
     /// Path of the stage checkpoint.
@@ -246,10 +311,23 @@ impl Trainer {
         (self.sched.lr[i], self.sched.wd[i], self.sched.momentum[i])
     }
 
-    /// Back-propagates `loss` into the student, clips per tensor, drops the feature head's
-    /// last-layer gradient during the first `freeze_last_layer` epochs, and steps AdamW.
-    pub fn update(&mut self, loss: &Tensor, epoch: usize, lr: f64, wd: f64) -> anyhow::Result<()> {
+    /// Back-propagates `loss` (a mean over this process's `n_images` images) into the
+    /// student, averages the gradients over the global batch in a data-parallel job, clips per
+    /// tensor, drops the feature head's last-layer gradient during the first
+    /// `freeze_last_layer` epochs, and steps AdamW.
+    pub fn update(
+        &mut self,
+        loss: &Tensor,
+        n_images: usize,
+        epoch: usize,
+        lr: f64,
+        wd: f64,
+    ) -> anyhow::Result<()> {
         let mut grads = self.opt.gradients(loss);
+        if let Some(d) = &self.dist {
+            d.average_gradients(&mut grads, n_images)
+                .with_context(|| format!("stage {}: averaging gradients", self.stage))?;
+        }
         clip_gradients(&mut grads, self.cfg.optim.clip_grad);
         cancel_gradients_last_layer(
             &self.names,
@@ -269,11 +347,13 @@ impl Trainer {
         Ok(())
     }
 
-    /// Reads scalars from the device in one transfer; errors naming the stage, epoch and
-    /// iteration when the first one (the loss) is not finite.
+    /// Reads scalars (batch means over this process's `n_images` images) from the device in
+    /// one transfer, averaged over the global batch in a data-parallel job; errors naming the
+    /// stage, epoch and iteration when the first one (the loss) is not finite.
     pub fn read_scalars(
         &self,
         xs: &[&Tensor],
+        n_images: usize,
         epoch: usize,
         iteration: usize,
     ) -> anyhow::Result<Vec<f64>> {
@@ -281,7 +361,19 @@ impl Trainer {
             .iter()
             .map(|t| t.detach().to_kind(Kind::Double).reshape([1]))
             .collect();
-        let v: Vec<f64> = Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))?;
+        let mut v: Vec<f64> =
+            Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))?;
+        if let Some(d) = &self.dist {
+            let n = n_images as f64;
+            let mut w: Vec<f64> = v.iter().map(|x| x * n).collect();
+            w.push(n);
+            let mut t = Tensor::from_slice(&w);
+            d.all_reduce_sum(&mut t)
+                .with_context(|| format!("stage {}: averaging the logged losses", self.stage))?;
+            let w: Vec<f64> = Vec::<f64>::try_from(&t)?;
+            let total = w[w.len() - 1];
+            v = w[..w.len() - 1].iter().map(|x| x / total).collect();
+        }
         if !v[0].is_finite() {
             bail!(
                 "non-finite loss ({}) in stage {} at epoch {epoch}, iteration {iteration}: training stopped; \
@@ -295,8 +387,11 @@ impl Trainer {
         Ok(v)
     }
 
-    /// Writes the epoch checkpoint atomically.
+    /// Writes the epoch checkpoint atomically (rank 0 only in a data-parallel job).
     pub fn save(&self) -> anyhow::Result<()> {
+        if !self.is_main() {
+            return Ok(());
+        }
         let mut ck = Checkpoint::new();
         ck.put_vars("student.", &self.student.vs);
         if let Some(t) = &self.teacher {
@@ -405,11 +500,15 @@ impl Trainer {
         F: FnMut(&mut Trainer, usize, &mut JsonlLog, &indicatif::ProgressBar) -> anyhow::Result<()>,
     {
         let ck_path = self.checkpoint_path();
+        let main = self.is_main();
         if ck_path.exists() {
             if opts.resume {
-                let ck = Checkpoint::load(&ck_path)?;
-                self.restore(&ck, &ck_path)?;
-                tracing::info!(stage = %self.stage, epoch = self.epoch, iteration = self.iteration, "resumed from {}", ck_path.display());
+                // Other ranks receive rank 0's restored state below.
+                if main {
+                    let ck = Checkpoint::load(&ck_path)?;
+                    self.restore(&ck, &ck_path)?;
+                    tracing::info!(stage = %self.stage, epoch = self.epoch, iteration = self.iteration, "resumed from {}", ck_path.display());
+                }
             } else {
                 bail!(
                     "{} already exists: pass --resume to continue that run, or remove the directory {} to start over",
@@ -418,20 +517,30 @@ impl Trainer {
                 );
             }
         }
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating {}", self.dir.display()))?;
-        let mut log = JsonlLog::open(&self.log_path(), self.epoch)?;
+        let mut log = if main {
+            std::fs::create_dir_all(&self.dir)
+                .with_context(|| format!("creating {}", self.dir.display()))?;
+            JsonlLog::open(&self.log_path(), self.epoch)?
+        } else {
+            JsonlLog::disabled()
+        };
+        self.sync_from_main()?;
         let last = opts
             .stop_after_epochs
             .map_or(self.epochs, |s| s.min(self.epochs));
         let total = (self.epochs * self.iters_per_epoch) as u64;
-        let pb = progress_bar(total, &self.stage, opts.progress);
+        let pb = progress_bar(total, &self.stage, opts.progress && main);
         pb.set_position((self.epoch * self.iters_per_epoch) as u64);
         for e in self.epoch..last {
             let start = std::time::Instant::now();
             epoch_fn(self, e, &mut log, &pb)?;
             self.epoch = e + 1;
             self.save()?;
+            if let Some(d) = &self.dist {
+                // Other ranks may read the checkpoint next (evaluation, the next stage).
+                d.barrier()
+                    .with_context(|| format!("stage {}: waiting for the checkpoint", self.stage))?;
+            }
             tracing::info!(
                 stage = %self.stage,
                 epoch = e,
@@ -562,11 +671,11 @@ mod tests {
         )
         .unwrap();
         let ok = tr
-            .read_scalars(&[&Tensor::from(0.5f32), &Tensor::from(2.0f32)], 0, 1)
+            .read_scalars(&[&Tensor::from(0.5f32), &Tensor::from(2.0f32)], 4, 0, 1)
             .unwrap();
         assert_eq!(ok, vec![0.5, 2.0]);
         let err = tr
-            .read_scalars(&[&Tensor::from(f32::NAN)], 1, 7)
+            .read_scalars(&[&Tensor::from(f32::NAN)], 4, 1, 7)
             .unwrap_err()
             .to_string();
         assert!(

@@ -11,3 +11,4 @@ pub mod eval;
 pub mod compare;
 pub mod visualize;
 pub mod predict;
+pub mod launch;

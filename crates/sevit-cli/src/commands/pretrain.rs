@@ -31,17 +31,23 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    /// Loads the config, applies the thread setting, records it in the run directory.
+    /// Loads the config, applies the thread setting, joins the data-parallel job when launched
+    /// as one (`sevit launch`, torchrun variables), records the config in the run directory
+    /// (rank 0 only).
     pub fn setup(&self) -> anyhow::Result<(RunLayout, TrainConfig, RunOptions)> {
-        let cfg = sevit_distill::config::load_config(self.config.as_deref(), &self.set)?;
+        let mut cfg = sevit_distill::config::load_config(self.config.as_deref(), &self.set)?;
         let threads = cfg.apply_threads();
+        let dist = sevit_distill::distributed::join(&mut cfg)?;
         let run = RunLayout::new(&self.run);
-        run.write_config_once(&cfg)?;
+        if dist.as_ref().is_none_or(|d| d.is_main()) {
+            run.write_config_once(&cfg)?;
+        }
         tracing::info!(run = %self.run.display(), threads, device = ?cfg.device()?, "engine");
         let opts = RunOptions {
             resume: self.resume,
             stop_after_epochs: self.stop_after_epochs,
             progress: !self.no_progress,
+            dist,
         };
         Ok((run, cfg, opts))
     }

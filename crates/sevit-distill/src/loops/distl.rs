@@ -11,7 +11,7 @@ use sevit_model::Checkpoint;
 use tch::{Kind, Tensor};
 
 use crate::config::TrainConfig;
-use crate::data::{iters_per_epoch, train_batches, Batch};
+use crate::data::{iters_per_epoch_sharded, train_batches_sharded, Batch};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{JsonlLog, LogRecord, StepKind};
 use crate::loss::{combine, correction_bce, self_training_loss};
@@ -84,10 +84,12 @@ pub fn distill_with(
         "stage {stage}: no unlabeled images"
     );
     let epochs = cfg.optim.epochs;
-    let ipe = iters_per_epoch(
+    let world = opts.dist.as_ref().map_or(1, |d| d.world_size());
+    let ipe = iters_per_epoch_sharded(
         inputs.unlabeled.len(),
         cfg.optim.batch_size,
         cfg.optim.drop_last,
+        world,
     );
     let mut tr = Trainer::new(
         cfg,
@@ -98,8 +100,10 @@ pub fn distill_with(
         ipe,
         true,
         true,
-    )?;
-    if !tr.checkpoint_path().exists() {
+    )?
+    .with_dist(opts.dist.clone());
+    // Other ranks receive rank 0's weights when the stage starts.
+    if !tr.checkpoint_path().exists() && tr.is_main() {
         let ck = Checkpoint::load(&inputs.init)?;
         ck.load_vars("student.", &mut tr.student.vs)
             .with_context(|| format!("initialising the student from {}", inputs.init.display()))?;
@@ -136,13 +140,14 @@ pub fn distill_with(
     let views = cfg.views.clone();
     tr.run(opts, |tr, epoch, log, pb| {
         let device = tr.device;
-        for (i, b) in train_batches(
+        for (i, b) in train_batches_sharded(
             &inputs.unlabeled,
             &views,
             &tr.cfg,
             unl_seed,
             epoch as u64,
             device,
+            tr.dist.as_ref(),
         )?
         .enumerate()
         {
@@ -150,7 +155,7 @@ pub fn distill_with(
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
             let (lr, wd, m) = tr.sched_at(it);
-            let f = forward(tr, &b, epoch);
+            let f = forward(tr, &b, epoch)?;
             let st = self_training_loss(&f.student_logit_v2, &f.teacher_logit_v1);
             let d = &tr.cfg.distl;
             let alpha = if d.alpha {
@@ -160,8 +165,8 @@ pub fn distill_with(
             };
             let loss = combine(&f.dino, &st, alpha, d.lambda, epoch, tr.cfg.ssl_epochs());
             let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
-            let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], epoch, it)?;
-            tr.update(&loss, epoch, lr, wd)?;
+            let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], b.len(), epoch, it)?;
+            tr.update(&loss, b.len(), epoch, lr, wd)?;
             tr.ema(m)?;
             log.write(&LogRecord {
                 stage: tr.stage.clone(),
@@ -202,7 +207,7 @@ struct Forward {
 
 /// Teacher on the global views (no gradient, no drop-path), student on every view; the DINO
 /// loss (centre updated after it) and the class logits DISTL compares.
-fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> Forward {
+fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> anyhow::Result<Forward> {
     let n_global = tr.n_global;
     let bsz = b.views[0].size()[0];
     let t_out = tch::no_grad(|| {
@@ -213,16 +218,17 @@ fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> Forward {
         )
     });
     let s_out = tr.student.net.forward_multi(&b.views, n_global, true);
-    let dino = tr
-        .dino
-        .as_mut()
-        .expect("dino loss")
-        .forward(&s_out.dino, &t_out.dino, epoch);
-    Forward {
+    let dino = tr.dino.as_mut().expect("dino loss").forward_dist(
+        &s_out.dino,
+        &t_out.dino,
+        epoch,
+        tr.dist.as_ref(),
+    )?;
+    Ok(Forward {
         dino,
         student_logit_v2: s_out.cls_logits.narrow(0, bsz, bsz),
         teacher_logit_v1: t_out.cls_logits.narrow(0, 0, bsz),
-    }
+    })
 }
 
 /// Fraction of images whose thresholded (logit > 0) predictions agree.
@@ -250,10 +256,20 @@ fn correction_pass(
     let (lr, wd, _) = tr.sched_at(it);
     let views = tr.cfg.views.clone();
     let device = tr.device;
-    for (j, b) in train_batches(labeled, &views, &tr.cfg, seed, it as u64, device)?.enumerate() {
+    for (j, b) in train_batches_sharded(
+        labeled,
+        &views,
+        &tr.cfg,
+        seed,
+        it as u64,
+        device,
+        tr.dist.as_ref(),
+    )?
+    .enumerate()
+    {
         let b = b?;
         tr.seed_step(epoch, it, 1, j);
-        let f = forward(tr, &b, epoch);
+        let f = forward(tr, &b, epoch)?;
         let ce = correction_bce(&f.student_logit_v2, &b.targets);
         let loss = combine(
             &f.dino,
@@ -264,8 +280,8 @@ fn correction_pass(
             tr.cfg.ssl_epochs(),
         );
         let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
-        let v = tr.read_scalars(&[&loss, &f.dino, &ce, &agree], epoch, it)?;
-        tr.update(&loss, epoch, lr, wd)?;
+        let v = tr.read_scalars(&[&loss, &f.dino, &ce, &agree], b.len(), epoch, it)?;
+        tr.update(&loss, b.len(), epoch, lr, wd)?;
         tr.correction_steps += 1;
         log.write(&LogRecord {
             stage: tr.stage.clone(),

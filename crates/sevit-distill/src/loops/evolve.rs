@@ -133,7 +133,10 @@ pub fn evolve(
         rows.retain(|r| r.t != t);
         rows.push(row);
         rows.sort_by_key(|r| r.t);
-        write_summary(run, &rows)?;
+        // Every rank evaluates (the same numbers; they stay in step), rank 0 writes.
+        if opts.run.dist.as_ref().is_none_or(|d| d.is_main()) {
+            write_summary(run, &rows)?;
+        }
     }
     Ok(rows)
 }

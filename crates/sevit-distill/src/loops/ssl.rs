@@ -4,7 +4,7 @@ use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::Sample;
 
 use crate::config::TrainConfig;
-use crate::data::{iters_per_epoch, train_batches};
+use crate::data::{iters_per_epoch_sharded, train_batches_sharded};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
 use crate::trainer::{RunOptions, StageKind, StageOutcome, Trainer};
@@ -25,7 +25,8 @@ pub fn pretrain_self_supervised(
     let stage = stage_name::SSL;
     let epochs = cfg.pretrain.ssl_epochs;
     anyhow::ensure!(epochs > 0, "pretrain.ssl_epochs must be at least 1");
-    let ipe = iters_per_epoch(pool.len(), cfg.optim.batch_size, cfg.optim.drop_last);
+    let world = opts.dist.as_ref().map_or(1, |d| d.world_size());
+    let ipe = iters_per_epoch_sharded(pool.len(), cfg.optim.batch_size, cfg.optim.drop_last, world);
     let mut tr = Trainer::new(
         cfg,
         stage,
@@ -35,7 +36,8 @@ pub fn pretrain_self_supervised(
         ipe,
         true,
         true,
-    )?;
+    )?
+    .with_dist(opts.dist.clone());
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("pool")]);
     tracing::info!(
         images = pool.len(),
@@ -45,13 +47,15 @@ pub fn pretrain_self_supervised(
     );
     tr.run(opts, |tr, epoch, log, pb| {
         let device = tr.device;
-        for b in train_batches(
+        let views = tr.cfg.views.clone();
+        for b in train_batches_sharded(
             pool,
-            &tr.cfg.views.clone(),
+            &views,
             &tr.cfg,
             loader_seed,
             epoch as u64,
             device,
+            tr.dist.as_ref(),
         )? {
             let b = b?;
             let it = tr.iteration;
@@ -66,13 +70,14 @@ pub fn pretrain_self_supervised(
                 )
             });
             let s_out = tr.student.net.forward_multi(&b.views, n_global, true);
-            let loss = tr
-                .dino
-                .as_mut()
-                .expect("dino")
-                .forward(&s_out.dino, &t_out.dino, epoch);
-            let v = tr.read_scalars(&[&loss], epoch, it)?;
-            tr.update(&loss, epoch, lr, wd)?;
+            let loss = tr.dino.as_mut().expect("dino").forward_dist(
+                &s_out.dino,
+                &t_out.dino,
+                epoch,
+                tr.dist.as_ref(),
+            )?;
+            let v = tr.read_scalars(&[&loss], b.len(), epoch, it)?;
+            tr.update(&loss, b.len(), epoch, lr, wd)?;
             tr.ema(m)?;
             log.write(&LogRecord {
                 stage: tr.stage.clone(),

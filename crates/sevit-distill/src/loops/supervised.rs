@@ -8,7 +8,7 @@ use sevit_data::{Sample, Split, Subset};
 use sevit_model::Checkpoint;
 
 use crate::config::{TrainConfig, Weights};
-use crate::data::{iters_per_epoch, train_batches, views_without_locals};
+use crate::data::{iters_per_epoch_sharded, train_batches_sharded, views_without_locals};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
 use crate::loss::correction_bce;
@@ -71,7 +71,13 @@ fn train_supervised(
 ) -> anyhow::Result<StageOutcome> {
     anyhow::ensure!(!samples.is_empty(), "stage {stage}: no labeled images");
     let epochs = cfg.pretrain.epochs;
-    let ipe = iters_per_epoch(samples.len(), cfg.optim.batch_size, cfg.optim.drop_last);
+    let world = opts.run.dist.as_ref().map_or(1, |d| d.world_size());
+    let ipe = iters_per_epoch_sharded(
+        samples.len(),
+        cfg.optim.batch_size,
+        cfg.optim.drop_last,
+        world,
+    );
     let dir = run.stage_dir(stage);
     let mut tr = Trainer::new(
         cfg,
@@ -82,8 +88,10 @@ fn train_supervised(
         ipe,
         false,
         false,
-    )?;
-    let fresh = !tr.checkpoint_path().exists();
+    )?
+    .with_dist(opts.run.dist.clone());
+    // Other ranks receive rank 0's weights when the stage starts.
+    let fresh = !tr.checkpoint_path().exists() && tr.is_main();
     if let (Some(init), true) = (&opts.init, fresh) {
         let ck = Checkpoint::load(init)?;
         let prefix = pick_prefix(&ck, opts.init_weights);
@@ -101,15 +109,23 @@ fn train_supervised(
     );
     tr.run(&opts.run, |tr, epoch, log, pb| {
         let device = tr.device;
-        for b in train_batches(samples, &views, &tr.cfg, loader_seed, epoch as u64, device)? {
+        for b in train_batches_sharded(
+            samples,
+            &views,
+            &tr.cfg,
+            loader_seed,
+            epoch as u64,
+            device,
+            tr.dist.as_ref(),
+        )? {
             let b = b?;
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
             let (lr, wd, _) = tr.sched_at(it);
             let logits = tr.student.net.classify(&b.views[1], true);
             let loss = correction_bce(&logits, &b.targets);
-            let v = tr.read_scalars(&[&loss], epoch, it)?;
-            tr.update(&loss, epoch, lr, wd)?;
+            let v = tr.read_scalars(&[&loss], b.len(), epoch, it)?;
+            tr.update(&loss, b.len(), epoch, lr, wd)?;
             log.write(&LogRecord {
                 stage: tr.stage.clone(),
                 kind: StepKind::Supervised,

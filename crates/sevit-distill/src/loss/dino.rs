@@ -120,6 +120,52 @@ impl DinoLoss {
         loss
     }
 
+    /// [`DinoLoss::forward`] in a data-parallel job: the centre moves towards the mean teacher
+    /// output over every rank's rows (all-reduced, as DINO's `update_center`); with `None`
+    /// exactly [`DinoLoss::forward`].
+    pub fn forward_dist(
+        &mut self,
+        student_out: &Tensor,
+        teacher_out: &Tensor,
+        epoch: usize,
+        dist: Option<&crate::distributed::Dist>,
+    ) -> anyhow::Result<Tensor> {
+        let Some(dist) = dist else {
+            return Ok(self.forward(student_out, teacher_out, epoch));
+        };
+        let n_student =
+            (student_out.size()[0] / (teacher_out.size()[0] / self.n_global as i64)) as usize;
+        let loss = dino_loss(
+            student_out,
+            teacher_out,
+            &self.center,
+            n_student,
+            self.n_global,
+            self.teacher_temp(epoch),
+            self.student_temp,
+        );
+        let batch_center = tch::no_grad(|| -> anyhow::Result<Tensor> {
+            let t = teacher_out.detach().to_kind(Kind::Float);
+            let rows = t.size()[0] as f64;
+            let mut buf = Tensor::cat(
+                &[
+                    t.sum_dim_intlist(0, false, Kind::Float),
+                    Tensor::from_slice(&[rows as f32]).to_device(t.device()),
+                ],
+                0,
+            );
+            dist.all_reduce_sum(&mut buf)?;
+            let d = buf.size()[0] - 1;
+            let total = buf.double_value(&[d]);
+            Ok(buf.narrow(0, 0, d).view([1, d]) / total)
+        })?;
+        tch::no_grad(|| {
+            self.center = &self.center * self.center_momentum
+                + batch_center * (1.0 - self.center_momentum);
+        });
+        Ok(loss)
+    }
+
     /// `c <- m c + (1 - m) mean_rows(teacher_out)` without gradient.
     pub fn update_center(&mut self, teacher_out: &Tensor) {
         tch::no_grad(|| {
