@@ -107,6 +107,30 @@ impl ProcessGroup {
         world_size: usize,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
+        Self::with_listener(
+            backend,
+            master_addr,
+            master_port,
+            rank,
+            world_size,
+            timeout,
+            None,
+        )
+    }
+
+    /// [`ProcessGroup::new`] where rank 0 may serve the TCPStore on `listener`, a socket it
+    /// already bound to `master_port` (e.g. one bound to port 0 and kept open, so that no other
+    /// process can take the port between choosing and using it); `None` binds
+    /// `master_addr:master_port` here. Other ranks ignore it.
+    pub fn with_listener(
+        backend: Backend,
+        master_addr: &str,
+        master_port: u16,
+        rank: usize,
+        world_size: usize,
+        timeout: Duration,
+        listener: Option<TcpListener>,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             rank < world_size,
             "rank {rank} out of range for world size {world_size}"
@@ -120,7 +144,19 @@ impl ProcessGroup {
         }
         // Rank 0 binds the store's socket itself, to the master address only (libtorch would
         // listen on every interface).
-        let listener = if rank == 0 {
+        let listener = if rank != 0 {
+            None
+        } else if let Some(l) = listener {
+            let port = l
+                .local_addr()
+                .context("the store's listening socket")?
+                .port();
+            anyhow::ensure!(
+                port == master_port,
+                "rank 0 was given a socket listening on port {port}, not MASTER_PORT {master_port}"
+            );
+            Some(l)
+        } else {
             let addrs: Vec<_> = (master_addr, master_port)
                 .to_socket_addrs()
                 .with_context(|| format!("resolving MASTER_ADDR {master_addr}"))?
@@ -132,8 +168,6 @@ impl ProcessGroup {
                 )
             })?;
             Some(l)
-        } else {
-            None
         };
         #[cfg(unix)]
         let listen_fd = match listener {

@@ -70,6 +70,17 @@ impl Dist {
     /// Joins the group described by `env` for training on `device`: NCCL on CUDA, Gloo on CPU,
     /// unless `env.backend` (`SEVIT_DIST_BACKEND`) says otherwise.
     pub fn init(env: &DistEnv, device: Device) -> anyhow::Result<Self> {
+        Self::init_with_listener(env, device, None)
+    }
+
+    /// [`Dist::init`] where rank 0 serves the rendezvous store on `listener`, a socket already
+    /// bound to `env.master_port` (see [`ProcessGroup::with_listener`]): binding port 0 and
+    /// keeping the socket open rules out another process taking the port in between.
+    pub fn init_with_listener(
+        env: &DistEnv,
+        device: Device,
+        listener: Option<std::net::TcpListener>,
+    ) -> anyhow::Result<Self> {
         let backend = match &env.backend {
             Some(b) => Backend::parse(b)?,
             None => Backend::for_device(device),
@@ -93,13 +104,14 @@ impl Dist {
             timeout_s = env.timeout.as_secs_f64(),
             "joining the process group"
         );
-        let pg = ProcessGroup::new(
+        let pg = ProcessGroup::with_listener(
             backend,
             &env.master_addr,
             env.master_port,
             env.rank,
             env.world_size,
             env.timeout,
+            listener,
         )?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -292,12 +304,12 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+    /// A loopback socket on a free port, kept open until rank 0 serves the store on it: no
+    /// other test (or Gloo's own ephemeral listeners) can take the port in between.
+    fn store_listener() -> (std::net::TcpListener, u16) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
     }
 
     fn env(
@@ -326,15 +338,18 @@ mod tests {
         bucket_bytes: usize,
         f: impl Fn(Dist) -> T + Send + Sync + 'static,
     ) -> Vec<T> {
-        let port = free_port();
+        let (listener, port) = store_listener();
+        let mut listener = Some(listener);
         let f = Arc::new(f);
         let hs: Vec<_> = (0..world)
             .map(|r| {
                 let f = f.clone();
+                let l = if r == 0 { listener.take() } else { None };
                 std::thread::spawn(move || {
-                    let d = Dist::init(
+                    let d = Dist::init_with_listener(
                         &env(r, world, port, bucket_bytes, Duration::from_secs(20)),
                         Device::Cpu,
+                        l,
                     )
                     .expect("init");
                     f(d)
@@ -396,18 +411,20 @@ mod tests {
 
     #[test]
     fn a_missing_peer_is_an_error_within_the_timeout() {
-        let port = free_port();
+        let (listener, port) = store_listener();
         let start = std::time::Instant::now();
-        let err = Dist::init(
+        let err = Dist::init_with_listener(
             &env(0, 2, port, 1 << 20, Duration::from_secs(2)),
             Device::Cpu,
+            Some(listener),
         )
         .unwrap_err();
         let msg = format!("{err:#}");
+        let took = start.elapsed();
+        // it waited for the peer (a fast failure would be another error, e.g. a port clash)
         assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "took {:?}",
-            start.elapsed()
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(30),
+            "took {took:?}: {msg}"
         );
         assert!(msg.contains("rank 0/2") && msg.contains("timeout"), "{msg}");
     }
