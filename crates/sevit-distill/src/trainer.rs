@@ -76,6 +76,14 @@ pub struct RunOptions {
     pub dist: Option<Dist>,
 }
 
+impl RunOptions {
+    /// Whether this process writes files and reports: a single process, or rank 0 of a
+    /// data-parallel job.
+    pub fn is_main(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.is_main())
+    }
+}
+
 /// What a stage run produced.
 #[derive(Debug, Clone)]
 pub struct StageOutcome {

@@ -17,6 +17,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (run, cfg, opts) = args.engine.setup()?;
     let o = sevit_distill::distill(&run, &cfg, args.step, &opts)?;
+    if !opts.is_main() {
+        return Ok(()); // in a data-parallel job only rank 0 reports
+    }
     println!(
         "{}: {}/{} epochs, {} iterations, {} correction steps -> {}",
         o.stage,

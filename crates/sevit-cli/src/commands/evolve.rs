@@ -26,6 +26,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (run, cfg, opts) = args.engine.setup()?;
+    let main = opts.is_main();
     let eo = EvolveOptions {
         pretrain: PretrainOptions {
             init: args.init,
@@ -36,6 +37,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         until: args.until,
     };
     let rows = sevit_distill::evolve(&run, &cfg, &eo)?;
+    if !main {
+        return Ok(()); // in a data-parallel job only rank 0 reports
+    }
     println!(
         "{:>2}  {:<9} {:>6} {:>6}  {:>7}  95% CI",
         "T", "stage", "labels", "unlab", "AUC"

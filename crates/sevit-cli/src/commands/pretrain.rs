@@ -86,6 +86,7 @@ pub(crate) fn parse_weights(s: &str) -> Result<Weights, String> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (run, cfg, opts) = args.engine.setup()?;
+    let main = opts.is_main();
     let outcome = if args.self_supervised {
         anyhow::ensure!(
             args.label_folds == 0 && args.init.is_none(),
@@ -106,6 +107,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         sevit_distill::pretrain(&run, &cfg, &p)?
     };
+    if !main {
+        return Ok(()); // in a data-parallel job only rank 0 reports
+    }
     println!(
         "{}: {}/{} epochs, {} iterations -> {}",
         outcome.stage,
