@@ -45,6 +45,14 @@ distill step run=run config=config *flags='': build
 evolve run=run config=config *flags='': build
     {{sevit}} evolve --run {{run}} --config {{config}} --resume {{flags}}
 
+# an engine command as N data-parallel processes on this node, e.g. `just launch 4 evolve --run R`
+launch nproc *args: build
+    {{sevit}} launch --nproc {{nproc}} -- {{args}}
+
+# this node's part of a multi-node job (docs/distributed.md): run on every node with its index
+launch-node nnodes node_rank master_addr nproc *args: build
+    {{sevit}} launch --nnodes {{nnodes}} --node-rank {{node_rank}} --master-addr {{master_addr}} --nproc {{nproc}} -- {{args}}
+
 # evaluate a stage of a run on its test split (report.json, predictions.csv, roc.png)
 eval run=run stage="step3" *flags='': build
     {{sevit}} eval --run {{run}} --stage {{stage}} --out {{run}}/eval/{{stage}} {{flags}}
