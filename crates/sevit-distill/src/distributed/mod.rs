@@ -162,7 +162,7 @@ impl Dist {
     pub fn all_reduce_sum(&self, t: &mut Tensor) -> anyhow::Result<()> {
         let buf = self.to_comm(t);
         self.inner.pg.all_reduce_sum(&buf)?;
-        self.from_comm(t, buf);
+        self.copy_back(t, buf);
         Ok(())
     }
 
@@ -290,10 +290,10 @@ impl Dist {
         }
     }
 
-    fn from_comm(&self, t: &mut Tensor, buf: Tensor) {
+    fn copy_back(&self, t: &mut Tensor, buf: Tensor) {
         if buf.data_ptr() != t.data_ptr() {
             tch::no_grad(|| {
-                let _ = t.copy_(&buf.to_device(t.device()));
+                t.copy_(&buf.to_device(t.device()));
             });
         }
     }
