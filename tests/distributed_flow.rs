@@ -1,8 +1,8 @@
 //! Data-parallel training across real processes: c10d (Gloo) on loopback, micro config,
 //! synthetic 32 px images.
 //!
-//! The ranks are this test binary itself, re-executed: [`rank_worker`] is a no-op unless
-//! `SEVIT_TEST_RANK_JOB` is set, in which case it joins the job described by the torchrun
+//! The ranks are this test binary itself, re-executed: [`rank_worker`] (ignored in a normal
+//! run, a no-op unless `SEVIT_TEST_RANK_JOB` is set) joins the job described by the torchrun
 //! variables ([`LaunchSpec::child_env`]) and runs DISTL step 1 of the run directory the parent
 //! prepared. The tests:
 //! * two ranks × batch 4 train the same weights (within 1e-5) as one process × batch 8;
@@ -47,8 +47,10 @@ fn micro_config(overrides: &[String]) -> TrainConfig {
     cfg
 }
 
-/// One rank of a job started by [`Job::start`]; returns at once in a normal test run.
+/// One rank of a job started by [`Job::start`] (which runs it with `--ignored`); not a test of
+/// its own, and a no-op without `SEVIT_TEST_RANK_JOB`.
 #[test]
+#[ignore = "a rank process, started by the tests of this file"]
 fn rank_worker() {
     let Ok(run_dir) = std::env::var(JOB_VAR) else {
         return;
@@ -187,13 +189,19 @@ impl Job {
                     .root
                     .with_file_name(format!("rank{local}.attempt{attempt}.stderr"));
                 let mut cmd = Command::new(&spec.program);
-                cmd.args(["rank_worker", "--exact", "--nocapture", "--test-threads=1"])
-                    .env(JOB_VAR, &run.root)
-                    .env(SET_VAR, overrides.join("\n"))
-                    .envs(spec.child_env(local))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(File::create(&err).unwrap());
+                cmd.args([
+                    "rank_worker",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(JOB_VAR, &run.root)
+                .env(SET_VAR, overrides.join("\n"))
+                .envs(spec.child_env(local))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(File::create(&err).unwrap());
                 job.children.push(cmd.spawn().expect("starting a rank"));
                 job.stderr.push(err);
             }
