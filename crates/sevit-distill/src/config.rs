@@ -34,6 +34,9 @@ pub struct ModelSection {
     pub cls_hidden_dim: i64,
     /// Stochastic depth of the student (0.1); the teacher has none.
     pub drop_path: f64,
+    /// `[mean, std]` to standardise the input pixels with inside the backbone (unset: pixels
+    /// in [0, 1] as DISTL feeds them); replaces a custom `vit`'s own setting when given.
+    pub input_norm: Option<(f64, f64)>,
 }
 
 impl Default for ModelSection {
@@ -50,6 +53,7 @@ impl Default for ModelSection {
             norm_last_layer: h.norm_last_layer,
             cls_hidden_dim: 256,
             drop_path: 0.1,
+            input_norm: None,
         }
     }
 }
@@ -63,6 +67,12 @@ impl ModelSection {
         };
         if let Some(s) = self.img_size {
             vit.img_size = s;
+        }
+        if let Some((mean, std)) = self.input_norm {
+            if !(mean.is_finite() && std.is_finite() && std > 0.0) {
+                bail!("model.input_norm = [{mean}, {std}]: expected [mean, std] with std > 0");
+            }
+            vit.input_norm = Some((mean, std));
         }
         let cfg = ModelConfig {
             vit,
@@ -483,6 +493,19 @@ fn apply_override(table: &mut toml::Table, kv: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_norm_reaches_the_backbone() {
+        let c = TrainConfig::default_with_overrides(&["model.input_norm=[0.5, 0.25]".into()]).unwrap();
+        assert_eq!(c.model.model_config().unwrap().vit.input_norm, Some((0.5, 0.25)));
+        assert_eq!(TrainConfig::default().model.model_config().unwrap().vit.input_norm, None);
+        let bad = TrainConfig::default_with_overrides(&["model.input_norm=[0.5, 0.0]".into()]);
+        let err = match bad {
+            Ok(c) => c.model.model_config().unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(format!("{err:#}").contains("input_norm"), "{err:#}");
+    }
 
     #[test]
     fn defaults_are_the_paper() {

@@ -23,6 +23,11 @@ pub struct ViTConfig {
     pub qkv_bias: bool,
     /// LayerNorm epsilon.
     pub ln_eps: f64,
+    /// `(mean, std)` the input pixels are standardised with before the patch embedding
+    /// (`None`: pixels in [0, 1] as they are, the DISTL reference). Not in DINO's
+    /// `VisionTransformer`: it helps a backbone trained from random weights on few images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_norm: Option<(f64, f64)>,
 }
 
 impl ViTConfig {
@@ -36,6 +41,7 @@ impl ViTConfig {
             mlp_ratio: 4.0,
             qkv_bias: true,
             ln_eps: 1e-6,
+            input_norm: None,
         }
     }
 

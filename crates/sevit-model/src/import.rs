@@ -207,6 +207,7 @@ pub fn infer_vit(t: &BTreeMap<String, Tensor>) -> Result<ViTConfig> {
         mlp_ratio: hidden as f64 / d as f64,
         qkv_bias: t.contains_key("backbone.blocks.0.attn.qkv.bias"),
         ln_eps: 1e-6,
+        input_norm: None,
     })
 }
 

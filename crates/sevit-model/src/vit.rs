@@ -169,6 +169,14 @@ impl VisionTransformer {
     pub fn prepare_tokens(&self, x: &Tensor) -> Tensor {
         let (b, _, h, w) = x.size4().expect("ViT input must be [B, 3, H, W]");
         let ps = self.cfg.patch_size;
+        let standardised;
+        let x = match self.cfg.input_norm {
+            Some((mean, std)) => {
+                standardised = (x - mean) / std;
+                &standardised
+            }
+            None => x,
+        };
         let t = x.conv2d(&self.patch_w, Some(&self.patch_b), [ps, ps], [0, 0], [1, 1], 1);
         let t = t.flatten(2, -1).transpose(1, 2);
         let cls = self.cls_token.expand([b, -1, -1], false).to_kind(t.kind());
@@ -233,6 +241,24 @@ mod tests {
         let rows = a.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
         assert!(rows.allclose(&rows.ones_like(), 1e-5, 1e-5, false));
         assert!(vit.check_input(&Tensor::zeros([1, 3, 30, 32], (Kind::Float, Device::Cpu))).is_err());
+    }
+
+    #[test]
+    fn input_norm_standardises_the_pixels() {
+        tch::manual_seed(1);
+        let vs = VarStore::new(Device::Cpu);
+        let plain = VisionTransformer::new(&vs.root(), &ViTConfig::micro(), 0.0);
+        let mut cfg = ViTConfig::micro();
+        cfg.input_norm = Some((0.5, 0.25));
+        // same parameters, only the input standardisation differs
+        let mut vs2 = VarStore::new(Device::Cpu);
+        let normed = VisionTransformer::new(&vs2.root(), &cfg, 0.0);
+        vs2.copy(&vs).unwrap();
+        let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let a = normed.forward(&x, false);
+        let b = plain.forward(&((&x - 0.5) / 0.25), false);
+        assert!(a.allclose(&b, 1e-6, 1e-6, false));
+        assert!(!a.allclose(&plain.forward(&x, false), 1e-3, 1e-3, false));
     }
 
     #[test]
