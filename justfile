@@ -64,3 +64,8 @@ visualize run=run stage="step3" n="8": build
 # benchmarks: augmentation, DISTL step vs PyTorch eager, eval; writes target/bench/report.json
 bench *flags='': setup
     bash scripts/bench.sh {{flags}}
+
+# the DISTL claim on Kermany (issue 6): SSL-free initial model, DISTL T=1..3, supervised
+# baselines, 3 seeds, paired DeLong tests -> docs/results.md (resumable: rerun continues)
+experiment config="configs/cpu.toml" seeds="0 1 2" exp="runs/experiment": build
+    SEVIT={{sevit}} bash scripts/experiment.sh {{config}} "{{seeds}}" {{exp}}

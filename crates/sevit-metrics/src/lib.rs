@@ -12,6 +12,8 @@
 //! * [`evaluate`] → [`EvalReport`] (`report.json`, a text table), [`compare`] →
 //!   [`ComparisonReport`], [`write_predictions_csv`] / [`read_predictions_csv`]
 //!   (`predictions.csv`), [`NuisanceTable`] (CSV + plot): all files are written atomically.
+//! * [`experiment`]: the DISTL-vs-supervised experiment over seeds (`results.md`, JSON, CSV,
+//!   the AUC-vs-T plot).
 //! * [`plot`]: PNG plots (ROC, AUC vs T, AUC per nuisance severity, reliability diagram) with an
 //!   embedded font, so no system font library is needed.
 //!
@@ -24,6 +26,7 @@ mod bootstrap;
 mod calibration;
 mod delong;
 mod error;
+pub mod experiment;
 mod input;
 pub mod io;
 pub mod normal;

@@ -12,3 +12,4 @@ pub mod compare;
 pub mod visualize;
 pub mod predict;
 pub mod launch;
+pub mod experiment_report;

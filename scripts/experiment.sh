@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The DISTL claim on real chest X-rays (issue 6), end to end and resumable:
+#   Kermany pediatric (normal vs pneumonia), official test_ files as the test set, the train_
+#   files split by patient into 10% labeled + 3 unlabeled folds (+ a 10% validation split for
+#   tuning, never the test files), for each seed:
+#     initial model on the labeled 10% -> DISTL T = 1..3 (sevit evolve),
+#     supervised baselines with labels on the labeled set + folds 1..T (sevit pretrain --label-folds T),
+#     every model evaluated on the test set,
+#   then docs/results.md (tables, paired DeLong tests, AUC-vs-T plot, attention maps) and the
+#   raw JSON/CSV in docs/results/ (sevit experiment-report).
+#
+# Usage: scripts/experiment.sh [CONFIG] [SEEDS] [EXP_DIR]
+#   CONFIG   training preset (default configs/cpu.toml; configs/paper.toml is the GPU recipe)
+#   SEEDS    space-separated seeds (default "0 1 2")
+#   EXP_DIR  where runs go (default runs/experiment); rerunning continues where it stopped.
+# Environment: SEVIT (binary, default target/release/sevit), DOCS (default docs),
+#   SSL_POOL=1 to pretrain the backbone self-supervised on the covid_* sets first,
+#   EXTRA_SET="k=v k=v" extra --set overrides for every training command,
+#   BASELINE_EPOCHS (default 15): epochs of the supervised baselines, which see up to 9x the
+#     initial model's images (the initial model keeps the preset's pretrain.epochs).
+set -euo pipefail
+CONFIG="${1:-configs/cpu.toml}"
+SEEDS="${2:-0 1 2}"
+EXP="${3:-runs/experiment}"
+DOCS="${DOCS:-docs}"
+SEVIT="${SEVIT:-target/release/sevit}"
+DATASET="data-manifests/kermany_pediatric_224src.toml"
+POOL=(data-manifests/covid_ieee8023.toml data-manifests/covid_actualmed.toml data-manifests/covid_figure1.toml)
+
+die() { echo "experiment: $*" >&2; exit 1; }
+[[ -x "$SEVIT" ]] || die "$SEVIT not found: build it first (just build)"
+[[ -f "$CONFIG" ]] || die "config $CONFIG not found"
+[[ -f ../shared/data/kermany_pediatric_224src/manifest.csv ]] ||
+    die "../shared/data/kermany_pediatric_224src is missing: this experiment needs the real Kermany data beside the checkout"
+
+sets=()
+for kv in ${EXTRA_SET:-}; do sets+=(--set "$kv"); done
+mkdir -p "$EXP"
+start_all=$(date +%s)
+timing="$EXP/timing.tsv"
+[[ -f "$timing" ]] || printf 'what\tseconds\n' >"$timing"
+timed() { # timed LABEL CMD...: runs CMD, appends its wall time (only when it did work)
+    local label="$1"; shift
+    local t0; t0=$(date +%s)
+    "$@"
+    printf '%s\t%s\n' "$label" "$(($(date +%s) - t0))" >>"$timing"
+}
+
+init=()
+if [[ "${SSL_POOL:-0}" == 1 ]]; then
+    ssl_run="$EXP/ssl-pool"
+    mkdir -p "$ssl_run"
+    timed "ssl-pool" "$SEVIT" pretrain --self-supervised --run "$ssl_run" --config "$CONFIG" \
+        --pool "${POOL[@]}" --resume --no-progress "${sets[@]}"
+    init=(--init "$ssl_run/ssl/checkpoint.safetensors" --init-weights teacher)
+fi
+
+for seed in $SEEDS; do
+    dir="$EXP/seed-$seed"
+    run="$dir/run"
+    mkdir -p "$dir"
+    if [[ ! -f "$run/split.csv" ]]; then
+        "$SEVIT" split --dataset "$DATASET" --out "$run" --seed "$seed" --val-fraction 0.1 \
+            | tee "$dir/split.txt"
+    fi
+    common=(--run "$run" --config "$CONFIG" --set "seed=$seed" --resume --no-progress "${sets[@]}")
+    if [[ ! -f "$run/step3/.done" ]]; then
+        timed "seed $seed: initial model + DISTL T=1..3 (evolve)" "$SEVIT" evolve "${common[@]}" "${init[@]}"
+        touch "$run/step3/.done"
+    fi
+    for t in 1 2 3; do
+        if [[ ! -f "$run/supervised$t/.done" ]]; then
+            timed "seed $seed: supervised T=$t" "$SEVIT" pretrain "${common[@]}" --label-folds "$t" \
+                --set "pretrain.epochs=${BASELINE_EPOCHS:-15}" "${init[@]}"
+            touch "$run/supervised$t/.done"
+        fi
+    done
+    evaluate() { # evaluate STAGE NAME
+        [[ -f "$dir/eval/$2/predictions.csv" ]] && return 0
+        "$SEVIT" eval --run "$run" --stage "$1" --out "$dir/eval/$2" --log warn >/dev/null
+    }
+    evaluate pretrain distl-T0
+    for t in 1 2 3; do
+        evaluate "step$t" "distl-T$t"
+        evaluate "supervised$t" "supervised-T$t"
+    done
+done
+
+# Attention maps of the same test images at T = 0..3 (first seed).
+first_seed="${SEEDS%% *}"
+att="$DOCS/results/attention"
+rm -rf "$att"
+for t in 0 1 2 3; do
+    stage="step$t"; [[ $t == 0 ]] && stage=pretrain
+    "$SEVIT" visualize --run "$EXP/seed-$first_seed/run" --stage "$stage" --n 2 --tile-size 128 \
+        --out "$att/T$t" --log warn >/dev/null
+done
+
+# The setup section of the report: regenerated each time from what actually ran.
+setup="$EXP/setup.md"
+{
+    echo "## Setup"
+    echo
+    echo "* Command: \`just experiment $CONFIG \"$SEEDS\"\` (scripts/experiment.sh), seeds: $SEEDS$([[ ${SSL_POOL:-0} == 1 ]] && echo ', backbone pretrained self-supervised on the covid_* pool')$([[ -n ${EXTRA_SET:-} ]] && echo ", overrides: \`$EXTRA_SET\`"); supervised baselines trained for ${BASELINE_EPOCHS:-15} epochs."
+    echo "* Data: \`$DATASET\` (Kermany pediatric CXR, normal vs pneumonia, downsampled PNGs in ../shared/data);"
+    echo "  test set = the official \`test_\` files; the \`train_\` files split by patient, stratified:"
+    echo "  10% labeled, 3 unlabeled folds, 10% validation (used for tuning only)."
+    echo "* Machine: $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //' || echo unknown)), $(date -u +%Y-%m-%d)."
+    echo
+    echo "Split of seed $first_seed (images per subset):"
+    echo
+    echo '```'
+    cat "$EXP/seed-$first_seed/split.txt" 2>/dev/null || echo "(split table not recorded)"
+    echo '```'
+    echo
+    echo "Wall time of each training command (seconds; resumed commands count only their last run):"
+    echo
+    echo "| what | seconds |"
+    echo "|---|---|"
+    tail -n +2 "$timing" | awk -F'\t' '{print "| " $1 " | " $2 " |"}'
+    echo
+    echo "Training preset \`$CONFIG\`:"
+    echo
+    echo '```toml'
+    cat "$CONFIG"
+    echo '```'
+} >"$setup"
+
+appendix=()
+[[ -f "$DOCS/experiment-notes.md" ]] && appendix=(--appendix "$DOCS/experiment-notes.md")
+"$SEVIT" experiment-report --exp "$EXP" --out "$DOCS/results.md" --assets "$DOCS/results" \
+    --preamble "$setup" "${appendix[@]}" --attention "$att"
+echo "experiment: done in $(($(date +%s) - start_all)) s; see $DOCS/results.md"
