@@ -16,8 +16,9 @@
 # Environment: SEVIT (binary, default target/release/sevit), DOCS (default docs),
 #   SSL_POOL=1 to pretrain the backbone self-supervised on the covid_* sets first,
 #   EXTRA_SET="k=v k=v" extra --set overrides for every training command,
-#   BASELINE_EPOCHS (default 15): epochs of the supervised baselines, which see up to 9x the
-#     initial model's images (the initial model keeps the preset's pretrain.epochs).
+#   BASELINE_EPOCHS: epochs of every supervised baseline; by default each baseline gets the
+#     initial model's number of iterations (pretrain.epochs x labeled / its image count,
+#     rounded up), so more labels are not confounded with more optimisation steps.
 set -euo pipefail
 CONFIG="${1:-configs/cpu.toml}"
 SEEDS="${2:-0 1 2}"
@@ -34,7 +35,16 @@ die() { echo "experiment: $*" >&2; exit 1; }
     die "../shared/data/kermany_pediatric_224src is missing: this experiment needs the real Kermany data beside the checkout"
 
 sets=()
-for kv in ${EXTRA_SET:-}; do sets+=(--set "$kv"); done
+init_epochs=$(awk '/^\[pretrain\]/{p=1;next} /^\[/{p=0} p && $1=="epochs"{print $3}' "$CONFIG")
+for kv in ${EXTRA_SET:-}; do
+    sets+=(--set "$kv")
+    if [[ $kv == pretrain.epochs=* ]]; then init_epochs="${kv#pretrain.epochs=}"; fi
+done
+[[ "$init_epochs" =~ ^[0-9]+$ ]] || die "cannot read [pretrain] epochs from $CONFIG"
+# images with labels at T: the labeled set plus folds 0..T-1 of a split.csv
+n_labeled_at() {
+    awk -F, -v T="$2" '!/^#/ && $4=="labeled"{n++} !/^#/ && $4 ~ /^fold[0-9]+$/ {if (substr($4,5)+0 < T) n++} END{print n+0}' "$1"
+}
 mkdir -p "$EXP"
 start_all=$(date +%s)
 timing="$EXP/timing.tsv"
@@ -70,8 +80,11 @@ for seed in $SEEDS; do
     fi
     for t in 1 2 3; do
         if [[ ! -f "$run/supervised$t/.done" ]]; then
-            timed "seed $seed: supervised T=$t" "$SEVIT" pretrain "${common[@]}" --label-folds "$t" \
-                --set "pretrain.epochs=${BASELINE_EPOCHS:-15}" "${init[@]}"
+            n0=$(n_labeled_at "$run/split.csv" 0)
+            nt=$(n_labeled_at "$run/split.csv" "$t")
+            epochs="${BASELINE_EPOCHS:-$(((init_epochs * n0 + nt - 1) / nt))}"
+            timed "seed $seed: supervised T=$t ($nt images, $epochs epochs)" "$SEVIT" pretrain "${common[@]}" \
+                --label-folds "$t" --set "pretrain.epochs=$epochs" "${init[@]}"
             touch "$run/supervised$t/.done"
         fi
     done
@@ -101,7 +114,7 @@ setup="$EXP/setup.md"
 {
     echo "## Setup"
     echo
-    echo "* Command: \`just experiment $CONFIG \"$SEEDS\"\` (scripts/experiment.sh), seeds: $SEEDS$([[ ${SSL_POOL:-0} == 1 ]] && echo ', backbone pretrained self-supervised on the covid_* pool')$([[ -n ${EXTRA_SET:-} ]] && echo ", overrides: \`$EXTRA_SET\`"); supervised baselines trained for ${BASELINE_EPOCHS:-15} epochs."
+    echo "* Command: \`just experiment $CONFIG \"$SEEDS\"\` (scripts/experiment.sh), seeds: $SEEDS$([[ ${SSL_POOL:-0} == 1 ]] && echo ', backbone pretrained self-supervised on the covid_* pool')$([[ -n ${EXTRA_SET:-} ]] && echo ", overrides: \`$EXTRA_SET\`"); supervised baselines trained for $([[ -n ${BASELINE_EPOCHS:-} ]] && echo "$BASELINE_EPOCHS epochs" || echo "as many iterations as the initial model")."
     echo "* Data: \`$DATASET\` (Kermany pediatric CXR, normal vs pneumonia, downsampled PNGs in ../shared/data);"
     echo "  test set = the official \`test_\` files; the \`train_\` files split by patient, stratified:"
     echo "  10% labeled, 3 unlabeled folds, 10% validation (used for tuning only)."
