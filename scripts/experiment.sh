@@ -109,6 +109,35 @@ for t in 0 1 2 3; do
         --out "$att/T$t" --log warn >/dev/null
 done
 
+# Robustness to image nuisances of the initial model and DISTL T=3 (first seed): AUC under
+# noise, blur, contrast, gamma, rotation, JPEG and down-sampling at severities 1, 3, 5.
+rob="$DOCS/results/robustness"
+robust_md="$EXP/robustness.md"
+mkdir -p "$rob"
+for pair in "pretrain T0" "step3 T3"; do
+    set -- $pair
+    out="$EXP/seed-$first_seed/robustness/$2"
+    if [[ ! -f "$out/nuisance.csv" ]]; then
+        "$SEVIT" eval --run "$EXP/seed-$first_seed/run" --stage "$1" --nuisance --severities 1,3,5 \
+            --out "$out" --log warn >/dev/null
+    fi
+    cp "$out/nuisance.csv" "$rob/nuisance-$2.csv"
+    cp "$out/nuisance.png" "$rob/nuisance-$2.png"
+done
+{
+    echo "## Robustness to image nuisances (seed $first_seed, test set)"
+    echo
+    echo "Test AUC (DeLong 95% CI) when every test image is perturbed; severity 0 is the clean image."
+    echo "Raw: \`results/robustness/nuisance-T0.csv\`, \`results/robustness/nuisance-T3.csv\`."
+    echo
+    echo "| nuisance | severity | initial model (T=0) | DISTL T=3 |"
+    echo "|---|---|---|---|"
+    paste -d, "$rob/nuisance-T0.csv" "$rob/nuisance-T3.csv" | awk -F, 'NR>1 && ($3+0 > 0 || !clean++) {
+        printf "| %s | %d | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) |\n", ($3+0 > 0 ? $2 : "none"), $3, $4, $5, $6, $10, $11, $12 }'
+    echo
+    echo "![nuisances, T=0](results/robustness/nuisance-T0.png) ![nuisances, T=3](results/robustness/nuisance-T3.png)"
+} >"$robust_md"
+
 # The setup section of the report: regenerated each time from what actually ran.
 setup="$EXP/setup.md"
 {
@@ -139,8 +168,8 @@ setup="$EXP/setup.md"
     echo '```'
 } >"$setup"
 
-appendix=()
-[[ -f "$DOCS/experiment-notes.md" ]] && appendix=(--appendix "$DOCS/experiment-notes.md")
+appendix=(--appendix "$robust_md")
+if [[ -f "$DOCS/experiment-notes.md" ]]; then appendix+=(--appendix "$DOCS/experiment-notes.md"); fi
 "$SEVIT" experiment-report --exp "$EXP" --out "$DOCS/results.md" --assets "$DOCS/results" \
     --preamble "$setup" "${appendix[@]}" --attention "$att"
 echo "experiment: done in $(($(date +%s) - start_all)) s; see $DOCS/results.md"

@@ -662,11 +662,11 @@ impl ExperimentResults {
         write_atomic(&dir.join("paired.csv"), self.paired_csv().as_bytes())?;
         auc_vs_t_png(
             &dir.join("auc_vs_t.png"),
-            &format!(
-                "Test AUC against T ({} seed{})",
-                self.seeds.len(),
-                if self.seeds.len() == 1 { "" } else { "s" }
-            ),
+            &if self.seeds.len() == 1 {
+                format!("Test AUC against T (DeLong {:.0}% CI, 1 seed)", self.level * 100.0)
+            } else {
+                format!("Test AUC against T (mean ± sd over {} seeds)", self.seeds.len())
+            },
             &self.auc_series(),
         )
     }
