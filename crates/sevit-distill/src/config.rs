@@ -277,6 +277,9 @@ pub struct TrainConfig {
     pub device: String,
     /// libtorch intra-op threads; 0 = all available cores.
     pub threads: usize,
+    /// Forward-pass precision: `f32`, or `bf16` autocast (CUDA or CPU); see
+    /// [`crate::precision`].
+    pub precision: String,
     /// The network.
     pub model: ModelSection,
     /// Multi-crop views (sevit-data).
@@ -299,6 +302,7 @@ impl Default for TrainConfig {
             seed: 0,
             device: "auto".into(),
             threads: 0,
+            precision: "f32".into(),
             model: ModelSection::default(),
             views: MultiCropConfig::default(),
             optim: OptimSection::default(),
@@ -361,6 +365,7 @@ impl TrainConfig {
     /// Checks value ranges.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.model.model_config()?;
+        self.precision()?;
         let o = &self.optim;
         if o.batch_size == 0 || o.epochs == 0 {
             bail!("optim.batch_size and optim.epochs must be at least 1");
@@ -406,6 +411,16 @@ impl TrainConfig {
     /// The resolved device.
     pub fn device(&self) -> anyhow::Result<tch::Device> {
         parse_device(&self.device)
+    }
+
+    /// The forward-pass precision (`precision`), checked for training.
+    pub fn precision(&self) -> anyhow::Result<crate::precision::Precision> {
+        let p: crate::precision::Precision = self
+            .precision
+            .parse()
+            .with_context(|| format!("precision = {:?}", self.precision))?;
+        crate::precision::check_training(p, tch::Device::Cpu)?;
+        Ok(p)
     }
 
     /// Sets libtorch's intra-op threads (`threads`; when 0, `SEVIT_THREADS` if set — `sevit

@@ -10,6 +10,7 @@
 //! * [`optim`]: [`optim::AdamW`] on tensors with DINO's parameter groups and a checkpointable
 //!   state.
 //! * [`clip`]: per-tensor gradient clipping and freezing of the feature head's last layer.
+//! * [`precision`]: bf16 autocast of the forward passes (CUDA and CPU).
 //!
 //! Configuration: [`TrainConfig`] (TOML, unknown keys rejected, `key=value` overrides).
 //!
@@ -43,6 +44,7 @@ pub mod log;
 pub mod loops;
 pub mod loss;
 pub mod optim;
+pub mod precision;
 pub mod schedule;
 pub mod trainer;
 

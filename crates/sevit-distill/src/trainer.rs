@@ -146,6 +146,8 @@ pub struct Trainer {
     pub correction_steps: usize,
     /// The data-parallel group (`None`: a single process).
     pub dist: Option<Dist>,
+    /// Forward-pass precision (`precision` of the config).
+    pub precision: crate::precision::Precision,
     dir: PathBuf,
 }
 
@@ -227,6 +229,7 @@ impl Trainer {
             ema_updates: 0,
             correction_steps: 0,
             dist: None,
+            precision: cfg.precision()?,
             dir: dir.to_path_buf(),
         })
     }
@@ -253,6 +256,12 @@ impl Trainer {
         }
         self.dist = dist;
         self
+    }
+
+    /// Enters the configured autocast region for forward passes (a no-op for `f32`); the
+    /// backward pass runs after the guard is dropped, as in PyTorch.
+    pub fn autocast(&self) -> crate::precision::Autocast {
+        crate::precision::Autocast::enter(self.device, self.precision)
     }
 
     /// Whether this process writes files: a single process, or rank 0.

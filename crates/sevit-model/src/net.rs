@@ -155,8 +155,9 @@ impl std::str::FromStr for Precision {
 }
 
 /// Runs `f` under CUDA autocast when `device` is CUDA and `precision` is F16 (libtorch's
-/// CUDA autocast dtype); on CPU, or with F32, runs `f` as is. BF16 is refused: tch 0.26
-/// exposes no way to choose the autocast dtype, so it cannot be honoured.
+/// CUDA autocast dtype); on CPU, or with F32, runs `f` as is. BF16 is refused here: tch 0.26
+/// exposes no way to choose the autocast dtype; the training engine sets it through its
+/// C++ shim (`sevit_distill::precision`, `precision = "bf16"` in the config).
 pub fn with_autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) -> Result<T> {
     match precision {
         Precision::F32 => Ok(f()),

@@ -208,6 +208,7 @@ struct Forward {
 /// Teacher on the global views (no gradient, no drop-path), student on every view; the DINO
 /// loss (centre updated after it) and the class logits DISTL compares.
 fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> anyhow::Result<Forward> {
+    let _autocast = tr.autocast();
     let n_global = tr.n_global;
     let bsz = b.views[0].size()[0];
     let t_out = tch::no_grad(|| {
@@ -226,8 +227,8 @@ fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> anyhow::Result<Forward>
     )?;
     Ok(Forward {
         dino,
-        student_logit_v2: s_out.cls_logits.narrow(0, bsz, bsz),
-        teacher_logit_v1: t_out.cls_logits.narrow(0, 0, bsz),
+        student_logit_v2: s_out.cls_logits.narrow(0, bsz, bsz).to_kind(Kind::Float),
+        teacher_logit_v1: t_out.cls_logits.narrow(0, 0, bsz).to_kind(Kind::Float),
     })
 }
 

@@ -61,6 +61,7 @@ pub fn pretrain_self_supervised(
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
             let (lr, wd, m) = tr.sched_at(it);
+            let autocast = tr.autocast();
             let n_global = tr.n_global;
             let t_out = tch::no_grad(|| {
                 tr.teacher.as_ref().expect("teacher").net.forward_multi(
@@ -76,6 +77,7 @@ pub fn pretrain_self_supervised(
                 epoch,
                 tr.dist.as_ref(),
             )?;
+            drop(autocast);
             let v = tr.read_scalars(&[&loss], b.len(), epoch, it)?;
             tr.update(&loss, b.len(), epoch, lr, wd)?;
             tr.ema(m)?;

@@ -122,8 +122,11 @@ fn train_supervised(
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
             let (lr, wd, _) = tr.sched_at(it);
-            let logits = tr.student.net.classify(&b.views[1], true);
-            let loss = correction_bce(&logits, &b.targets);
+            let loss = {
+                let _autocast = tr.autocast();
+                let logits = tr.student.net.classify(&b.views[1], true);
+                correction_bce(&logits.to_kind(tch::Kind::Float), &b.targets)
+            };
             let v = tr.read_scalars(&[&loss], b.len(), epoch, it)?;
             tr.update(&loss, b.len(), epoch, lr, wd)?;
             log.write(&LogRecord {
