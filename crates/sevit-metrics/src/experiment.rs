@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::delong::{delong_ci, delong_paired_level, AucCi, PairedTest};
 use crate::io::write_atomic;
+use crate::pairing::pair_predictions;
 use crate::plot::{auc_vs_t_png, Series, SeriesPoint};
 use crate::report::{read_predictions_csv, Predictions};
 use crate::threshold::{youden_threshold, ThresholdMetrics};
@@ -313,8 +314,9 @@ fn paired(
     b: &Predictions,
     level: f64,
 ) -> anyhow::Result<PairedResult> {
-    let b_scores = aligned(a, b).with_context(|| format!("seed {seed}: {label}"))?;
-    let test = delong_paired_level(&a.labels, &a.scores, &b_scores, level)
+    let (_, labels, a_scores, b_scores) =
+        pair_predictions(a, b, "model A", "model B").with_context(|| format!("seed {seed}: {label}"))?;
+    let test = delong_paired_level(&labels, &a_scores, &b_scores, level)
         .with_context(|| format!("seed {seed}: {label}"))?;
     Ok(PairedResult {
         seed,
@@ -322,40 +324,6 @@ fn paired(
         label,
         test,
     })
-}
-
-/// `b`'s scores in the case order of `a`; an error unless both hold the same cases with the
-/// same labels.
-fn aligned(a: &Predictions, b: &Predictions) -> anyhow::Result<Vec<f64>> {
-    if a.ids == b.ids {
-        return Ok(b.scores.clone());
-    }
-    let index: BTreeMap<&str, usize> = b
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
-    if index.len() != a.ids.len() || b.ids.len() != a.ids.len() {
-        bail!(
-            "the two models were scored on different cases ({} and {})",
-            a.ids.len(),
-            b.ids.len()
-        );
-    }
-    a.ids
-        .iter()
-        .zip(&a.labels)
-        .map(|(id, &l)| {
-            let &j = index
-                .get(id.as_str())
-                .with_context(|| format!("case {id} is missing from one model's predictions"))?;
-            if b.labels[j] != l {
-                bail!("case {id} has different labels in the two predictions files");
-            }
-            Ok(b.scores[j])
-        })
-        .collect()
 }
 
 fn targets(
@@ -880,7 +848,7 @@ mod tests {
         )
         .unwrap();
         let e = format!("{:#}", summarize(&collect(d.path()).unwrap(), 0.95).unwrap_err());
-        assert!(e.contains("missing"), "{e}");
+        assert!(e.contains("not on the same cases"), "{e}");
     }
 
     #[test]

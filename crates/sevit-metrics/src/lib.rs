@@ -32,6 +32,7 @@ pub mod io;
 pub mod normal;
 mod nuisance;
 pub mod overlay;
+pub mod pairing;
 pub mod plot;
 pub mod report;
 mod roc;

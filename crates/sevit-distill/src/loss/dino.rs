@@ -105,9 +105,16 @@ impl DinoLoss {
     /// The loss for `epoch`, then the centre update `c <- m c + (1 - m) mean(teacher)`
     /// (applied after the loss is computed, without gradient), as DINO's `forward`.
     pub fn forward(&mut self, student_out: &Tensor, teacher_out: &Tensor, epoch: usize) -> Tensor {
+        let loss = self.loss(student_out, teacher_out, epoch);
+        self.update_center(teacher_out);
+        loss
+    }
+
+    /// [`dino_loss`] with this loss's centre, view counts and temperatures at `epoch`.
+    fn loss(&self, student_out: &Tensor, teacher_out: &Tensor, epoch: usize) -> Tensor {
         let n_student =
             (student_out.size()[0] / (teacher_out.size()[0] / self.n_global as i64)) as usize;
-        let loss = dino_loss(
+        dino_loss(
             student_out,
             teacher_out,
             &self.center,
@@ -115,9 +122,7 @@ impl DinoLoss {
             self.n_global,
             self.teacher_temp(epoch),
             self.student_temp,
-        );
-        self.update_center(teacher_out);
-        loss
+        )
     }
 
     /// [`DinoLoss::forward`] in a data-parallel job: the centre moves towards the mean teacher
@@ -133,17 +138,7 @@ impl DinoLoss {
         let Some(dist) = dist else {
             return Ok(self.forward(student_out, teacher_out, epoch));
         };
-        let n_student =
-            (student_out.size()[0] / (teacher_out.size()[0] / self.n_global as i64)) as usize;
-        let loss = dino_loss(
-            student_out,
-            teacher_out,
-            &self.center,
-            n_student,
-            self.n_global,
-            self.teacher_temp(epoch),
-            self.student_temp,
-        );
+        let loss = self.loss(student_out, teacher_out, epoch);
         let batch_center = tch::no_grad(|| -> anyhow::Result<Tensor> {
             let t = teacher_out.detach().to_kind(Kind::Float);
             let rows = t.size()[0] as f64;
