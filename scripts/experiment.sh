@@ -105,7 +105,7 @@ att="$DOCS/results/attention"
 rm -rf "$att"
 for t in 0 1 2 3; do
     stage="step$t"; [[ $t == 0 ]] && stage=pretrain
-    "$SEVIT" visualize --run "$EXP/seed-$first_seed/run" --stage "$stage" --n 2 --tile-size 128 \
+    "$SEVIT" visualize --run "$EXP/seed-$first_seed/run" --stage "$stage" --n 2 --tile-size 160 \
         --out "$att/T$t" --log warn >/dev/null
 done
 

@@ -144,7 +144,7 @@ pub fn write_attention_grid(
         },
         Tile {
             caption: format!(
-                "{:.0}% of mass: {}/{} patches",
+                "{:.0}% mass: {}/{}",
                 opts.threshold * 100.0,
                 mask.iter().filter(|&&m| m).count(),
                 mask.len()
@@ -160,7 +160,7 @@ pub fn write_attention_grid(
     }
     let mut lines: Vec<String> = title.to_vec();
     lines.push(format!(
-        "P(positive) = {prob:.3} - last-layer CLS attention, {}x{} patches of {} px",
+        "P(positive) {prob:.3}, {}x{} patches of {} px",
         maps.grid_w, maps.grid_h, model.model_config.vit.patch_size
     ));
     let page = GridPage {
