@@ -419,7 +419,7 @@ impl TrainConfig {
             .precision
             .parse()
             .with_context(|| format!("precision = {:?}", self.precision))?;
-        crate::precision::check_training(p, tch::Device::Cpu)?;
+        crate::precision::check_training(p)?;
         Ok(p)
     }
 

@@ -33,11 +33,7 @@ impl Batch {
 /// `drop_last` drops the incomplete last batch, except that a set smaller than one batch keeps
 /// its single short batch (so tiny labeled sets still train).
 pub fn iters_per_epoch(n: usize, batch_size: usize, drop_last: bool) -> usize {
-    if effective_drop_last(n, batch_size, drop_last) {
-        n / batch_size
-    } else {
-        n.div_ceil(batch_size)
-    }
+    iters_per_epoch_sharded(n, batch_size, drop_last, 1)
 }
 
 /// Iterations per epoch of a data-parallel job of `world` processes with `batch_size` images per
@@ -64,22 +60,11 @@ pub fn views_without_locals(views: &MultiCropConfig) -> MultiCropConfig {
     }
 }
 
-/// Shuffled multi-crop batches of `samples` for `epoch` (deterministic in `seed`, `epoch`).
+/// Shuffled multi-crop batches of `samples` for `epoch` (deterministic in `seed`, `epoch`). In
+/// a data-parallel job (`dist`) the global batches are those of one process with
+/// `batch_size * world` images and this rank loads its contiguous part of each; `None` is a
+/// single process.
 pub fn train_batches<'a>(
-    samples: &'a [Sample],
-    views: &'a MultiCropConfig,
-    cfg: &TrainConfig,
-    seed: u64,
-    epoch: u64,
-    device: Device,
-) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Batch>> + 'a> {
-    train_batches_sharded(samples, views, cfg, seed, epoch, device, None)
-}
-
-/// [`train_batches`] for one rank of a data-parallel job (`None`: a single process, the same
-/// batches as [`train_batches`]): the global batches are those of one process with
-/// `batch_size * world` images, this rank loads its contiguous part of each.
-pub fn train_batches_sharded<'a>(
     samples: &'a [Sample],
     views: &'a MultiCropConfig,
     cfg: &TrainConfig,

@@ -198,17 +198,7 @@ impl Trainer {
                 device,
             )
         });
-        let o = &cfg.optim;
-        let sched = Schedules::new(
-            o.peak_lr(),
-            o.min_lr,
-            o.warmup_epochs,
-            o.weight_decay,
-            o.weight_decay_end,
-            o.momentum_teacher,
-            epochs,
-            iters_per_epoch,
-        );
+        let sched = schedules(cfg, epochs, iters_per_epoch, 1);
         Ok(Self {
             cfg: cfg.clone(),
             model_cfg,
@@ -241,18 +231,7 @@ impl Trainer {
     /// ([`crate::data::iters_per_epoch_sharded`]).
     pub fn with_dist(mut self, dist: Option<Dist>) -> Self {
         if let Some(d) = &dist {
-            let o = &self.cfg.optim;
-            let global = (o.batch_size * d.world_size()) as f64;
-            self.sched = Schedules::new(
-                o.lr * global / 16.0,
-                o.min_lr,
-                o.warmup_epochs,
-                o.weight_decay,
-                o.weight_decay_end,
-                o.momentum_teacher,
-                self.epochs,
-                self.iters_per_epoch,
-            );
+            self.sched = schedules(&self.cfg, self.epochs, self.iters_per_epoch, d.world_size());
         }
         self.dist = dist;
         self
@@ -658,6 +637,22 @@ pub fn load_matching(
         );
     }
     Ok(left)
+}
+
+/// The stage's lr, weight-decay and teacher-momentum schedules; the peak lr follows the linear
+/// scaling rule on the global batch of `world` processes.
+fn schedules(cfg: &TrainConfig, epochs: usize, iters_per_epoch: usize, world: usize) -> Schedules {
+    let o = &cfg.optim;
+    Schedules::new(
+        o.peak_lr() * world as f64,
+        o.min_lr,
+        o.warmup_epochs,
+        o.weight_decay,
+        o.weight_decay_end,
+        o.momentum_teacher,
+        epochs,
+        iters_per_epoch,
+    )
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use sevit_model::Checkpoint;
 use tch::{Kind, Tensor};
 
 use crate::config::TrainConfig;
-use crate::data::{iters_per_epoch_sharded, train_batches_sharded, Batch};
+use crate::data::{iters_per_epoch_sharded, train_batches, Batch};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{JsonlLog, LogRecord, StepKind};
 use crate::loss::{combine, correction_bce, self_training_loss};
@@ -140,7 +140,7 @@ pub fn distill_with(
     let views = cfg.views.clone();
     tr.run(opts, |tr, epoch, log, pb| {
         let device = tr.device;
-        for (i, b) in train_batches_sharded(
+        for (i, b) in train_batches(
             &inputs.unlabeled,
             &views,
             &tr.cfg,
@@ -199,15 +199,17 @@ pub fn distill_with(
     })
 }
 
-struct Forward {
-    dino: Tensor,
+/// One forward pass of teacher and student over a multi-crop batch (DISTL and DINO-only
+/// pretraining alike).
+pub(super) struct Forward {
+    pub(super) dino: Tensor,
     student_logit_v2: Tensor,
     teacher_logit_v1: Tensor,
 }
 
 /// Teacher on the global views (no gradient, no drop-path), student on every view; the DINO
 /// loss (centre updated after it) and the class logits DISTL compares.
-fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> anyhow::Result<Forward> {
+pub(super) fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> anyhow::Result<Forward> {
     let _autocast = tr.autocast();
     let n_global = tr.n_global;
     let bsz = b.views[0].size()[0];
@@ -257,7 +259,7 @@ fn correction_pass(
     let (lr, wd, _) = tr.sched_at(it);
     let views = tr.cfg.views.clone();
     let device = tr.device;
-    for (j, b) in train_batches_sharded(
+    for (j, b) in train_batches(
         labeled,
         &views,
         &tr.cfg,

@@ -4,7 +4,7 @@ use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::Sample;
 
 use crate::config::TrainConfig;
-use crate::data::{iters_per_epoch_sharded, train_batches_sharded};
+use crate::data::{iters_per_epoch_sharded, train_batches};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
 use crate::trainer::{RunOptions, StageKind, StageOutcome, Trainer};
@@ -48,7 +48,7 @@ pub fn pretrain_self_supervised(
     tr.run(opts, |tr, epoch, log, pb| {
         let device = tr.device;
         let views = tr.cfg.views.clone();
-        for b in train_batches_sharded(
+        for b in train_batches(
             pool,
             &views,
             &tr.cfg,
@@ -61,23 +61,7 @@ pub fn pretrain_self_supervised(
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
             let (lr, wd, m) = tr.sched_at(it);
-            let autocast = tr.autocast();
-            let n_global = tr.n_global;
-            let t_out = tch::no_grad(|| {
-                tr.teacher.as_ref().expect("teacher").net.forward_multi(
-                    &b.views[..n_global],
-                    n_global,
-                    false,
-                )
-            });
-            let s_out = tr.student.net.forward_multi(&b.views, n_global, true);
-            let loss = tr.dino.as_mut().expect("dino").forward_dist(
-                &s_out.dino,
-                &t_out.dino,
-                epoch,
-                tr.dist.as_ref(),
-            )?;
-            drop(autocast);
+            let loss = super::distl::forward(tr, &b, epoch)?.dino;
             let v = tr.read_scalars(&[&loss], b.len(), epoch, it)?;
             tr.update(&loss, b.len(), epoch, lr, wd)?;
             tr.ema(m)?;

@@ -8,7 +8,7 @@ use sevit_data::{Sample, Split, Subset};
 use sevit_model::Checkpoint;
 
 use crate::config::{TrainConfig, Weights};
-use crate::data::{iters_per_epoch_sharded, train_batches_sharded, views_without_locals};
+use crate::data::{iters_per_epoch_sharded, train_batches, views_without_locals};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
 use crate::loss::correction_bce;
@@ -109,7 +109,7 @@ fn train_supervised(
     );
     tr.run(&opts.run, |tr, epoch, log, pb| {
         let device = tr.device;
-        for b in train_batches_sharded(
+        for b in train_batches(
             samples,
             &views,
             &tr.cfg,

@@ -110,6 +110,21 @@ impl DinoLoss {
         loss
     }
 
+    /// [`DinoLoss::forward`] in a data-parallel job: the centre moves towards the mean teacher
+    /// output over every rank's rows (as DINO's `update_center`); with `None` exactly
+    /// [`DinoLoss::forward`].
+    pub fn forward_dist(
+        &mut self,
+        student_out: &Tensor,
+        teacher_out: &Tensor,
+        epoch: usize,
+        dist: Option<&crate::distributed::Dist>,
+    ) -> anyhow::Result<Tensor> {
+        let loss = self.loss(student_out, teacher_out, epoch);
+        self.update_center_dist(teacher_out, dist)?;
+        Ok(loss)
+    }
+
     /// [`dino_loss`] with this loss's centre, view counts and temperatures at `epoch`.
     fn loss(&self, student_out: &Tensor, teacher_out: &Tensor, epoch: usize) -> Tensor {
         let n_student =
@@ -125,53 +140,36 @@ impl DinoLoss {
         )
     }
 
-    /// [`DinoLoss::forward`] in a data-parallel job: the centre moves towards the mean teacher
-    /// output over every rank's rows (all-reduced, as DINO's `update_center`); with `None`
-    /// exactly [`DinoLoss::forward`].
-    pub fn forward_dist(
-        &mut self,
-        student_out: &Tensor,
-        teacher_out: &Tensor,
-        epoch: usize,
-        dist: Option<&crate::distributed::Dist>,
-    ) -> anyhow::Result<Tensor> {
-        let Some(dist) = dist else {
-            return Ok(self.forward(student_out, teacher_out, epoch));
-        };
-        let loss = self.loss(student_out, teacher_out, epoch);
-        let batch_center = tch::no_grad(|| -> anyhow::Result<Tensor> {
-            let t = teacher_out.detach().to_kind(Kind::Float);
-            let rows = t.size()[0] as f64;
-            let mut buf = Tensor::cat(
-                &[
-                    t.sum_dim_intlist(0, false, Kind::Float),
-                    Tensor::from_slice(&[rows as f32]).to_device(t.device()),
-                ],
-                0,
-            );
-            dist.all_reduce_sum(&mut buf)?;
-            let d = buf.size()[0] - 1;
-            let total = buf.double_value(&[d]);
-            Ok(buf.narrow(0, 0, d).view([1, d]) / total)
-        })?;
-        tch::no_grad(|| {
-            self.center = &self.center * self.center_momentum
-                + batch_center * (1.0 - self.center_momentum);
-        });
-        Ok(loss)
-    }
-
     /// `c <- m c + (1 - m) mean_rows(teacher_out)` without gradient.
     pub fn update_center(&mut self, teacher_out: &Tensor) {
+        self.update_center_dist(teacher_out, None)
+            .expect("a single process has no collective that can fail");
+    }
+
+    /// [`DinoLoss::update_center`] with the mean over the rows of every rank when `dist` is
+    /// given (one all-reduce of the row sums and count; no read to the host).
+    fn update_center_dist(
+        &mut self,
+        teacher_out: &Tensor,
+        dist: Option<&crate::distributed::Dist>,
+    ) -> anyhow::Result<()> {
         tch::no_grad(|| {
-            let batch_center =
-                teacher_out
-                    .detach()
-                    .to_kind(Kind::Float)
-                    .mean_dim(0, true, Kind::Float);
+            let t = teacher_out.detach().to_kind(Kind::Float);
+            let batch_center = match dist {
+                None => t.mean_dim(0, true, Kind::Float),
+                Some(dist) => {
+                    let rows = Tensor::from_slice(&[t.size()[0] as f32]).to_device(t.device());
+                    let mut buf =
+                        Tensor::cat(&[t.sum_dim_intlist(0, false, Kind::Float), rows], 0);
+                    dist.all_reduce_sum(&mut buf)?;
+                    let d = buf.size()[0] - 1;
+                    buf.narrow(0, 0, d).view([1, d]) / buf.narrow(0, d, 1)
+                }
+            };
             self.center =
                 &self.center * self.center_momentum + batch_center * (1.0 - self.center_momentum);
-        });
+            Ok(())
+        })
     }
 }
 
