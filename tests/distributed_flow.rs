@@ -9,19 +9,18 @@
 //! * a rank killed mid-run makes the other fail at once with an error naming it;
 //! * a rank that hangs (SIGSTOP) makes the other fail after the process-group timeout.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sevit_data::{Dataset, Split, SplitConfig, Subset, SynthConfig, TestSelection};
+use sevit_data::{Split, Subset};
 use sevit_distill::data::iters_per_epoch;
 use sevit_distill::distributed::launch::LaunchSpec;
 use sevit_distill::log::read_log;
 use sevit_distill::{RunLayout, RunOptions, StageOutcome, TrainConfig};
-use sevit_model::Checkpoint;
+use sevit_suite::{checkpoint_tensors, SyntheticSplit};
 
 /// Set in a re-executed rank: the run directory whose DISTL step 1 it trains.
 const JOB_VAR: &str = "SEVIT_TEST_RANK_JOB";
@@ -39,12 +38,7 @@ fn one_job_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn micro_config(overrides: &[String]) -> TrainConfig {
-    let path = sevit_suite::repo_root().join("configs").join("micro.toml");
-    let mut o: Vec<String> = vec!["threads=1".into()];
-    o.extend(overrides.iter().cloned());
-    let cfg = TrainConfig::load(&path, &o).expect("configs/micro.toml");
-    cfg.apply_threads();
-    cfg
+    sevit_suite::micro_config(1, overrides)
 }
 
 /// One rank of a job started by [`Job::start`] (which runs it with `--ignored`); not a test of
@@ -102,26 +96,15 @@ fn counters(o: &StageOutcome) -> String {
 /// A run directory with a split of `n` synthetic 32 px images (`labeled` labeled fraction, 2
 /// folds, 25% test) and an initial model trained for one epoch.
 fn prepared_run(root: &Path, n: usize, labeled: f64) -> RunLayout {
-    let data = root.join("data");
-    let synth = SynthConfig {
-        size: 32,
-        seed: 11,
-        difficulty: 0.0,
-        ..Default::default()
-    };
-    let descriptor = sevit_data::synth::generate(&data, n, &synth).expect("synthetic data");
-    let ds = Dataset::from_descriptor(&descriptor).expect("descriptor");
-    let split_cfg = SplitConfig {
-        seed: 3,
-        labeled_fraction: labeled,
+    let split = SyntheticSplit {
+        n,
+        synth_seed: 11,
+        split_seed: 3,
+        labeled,
         folds: 2,
-        val_fraction: 0.0,
-        test: TestSelection::Fraction(0.25),
+        test: 0.25,
     };
-    let split = Split::create(&ds, &split_cfg).expect("split");
-    let run = RunLayout::new(root.join("base"));
-    std::fs::create_dir_all(&run.root).unwrap();
-    split.write_csv(&run.split_csv()).expect("split.csv");
+    let run = sevit_suite::synthetic_run(root, "base", &split);
     let cfg = micro_config(&["pretrain.epochs=1".into()]);
     sevit_distill::pretrain(&run, &cfg, &Default::default()).expect("initial model");
     run
@@ -261,15 +244,6 @@ impl Job {
     }
 }
 
-fn tensors(path: &Path, prefix: &str) -> BTreeMap<String, tch::Tensor> {
-    Checkpoint::load(path)
-        .unwrap()
-        .tensors
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .collect()
-}
-
 /// Two ranks with batch 4 each take the same steps as one process with batch 8: weights,
 /// teacher, DINO centre and optimiser state within 1e-5, the same counters and logged losses.
 #[test]
@@ -326,8 +300,8 @@ fn two_ranks_match_one_process_with_the_global_batch() {
     let mut worst: Vec<(&str, f64, String)> = vec![];
     for prefix in ["student.", "teacher.", "dino.", "optim."] {
         let mut w = (prefix, 0f64, String::new());
-        let a = tensors(&single.checkpoint("step1"), prefix);
-        let b = tensors(&two.checkpoint("step1"), prefix);
+        let a = checkpoint_tensors(&single.checkpoint("step1"), prefix);
+        let b = checkpoint_tensors(&two.checkpoint("step1"), prefix);
         assert!(!a.is_empty(), "no {prefix}* tensor in the checkpoint");
         assert_eq!(
             a.keys().collect::<Vec<_>>(),

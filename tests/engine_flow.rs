@@ -4,52 +4,28 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sevit_data::{Dataset, Split, SplitConfig, SynthConfig, TestSelection};
+use sevit_data::Split;
 use sevit_distill::log::{epoch_means, read_log, StepKind};
 use sevit_distill::trainer::Net;
 use sevit_distill::{EvolveOptions, RunLayout, RunOptions, TrainConfig};
 use sevit_model::Checkpoint;
+use sevit_suite::{checkpoint_tensors, SyntheticSplit};
 
 /// A run directory with a split of `n` synthetic 32 px images (30% labeled, 2 folds, 25% test).
 fn synthetic_run(root: &Path, n: usize) -> RunLayout {
-    let data = root.join("data");
-    let cfg = SynthConfig {
-        size: 32,
-        seed: 7,
-        difficulty: 0.0,
-        ..Default::default()
-    };
-    let descriptor = sevit_data::synth::generate(&data, n, &cfg).expect("synthetic data");
-    let ds = Dataset::from_descriptor(&descriptor).expect("descriptor");
-    let split_cfg = SplitConfig {
-        seed: 1,
-        labeled_fraction: 0.3,
+    let split = SyntheticSplit {
+        n,
+        synth_seed: 7,
+        split_seed: 1,
+        labeled: 0.3,
         folds: 2,
-        val_fraction: 0.0,
-        test: TestSelection::Fraction(0.25),
+        test: 0.25,
     };
-    let split = Split::create(&ds, &split_cfg).expect("split");
-    let run = RunLayout::new(root.join("run"));
-    std::fs::create_dir_all(&run.root).unwrap();
-    split.write_csv(&run.split_csv()).expect("split.csv");
-    run
+    sevit_suite::synthetic_run(root, "run", &split)
 }
 
 fn micro_config(overrides: &[&str]) -> TrainConfig {
-    let path = sevit_suite::repo_root().join("configs").join("micro.toml");
-    let mut o: Vec<String> = vec!["threads=2".into()];
-    o.extend(overrides.iter().map(|s| s.to_string()));
-    let cfg = TrainConfig::load(&path, &o).expect("configs/micro.toml");
-    cfg.apply_threads();
-    cfg
-}
-
-fn tensors(path: &Path, prefix: &str) -> BTreeMap<String, tch::Tensor> {
-    let ck = Checkpoint::load(path).unwrap();
-    ck.tensors
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .collect()
+    sevit_suite::micro_config(2, overrides)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -62,6 +38,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn pretrain_evolve_resume() {
+    let _torch = sevit_suite::torch_globals();
     let tmp = tempfile::tempdir().unwrap();
     let run = synthetic_run(tmp.path(), 96);
     let cfg = micro_config(&[]);
@@ -150,8 +127,8 @@ fn pretrain_evolve_resume() {
     let o = sevit_distill::distill(&run2, &cfg, 1, &resume).unwrap();
     assert!(o.complete && o.epochs_done == 3);
     for prefix in ["student.", "teacher.", "optim.", "dino."] {
-        let a = tensors(&run.checkpoint("step1"), prefix);
-        let b = tensors(&run2.checkpoint("step1"), prefix);
+        let a = checkpoint_tensors(&run.checkpoint("step1"), prefix);
+        let b = checkpoint_tensors(&run2.checkpoint("step1"), prefix);
         assert_eq!(a.len(), b.len());
         for (k, ta) in &a {
             assert!(
@@ -170,6 +147,7 @@ fn pretrain_evolve_resume() {
 
 #[test]
 fn correction_passes_leave_schedules_and_teacher_alone() {
+    let _torch = sevit_suite::torch_globals();
     let tmp = tempfile::tempdir().unwrap();
     let run = synthetic_run(tmp.path(), 40);
     let cfg = micro_config(&[
@@ -214,6 +192,7 @@ fn correction_passes_leave_schedules_and_teacher_alone() {
 
 #[test]
 fn self_supervised_pool_baseline_and_init() {
+    let _torch = sevit_suite::torch_globals();
     let tmp = tempfile::tempdir().unwrap();
     let run = synthetic_run(tmp.path(), 40);
     let cfg = micro_config(&["pretrain.epochs=1", "pretrain.ssl_epochs=1"]);
@@ -253,6 +232,7 @@ fn self_supervised_pool_baseline_and_init() {
 
 #[test]
 fn bf16_autocast_trains_the_whole_curriculum_step() {
+    let _torch = sevit_suite::torch_globals();
     // precision = "bf16": forward passes under bf16 autocast (here on CPU; on CUDA the same
     // code path); parameters, optimiser state and checkpoints stay f32 and losses finite.
     let tmp = tempfile::tempdir().unwrap();
@@ -263,12 +243,22 @@ fn bf16_autocast_trains_the_whole_curriculum_step() {
     for stage in ["pretrain", "step1"] {
         let log = read_log(&run.log(stage)).unwrap();
         assert!(!log.is_empty());
-        assert!(log.iter().all(|r| r.loss.is_finite()), "{stage}: non-finite loss");
+        assert!(
+            log.iter().all(|r| r.loss.is_finite()),
+            "{stage}: non-finite loss"
+        );
     }
-    let student = tensors(&run.stage_dir("step1").join("checkpoint.safetensors"), "student.");
+    let student = checkpoint_tensors(
+        &run.stage_dir("step1").join("checkpoint.safetensors"),
+        "student.",
+    );
     assert!(!student.is_empty());
     assert!(student.values().all(|t| t.kind() == tch::Kind::Float));
-    assert_eq!(sevit_distill::precision::current(tch::Device::Cpu), None, "autocast left on");
+    assert_eq!(
+        sevit_distill::precision::current(tch::Device::Cpu),
+        None,
+        "autocast left on"
+    );
     let f16 = TrainConfig::default_with_overrides(&["precision=\"f16\"".into()]);
     let err = match f16 {
         Ok(c) => c.validate().unwrap_err(),

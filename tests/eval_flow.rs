@@ -8,14 +8,15 @@
 use std::path::{Path, PathBuf};
 
 use sevit_data::nuisance::NuisanceKind;
-use sevit_data::{Dataset, Split, SplitConfig, Subset, SynthConfig, TestSelection};
+use sevit_data::{Split, Subset};
 use sevit_distill::inference::{
     compare_predictions, evaluate_checkpoint, resolve_checkpoint, visualize, CaseSource,
     EvalRequest, GridOptions, ImageList, ImageSelection, InferenceModel, PredictOptions,
     RobustnessOptions, SettingOverrides,
 };
-use sevit_distill::{PretrainOptions, RunLayout, TrainConfig, Weights};
+use sevit_distill::{PretrainOptions, RunLayout, Weights};
 use sevit_metrics::{EvalOptions, EvalReport, NuisanceTable};
+use sevit_suite::SyntheticSplit;
 
 fn work_dir() -> (Option<tempfile::TempDir>, PathBuf) {
     match std::env::var_os("SEVIT_EVAL_FLOW_OUT") {
@@ -35,35 +36,16 @@ fn work_dir() -> (Option<tempfile::TempDir>, PathBuf) {
 
 /// Synthetic data, a split and a micro initial model trained for 2 epochs.
 fn trained_run(root: &Path) -> (RunLayout, PathBuf) {
-    let descriptor = sevit_data::synth::generate(
-        &root.join("data"),
-        64,
-        &SynthConfig {
-            size: 32,
-            seed: 11,
-            difficulty: 0.0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let ds = Dataset::from_descriptor(&descriptor).unwrap();
-    let split_cfg = SplitConfig {
-        seed: 2,
-        labeled_fraction: 0.4,
+    let split = SyntheticSplit {
+        n: 64,
+        synth_seed: 11,
+        split_seed: 2,
+        labeled: 0.4,
         folds: 1,
-        val_fraction: 0.0,
-        test: TestSelection::Fraction(0.3),
+        test: 0.3,
     };
-    let split = Split::create(&ds, &split_cfg).unwrap();
-    let run = RunLayout::new(root.join("run"));
-    std::fs::create_dir_all(&run.root).unwrap();
-    split.write_csv(&run.split_csv()).unwrap();
-    let cfg = TrainConfig::load(
-        &sevit_suite::repo_root().join("configs/micro.toml"),
-        &["threads=2".into(), "pretrain.epochs=2".into()],
-    )
-    .unwrap();
-    cfg.apply_threads();
+    let run = sevit_suite::synthetic_run(root, "run", &split);
+    let cfg = sevit_suite::micro_config(2, &["pretrain.epochs=2"]);
     run.write_config_once(&cfg).unwrap();
     let opts = PretrainOptions {
         run: sevit_distill::RunOptions {
