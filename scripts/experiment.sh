@@ -6,7 +6,7 @@
 #     initial model on the labeled 10% -> DISTL T = 1..3 (sevit evolve),
 #     supervised baselines with labels on the labeled set + folds 1..T (sevit pretrain --label-folds T),
 #     every model evaluated on the test set,
-#   then docs/results.md (tables, paired DeLong tests, AUC-vs-T plot, attention maps) and the
+#   then docs/results.md (tables, paired DeLong tests, AUC-vs-T plot, links to attention maps) and the
 #   raw JSON/CSV in docs/results/ (sevit experiment-report).
 #
 # Usage: scripts/experiment.sh [CONFIG] [SEEDS] [EXP_DIR]
@@ -99,9 +99,10 @@ for seed in $SEEDS; do
     done
 done
 
-# Attention maps of the same test images at T = 0..3 (first seed).
+# Attention maps of the same test images at T = 0..3 (first seed). They show the test X-rays,
+# so they stay beside the runs (git-ignored), never in docs/.
 first_seed="${SEEDS%% *}"
-att="$DOCS/results/attention"
+att="$EXP/attention"
 rm -rf "$att"
 for t in 0 1 2 3; do
     stage="step$t"; [[ $t == 0 ]] && stage=pretrain
@@ -147,6 +148,8 @@ setup="$EXP/setup.md"
     echo "* Data: \`$DATASET\` (Kermany pediatric CXR, normal vs pneumonia, downsampled PNGs in ../shared/data);"
     echo "  test set = the official \`test_\` files; the \`train_\` files split by patient, stratified:"
     echo "  10% labeled, 3 unlabeled folds, 10% validation (used for tuning only)."
+    echo "* Attention grids: \`$att\` (not committed: they show the test X-rays; the links in the"
+    echo "  attention section work in a checkout where \`just experiment\` has run)."
     echo "* Machine: $(nproc) CPU cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //' || echo unknown)), $(date -u +%Y-%m-%d)."
     echo
     echo "Split of seed $first_seed (images per subset):"

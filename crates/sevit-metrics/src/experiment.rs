@@ -769,14 +769,23 @@ pub fn write_report(spec: &ReportSpec) -> anyhow::Result<ExperimentResults> {
     Ok(results)
 }
 
-/// `path` relative to `base` when it lies under it (as written in Markdown links), else as is.
+/// `path` as a Markdown link from a file in `base`: relative (`../` where needed) when both
+/// resolve on disk, else `path` as given.
 fn relative_to(path: &Path, base: &Path) -> String {
-    let strip = |p: &Path| p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect::<PathBuf>();
-    let (p, b) = (strip(path), strip(base));
-    p.strip_prefix(&b)
-        .unwrap_or(&p)
-        .to_string_lossy()
-        .replace('\\', "/")
+    let rel = match (std::fs::canonicalize(path), std::fs::canonicalize(base)) {
+        (Ok(p), Ok(b)) => {
+            let (pc, bc): (Vec<_>, Vec<_>) = (p.components().collect(), b.components().collect());
+            let common = pc.iter().zip(&bc).take_while(|(x, y)| x == y).count();
+            let mut r = PathBuf::new();
+            for _ in common..bc.len() {
+                r.push("..");
+            }
+            r.extend(&pc[common..]);
+            r
+        }
+        _ => path.to_path_buf(),
+    };
+    rel.to_string_lossy().replace('\\', "/")
 }
 
 #[cfg(test)]
@@ -946,6 +955,17 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{e:#}").contains("nope.md"));
+    }
+
+    #[test]
+    fn links_are_relative_to_the_markdown() {
+        let d = tempfile::tempdir().unwrap();
+        let (docs, img) = (d.path().join("docs"), d.path().join("runs/exp/attention/T1/a.png"));
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::create_dir_all(img.parent().unwrap()).unwrap();
+        std::fs::write(&img, b"png").unwrap();
+        assert_eq!(relative_to(&img, &docs), "../runs/exp/attention/T1/a.png");
+        assert_eq!(relative_to(&docs.join("missing.png"), &docs), docs.join("missing.png").to_string_lossy());
     }
 
     #[test]
