@@ -15,7 +15,7 @@ if [[ ! -f "$MARKER" ]]; then
     mkdir -p "$CACHE"
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install --no-input --disable-pip-version-check --quiet "torch==$TORCH_VERSION" numpy
+    "$VENV/bin/pip" install --no-input --disable-pip-version-check --no-cache-dir --quiet "torch==$TORCH_VERSION" numpy
     touch "$MARKER"
 fi
 
