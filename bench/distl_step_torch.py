@@ -292,7 +292,18 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--matmul-n", type=int, default=2048)
     ap.add_argument("--eval-batch", type=int, default=32)
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="bf16: forward passes under torch.autocast(bfloat16), losses in f32 (as sevit's precision = \"bf16\")",
+    )
     a = ap.parse_args()
+    bf16 = a.precision == "bf16"
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
     t_start = time.perf_counter()
@@ -349,18 +360,24 @@ def main():
                         pg["weight_decay"] = wd
 
                 def teacher_fwd():
-                    with torch.no_grad():
+                    with torch.no_grad(), autocast():
                         return teacher(views[:N_GLOBAL])
 
+                def student_fwd():
+                    with autocast():
+                        return student(views)
+
                 t_dino, t_cls = timer.time("teacher_fwd", teacher_fwd)
-                s_dino, s_cls = timer.time("student_fwd", lambda: student(views))
+                s_dino, s_cls = timer.time("student_fwd", student_fwd)
 
                 def loss_fn():
-                    d = dino_loss(s_dino, t_dino)
-                    s_logit = s_cls[b : 2 * b]
+                    # in f32, as sevit's losses (CPU autocast would keep log_softmax in bf16)
+                    s_dino_f, t_dino_f, s_cls_f, t_cls_f = (t.float() for t in (s_dino, t_dino, s_cls, t_cls))
+                    d = dino_loss(s_dino_f, t_dino_f)
+                    s_logit = s_cls_f[b : 2 * b]
                     if correction:
                         return LAMBDA * d + (1 - LAMBDA) * F.binary_cross_entropy_with_logits(s_logit, labels)
-                    st = F.binary_cross_entropy_with_logits(s_logit, torch.sigmoid(t_cls[:b]))
+                    st = F.binary_cross_entropy_with_logits(s_logit, torch.sigmoid(t_cls_f[:b]))
                     return LAMBDA * d + (1 - LAMBDA) * alpha * st
 
                 loss = timer.time("loss", loss_fn)
@@ -398,8 +415,8 @@ def main():
             images_per_iter = float(a.eval_batch)
             for i in range(a.warmup + a.iters):
                 t0 = time.perf_counter()
-                with torch.no_grad():
-                    p = torch.sigmoid(teacher.cls_head(teacher.backbone(x)))
+                with torch.no_grad(), autocast():
+                    p = torch.sigmoid(teacher.cls_head(teacher.backbone(x)).float())
                 p[0].item()
                 if i >= a.warmup:
                     times.append(time.perf_counter() - t0)
@@ -411,6 +428,7 @@ def main():
         "config": a.config,
         "mode": a.mode,
         "variant": a.attn,
+        "precision": a.precision,
         "threads": a.threads,
         "warmup": a.warmup,
         "times_s": times,

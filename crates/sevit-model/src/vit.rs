@@ -7,7 +7,7 @@ use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use crate::config::ViTConfig;
-use crate::layers::{drop_path, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD};
+use crate::layers::{add_drop_path, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD};
 
 /// Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`).
 #[derive(Debug)]
@@ -35,9 +35,15 @@ impl Attention {
         let qkv = self
             .qkv
             .forward(x)
-            .reshape([b, n, 3, self.num_heads, c / self.num_heads])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+            .reshape([b, n, 3, self.num_heads, c / self.num_heads]);
+        // Split before moving the heads forward: unbind's backward (a stack on dim 2) then
+        // writes the qkv gradient in the linear layer's [B, N, 3C] layout, with no extra
+        // copy; indexing a permuted tensor three times would scatter into three zeroed
+        // full-size gradients that autograd then sums and copies back.
+        let (q, k, v) = match qkv.unbind(2).as_slice() {
+            [q, k, v] => (q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)),
+            _ => unreachable!("qkv has 3 parts by construction"),
+        };
         let (out, attn) = if want_attn {
             let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, None::<Kind>);
             (attn.matmul(&v), Some(attn))
@@ -77,9 +83,9 @@ impl Block {
 
     fn forward(&self, x: &Tensor, train: bool, want_attn: bool) -> (Tensor, Option<Tensor>) {
         let (y, attn) = self.attn.forward(&self.norm1.forward(x), want_attn);
-        let x = x + drop_path(&y, self.drop_path, train);
+        let x = add_drop_path(x, &y, self.drop_path, train);
         let y = self.fc2.forward(&self.fc1.forward(&self.norm2.forward(&x)).gelu("none"));
-        let x = &x + drop_path(&y, self.drop_path, train);
+        let x = add_drop_path(&x, &y, self.drop_path, train);
         (x, attn)
     }
 }
