@@ -245,7 +245,8 @@ impl Job {
 }
 
 /// Two ranks with batch 4 each take the same steps as one process with batch 8: weights,
-/// teacher, DINO centre and optimiser state within 1e-5, the same counters and logged losses.
+/// teacher, DINO centre and optimiser state within 1e-6 (the zero-gradient key part of the
+/// qkv biases within lr), the same counters and logged losses.
 #[test]
 fn two_ranks_match_one_process_with_the_global_batch() {
     let _one = one_job_at_a_time();
@@ -309,17 +310,28 @@ fn two_ranks_match_one_process_with_the_global_batch() {
             "{prefix}*"
         );
         for (k, ta) in &a {
-            let d = (ta.to_kind(tch::Kind::Double) - b[k].to_kind(tch::Kind::Double))
-                .abs()
-                .max()
-                .double_value(&[]);
-            assert!(d <= 1e-5, "{k}: max |single - two ranks| = {d:e}");
-            // The key part of an attention qkv bias has an exactly zero gradient (softmax is
-            // shift-invariant), so Adam turns fp32 reduction-order noise into steps of up to
-            // ~lr·|g|/(|g|+eps): ~7e-6 here. Every other tensor agrees to a few ulps.
-            if !k.ends_with("attn.qkv.bias") {
-                assert!(d <= 1e-6, "{k}: max |single - two ranks| = {d:e}");
-            }
+            let max_diff = |x: &tch::Tensor, y: &tch::Tensor| {
+                (x.to_kind(tch::Kind::Double) - y.to_kind(tch::Kind::Double))
+                    .abs()
+                    .max()
+                    .double_value(&[])
+            };
+            let tb = &b[k];
+            // The key part (middle third) of an attention qkv bias has an exactly zero gradient
+            // (softmax is shift-invariant), so Adam turns fp32 reduction-order noise into steps
+            // of up to ~lr: those entries move by noise alone and are only bounded by lr (1e-3).
+            // Every other entry agrees to a few ulps.
+            let d = if k.ends_with("attn.qkv.bias") && ta.dim() == 1 {
+                let third = ta.size()[0] / 3;
+                let key = max_diff(&ta.narrow(0, third, third), &tb.narrow(0, third, third));
+                assert!(key <= 1e-3, "{k} (key part): max |single - two ranks| = {key:e}");
+                let q = max_diff(&ta.narrow(0, 0, third), &tb.narrow(0, 0, third));
+                let v = max_diff(&ta.narrow(0, 2 * third, third), &tb.narrow(0, 2 * third, third));
+                q.max(v)
+            } else {
+                max_diff(ta, tb)
+            };
+            assert!(d <= 1e-6, "{k}: max |single - two ranks| = {d:e}");
             if d >= w.1 {
                 w = (prefix, d, k.clone());
             }

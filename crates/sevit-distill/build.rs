@@ -44,6 +44,7 @@ fn main() {
         .std("c++17")
         .file(manifest.join("cpp/c10d_bridge.cpp"))
         .file(manifest.join("cpp/autocast_bridge.cpp"))
+        .file(manifest.join("cpp/foreach_bridge.cpp"))
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .define("USE_C10D_GLOO", None)
         .include(manifest.join("cpp/gloo_decls"))

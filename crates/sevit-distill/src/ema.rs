@@ -17,24 +17,24 @@ pub fn update_momentum(teacher: &VarStore, student: &VarStore, m: f64) -> anyhow
             s_vars.len()
         );
     }
-    tch::no_grad(|| -> anyhow::Result<()> {
-        for (name, t) in t_vars.iter() {
-            let s = s_vars
-                .get(name)
-                .with_context(|| format!("student has no variable `{name}`"))?;
-            if t.size() != s.size() {
-                bail!(
-                    "variable `{name}`: teacher shape {:?} vs student {:?}",
-                    t.size(),
-                    s.size()
-                );
-            }
-            let mut t = t.shallow_clone();
-            // m·t + (1−m)·s in one pass.
-            let _ = t.f_lerp_(&s.detach(), 1.0 - m)?;
+    let mut dst = Vec::with_capacity(t_vars.len());
+    let mut src = Vec::with_capacity(t_vars.len());
+    for (name, t) in t_vars.iter() {
+        let s = s_vars
+            .get(name)
+            .with_context(|| format!("student has no variable `{name}`"))?;
+        if t.size() != s.size() {
+            bail!(
+                "variable `{name}`: teacher shape {:?} vs student {:?}",
+                t.size(),
+                s.size()
+            );
         }
-        Ok(())
-    })
+        dst.push(t);
+        src.push(s);
+    }
+    // m·t + (1−m)·s in one pass over every variable.
+    crate::foreach::lerp_(&dst, &src, 1.0 - m)
 }
 
 /// Copies every student variable into the teacher variable of the same name (`m = 0`),

@@ -38,6 +38,7 @@ pub mod data;
 pub mod distributed;
 pub mod ema;
 pub mod eval;
+pub mod foreach;
 pub mod inference;
 pub mod layout;
 pub mod log;

@@ -99,34 +99,35 @@ impl AdamW {
                 self.slots.len()
             );
         }
-        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
-        tch::no_grad(|| -> anyhow::Result<()> {
-            for (slot, g) in self.slots.iter_mut().zip(grads) {
-                if !g.defined() {
-                    continue;
-                }
-                slot.step += 1;
-                let weight_decay = if slot.regularized { wd } else { 0.0 };
-                let mut p = slot.param.shallow_clone();
-                if weight_decay != 0.0 {
-                    let _ = p.f_mul_scalar_(1.0 - lr * weight_decay)?;
-                }
-                let _ = slot.exp_avg.f_lerp_(g, 1.0 - b1)?;
-                // In-place forms keep the temporaries to two per parameter (g·(1−β2) and
-                // the denominator), which matters for the 65536-wide last layer.
-                let _ = slot.exp_avg_sq.f_mul_scalar_(b2)?;
-                let _ = slot.exp_avg_sq.f_addcmul_(g, &(g * (1.0 - b2)))?;
-                let bc1 = 1.0 - b1.powi(slot.step as i32);
-                let bc2 = 1.0 - b2.powi(slot.step as i32);
-                let step_size = lr / bc1;
-                let mut denom = slot.exp_avg_sq.sqrt();
-                let _ = denom.f_div_scalar_(bc2.sqrt())?;
-                let _ = denom.f_add_scalar_(eps)?;
-                let _ = denom.f_div_scalar_(-step_size)?;
-                let _ = p.f_addcdiv_(&slot.exp_avg, &denom)?;
+        // Two fused multi-tensor calls (one per weight-decay group) over the parameters that
+        // have a gradient this step.
+        for regularized in [true, false] {
+            let live: Vec<usize> = (0..self.slots.len())
+                .filter(|&i| self.slots[i].regularized == regularized && grads[i].defined())
+                .collect();
+            if live.is_empty() {
+                continue;
             }
-            Ok(())
-        })
+            for &i in &live {
+                self.slots[i].step += 1;
+            }
+            let slots: Vec<&Slot> = live.iter().map(|&i| &self.slots[i]).collect();
+            crate::foreach::fused_adamw(
+                &slots.iter().map(|s| &s.param).collect::<Vec<_>>(),
+                &live.iter().map(|&i| &grads[i]).collect::<Vec<_>>(),
+                &slots.iter().map(|s| &s.exp_avg).collect::<Vec<_>>(),
+                &slots.iter().map(|s| &s.exp_avg_sq).collect::<Vec<_>>(),
+                &slots.iter().map(|s| s.step).collect::<Vec<_>>(),
+                crate::foreach::AdamWStep {
+                    lr,
+                    beta1: self.beta1,
+                    beta2: self.beta2,
+                    weight_decay: if regularized { wd } else { 0.0 },
+                    eps: self.eps,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// The optimiser state as named tensors: `exp_avg.<param>`, `exp_avg_sq.<param>`,

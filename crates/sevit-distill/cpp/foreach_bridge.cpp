@@ -1,0 +1,69 @@
+// A C ABI over libtorch's multi-tensor optimiser kernels, which tch 0.26 does not expose:
+// the fused AdamW kernel (`at::_fused_adamw_`, the kernel behind PyTorch's
+// `torch.optim.AdamW(fused=True)`, on CPU and CUDA) and `at::_foreach_lerp_` (the EMA update).
+// One call replaces a dozen small element-wise ops per parameter, each a parallel region of
+// its own. Tensors arrive as tch's `C_tensor` pointers, which are `at::Tensor*`.
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include <cstdio>
+#include <vector>
+
+namespace {
+
+std::vector<at::Tensor> list(at::Tensor* const* ts, int64_t n) {
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (int64_t i = 0; i < n; ++i) v.push_back(*ts[i]);
+  return v;
+}
+
+int fail(const std::exception& e, char* err, size_t err_len) {
+  if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "%s", e.what());
+  return 1;
+}
+
+} // namespace
+
+extern "C" {
+
+// One AdamW step (PyTorch's formula, decoupled weight decay `wd`) over `n` parameters with
+// their gradients and moments; `steps[i]` is the parameter's step count *after* this update.
+// Returns 0, or 1 with libtorch's message in `err`.
+int sevit_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads,
+                      at::Tensor* const* exp_avgs, at::Tensor* const* exp_avg_sqs,
+                      const double* steps, int64_t n, double lr, double beta1, double beta2,
+                      double wd, double eps, char* err, size_t err_len) {
+  try {
+    if (n == 0) return 0;
+    c10::AutoGradMode no_grad(false);
+    auto p = list(params, n);
+    std::vector<at::Tensor> state_steps;
+    state_steps.reserve(n);
+    const auto opts = at::TensorOptions().dtype(at::kFloat).device(p[0].device());
+    for (int64_t i = 0; i < n; ++i) state_steps.push_back(at::scalar_tensor(steps[i], opts));
+    at::_fused_adamw_(p, list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n), {},
+                      state_steps, lr, beta1, beta2, wd, eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// dst[i] <- dst[i] + weight (src[i] - dst[i]) for every i, without gradient.
+int sevit_foreach_lerp(at::Tensor* const* dst, at::Tensor* const* src, int64_t n, double weight,
+                       char* err, size_t err_len) {
+  try {
+    if (n == 0) return 0;
+    c10::AutoGradMode no_grad(false);
+    auto d = list(dst, n);
+    at::_foreach_lerp_(d, list(src, n), weight);
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+} // extern "C"

@@ -1,0 +1,201 @@
+//! Multi-tensor kernels of libtorch that tch does not expose, through the C++ shim
+//! `cpp/foreach_bridge.cpp`: the fused AdamW step and the list-wise `lerp` of the EMA. Each
+//! replaces a dozen small element-wise launches per parameter with one pass over all of them.
+
+use std::os::raw::c_char;
+
+use anyhow::{bail, ensure};
+use std::ffi::c_void;
+
+use tch::Tensor;
+
+extern "C" {
+    fn sevit_fused_adamw(
+        params: *const *const c_void,
+        grads: *const *const c_void,
+        exp_avgs: *const *const c_void,
+        exp_avg_sqs: *const *const c_void,
+        steps: *const f64,
+        n: i64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        wd: f64,
+        eps: f64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn sevit_foreach_lerp(
+        dst: *const *const c_void,
+        src: *const *const c_void,
+        n: i64,
+        weight: f64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+}
+
+fn ptrs(ts: &[&Tensor]) -> Vec<*const c_void> {
+    ts.iter().map(|t| t.as_ptr().cast::<c_void>()).collect()
+}
+
+/// Every tensor of `others` has the shape, device and dtype of `firsts`' tensor at that index
+/// (libtorch's multi-tensor kernels index them in lockstep).
+fn check_alike(what: &str, firsts: &[&Tensor], others: &[&[&Tensor]]) -> anyhow::Result<()> {
+    let device = firsts.first().map(|t| t.device());
+    for (i, p) in firsts.iter().enumerate() {
+        ensure!(Some(p.device()) == device, "{what}: tensor {i} is on {:?}, tensor 0 on {device:?}", p.device());
+        for list in others {
+            let t = list[i];
+            ensure!(
+                t.size() == p.size() && t.kind() == p.kind() && t.device() == p.device(),
+                "{what}: tensor {i} is {:?} {:?} on {:?} but its partner is {:?} {:?} on {:?}",
+                p.size(),
+                p.kind(),
+                p.device(),
+                t.size(),
+                t.kind(),
+                t.device()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check(rc: i32, err: &[u8], what: &str) -> anyhow::Result<()> {
+    if rc == 0 {
+        return Ok(());
+    }
+    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+    bail!("{what}: {}", String::from_utf8_lossy(&err[..end]).trim())
+}
+
+/// Hyper-parameters of one [`fused_adamw`] call (one parameter group).
+#[derive(Clone, Copy, Debug)]
+pub struct AdamWStep {
+    /// Learning rate.
+    pub lr: f64,
+    /// β1.
+    pub beta1: f64,
+    /// β2.
+    pub beta2: f64,
+    /// Decoupled weight decay (`p ← p·(1 − lr·wd)` before the Adam update).
+    pub weight_decay: f64,
+    /// ε.
+    pub eps: f64,
+}
+
+/// One AdamW step, PyTorch's formula, in place over `params` and their moments.
+/// `steps[i]` is parameter `i`'s step count including this update (for the bias corrections).
+///
+/// # Errors
+/// Lists of different lengths, or libtorch's refusal (mixed devices or dtypes, shape
+/// mismatches).
+pub fn fused_adamw(
+    params: &[&Tensor],
+    grads: &[&Tensor],
+    exp_avgs: &[&Tensor],
+    exp_avg_sqs: &[&Tensor],
+    steps: &[i64],
+    h: AdamWStep,
+) -> anyhow::Result<()> {
+    let n = params.len();
+    ensure!(
+        grads.len() == n && exp_avgs.len() == n && exp_avg_sqs.len() == n && steps.len() == n,
+        "fused AdamW: {n} parameters but {} gradients, {} first and {} second moments, {} steps",
+        grads.len(),
+        exp_avgs.len(),
+        exp_avg_sqs.len(),
+        steps.len()
+    );
+    check_alike("fused AdamW", params, &[grads, exp_avgs, exp_avg_sqs])?;
+    let (p, g, m, v) = (ptrs(params), ptrs(grads), ptrs(exp_avgs), ptrs(exp_avg_sqs));
+    let steps: Vec<f64> = steps.iter().map(|&s| s as f64).collect();
+    let mut err = vec![0u8; 1024];
+    // SAFETY: every pointer is a live tch tensor (`at::Tensor*`) borrowed for the call; the
+    // shim catches libtorch's exceptions and writes at most `err.len()` bytes.
+    let rc = unsafe {
+        sevit_fused_adamw(
+            p.as_ptr(),
+            g.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            steps.as_ptr(),
+            n as i64,
+            h.lr,
+            h.beta1,
+            h.beta2,
+            h.weight_decay,
+            h.eps,
+            err.as_mut_ptr().cast(),
+            err.len(),
+        )
+    };
+    check(rc, &err, "fused AdamW step")
+}
+
+/// `dst[i] ← dst[i] + weight·(src[i] − dst[i])` for every `i`, in place, without gradient.
+///
+/// # Errors
+/// Lists of different lengths, or libtorch's refusal (shape, device or dtype mismatch).
+pub fn lerp_(dst: &[&Tensor], src: &[&Tensor], weight: f64) -> anyhow::Result<()> {
+    ensure!(
+        dst.len() == src.len(),
+        "lerp over lists of {} and {} tensors",
+        dst.len(),
+        src.len()
+    );
+    check_alike("list lerp", dst, &[src])?;
+    let (d, s) = (ptrs(dst), ptrs(src));
+    let mut err = vec![0u8; 1024];
+    // SAFETY: as in `fused_adamw`.
+    let rc = unsafe {
+        sevit_foreach_lerp(
+            d.as_ptr(),
+            s.as_ptr(),
+            d.len() as i64,
+            weight,
+            err.as_mut_ptr().cast(),
+            err.len(),
+        )
+    };
+    check(rc, &err, "list lerp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn lerp_matches_per_tensor_lerp() {
+        tch::manual_seed(3);
+        let opts = (Kind::Float, Device::Cpu);
+        let a = [Tensor::randn([5, 3], opts), Tensor::randn([7], opts)];
+        let b = [Tensor::randn([5, 3], opts), Tensor::randn([7], opts)];
+        let want: Vec<Tensor> = a.iter().zip(&b).map(|(x, y)| x.lerp(y, 0.3)).collect();
+        lerp_(&[&a[0], &a[1]], &[&b[0], &b[1]], 0.3).unwrap();
+        for (x, w) in a.iter().zip(&want) {
+            assert!(x.allclose(w, 1e-6, 1e-7, false));
+        }
+    }
+
+    #[test]
+    fn mismatches_are_errors_not_crashes() {
+        let opts = (Kind::Float, Device::Cpu);
+        let a = Tensor::zeros([3], opts);
+        let b = Tensor::zeros([4], opts);
+        let e = lerp_(&[&a], &[&b], 0.5).unwrap_err().to_string();
+        assert!(e.contains("list lerp"), "{e}");
+        assert!(lerp_(&[&a], &[], 0.5).is_err());
+        let h = AdamWStep {
+            lr: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.0,
+            eps: 1e-8,
+        };
+        let e = fused_adamw(&[&a], &[&b], &[&a], &[&a], &[1], h).unwrap_err();
+        assert!(e.to_string().contains("fused AdamW"), "{e}");
+    }
+}
