@@ -1,8 +1,9 @@
 # sevit recipes. `./sevitw RECIPE` installs what is missing first; `just RECIPE` works after that.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# libgomp busy-waits by default; on a small shared CPU that costs up to 3x (docs/performance.md)
-export OMP_WAIT_POLICY := env_var_or_default("OMP_WAIT_POLICY", "PASSIVE")
+# libgomp spins idle threads ~3 ms by default (3x slower on a shared CPU); passive waiting is
+# ~15% slower when idle; a short spin keeps both (docs/performance.md)
+export GOMP_SPINCOUNT := env_var_or_default("GOMP_SPINCOUNT", "10000")
 
 sevit := "target/release/sevit"
 run := "runs/demo"

@@ -110,26 +110,25 @@ def run_all(a, log, env, th, torch_script):
     if not a.no_torch:
         results.append(run_one([a.python, torch_script, *mm, *th], log, env))
     if a.smoke:
-        p = [("micro", m, 1, 1, 1, True) for m in ("step", "correction", "eval")]
+        p = [("micro", m, 1, 1, 1) for m in ("step", "correction", "eval")]
     elif a.focus:
-        p = [("tiny16", "step", 4, 2, 1, True)]
+        p = [("tiny16", "step", 4, 2, 1)]
     else:
         p = plan(a.quick, not a.no_small)
-    for cfg, mode, rounds, iters, warmup, with_fast in p:
+    for cfg, mode, rounds, iters, warmup in p:
         common = ["--config", cfg, "--mode", mode, "--iters", str(iters), "--warmup", str(warmup), *th]
+        common += ["--precision", a.precision]
         if mode == "eval":
             common += ["--eval-batch", "8" if cfg == "small8" else "32"]
         for rnd in range(rounds):
             variants = [("rust", "engine")]
-            if mode == "step" and with_fast:
-                variants.append(("rust", "fast"))
             if not a.no_torch and mode != "train":
                 variants.append(("torch", "explicit"))
                 if mode in ("step", "eval"):
                     variants.append(("torch", "sdpa"))
             for impl, variant in variants:
                 if impl == "rust":
-                    cmd = [a.rust_bin, *common, "--variant", variant]
+                    cmd = [a.rust_bin, *common]
                 else:
                     cmd = [a.python, torch_script, *common, "--attn", variant]
                 results.append(run_one(cmd, log, env, {"round": rnd}))
@@ -164,25 +163,25 @@ def run_one(cmd, log, env=None, extra=None, timeout=1800):
 
 
 def plan(quick, include_small):
-    """(config, mode, rounds, iters, warmup, with_fast) of the DISTL measurements."""
+    """(config, mode, rounds, iters, warmup) of the DISTL measurements."""
     if quick:
         return [
-            ("tiny16", "step", 2, 2, 1, True),
-            ("tiny16", "correction", 1, 2, 1, False),
-            ("tiny16", "eval", 1, 3, 1, False),
+            ("tiny16", "step", 2, 2, 1),
+            ("tiny16", "correction", 1, 2, 1),
+            ("tiny16", "eval", 1, 3, 1),
         ]
     p = [
-        ("tiny16", "step", 3, 3, 1, True),
-        ("tiny16-65k", "step", 2, 3, 1, True),
-        ("tiny16", "correction", 1, 3, 1, False),
-        ("tiny16-65k", "correction", 1, 2, 1, False),
-        ("tiny16", "eval", 1, 4, 1, False),
+        ("tiny16", "step", 3, 3, 1),
+        ("tiny16-65k", "step", 2, 3, 1),
+        ("tiny16", "correction", 1, 3, 1),
+        ("tiny16-65k", "correction", 1, 2, 1),
+        ("tiny16", "eval", 1, 4, 1),
         # the step fed by the real loader (decode + augmentation on the same 2 cores)
-        ("tiny16", "train", 1, 4, 1, False),
+        ("tiny16", "train", 1, 4, 1),
     ]
     if include_small:
         # about 3 TFLOP per step: one timed iteration per process
-        p += [("small8", "step", 1, 1, 1, False), ("small8", "eval", 1, 2, 1, False)]
+        p += [("small8", "step", 1, 1, 1), ("small8", "eval", 1, 2, 1)]
     return p
 
 
@@ -201,9 +200,17 @@ def main():
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--smoke", action="store_true", help="micro model, one iteration (tests the bench itself)")
     ap.add_argument(
-        "--omp-active",
-        action="store_true",
-        help="keep libgomp's default spinning wait policy (default: OMP_WAIT_POLICY=PASSIVE for both sides)",
+        "--omp",
+        default="spin10k",
+        choices=["spin10k", "passive", "default"],
+        help="libgomp wait policy of both sides: GOMP_SPINCOUNT=10000 (what sevit sets), "
+        "OMP_WAIT_POLICY=PASSIVE, or libgomp's default (~3 ms spin)",
+    )
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="forward passes of both sides in f32, or under bf16 autocast",
     )
     ap.add_argument("--aug-rust", default=None, help="augment.json of sevit-data's augmentation bench")
     ap.add_argument("--aug-torch", default=None, help="augment_torchvision.json of bench/torchvision_augment.py")
@@ -213,10 +220,14 @@ def main():
     torch_script = os.path.join(here, "distl_step_torch.py")
     th = ["--threads", str(a.threads)]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-    if not a.omp_active:
-        # libgomp reads this when it is loaded, so it must be in the environment of the process.
-        # Spinning threads collapse when the cores are shared (3-4x slower steps measured with
-        # other jobs running); see docs/performance.md.
+    # libgomp reads these when it is loaded, so they must be in the environment of the process.
+    # Long spins collapse when the cores are shared, passive waiting costs when they are not;
+    # see docs/performance.md. Both sides get the same policy.
+    env.pop("GOMP_SPINCOUNT", None)
+    env.pop("OMP_WAIT_POLICY", None)
+    if a.omp == "spin10k":
+        env["GOMP_SPINCOUNT"] = "10000"
+    elif a.omp == "passive":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     runs_path = os.path.join(a.out, "runs.jsonl")
     results = []
@@ -318,7 +329,7 @@ def build_report(results, aug, a, wall):
             "processes": len(rs),
         }
         figures.append(fig)
-    # ratios: Rust (engine and fast) vs PyTorch (reference, explicit attention; and SDPA)
+    # ratios: Rust vs PyTorch (reference, explicit attention; and SDPA)
     ratios = []
     by = {(f["impl"], f["config"], f["mode"], f["variant"]): f for f in figures}
     for f in figures:
@@ -351,7 +362,8 @@ def build_report(results, aug, a, wall):
             "platform": platform.platform(),
             "processor": cpu_model(),
             "threads": a.threads,
-            "omp_wait_policy": "default (active spin)" if a.omp_active else "PASSIVE",
+            "precision": a.precision,
+            "omp_wait_policy": {"spin10k": "GOMP_SPINCOUNT=10000", "passive": "OMP_WAIT_POLICY=PASSIVE", "default": "libgomp default"}[a.omp],
             "load_avg_start_end": [results[0]["load_before"] if results else None, loadavg()],
         },
         "bench_wall_s": wall,

@@ -5,13 +5,15 @@
 # sevit-data when present. Writes target/bench/report.json, report.md (printed) and runs.jsonl.
 #
 # Usage: scripts/bench.sh [--quick] [--focus] [--no-small] [--no-torch] [--smoke] [--threads N]
+#        [--precision fp32|bf16] [--omp spin10k|passive|default]
 #   --quick     tiny/16 only, fewer rounds (a few minutes)
 #   --focus     only the tiny/16 step, 4 interleaved rounds: the steadiest Rust/PyTorch ratio
 #   --no-small  skip small/8@256 (the paper configuration, tens of seconds per step on CPU)
 #   --no-torch  skip the PyTorch comparison
 #   --smoke     micro model, one iteration each: checks that the bench itself runs
 #   --threads N torch intra-op threads for both sides (default 2)
-#   --omp-active keep libgomp spinning (default: OMP_WAIT_POLICY=PASSIVE on both sides)
+#   --precision fp32|bf16  forward passes of both sides in f32 (default) or under bf16 autocast
+#   --omp P     libgomp wait policy of both sides: spin10k (default, what sevit sets), passive, default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,10 +21,11 @@ out=target/bench
 args=()
 while (($#)); do
     case "$1" in
-        --quick | --focus | --no-small | --no-torch | --smoke | --omp-active) args+=("$1") ;;
+        --quick | --focus | --no-small | --no-torch | --smoke) args+=("$1") ;;
+        --omp | --precision) args+=("$1" "$2"); shift ;;
         --threads) args+=("$1" "$2"); shift ;;
         --out) out="$2"; shift ;;
-        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

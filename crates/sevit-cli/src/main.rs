@@ -52,7 +52,32 @@ enum Command {
     ExperimentReport(commands::experiment_report::Args),
 }
 
+/// libgomp (libtorch's OpenMP runtime) reads its wait policy once, when it is loaded, before
+/// `main` runs. Its default lets idle threads spin for about 3 ms, which collapses when the
+/// cores are shared (3x slower steps); passive waiting costs about 15% on an idle 2-core
+/// machine. A short spin (`GOMP_SPINCOUNT=10000`, about 0.1 ms) keeps both
+/// (docs/performance.md), so `sevit` re-executes itself once with it unless the user chose
+/// `GOMP_SPINCOUNT` or `OMP_WAIT_POLICY`.
+const GOMP_SPINCOUNT: &str = "10000";
+
+fn ensure_gomp_spincount() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("GOMP_SPINCOUNT").is_some() || std::env::var_os("OMP_WAIT_POLICY").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+        .exec();
+    // Only reached when exec failed; the run goes on with libgomp's default policy.
+    eprintln!("sevit: could not re-execute with GOMP_SPINCOUNT={GOMP_SPINCOUNT} ({err}); continuing");
+}
+
 fn main() {
+    ensure_gomp_spincount();
     let cli = Cli::parse();
     // Ranks > 0 of a data-parallel job (sevit launch / torchrun) log warnings only, unless
     // a level was asked for explicitly.

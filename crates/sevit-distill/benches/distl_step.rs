@@ -24,10 +24,9 @@
 //! * `eval`: class logits of global-size images, batch 32, no gradient.
 //! * `matmul`: GFLOP/s of a square f32 matrix multiply (the machine's reference rate).
 //!
-//! Variants: `engine` calls the engine's public functions as they are (`sevit_distill::loss`,
-//! `optim::AdamW`, `clip`, `ema`); `fast` replaces the loss/optimiser/EMA arithmetic with the
-//! leaner formulations proposed in `docs/performance.md` (same mathematics), to measure what
-//! those changes would gain.
+//! The step calls the engine's public functions as they are (`sevit_distill::loss`,
+//! `optim::AdamW`, `clip`, `ema`). `--precision bf16` runs the forward passes under bf16
+//! autocast (`sevit_distill::precision`), as `precision = "bf16"` in a training config.
 //!
 //! Inputs are random tensors of the right shapes, made once before the timed loop: the cost
 //! of decoding and augmenting images is measured separately (the augmentation bench).
@@ -37,6 +36,7 @@ use std::time::Instant;
 
 use sevit_distill::clip::{cancel_gradients_last_layer, clip_gradients};
 use sevit_distill::ema::{copy_weights, update_momentum};
+use sevit_distill::precision::{Autocast, Precision};
 use sevit_distill::loss::{combine, correction_bce, self_training_loss, DinoLoss};
 use sevit_distill::optim::AdamW;
 use sevit_model::{DinoHeadConfig, DistlNet, ModelConfig, ViTConfig};
@@ -99,7 +99,7 @@ const EPOCHS: usize = 5;
 struct Args {
     config: String,
     mode: String,
-    variant: String,
+    precision: Precision,
     iters: usize,
     warmup: usize,
     threads: i32,
@@ -111,7 +111,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         config: "tiny16".into(),
         mode: "step".into(),
-        variant: "engine".into(),
+        precision: Precision::F32,
         iters: 5,
         warmup: 1,
         threads: 2,
@@ -127,7 +127,13 @@ fn parse_args() -> anyhow::Result<Args> {
         match k.as_str() {
             "--config" => a.config = val()?,
             "--mode" => a.mode = val()?,
-            "--variant" => a.variant = val()?,
+            "--precision" => {
+                a.precision = match val()?.as_str() {
+                    "fp32" | "f32" => Precision::F32,
+                    "bf16" => Precision::Bf16,
+                    other => anyhow::bail!("--precision {other:?}: fp32 or bf16"),
+                }
+            }
             "--iters" => a.iters = val()?.parse()?,
             "--warmup" => a.warmup = val()?.parse()?,
             "--threads" => a.threads = val()?.parse()?,
@@ -136,15 +142,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bench" => {} // appended by `cargo bench`
             other => anyhow::bail!(
                 "unknown flag {other:?}; flags: --config NAME --mode step|correction|eval|matmul \
-                 --variant engine|fast --iters N --warmup N --threads N --matmul-n N --eval-batch N"
+                 --precision fp32|bf16 --iters N --warmup N --threads N --matmul-n N --eval-batch N"
             ),
         }
     }
     anyhow::ensure!(a.iters > 0, "--iters must be positive");
-    anyhow::ensure!(
-        matches!(a.variant.as_str(), "engine" | "fast"),
-        "--variant must be engine or fast"
-    );
     Ok(a)
 }
 
@@ -221,105 +223,6 @@ impl Phases {
         }
         serde_json::Value::Object(m)
     }
-}
-
-/// Leaner AdamW arithmetic (same update as `optim::AdamW::step`, PyTorch's AdamW): in-place
-/// moments, one temporary per parameter instead of six.
-struct FastAdamW {
-    params: Vec<Tensor>,
-    names: Vec<String>,
-    regularized: Vec<bool>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    step: i32,
-}
-
-impl FastAdamW {
-    fn new(vs: &VarStore) -> Self {
-        let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
-        let mut s = FastAdamW {
-            params: vec![],
-            names: vec![],
-            regularized: vec![],
-            m: vec![],
-            v: vec![],
-            step: 0,
-        };
-        for (name, t) in vars {
-            if !t.requires_grad() {
-                continue;
-            }
-            // the same groups as the engine: no decay on biases and 1-D parameters
-            s.regularized
-                .push(!(name.ends_with(".bias") || t.dim() <= 1));
-            s.m.push(t.zeros_like());
-            s.v.push(t.zeros_like());
-            s.names.push(name);
-            s.params.push(t);
-        }
-        s
-    }
-
-    fn step(&mut self, grads: &[Tensor], lr: f64, wd: f64) {
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-        self.step += 1;
-        let bc1 = 1.0 - b1.powi(self.step);
-        let bc2_sqrt = (1.0 - b2.powi(self.step)).sqrt();
-        tch::no_grad(|| {
-            for i in 0..self.params.len() {
-                let g = &grads[i];
-                if !g.defined() {
-                    continue;
-                }
-                let p = &mut self.params[i];
-                if self.regularized[i] && wd != 0.0 {
-                    let _ = p.g_mul_scalar_(1.0 - lr * wd);
-                }
-                let _ = self.m[i].lerp_(g, 1.0 - b1);
-                let _ = self.v[i].g_mul_scalar_(b2);
-                let _ = self.v[i].addcmul_(g, &(g * (1.0 - b2)));
-                // denom = -(sqrt(v)/bc2 + eps) * bc1 / lr, so that p += m / denom
-                let mut denom = self.v[i].sqrt();
-                let _ = denom
-                    .g_div_scalar_(bc2_sqrt)
-                    .g_add_scalar_(eps)
-                    .g_mul_scalar_(-bc1 / lr);
-                let _ = p.addcdiv_(&self.m[i], &denom);
-            }
-        })
-    }
-}
-
-/// DINO loss with the pair sum regrouped: Σ_{i} Σ_{v≠i} −q_i·log p_v = Σ_i −q_i·(S − log p_i)
-/// with S = Σ_v log p_v: one pass per teacher view instead of one per pair (18 → 2 products of
-/// `[B, out]`). Same value and gradient as `sevit_distill::loss::dino_loss`.
-fn dino_loss_fast(
-    student: &Tensor,
-    teacher: &Tensor,
-    center: &Tensor,
-    n_s: i64,
-    n_t: i64,
-    tt: f64,
-    st: f64,
-) -> Tensor {
-    let rows = student.size()[0] / n_s;
-    let s = (student / st).log_softmax(-1, Kind::Float);
-    let s_sum = s
-        .view([n_s, rows, -1])
-        .sum_dim_intlist(0, false, Kind::Float);
-    let t = ((teacher - center) / tt).softmax(-1, Kind::Float).detach();
-    let mut total: Option<Tensor> = None;
-    for i in 0..n_t {
-        let q = t.narrow(0, i * rows, rows);
-        let others = &s_sum - s.narrow(0, i * rows, rows);
-        let term = (q * others).sum(Kind::Float);
-        total = Some(match total {
-            None => term,
-            Some(acc) => acc + term,
-        });
-    }
-    let n_pairs = (n_t * n_s - n_t.min(n_s)) as f64;
-    -total.expect("at least one teacher view") / (rows as f64 * n_pairs)
 }
 
 /// The multi-crop loader over the first `n` images of the Kermany set (the augmentation
@@ -428,7 +331,6 @@ fn main() -> anyhow::Result<()> {
         let m = model_config(c)?;
         let s = setup(c, &m);
         let b = c.batch;
-        let n_views = N_GLOBAL + N_LOCAL;
         let lr = 5e-5 * b as f64 / 16.0;
         let (wd, mom) = (0.01, 0.9995);
         let alpha = 2.0 * (EPOCH as f64 + 1.0) / EPOCHS as f64;
@@ -445,15 +347,8 @@ fn main() -> anyhow::Result<()> {
         );
         let mut opt = AdamW::new(&s.student_vs, |_| true);
         let names = opt.names();
-        let mut fast_opt = (a.variant == "fast").then(|| FastAdamW::new(&s.student_vs));
-        let fast = a.variant == "fast";
         let student_vars: Vec<(String, Tensor)> = {
             let mut v: Vec<_> = s.student_vs.variables().into_iter().collect();
-            v.sort_by(|x, y| x.0.cmp(&y.0));
-            v
-        };
-        let teacher_vars: Vec<(String, Tensor)> = {
-            let mut v: Vec<_> = s.teacher_vs.variables().into_iter().collect();
             v.sort_by(|x, y| x.0.cmp(&y.0));
             v
         };
@@ -487,6 +382,9 @@ fn main() -> anyhow::Result<()> {
                         }
                         None => s.views.iter().map(|v| v.shallow_clone()).collect(),
                     };
+                    // forward passes and losses under the chosen autocast (none for fp32), the
+                    // backward outside it, as the engine's Trainer does
+                    let autocast = Autocast::enter(Device::Cpu, a.precision);
                     let t_out = phases.time("teacher_fwd", || {
                         tch::no_grad(|| {
                             s.teacher.forward_multi(&views[..N_GLOBAL], N_GLOBAL, false)
@@ -496,21 +394,7 @@ fn main() -> anyhow::Result<()> {
                         s.student.forward_multi(&views, N_GLOBAL, true)
                     });
                     let loss = phases.time("loss", || {
-                        let d = if fast {
-                            let l = dino_loss_fast(
-                                &s_out.dino,
-                                &t_out.dino,
-                                &dino.center,
-                                n_views as i64,
-                                N_GLOBAL as i64,
-                                0.04,
-                                0.1,
-                            );
-                            dino.update_center(&t_out.dino);
-                            l
-                        } else {
-                            dino.forward(&s_out.dino, &t_out.dino, EPOCH)
-                        };
+                        let d = dino.forward(&s_out.dino, &t_out.dino, EPOCH);
                         let s_logit = s_out.cls_logits.narrow(0, b, b);
                         if correction {
                             combine(
@@ -527,28 +411,17 @@ fn main() -> anyhow::Result<()> {
                             combine(&d, &st, alpha, LAMBDA, EPOCH, EPOCHS)
                         }
                     });
+                    drop(autocast);
                     let mut grads = phases.time("backward", || opt.gradients(&loss));
                     phases.time("clip", || {
                         clip_gradients(&mut grads, CLIP);
                         cancel_gradients_last_layer(&names, &mut grads, EPOCH, 1);
                     });
-                    phases.time("optimizer", || match fast_opt.as_mut() {
-                        Some(f) => f.step(&grads, lr, wd),
-                        None => opt.step(&grads, lr, wd).expect("AdamW step"),
-                    });
+                    phases.time("optimizer", || opt.step(&grads, lr, wd).expect("AdamW step"));
                     drop(grads);
                     if !correction {
                         phases.time("ema", || {
-                            if fast {
-                                tch::no_grad(|| {
-                                    for ((_, t), (_, sv)) in teacher_vars.iter().zip(&student_vars)
-                                    {
-                                        let _ = t.shallow_clone().lerp_(sv, 1.0 - mom);
-                                    }
-                                })
-                            } else {
-                                update_momentum(&s.teacher_vs, &s.student_vs, mom).expect("EMA")
-                            }
+                            update_momentum(&s.teacher_vs, &s.student_vs, mom).expect("EMA")
                         });
                     }
                     // One host read per iteration: the logged loss.
@@ -571,7 +444,8 @@ fn main() -> anyhow::Result<()> {
                 images_per_iter = eb as f64;
                 for i in 0..a.warmup + a.iters {
                     let t0 = Instant::now();
-                    let p = tch::no_grad(|| s.teacher.classify(&x, false).sigmoid());
+                    let _autocast = Autocast::enter(Device::Cpu, a.precision);
+                    let p = tch::no_grad(|| s.teacher.classify(&x, false).to_kind(Kind::Float).sigmoid());
                     let _ = p.double_value(&[0]);
                     if i >= a.warmup {
                         times.push(t0.elapsed().as_secs_f64());
@@ -593,7 +467,8 @@ fn main() -> anyhow::Result<()> {
         "impl": "rust",
         "config": a.config,
         "mode": a.mode,
-        "variant": a.variant,
+        "variant": "engine",
+        "precision": match a.precision { Precision::Bf16 => "bf16", _ => "fp32" },
         "threads": a.threads,
         "warmup": a.warmup,
         "times_s": times,

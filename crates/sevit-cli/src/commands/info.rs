@@ -9,6 +9,10 @@ pub struct Args {}
 pub fn run(_args: Args) -> anyhow::Result<()> {
     println!("sevit {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch threads: {}", tch::get_num_threads());
+    for var in ["GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS"] {
+        let v = std::env::var(var).unwrap_or_else(|_| "(unset)".into());
+        println!("{var}: {v}");
+    }
     println!("cuda available: {}", tch::Cuda::is_available());
     if tch::Cuda::is_available() {
         println!("cuda devices: {}", tch::Cuda::device_count());
