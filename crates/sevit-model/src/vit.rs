@@ -44,9 +44,15 @@ impl Attention {
             [q, k, v] => (q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)),
             _ => unreachable!("qkv has 3 parts by construction"),
         };
-        let (out, attn) = if want_attn {
+        // On short sequences libtorch's CPU flash-attention kernel is slower in bf16 than two
+        // AMX/AVX512-bf16 matrix products and a softmax (PyTorch tiny/16 DISTL step: 16 vs
+        // 25 img/s, bench `--precision bf16`), so bf16 on the CPU takes the explicit path up
+        // to 256 tokens; longer sequences keep the fused kernel, which stores no [N, N] maps.
+        let explicit = want_attn
+            || (qkv.kind() == Kind::BFloat16 && qkv.device() == tch::Device::Cpu && n <= 256);
+        let (out, attn) = if explicit {
             let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, None::<Kind>);
-            (attn.matmul(&v), Some(attn))
+            (attn.matmul(&v), want_attn.then_some(attn))
         } else {
             let out = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, self.scale, false);
             (out, None)
@@ -277,5 +283,20 @@ mod tests {
         let (b, m) = att.forward(&x, true);
         assert!(m.is_some());
         assert!(a.allclose(&b, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn bf16_attention_on_cpu_matches_f32() {
+        tch::manual_seed(3);
+        let mut vs = VarStore::new(Device::Cpu);
+        let att = Attention::new(&vs.root(), 32, 4, true);
+        let x = Tensor::randn([2, 5, 32], (Kind::Float, Device::Cpu));
+        let (want, _) = att.forward(&x, false);
+        vs.bfloat16();
+        let (got, maps) = att.forward(&x.to_kind(Kind::BFloat16), false);
+        assert!(maps.is_none(), "maps only when asked for");
+        assert_eq!(got.kind(), Kind::BFloat16);
+        let err = (got.to_kind(Kind::Float) - &want).abs().max().double_value(&[]);
+        assert!(err < 0.05, "bf16 attention differs from f32 by {err}");
     }
 }
