@@ -312,7 +312,8 @@ def main():
 
     if a.mode == "matmul":
         n = a.matmul_n
-        x, y = torch.randn(n, n), torch.randn(n, n)
+        dtype = torch.bfloat16 if bf16 else torch.float32  # the step's own matrix-product rate
+        x, y = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         for i in range(a.warmup + a.iters):
             t = time.perf_counter()
             z = x @ y

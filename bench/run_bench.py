@@ -106,6 +106,7 @@ def run_all(a, log, env, th, torch_script):
     results = []
     # the machine's matrix-multiply rate (Rust/tch and PyTorch; same libtorch)
     mm = ["--mode", "matmul", "--matmul-n", "2048", "--iters", "2" if a.smoke else "5", "--warmup", "1"]
+    mm += ["--precision", a.precision]
     results.append(run_one([a.rust_bin, *mm, *th], log, env))
     if not a.no_torch:
         results.append(run_one([a.python, torch_script, *mm, *th], log, env))
@@ -414,7 +415,7 @@ def render_md(rep):
                f"load average at start/end: {m['load_avg_start_end']}; bench wall time {rep['bench_wall_s']:.0f} s.")
     out.append("")
     mm = rep["matmul_gflop_s"]
-    out.append("Matrix multiply 2048x2048 f32: " + ", ".join(f"{k} {fmt_stats(v, 1)} GFLOP/s" for k, v in mm.items()))
+    out.append(f"Matrix multiply 2048x2048 {m.get('precision', 'fp32')}: " + ", ".join(f"{k} {fmt_stats(v, 1)} GFLOP/s" for k, v in mm.items()))
     out.append("")
     out.append("## DISTL throughput (images/s: median [min-max] over timed iterations)")
     out.append("")

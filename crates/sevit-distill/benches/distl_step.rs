@@ -305,8 +305,10 @@ fn main() -> anyhow::Result<()> {
 
     if a.mode == "matmul" {
         let n = a.matmul_n;
-        let x = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
-        let y = Tensor::randn([n, n], (Kind::Float, Device::Cpu));
+        // the rate of the step's own matrix products: f32, or bf16 under --precision bf16
+        let kind = if a.precision == Precision::Bf16 { Kind::BFloat16 } else { Kind::Float };
+        let x = Tensor::randn([n, n], (kind, Device::Cpu));
+        let y = Tensor::randn([n, n], (kind, Device::Cpu));
         for i in 0..a.warmup + a.iters {
             let t = Instant::now();
             let z = x.matmul(&y);
