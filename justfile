@@ -1,10 +1,6 @@
 # sevit recipes. `./sevitw RECIPE` installs what is missing first; `just RECIPE` works after that.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# libgomp spins idle threads ~3 ms by default (3x slower on a shared CPU); passive waiting is
-# ~15% slower when idle; a short spin keeps both (docs/performance.md)
-export GOMP_SPINCOUNT := env_var_or_default("GOMP_SPINCOUNT", "10000")
-
 sevit := "target/release/sevit"
 run := "runs/demo"
 config := "configs/demo.toml"

@@ -1,5 +1,6 @@
-//! Atomic file writing: a `tempfile` in the destination's directory, fsynced, then persisted
-//! over the destination, so a reader never sees a half-written report, CSV or PNG.
+//! Atomic file writing (`atomic-write-file`: a temporary file in the destination's directory,
+//! fsynced, then renamed over the destination), so a reader never sees a half-written report,
+//! CSV or PNG.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,30 +12,14 @@ use anyhow::Context;
 /// # Errors
 /// Any I/O failure, with the path in the message.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let name = path.file_name().ok_or_else(|| anyhow::anyhow!("{} has no file name", path.display()))?;
-    let prefix = format!(".{}.", name.to_string_lossy());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // The permissions `File::create` gives (0o666 less the umask), not tempfile's private 0o600.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming a temporary file to {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
     }
-    Ok(())
+    let mut file = atomic_write_file::AtomicWriteFile::open(path)
+        .with_context(|| format!("creating a temporary file for {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.commit())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -76,33 +76,17 @@ pub(crate) fn tensor_bytes(t: &Tensor) -> Vec<u8> {
     buf
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file (`tempfile`) in the same directory is written,
+/// Writes `bytes` to `path` atomically (`atomic-write-file`): a temporary file in the same directory is written,
 /// fsynced and renamed over `path`; the directory is fsynced too where the OS allows.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let name = path.file_name().ok_or_else(|| anyhow::anyhow!("{} has no file name", path.display()))?;
-    let prefix = format!(".{}.", name.to_string_lossy());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // The permissions `File::create` gives (0o666 less the umask), not tempfile's private 0o600.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming a temporary file to {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
     }
-    Ok(())
+    let mut file = atomic_write_file::AtomicWriteFile::open(path)
+        .with_context(|| format!("creating a temporary file for {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.commit())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 impl Checkpoint {
