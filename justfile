@@ -62,6 +62,10 @@ visualize run=run stage="step3" n="8": build
 bench *flags='': setup
     bash scripts/bench.sh {{flags}}
 
+# the checks that need a GPU: sevit info, the bench on CUDA (f32, bf16), the demo on CUDA
+cuda-check *flags='': setup
+    bash scripts/cuda-check.sh {{flags}}
+
 # the DISTL claim on Kermany (issue 6): SSL-free initial model, DISTL T=1..3, supervised
 # baselines, 3 seeds, paired DeLong tests -> docs/results.md (resumable: rerun continues)
 experiment config="configs/cpu.toml" seeds="0 1 2" exp="runs/experiment": build

@@ -45,6 +45,17 @@ def proc_status_kb(key):
     return 0
 
 
+def gpu_memory_used_mib(dev):
+    """GPU memory in use on `dev` (nvidia-smi), as the Rust bench reports it; None without it."""
+    import subprocess
+
+    try:
+        q = ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", str(dev.index or 0)]
+        return float(subprocess.run(q, capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return None
+
+
 # ---- the network, as DINO's vision_transformer.py ------------------------------------------
 
 
@@ -201,7 +212,7 @@ class MultiCropWrapper(nn.Module):
         idx_crops = torch.cumsum(
             torch.unique_consecutive(torch.tensor([inp.shape[-1] for inp in x]), return_counts=True)[1], 0
         )
-        start_idx, output = 0, torch.empty(0)
+        start_idx, output = 0, torch.empty(0, device=x[0].device)
         for end_idx in idx_crops:
             _out = self.backbone(torch.cat(x[start_idx:end_idx]))
             output = torch.cat((output, _out))
@@ -264,12 +275,16 @@ def get_params_groups(model):
 
 
 class Timer:
-    def __init__(self):
-        self.order, self.cur, self.all = [], {}, {}
+    """Wall-clock phase timers; on CUDA each phase ends with a device synchronisation, so the
+    time is the phase's kernels and not only their launches."""
+
+    def __init__(self, sync=lambda: None):
+        self.order, self.cur, self.all, self.sync = [], {}, {}, sync
 
     def time(self, name, f):
         t = time.perf_counter()
         r = f()
+        self.sync()
         if name not in self.order:
             self.order.append(name)
         self.cur[name] = self.cur.get(name, 0.0) + time.perf_counter() - t
@@ -292,6 +307,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--matmul-n", type=int, default=2048)
     ap.add_argument("--eval-batch", type=int, default=32)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument(
         "--precision",
         default="fp32",
@@ -300,20 +316,28 @@ def main():
     )
     a = ap.parse_args()
     bf16 = a.precision == "bf16"
+    dev = torch.device(a.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {a.device}: this torch sees no CUDA device")
+    cuda = dev.type == "cuda"
 
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
 
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
     t_start = time.perf_counter()
-    times, cpu, losses, timer, extra = [], [], [], Timer(), {}
+    times, cpu, losses, timer, extra = [], [], [], Timer(sync), {}
     images_per_iter = 0.0
 
     if a.mode == "matmul":
         n = a.matmul_n
         dtype = torch.bfloat16 if bf16 else torch.float32  # the step's own matrix-product rate
-        x, y = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        x, y = torch.randn(n, n, dtype=dtype, device=dev), torch.randn(n, n, dtype=dtype, device=dev)
         for i in range(a.warmup + a.iters):
             t = time.perf_counter()
             z = x @ y
@@ -334,14 +358,18 @@ def main():
         teacher = MultiCropWrapper(
             VisionTransformer(embed, depth, heads, patch, 0.0, sdpa, img), DINOHead(embed, out_dim, *head), ClassHead(embed, cls_hidden)
         )
+        student.to(dev)
+        teacher.to(dev)
         teacher.load_state_dict(student.state_dict())
         for p in teacher.parameters():
             p.requires_grad = False
         student.train()
         teacher.train()  # DINO keeps the teacher in train mode; it has no dropout/drop-path
-        views = [torch.rand(b, 3, g, g) for _ in range(N_GLOBAL)] + [torch.rand(b, 3, loc, loc) for _ in range(N_LOCAL)]
-        labels = (torch.rand(b) > 0.5).float()
-        dino_loss = DINOLoss(out_dim, N_GLOBAL + N_LOCAL)
+        views = [torch.rand(b, 3, g, g, device=dev) for _ in range(N_GLOBAL)] + [
+            torch.rand(b, 3, loc, loc, device=dev) for _ in range(N_LOCAL)
+        ]
+        labels = (torch.rand(b, device=dev) > 0.5).float()
+        dino_loss = DINOLoss(out_dim, N_GLOBAL + N_LOCAL).to(dev)
         optimizer = torch.optim.AdamW(get_params_groups(student))
         lr, wd, mom = 5e-5 * b / 16.0, 0.01, 0.9995
         alpha = 2.0 * (EPOCH + 1) / EPOCHS
@@ -412,7 +440,7 @@ def main():
             extra["adamw_fused"] = optimizer.defaults.get("fused")
         elif a.mode == "eval":
             teacher.eval()
-            x = torch.rand(a.eval_batch, 3, g, g)
+            x = torch.rand(a.eval_batch, 3, g, g, device=dev)
             images_per_iter = float(a.eval_batch)
             for i in range(a.warmup + a.iters):
                 t0 = time.perf_counter()
@@ -441,7 +469,13 @@ def main():
         "wall_s": time.perf_counter() - t_start,
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        "device": str(dev),
     }
+    if cuda:
+        out["gpu_memory_used_mib"] = gpu_memory_used_mib(dev)
+        out["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        out["cuda_max_reserved_mib"] = torch.cuda.max_memory_reserved(dev) / 2**20
+        out["gpu_name"] = torch.cuda.get_device_name(dev)
     out.update(extra)
     print(json.dumps(out))
 

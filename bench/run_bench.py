@@ -105,20 +105,22 @@ def run_all(a, log, env, th, torch_script):
     """Runs the matmul reference then every planned measurement, round-robin."""
     results = []
     # the machine's matrix-multiply rate (Rust/tch and PyTorch; same libtorch)
-    mm = ["--mode", "matmul", "--matmul-n", "2048", "--iters", "2" if a.smoke else "5", "--warmup", "1"]
-    mm += ["--precision", a.precision]
+    cuda = a.device != "cpu"
+    dev = ["--device", a.device]
+    mm = ["--mode", "matmul", "--matmul-n", str(matmul_n(a)), "--iters", "2" if a.smoke else ("20" if cuda else "5")]
+    mm += ["--warmup", "3" if cuda else "1", "--precision", a.precision, *dev]
     results.append(run_one([a.rust_bin, *mm, *th], log, env))
     if not a.no_torch:
         results.append(run_one([a.python, torch_script, *mm, *th], log, env))
     if a.smoke:
         p = [("micro", m, 1, 1, 1) for m in ("step", "correction", "eval")]
     elif a.focus:
-        p = [("tiny16", "step", 4, 2, 1)]
+        p = [("tiny16", "step", 4, 30, 10)] if cuda else [("tiny16", "step", 4, 2, 1)]
     else:
-        p = plan(a.quick, not a.no_small)
+        p = plan(a.quick, not a.no_small, cuda)
     for cfg, mode, rounds, iters, warmup in p:
         common = ["--config", cfg, "--mode", mode, "--iters", str(iters), "--warmup", str(warmup), *th]
-        common += ["--precision", a.precision]
+        common += ["--precision", a.precision, *dev]
         if mode == "eval":
             common += ["--eval-batch", "8" if cfg == "small8" else "32"]
         for rnd in range(rounds):
@@ -163,8 +165,28 @@ def run_one(cmd, log, env=None, extra=None, timeout=1800):
     return r
 
 
-def plan(quick, include_small):
+def matmul_n(a):
+    """Side of the square matrix-multiply reference: 2048 on the CPU, 8192 to fill a GPU."""
+    return 2048 if a.device == "cpu" else 8192
+
+
+def plan(quick, include_small, cuda=False):
     """(config, mode, rounds, iters, warmup) of the DISTL measurements."""
+    if cuda:
+        # milliseconds per step: many iterations per process after a warm-up that covers the
+        # cuDNN/cuBLAS handle creation and the caching allocator's first growth. No `train`
+        # mode: its images are read from ../shared/data, absent on a lent GPU machine.
+        p = [
+            ("tiny16", "step", 2, 30, 10),
+            ("tiny16-65k", "step", 1, 30, 10),
+            ("tiny16", "correction", 1, 30, 10),
+            ("tiny16", "eval", 1, 30, 10),
+        ]
+        if quick:
+            return p[:1]
+        if include_small:
+            p += [("small8", "step", 1, 20, 5), ("small8", "eval", 1, 30, 10)]
+        return p
     if quick:
         return [
             ("tiny16", "step", 2, 2, 1),
@@ -213,6 +235,7 @@ def main():
         choices=["fp32", "bf16"],
         help="forward passes of both sides in f32, or under bf16 autocast",
     )
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where both sides run")
     ap.add_argument("--aug-rust", default=None, help="augment.json of sevit-data's augmentation bench")
     ap.add_argument("--aug-torch", default=None, help="augment_torchvision.json of bench/torchvision_augment.py")
     a = ap.parse_args()
@@ -320,6 +343,9 @@ def build_report(results, aug, a, wall):
             # growth of the peak over the resident size once the networks exist: what the
             # measured loop itself needs (activations, gradients, optimiser state, temporaries)
             "loop_peak_growth_mib": max((r["vm_hwm_kb"] - r.get("rss_after_setup_kb", 0)) for r in rs) / 1024,
+            # GPU memory in use at the end of the process (nvidia-smi: CUDA context plus what
+            # the caching allocator reserved, which only grows), where run on a GPU
+            "gpu_memory_mib": max((r.get("gpu_memory_used_mib") or 0) for r in rs) or None,
             "batch": rs[0].get("batch"),
             "params": rs[0].get("params"),
             "flop_per_image": flop_per_img,
@@ -352,6 +378,9 @@ def build_report(results, aug, a, wall):
                         "torch_variant": tv,
                         "speed_ratio": f["images_per_s"]["median"] / t["images_per_s"]["median"],
                         "memory_ratio": f["vm_hwm_mib"] / t["vm_hwm_mib"] if t["vm_hwm_mib"] else None,
+                        "gpu_memory_ratio": f["gpu_memory_mib"] / t["gpu_memory_mib"]
+                        if f.get("gpu_memory_mib") and t.get("gpu_memory_mib")
+                        else None,
                         "loop_memory_ratio": f["loop_peak_growth_mib"] / t["loop_peak_growth_mib"]
                         if t["loop_peak_growth_mib"] > 0
                         else None,
@@ -364,12 +393,14 @@ def build_report(results, aug, a, wall):
             "processor": cpu_model(),
             "threads": a.threads,
             "precision": a.precision,
+            "device": a.device,
+            "gpu": next((r["gpu_name"] for r in results if r.get("gpu_name")), None),
             "omp_wait_policy": {"spin10k": "GOMP_SPINCOUNT=10000", "passive": "OMP_WAIT_POLICY=PASSIVE", "default": "libgomp default"}[a.omp],
             "load_avg_start_end": [results[0]["load_before"] if results else None, loadavg()],
         },
         "bench_wall_s": wall,
         "matmul_gflop_s": matmul,
-        "matmul_n": 2048,
+        "matmul_n": matmul_n(a),
         "figures": figures,
         "ratios": ratios,
         "flops": {c: flop_breakdown(c) for c in sorted({f["config"] for f in figures})},
@@ -415,12 +446,16 @@ def render_md(rep):
                f"load average at start/end: {m['load_avg_start_end']}; bench wall time {rep['bench_wall_s']:.0f} s.")
     out.append("")
     mm = rep["matmul_gflop_s"]
-    out.append(f"Matrix multiply 2048x2048 {m.get('precision', 'fp32')}: " + ", ".join(f"{k} {fmt_stats(v, 1)} GFLOP/s" for k, v in mm.items()))
+    if m.get("device", "cpu") != "cpu":
+        out.append(f"Device: {m['device']} ({m.get('gpu') or 'GPU'}); GPU MiB: memory in use at the end of each process (nvidia-smi).")
+        out.append("")
+    n = rep.get("matmul_n", 2048)
+    out.append(f"Matrix multiply {n}x{n} {m.get('precision', 'fp32')}: " + ", ".join(f"{k} {fmt_stats(v, 1)} GFLOP/s" for k, v in mm.items()))
     out.append("")
     out.append("## DISTL throughput (images/s: median [min-max] over timed iterations)")
     out.append("")
-    out.append("| config | mode | impl | variant | images/s | images/CPU-s | peak RSS MiB | loop growth MiB | GFLOP/img | GFLOP/s | % matmul | load |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("| config | mode | impl | variant | images/s | images/CPU-s | peak RSS MiB | loop growth MiB | GPU MiB | GFLOP/img | GFLOP/s | % matmul | load |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for f in rep["figures"]:
         load = f["load_avg"]
         la = f"{min(load):.1f}-{max(load):.1f}" if load else "-"
@@ -429,7 +464,8 @@ def render_md(rep):
         out.append(
             f"| {f['config']} | {f['mode']} | {f['impl']} | {f['variant']} | {fmt_stats(f['images_per_s'])} | "
             f"{fmt_stats(f['images_per_cpu_s'])} | "
-            f"{f['vm_hwm_mib']:.0f} | {f['loop_peak_growth_mib']:.0f} | {f['flop_per_image'] / 1e9:.2f} | {gfs} | {share} | {la} |"
+            f"{f['vm_hwm_mib']:.0f} | {f['loop_peak_growth_mib']:.0f} | {f['gpu_memory_mib'] or '-'} | "
+            f"{f['flop_per_image'] / 1e9:.2f} | {gfs} | {share} | {la} |"
         )
     out.append("")
     if rep["ratios"]:
@@ -438,14 +474,15 @@ def render_md(rep):
         out.append("Speed ratio: median Rust images/s over median PyTorch images/s; paired: per round, Rust over")
         out.append("the PyTorch process run next to it (median [min-max]); CPU: images per CPU-second.")
         out.append("")
-        out.append("| config | mode | rust | torch attention | speed ratio | paired | CPU-time ratio | peak RSS ratio | loop growth ratio |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append("| config | mode | rust | torch attention | speed ratio | paired | CPU-time ratio | peak RSS ratio | loop growth ratio | GPU memory ratio |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in rep["ratios"]:
             mr = f"{r['memory_ratio']:.2f}" if r["memory_ratio"] else "-"
             lr = f"{r['loop_memory_ratio']:.2f}" if r.get("loop_memory_ratio") else "-"
             out.append(
                 f"| {r['config']} | {r['mode']} | {r['rust_variant']} | {r['torch_variant']} | {r['speed_ratio']:.2f}x | "
-                f"{fmt_stats(r['paired_speed_ratio'])} | {(str(round(r['cpu_time_ratio'], 2)) + 'x') if r['cpu_time_ratio'] else '-'} | {mr} | {lr} |"
+                f"{fmt_stats(r['paired_speed_ratio'])} | {(str(round(r['cpu_time_ratio'], 2)) + 'x') if r['cpu_time_ratio'] else '-'} | {mr} | {lr} | "
+                f"{(format(r['gpu_memory_ratio'], '.2f')) if r.get('gpu_memory_ratio') else '-'} |"
             )
         out.append("")
     out.append("## Step profile (median seconds per iteration by phase)")

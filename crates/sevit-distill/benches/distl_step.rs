@@ -24,6 +24,11 @@
 //! * `eval`: class logits of global-size images, batch 32, no gradient.
 //! * `matmul`: GFLOP/s of a square f32 matrix multiply (the machine's reference rate).
 //!
+//! `--device cuda` runs all of it on the GPU: each phase then ends with a device
+//! synchronisation (so a phase's time is its kernels, not their launches) and the report adds
+//! the GPU memory in use at the end of the run (`nvidia-smi`; libtorch's caching allocator
+//! keeps what it reserved, so that is its peak plus the CUDA context).
+//!
 //! The step calls the engine's public functions as they are (`sevit_distill::loss`,
 //! `optim::AdamW`, `clip`, `ema`). `--precision bf16` runs the forward passes under bf16
 //! autocast (`sevit_distill::precision`), as `precision = "bf16"` in a training config.
@@ -98,6 +103,7 @@ const EPOCHS: usize = 5;
 
 struct Args {
     config: String,
+    device: Device,
     mode: String,
     precision: Precision,
     iters: usize,
@@ -110,6 +116,7 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         config: "tiny16".into(),
+        device: Device::Cpu,
         mode: "step".into(),
         precision: Precision::F32,
         iters: 5,
@@ -127,6 +134,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match k.as_str() {
             "--config" => a.config = val()?,
             "--mode" => a.mode = val()?,
+            "--device" => a.device = parse_device(&val()?)?,
             "--precision" => {
                 a.precision = match val()?.as_str() {
                     "fp32" | "f32" => Precision::F32,
@@ -142,12 +150,50 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bench" => {} // appended by `cargo bench`
             other => anyhow::bail!(
                 "unknown flag {other:?}; flags: --config NAME --mode step|correction|eval|matmul \
-                 --precision fp32|bf16 --iters N --warmup N --threads N --matmul-n N --eval-batch N"
+                 --device cpu|cuda[:N] --precision fp32|bf16 --iters N --warmup N --threads N --matmul-n N --eval-batch N"
             ),
         }
     }
     anyhow::ensure!(a.iters > 0, "--iters must be positive");
     Ok(a)
+}
+
+fn parse_device(s: &str) -> anyhow::Result<Device> {
+    let d = match s {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" | "gpu" => Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => Device::Cuda(i),
+            _ => anyhow::bail!("--device {other:?}: cpu, cuda or cuda:N"),
+        },
+    };
+    anyhow::ensure!(
+        tch::Cuda::is_available(),
+        "--device {s}: libtorch sees no CUDA device (CPU-only libtorch, or no GPU/driver)"
+    );
+    let n = tch::Cuda::device_count() as usize;
+    if let Device::Cuda(i) = d {
+        anyhow::ensure!(i < n, "--device {s}: only {n} CUDA device(s)");
+    }
+    Ok(d)
+}
+
+/// Blocks until the device's queued work is done (nothing on the CPU, where ops are synchronous).
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// GPU memory in use on `device` in MiB, from `nvidia-smi` (`None` without it).
+fn gpu_memory_used_mib(device: Device) -> Option<f64> {
+    let Device::Cuda(i) = device else { return None };
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i"])
+        .arg(i.to_string())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
 /// `VmHWM` and `VmRSS` of this process in KiB (0 where /proc is unavailable).
@@ -188,9 +234,11 @@ fn model_config(c: &Cfg) -> anyhow::Result<ModelConfig> {
     Ok(m)
 }
 
-/// Wall-clock phase timers, accumulated per iteration (CPU ops are synchronous).
+/// Wall-clock phase timers, accumulated per iteration. CPU ops are synchronous; on CUDA each
+/// phase ends with a synchronisation.
 #[derive(Default)]
 struct Phases {
+    device: Option<Device>,
     order: Vec<&'static str>,
     cur: BTreeMap<&'static str, f64>,
     all: BTreeMap<&'static str, Vec<f64>>,
@@ -200,6 +248,9 @@ impl Phases {
     fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
         let t = Instant::now();
         let r = f();
+        if let Some(d) = self.device {
+            sync(d);
+        }
         if !self.order.contains(&name) {
             self.order.push(name);
         }
@@ -264,11 +315,11 @@ struct Setup {
     labels: Tensor,
 }
 
-fn setup(c: &Cfg, m: &ModelConfig) -> Setup {
+fn setup(c: &Cfg, m: &ModelConfig, device: Device) -> Setup {
     tch::manual_seed(0);
-    let student_vs = VarStore::new(Device::Cpu);
+    let student_vs = VarStore::new(device);
     let student = DistlNet::new(&student_vs.root(), m, 0.1);
-    let mut teacher_vs = VarStore::new(Device::Cpu);
+    let mut teacher_vs = VarStore::new(device);
     let teacher = DistlNet::new(&teacher_vs.root(), m, 0.0);
     copy_weights(&teacher_vs, &student_vs).expect("same network");
     teacher_vs.freeze();
@@ -276,9 +327,9 @@ fn setup(c: &Cfg, m: &ModelConfig) -> Setup {
     let mut views = Vec::new();
     for v in 0..N_GLOBAL + N_LOCAL {
         let s = if v < N_GLOBAL { c.global } else { c.local };
-        views.push(Tensor::rand([b, 3, s, s], (Kind::Float, Device::Cpu)));
+        views.push(Tensor::rand([b, 3, s, s], (Kind::Float, device)));
     }
-    let labels = Tensor::rand([b], (Kind::Float, Device::Cpu))
+    let labels = Tensor::rand([b], (Kind::Float, device))
         .gt(0.5)
         .to_kind(Kind::Float);
     Setup {
@@ -299,7 +350,11 @@ fn main() -> anyhow::Result<()> {
     let mut times = Vec::new();
     let mut losses = Vec::new();
     let mut cpu = Vec::new();
-    let mut phases = Phases::default();
+    let device = a.device;
+    let mut phases = Phases {
+        device: device.is_cuda().then_some(device),
+        ..Default::default()
+    };
     let mut extra = serde_json::Map::new();
     let images_per_iter: f64;
 
@@ -307,8 +362,8 @@ fn main() -> anyhow::Result<()> {
         let n = a.matmul_n;
         // the rate of the step's own matrix products: f32, or bf16 under --precision bf16
         let kind = if a.precision == Precision::Bf16 { Kind::BFloat16 } else { Kind::Float };
-        let x = Tensor::randn([n, n], (kind, Device::Cpu));
-        let y = Tensor::randn([n, n], (kind, Device::Cpu));
+        let x = Tensor::randn([n, n], (kind, device));
+        let y = Tensor::randn([n, n], (kind, device));
         for i in 0..a.warmup + a.iters {
             let t = Instant::now();
             let z = x.matmul(&y);
@@ -331,7 +386,7 @@ fn main() -> anyhow::Result<()> {
             )
         })?;
         let m = model_config(c)?;
-        let s = setup(c, &m);
+        let s = setup(c, &m, device);
         let b = c.batch;
         let lr = 5e-5 * b as f64 / 16.0;
         let (wd, mom) = (0.01, 0.9995);
@@ -345,7 +400,7 @@ fn main() -> anyhow::Result<()> {
             EPOCHS,
             0.1,
             0.9,
-            Device::Cpu,
+            device,
         );
         let mut opt = AdamW::new(&s.student_vs, |_| true);
         let names = opt.names();
@@ -378,7 +433,9 @@ fn main() -> anyhow::Result<()> {
                     let c0 = cpu_seconds();
                     let loaded = phases.time("data", || loader.as_mut().map(|l| l.next()));
                     let views: Vec<Tensor> = match loaded {
-                        Some(Some(batch)) => batch?.views,
+                        Some(Some(batch)) => {
+                            batch?.views.iter().map(|v| v.to_device(device)).collect()
+                        }
                         Some(None) => {
                             anyhow::bail!("the loader ran out of batches at iteration {i}")
                         }
@@ -386,7 +443,7 @@ fn main() -> anyhow::Result<()> {
                     };
                     // forward passes and losses under the chosen autocast (none for fp32), the
                     // backward outside it, as the engine's Trainer does
-                    let autocast = Autocast::enter(Device::Cpu, a.precision);
+                    let autocast = Autocast::enter(device, a.precision);
                     let t_out = phases.time("teacher_fwd", || {
                         tch::no_grad(|| {
                             s.teacher.forward_multi(&views[..N_GLOBAL], N_GLOBAL, false)
@@ -442,11 +499,11 @@ fn main() -> anyhow::Result<()> {
             }
             "eval" => {
                 let eb = a.eval_batch;
-                let x = Tensor::rand([eb, 3, c.global, c.global], (Kind::Float, Device::Cpu));
+                let x = Tensor::rand([eb, 3, c.global, c.global], (Kind::Float, device));
                 images_per_iter = eb as f64;
                 for i in 0..a.warmup + a.iters {
                     let t0 = Instant::now();
-                    let _autocast = Autocast::enter(Device::Cpu, a.precision);
+                    let _autocast = Autocast::enter(device, a.precision);
                     let p = tch::no_grad(|| s.teacher.classify(&x, false).to_kind(Kind::Float).sigmoid());
                     let _ = p.double_value(&[0]);
                     if i >= a.warmup {
@@ -481,7 +538,14 @@ fn main() -> anyhow::Result<()> {
         "vm_hwm_kb": proc_status_kb("VmHWM:"),
         "wall_s": t_start.elapsed().as_secs_f64(),
         "torch_threads": tch::get_num_threads(),
+        "device": match device {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".to_string(),
+        },
     });
+    if let Some(mib) = gpu_memory_used_mib(device) {
+        out["gpu_memory_used_mib"] = serde_json::json!(mib);
+    }
     if let serde_json::Value::Object(o) = &mut out {
         o.extend(extra);
     }
