@@ -71,6 +71,13 @@ fn main() {
     }
     println!("cargo:rustc-check-cfg=cfg(sevit_nccl)");
     b.compile("sevit_c10d");
+    // Tests and benches of this crate: keep libtorch's CUDA half loaded where it exists (rustc
+    // links with --as-needed and nothing calls into libtorch_cuda.so directly; see
+    // crates/sevit-cli/build.rs).
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch");
+    }
 }
 
 /// Include directories for NCCL (nccl.h and the CUDA runtime headers), when this libtorch has
