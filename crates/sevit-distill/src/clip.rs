@@ -1,25 +1,21 @@
 //! Gradient surgery as in DINO: per-tensor clipping and freezing the feature head's last layer.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// DINO's `clip_gradients`: each gradient tensor is clipped separately, `g *= min(1, clip /
 /// (||g||_2 + 1e-6))`. Undefined gradients (parameters not in the graph) are skipped.
-/// Computed without any host read (the min is taken on the device). Returns nothing; a
-/// `clip <= 0` disables clipping.
+/// Computed without any host read (the min is taken on the device), the norms of all
+/// tensors in one multi-tensor kernel ([`crate::foreach::clip_per_tensor_`]). A `clip <= 0`
+/// disables clipping.
+///
+/// # Panics
+/// When the gradients are on different devices.
 pub fn clip_gradients(grads: &mut [Tensor], clip: f64) {
     if clip <= 0.0 {
         return;
     }
-    tch::no_grad(|| {
-        for g in grads.iter_mut() {
-            if !g.defined() {
-                continue;
-            }
-            let norm = g.norm_scalaropt_dtype(2, Kind::Float);
-            let coef = ((norm + 1e-6).reciprocal() * clip).clamp_max(1.0);
-            let _ = g.g_mul_(&coef.to_kind(g.kind()));
-        }
-    })
+    let defined: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
+    crate::foreach::clip_per_tensor_(&defined, clip).expect("per-tensor gradient clipping");
 }
 
 /// DINO's `cancel_gradients_last_layer`: during the first `freeze_last_layer` epochs, the
@@ -44,6 +40,31 @@ pub fn cancel_gradients_last_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
+
+    #[test]
+    fn matches_the_per_tensor_formula_on_random_tensors() {
+        tch::manual_seed(3);
+        let shapes: [&[i64]; 5] = [&[7], &[3, 5], &[2, 3, 4], &[1], &[64, 33]];
+        let scales = [0.1, 10.0, 1.0, 5.0, 0.01];
+        let mut g: Vec<Tensor> = shapes
+            .iter()
+            .zip(scales)
+            .map(|(s, k)| Tensor::randn(*s, (Kind::Float, tch::Device::Cpu)) * k)
+            .collect();
+        let expected: Vec<Tensor> = g
+            .iter()
+            .map(|t| {
+                let n = t.norm().double_value(&[]);
+                t * (2.0 / (n + 1e-6)).min(1.0)
+            })
+            .collect();
+        clip_gradients(&mut g, 2.0);
+        for (i, (a, b)) in g.iter().zip(&expected).enumerate() {
+            let err = (a - b).abs().max().double_value(&[]);
+            assert!(err < 1e-6 * (1.0 + b.abs().max().double_value(&[])), "tensor {i}: {err}");
+        }
+    }
 
     #[test]
     fn each_tensor_clipped_separately() {

@@ -1,6 +1,7 @@
 //! Multi-tensor kernels of libtorch that tch does not expose, through the C++ shim
-//! `cpp/foreach_bridge.cpp`: the fused AdamW step and the list-wise `lerp` of the EMA. Each
-//! replaces a dozen small element-wise launches per parameter with one pass over all of them.
+//! `cpp/foreach_bridge.cpp`: the fused AdamW step, the list-wise `lerp` of the EMA and the
+//! per-tensor clipping of gradients. Each replaces several small element-wise launches per
+//! parameter with a pass over all of them.
 
 use std::os::raw::c_char;
 
@@ -22,6 +23,13 @@ extern "C" {
         beta2: f64,
         wd: f64,
         eps: f64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn sevit_clip_per_tensor(
+        grads: *const *const c_void,
+        n: i64,
+        clip: f64,
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
@@ -132,6 +140,36 @@ pub fn fused_adamw(
         )
     };
     check(rc, &err, "fused AdamW step")
+}
+
+/// `g ← g·min(1, clip / (‖g‖₂ + 1e-6))` for every tensor `g` of `grads` separately (DINO's
+/// `clip_gradients`), in place, without a host read: the norms come from one multi-tensor
+/// kernel.
+///
+/// # Errors
+/// Tensors on different devices, or libtorch's refusal.
+pub fn clip_per_tensor_(grads: &[&Tensor], clip: f64) -> anyhow::Result<()> {
+    let device = grads.first().map(|t| t.device());
+    for (i, g) in grads.iter().enumerate() {
+        ensure!(
+            Some(g.device()) == device,
+            "per-tensor clipping: tensor {i} is on {:?}, tensor 0 on {device:?}",
+            g.device()
+        );
+    }
+    let g = ptrs(grads);
+    let mut err = vec![0u8; 1024];
+    // SAFETY: as in `fused_adamw`.
+    let rc = unsafe {
+        sevit_clip_per_tensor(
+            g.as_ptr(),
+            g.len() as i64,
+            clip,
+            err.as_mut_ptr().cast(),
+            err.len(),
+        )
+    };
+    check(rc, &err, "per-tensor gradient clipping")
 }
 
 /// `dst[i] ← dst[i] + weight·(src[i] − dst[i])` for every `i`, in place, without gradient.
