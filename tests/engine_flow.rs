@@ -266,3 +266,121 @@ fn bf16_autocast_trains_the_whole_curriculum_step() {
     };
     assert!(format!("{err:#}").contains("loss scaler"), "{err:#}");
 }
+
+/// A run directory over `data` (synthetic, written once) with a split that has a validation
+/// part.
+fn run_with_val(root: &Path, name: &str, n: usize) -> RunLayout {
+    let data = root.join("data");
+    let descriptor = if data.join("dataset.toml").exists() {
+        data.join("dataset.toml")
+    } else {
+        let synth = sevit_data::SynthConfig {
+            size: 32,
+            seed: 7,
+            difficulty: 0.5,
+            ..Default::default()
+        };
+        sevit_data::synth::generate(&data, n, &synth).expect("synthetic data")
+    };
+    let ds = sevit_data::Dataset::from_descriptor(&descriptor).expect("descriptor");
+    let split_cfg = sevit_data::SplitConfig {
+        seed: 1,
+        labeled_fraction: 0.3,
+        folds: 2,
+        val_fraction: 0.25,
+        test: sevit_data::TestSelection::Fraction(0.2),
+    };
+    let split = Split::create(&ds, &split_cfg).expect("split");
+    let run = RunLayout::new(root.join(name));
+    std::fs::create_dir_all(&run.root).unwrap();
+    split.write_csv(&run.split_csv()).expect("split.csv");
+    run
+}
+
+fn read_val_csv(run: &RunLayout) -> Vec<(usize, f64)> {
+    std::fs::read_to_string(run.stage_dir("pretrain").join("val.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (e, a) = l.split_once(',').unwrap();
+            (e.parse().unwrap(), a.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn best_val_selection_keeps_the_best_epoch_and_resumes() {
+    let _torch = sevit_suite::torch_globals();
+    let tmp = tempfile::tempdir().unwrap();
+    let epochs = 6;
+    let sets = [
+        format!("pretrain.epochs={epochs}"),
+        "pretrain.select=best_val".to_string(),
+    ];
+    let cfg = micro_config(&sets.iter().map(String::as_str).collect::<Vec<_>>());
+    let pretrain = |run: &RunLayout, cfg: &TrainConfig, stop: Option<usize>| {
+        let p = sevit_distill::PretrainOptions {
+            run: RunOptions {
+                resume: true,
+                stop_after_epochs: stop,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        sevit_distill::pretrain(run, cfg, &p)
+    };
+
+    // uninterrupted: one validation AUC per epoch, the best epoch's weights end the stage
+    let a = run_with_val(tmp.path(), "a", 120);
+    assert!(pretrain(&a, &cfg, None).unwrap().complete);
+    let rows = read_val_csv(&a);
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        (1..=epochs).collect::<Vec<_>>()
+    );
+    let (best_epoch, best_auc) = rows
+        .iter()
+        .copied()
+        .fold((0, f64::NEG_INFINITY), |b, r| if r.1 > b.1 { r } else { b });
+    let best = Checkpoint::load(&a.stage_dir("pretrain").join("best.safetensors")).unwrap();
+    assert_eq!(best.metadata["epoch"], best_epoch.to_string());
+    assert!((best.metadata["val_auc"].parse::<f64>().unwrap() - best_auc).abs() < 1e-6);
+    let final_a = checkpoint_tensors(&a.checkpoint("pretrain"), "student.");
+    let best_t: BTreeMap<String, tch::Tensor> = best
+        .tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.shallow_clone()))
+        .collect();
+    assert_eq!(final_a.len(), best_t.len());
+    for (k, v) in &final_a {
+        assert!(v.equal(&best_t[k]), "{k} differs from the best epoch's");
+    }
+
+    // `last` ends with other weights whenever the best epoch is not the last one
+    let c = run_with_val(tmp.path(), "c", 120);
+    let last_cfg = micro_config(&[format!("pretrain.epochs={epochs}").as_str()]);
+    pretrain(&c, &last_cfg, None).unwrap();
+    assert!(!c.stage_dir("pretrain").join("val.csv").exists());
+    let final_c = checkpoint_tensors(&c.checkpoint("pretrain"), "student.");
+    // (on these images an early epoch is best, so selection changes the outcome)
+    assert!(best_epoch < epochs, "validation AUC per epoch: {rows:?}");
+    assert!(final_a.iter().any(|(k, v)| !v.equal(&final_c[k])));
+
+    // killed after 2 epochs and resumed: the same validation curve and the same weights
+    let b = run_with_val(tmp.path(), "b", 120);
+    assert!(!pretrain(&b, &cfg, Some(2)).unwrap().complete);
+    assert_eq!(read_val_csv(&b).len(), 2);
+    assert!(pretrain(&b, &cfg, None).unwrap().complete);
+    assert_eq!(read_val_csv(&b), rows);
+    let final_b = checkpoint_tensors(&b.checkpoint("pretrain"), "student.");
+    for (k, v) in &final_a {
+        assert!(v.equal(&final_b[k]), "{k} differs after resume");
+    }
+
+    // no validation split: a clear error before any training
+    let d = synthetic_run(&tmp.path().join("noval"), 40);
+    let err = pretrain(&d, &cfg, None).unwrap_err();
+    assert!(format!("{err:#}").contains("--val-fraction"), "{err:#}");
+    assert!(!d.checkpoint("pretrain").exists());
+}

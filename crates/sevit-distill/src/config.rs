@@ -192,6 +192,14 @@ pub struct PretrainSection {
     pub epochs: usize,
     /// Epochs of DINO-only self-supervised pretraining (`--self-supervised`) (5).
     pub ssl_epochs: usize,
+    /// Which weights a supervised stage (the initial model, the supervised baselines) ends
+    /// with: those of its last epoch (`"last"`, the reference), or those of the epoch with the
+    /// best AUC on the run's validation split (`"best_val"`; needs `sevit split
+    /// --val-fraction`).
+    pub select: ModelSelection,
+    /// With `select = "best_val"`: evaluate the validation split every this many epochs (and
+    /// after the last) (1).
+    pub val_every: usize,
 }
 
 impl Default for PretrainSection {
@@ -199,8 +207,20 @@ impl Default for PretrainSection {
         Self {
             epochs: 5,
             ssl_epochs: 5,
+            select: ModelSelection::Last,
+            val_every: 1,
         }
     }
+}
+
+/// Model selection of a supervised stage ([`PretrainSection::select`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSelection {
+    /// The weights after the last epoch.
+    Last,
+    /// The weights of the epoch with the best validation AUC.
+    BestVal,
 }
 
 /// Data loading.
@@ -389,6 +409,9 @@ impl TrainConfig {
         d.correction.build()?;
         if self.pretrain.epochs == 0 {
             bail!("pretrain.epochs must be at least 1");
+        }
+        if self.pretrain.val_every == 0 {
+            bail!("pretrain.val_every must be at least 1");
         }
         if !(self.eval.ci_level > 0.0 && self.eval.ci_level < 1.0) {
             bail!("eval.ci_level must be in (0, 1)");

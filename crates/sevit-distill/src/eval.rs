@@ -6,7 +6,7 @@ use anyhow::Context;
 use sevit_data::Sample;
 use sevit_metrics::{delong_ci, AucCi};
 use sevit_model::import::MODEL_CONFIG_KEY;
-use sevit_model::{Checkpoint, ModelConfig};
+use sevit_model::{Checkpoint, DistlNet, ModelConfig};
 use tch::{Device, Kind};
 
 use crate::config::{TrainConfig, Weights};
@@ -37,12 +37,24 @@ pub fn predict(
     let mut net = Net::build(&model_cfg, device, 0.0, 0);
     ck.load_vars(weights.prefix(), &mut net.vs)
         .with_context(|| format!("loading the {weights:?} of {}", ckpt.display()))?;
+    predict_net(&net.net, samples, image_size, batch_size, blur_radius, device)
+}
+
+/// Probabilities `sigmoid(logit)` of network `net` (in inference mode) for `samples`, in
+/// sample order; images as in [`predict`].
+pub fn predict_net(
+    net: &DistlNet,
+    samples: &[Sample],
+    image_size: u32,
+    batch_size: usize,
+    blur_radius: f64,
+    device: Device,
+) -> anyhow::Result<Vec<f64>> {
     let mut scores = Vec::with_capacity(samples.len());
     tch::no_grad(|| -> anyhow::Result<()> {
         for b in eval_batches(samples, image_size, batch_size, blur_radius, false, device)? {
             let (images, _) = b?;
             let p = net
-                .net
                 .classify(&images, false)
                 .sigmoid()
                 .to_kind(Kind::Double)

@@ -49,7 +49,7 @@ pub mod precision;
 pub mod schedule;
 pub mod trainer;
 
-pub use config::{TrainConfig, Weights};
+pub use config::{ModelSelection, TrainConfig, Weights};
 pub use layout::{stage_name, RunLayout};
 pub use loops::{
     distill, distill_with, evolve, pretrain, pretrain_self_supervised, DistillInputs, EvolveOptions,

@@ -277,7 +277,12 @@ impl Trainer {
         Ok(())
     }
 
-    /// Path of the stage checkpoint.
+    /// The stage's directory (`RUN/STAGE`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The stage's epoch checkpoint (`STAGE/checkpoint.safetensors`).
     pub fn checkpoint_path(&self) -> PathBuf {
         self.dir.join(crate::layout::CHECKPOINT_FILE)
     }

@@ -4,6 +4,7 @@
 
 mod distl;
 mod evolve;
+mod selection;
 mod ssl;
 mod supervised;
 

@@ -7,7 +7,8 @@ use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::{Sample, Split, Subset};
 use sevit_model::Checkpoint;
 
-use crate::config::{TrainConfig, Weights};
+use super::selection::BestOnVal;
+use crate::config::{ModelSelection, TrainConfig, Weights};
 use crate::data::{iters_per_epoch_sharded, train_batches, views_without_locals};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
@@ -32,7 +33,9 @@ pub struct PretrainOptions {
 
 /// Trains a classifier with BCE on global view 2 of the multi-crop (locals are not
 /// generated) of the labeled split (`RUN/split.csv`), plus folds `0..label_folds` for a
-/// supervised baseline. Output: `RUN/pretrain/` (or `RUN/supervised{T}/`).
+/// supervised baseline. Output: `RUN/pretrain/` (or `RUN/supervised{T}/`). With
+/// `pretrain.select = "best_val"` the stage ends with the weights of its epoch with the best
+/// AUC on the validation split (see `STAGE/val.csv`).
 pub fn pretrain(
     run: &RunLayout,
     cfg: &TrainConfig,
@@ -59,7 +62,11 @@ pub fn pretrain(
     } else {
         stage_name::supervised(opts.label_folds)
     };
-    train_supervised(run, cfg, &stage, &samples, opts)
+    let val = match cfg.pretrain.select {
+        ModelSelection::Last => None,
+        ModelSelection::BestVal => Some(split.samples(Subset::Val)),
+    };
+    train_supervised(run, cfg, &stage, &samples, val, opts)
 }
 
 fn train_supervised(
@@ -67,6 +74,7 @@ fn train_supervised(
     cfg: &TrainConfig,
     stage: &str,
     samples: &[Sample],
+    val: Option<Vec<Sample>>,
     opts: &PretrainOptions,
 ) -> anyhow::Result<StageOutcome> {
     anyhow::ensure!(!samples.is_empty(), "stage {stage}: no labeled images");
@@ -98,6 +106,7 @@ fn train_supervised(
         load_matching(&ck, &prefix, &mut tr.student.vs, init)?;
         tracing::info!("{stage}: initialised from {} ({prefix}*)", init.display());
     }
+    let mut selection = val.map(|v| BestOnVal::open(&tr, v)).transpose()?;
     let views = views_without_locals(&cfg.views);
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("labeled")]);
     tracing::info!(
@@ -146,6 +155,9 @@ fn train_supervised(
             })?;
             tr.iteration += 1;
             pb.inc(1);
+        }
+        if let Some(sel) = selection.as_mut() {
+            sel.after_epoch(tr, epoch, epochs)?;
         }
         Ok(())
     })

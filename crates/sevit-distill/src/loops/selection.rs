@@ -1,0 +1,170 @@
+//! Model selection of a supervised stage on the validation split (`pretrain.select =
+//! "best_val"`): the validation AUC after every `val_every` epochs goes to `STAGE/val.csv`, the
+//! weights of the best epoch to `STAGE/best.safetensors` (both atomic, so an interrupted run
+//! resumes with its best so far), and after the last epoch the student takes the best
+//! weights, which the stage's final checkpoint then holds.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sevit_data::Sample;
+use sevit_metrics::roc_auc;
+use sevit_model::Checkpoint;
+
+use crate::eval::predict_net;
+use crate::layout::write_atomic;
+use crate::trainer::Trainer;
+
+/// Metadata keys of `best.safetensors`.
+const EPOCH_KEY: &str = "epoch";
+const AUC_KEY: &str = "val_auc";
+
+/// The best-validation-AUC tracker of one supervised stage.
+pub(crate) struct BestOnVal {
+    samples: Vec<Sample>,
+    labels: Vec<bool>,
+    every: usize,
+    best_path: PathBuf,
+    csv_path: PathBuf,
+    /// (epoch number counted from 1, validation AUC) of the best epoch so far.
+    best: Option<(usize, f64)>,
+    rows: Vec<(usize, f64)>,
+}
+
+impl BestOnVal {
+    /// The tracker for the stage whose directory is `tr.dir`, over the validation images
+    /// `val`. State left by an earlier run is kept only when the stage has a checkpoint to
+    /// resume (otherwise it belongs to a run that is being started over).
+    pub(crate) fn open(tr: &Trainer, val: Vec<Sample>) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !val.is_empty(),
+            "pretrain.select = \"best_val\" needs a validation split, and the split of this run \
+             has no `val` images: split with `sevit split --val-fraction 0.1`, or set \
+             pretrain.select = \"last\""
+        );
+        let labels: Vec<bool> = val.iter().map(|s| s.target > 0.5).collect();
+        anyhow::ensure!(
+            labels.iter().any(|&l| l) && labels.iter().any(|&l| !l),
+            "the validation split has only one class ({} images): it cannot rank models by AUC",
+            labels.len()
+        );
+        let best_path = tr.dir().join("best.safetensors");
+        let csv_path = tr.dir().join("val.csv");
+        let mut me = Self {
+            samples: val,
+            labels,
+            every: tr.cfg.pretrain.val_every,
+            best_path,
+            csv_path,
+            best: None,
+            rows: Vec::new(),
+        };
+        if tr.checkpoint_path().exists() {
+            me.best = me.read_best()?;
+            me.rows = me.read_rows()?;
+        }
+        Ok(me)
+    }
+
+    fn read_best(&self) -> anyhow::Result<Option<(usize, f64)>> {
+        if !self.best_path.exists() {
+            return Ok(None);
+        }
+        let ck = Checkpoint::load(&self.best_path)?;
+        let get = |k: &str| {
+            ck.metadata
+                .get(k)
+                .with_context(|| format!("{}: no metadata `{k}`", self.best_path.display()))
+        };
+        let epoch = get(EPOCH_KEY)?.parse().context("bad epoch")?;
+        let auc = get(AUC_KEY)?.parse().context("bad val_auc")?;
+        Ok(Some((epoch, auc)))
+    }
+
+    fn read_rows(&self) -> anyhow::Result<Vec<(usize, f64)>> {
+        if !self.csv_path.exists() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&self.csv_path)
+            .with_context(|| format!("reading {}", self.csv_path.display()))?;
+        text.lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (e, a) = l
+                    .split_once(',')
+                    .with_context(|| format!("{}: bad line {l:?}", self.csv_path.display()))?;
+                Ok((e.parse()?, a.parse()?))
+            })
+            .collect()
+    }
+
+    /// Called at the end of epoch `epoch` (0-based) of `epochs`: scores the validation split
+    /// when due, keeps the weights when they are the best so far, and after the last epoch
+    /// loads the best weights into the student.
+    pub(crate) fn after_epoch(
+        &mut self,
+        tr: &mut Trainer,
+        epoch: usize,
+        epochs: usize,
+    ) -> anyhow::Result<()> {
+        let done = epoch + 1;
+        let last = done == epochs;
+        if done % self.every == 0 || last {
+            let cfg = &tr.cfg;
+            let scores = predict_net(
+                &tr.student.net,
+                &self.samples,
+                cfg.eval_image_size(),
+                cfg.eval.batch_size,
+                cfg.views.inference_blur_radius,
+                tr.device,
+            )?;
+            let auc = roc_auc(&self.labels, &scores)?;
+            self.rows.retain(|r| r.0 < done);
+            self.rows.push((done, auc));
+            let better = self.best.is_none_or(|(_, b)| auc > b);
+            tracing::info!(
+                stage = %tr.stage,
+                epoch,
+                val_auc = format!("{auc:.4}"),
+                best = better,
+                "validation"
+            );
+            if tr.is_main() {
+                let mut csv = String::from("epoch,val_auc\n");
+                for (e, a) in &self.rows {
+                    csv.push_str(&format!("{e},{a:.6}\n"));
+                }
+                write_atomic(&self.csv_path, csv.as_bytes())?;
+                if better {
+                    let mut ck = Checkpoint::new();
+                    ck.put_vars("student.", &tr.student.vs);
+                    ck.metadata.insert(EPOCH_KEY.into(), done.to_string());
+                    ck.metadata.insert(AUC_KEY.into(), auc.to_string());
+                    ck.save(&self.best_path)?;
+                }
+            }
+            if better {
+                self.best = Some((done, auc));
+            }
+        }
+        if last {
+            if let Some(d) = &tr.dist {
+                d.barrier()
+                    .context("waiting for the best validation checkpoint")?;
+            }
+            let (best_epoch, best_auc) = self.best.context("no validation AUC was recorded")?;
+            let ck = Checkpoint::load(&self.best_path)?;
+            ck.load_vars("student.", &mut tr.student.vs)
+                .with_context(|| format!("loading {}", self.best_path.display()))?;
+            tracing::info!(
+                stage = %tr.stage,
+                epoch = best_epoch,
+                val_auc = format!("{best_auc:.4}"),
+                "selected the epoch with the best validation AUC"
+            );
+        }
+        Ok(())
+    }
+}
