@@ -118,6 +118,9 @@ def run_all(a, log, env, th, torch_script):
         p = [("tiny16", "step", 4, 30, 10)] if cuda else [("tiny16", "step", 4, 2, 1)]
     else:
         p = plan(a.quick, not a.no_small, cuda)
+    if a.modes:
+        keep = set(a.modes.split(","))
+        p = [x for x in p if x[1] in keep]
     for cfg, mode, rounds, iters, warmup in p:
         common = ["--config", cfg, "--mode", mode, "--iters", str(iters), "--warmup", str(warmup), *th]
         common += ["--precision", a.precision, *dev]
@@ -235,6 +238,7 @@ def main():
         choices=["fp32", "bf16"],
         help="forward passes of both sides in f32, or under bf16 autocast",
     )
+    ap.add_argument("--modes", default=None, help="only these modes of the plan, comma-separated (step,correction,eval,train)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where both sides run")
     ap.add_argument("--aug-rust", default=None, help="augment.json of sevit-data's augmentation bench")
     ap.add_argument("--aug-torch", default=None, help="augment_torchvision.json of bench/torchvision_augment.py")

@@ -5,7 +5,7 @@
 # sevit-data when present. Writes target/bench/report.json, report.md (printed) and runs.jsonl.
 #
 # Usage: scripts/bench.sh [--quick] [--focus] [--no-small] [--no-torch] [--smoke] [--threads N]
-#        [--precision fp32|bf16] [--omp spin10k|passive|default] [--device cpu|cuda]
+#        [--precision fp32|bf16] [--omp spin10k|passive|default] [--device cpu|cuda] [--modes M]
 #   --quick     tiny/16 only, fewer rounds (a few minutes)
 #   --focus     only the tiny/16 step, 4 interleaved rounds: the steadiest Rust/PyTorch ratio
 #   --no-small  skip small/8@256 (the paper configuration, tens of seconds per step on CPU)
@@ -16,6 +16,7 @@
 #   --omp P     libgomp wait policy of both sides: spin10k (default, what sevit sets), passive, default
 #   --device D  where both sides run the step: cpu (default), cuda or cuda:N (more iterations per
 #               process, an 8192 matmul reference, GPU memory per process; no `train` mode)
+#   --modes M   only these measurements, comma-separated: step, correction, eval, train
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +25,10 @@ args=()
 while (($#)); do
     case "$1" in
         --quick | --focus | --no-small | --no-torch | --smoke) args+=("$1") ;;
-        --omp | --precision | --device) args+=("$1" "$2"); shift ;;
+        --omp | --precision | --device | --modes) args+=("$1" "$2"); shift ;;
         --threads) args+=("$1" "$2"); shift ;;
         --out) out="$2"; shift ;;
-        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
