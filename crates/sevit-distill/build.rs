@@ -43,7 +43,6 @@ fn main() {
     b.cpp(true)
         .std("c++17")
         .file(manifest.join("cpp/c10d_bridge.cpp"))
-        .file(manifest.join("cpp/autocast_bridge.cpp"))
         .file(manifest.join("cpp/foreach_bridge.cpp"))
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .define("USE_C10D_GLOO", None)

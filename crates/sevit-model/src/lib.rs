@@ -12,8 +12,10 @@
 //! * [`import`]: reading PyTorch `.pth` files (zip + pickle, no Python) and mapping DINO /
 //!   DISTL weights into sevit names.
 //!
-//! Everything runs on CPU or CUDA through `tch::Device`; [`with_autocast`] wraps a forward in
-//! CUDA fp16 autocast.
+//! * [`precision`]: fp16 / bf16 autocast regions ([`Autocast`], [`with_autocast`]) on CUDA
+//!   and CPU.
+//!
+//! Everything runs on CPU or CUDA through `tch::Device`.
 
 pub mod checkpoint;
 pub mod config;
@@ -22,6 +24,7 @@ pub mod import;
 pub mod layers;
 pub mod net;
 pub mod pickle;
+pub mod precision;
 pub mod pth;
 pub mod vit;
 
@@ -29,5 +32,6 @@ pub use checkpoint::{Checkpoint, KeyReport};
 pub use config::{DinoHeadConfig, ModelConfig, ViTConfig};
 pub use heads::{ClassHead, DinoHead};
 pub use import::{import_pth, ConfigSource, ImportOptions, ImportSummary};
-pub use net::{with_autocast, DistlNet, MultiCropOutput, Precision};
+pub use net::{DistlNet, MultiCropOutput};
+pub use precision::{with_autocast, Autocast, Precision};
 pub use vit::VisionTransformer;

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use tch::nn::Path;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 use crate::config::ModelConfig;
 use crate::heads::{ClassHead, DinoHead};
@@ -130,48 +130,11 @@ impl DistlNet {
     }
 }
 
-/// Mixed precision for forward passes on CUDA.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// Full fp32.
-    F32,
-    /// CUDA autocast to fp16.
-    F16,
-    /// CUDA autocast to bf16.
-    Bf16,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "fp32" | "float32" => Ok(Precision::F32),
-            "f16" | "fp16" | "float16" | "half" => Ok(Precision::F16),
-            "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            _ => bail!("unknown precision {s:?}: expected f32, f16 or bf16"),
-        }
-    }
-}
-
-/// Runs `f` under CUDA autocast when `device` is CUDA and `precision` is F16 (libtorch's
-/// CUDA autocast dtype); on CPU, or with F32, runs `f` as is. BF16 is refused here: tch 0.26
-/// exposes no way to choose the autocast dtype; the training engine sets it through its
-/// C++ shim (`sevit_distill::precision`, `precision = "bf16"` in the config).
-pub fn with_autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) -> Result<T> {
-    match precision {
-        Precision::F32 => Ok(f()),
-        _ if !device.is_cuda() => Ok(f()),
-        Precision::F16 => Ok(tch::autocast(true, f)),
-        Precision::Bf16 => bail!("bf16 autocast is not available through tch 0.26 (its CUDA autocast dtype is fp16); use f16 or f32"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::nn::VarStore;
-    use tch::Kind;
+    use tch::{Device, Kind};
 
     fn net() -> (VarStore, DistlNet) {
         tch::manual_seed(7);
@@ -245,13 +208,5 @@ mod tests {
         for t in vs.trainable_variables() {
             assert!(t.grad().defined(), "a trainable variable got no gradient");
         }
-    }
-
-    #[test]
-    fn precision_parse() {
-        assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::Bf16);
-        assert!("int8".parse::<Precision>().is_err());
-        // On CPU autocast is a no-op.
-        assert_eq!(with_autocast(Device::Cpu, Precision::F16, || 3).unwrap(), 3);
     }
 }

@@ -1,5 +1,5 @@
 // A C ABI over libtorch's autocast state (at::autocast), which tch 0.26 exposes only as
-// "CUDA autocast on/off" with its default fp16 dtype. sevit-distill's `precision` module uses
+// "CUDA autocast on/off" with its default fp16 dtype. sevit-model's `precision` module uses
 // it to run forward passes under bf16 (or fp16) autocast on CUDA, and bf16 on CPU, exactly as
 // PyTorch's `torch.autocast(device_type, dtype)` context manager does.
 
