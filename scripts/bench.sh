@@ -48,12 +48,7 @@ if [[ ! -x "$py" ]]; then
 fi
 
 echo "bench: building the benches (release)..." >&2
-bin="$(cargo bench -p sevit-distill --bench distl_step --no-run --message-format=json 2>"$out/build.log" \
-    | "$py" -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "distl_step":
-        print(m["executable"])' | tail -n1)" || true
+bin="$(scripts/distl-step-bin.sh "$py" "$out/build.log")" || true
 if [[ -z "$bin" || ! -x "$bin" ]]; then
     echo "bench.sh: building the distl_step bench failed; see $out/build.log" >&2
     tail -n 30 "$out/build.log" >&2

@@ -40,12 +40,8 @@ step() { echo "== cuda-check: $*" | tee -a "$out/summary.txt" >&2; }
 if [[ -z "$bin_dir" ]]; then
     step "building sevit and the distl_step bench (release)"
     cargo build --release -p sevit-cli || exit 1
-    b="$(cargo bench -p sevit-distill --bench distl_step --no-run --message-format=json 2>/dev/null \
-        | "$py" -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "distl_step":
-        print(m["executable"])' | tail -n1)"
+    b="$(scripts/distl-step-bin.sh "$py" "$out/build.log")"
+    [[ -x "$b" ]] || { echo "cuda-check.sh: building the distl_step bench failed; see $out/build.log" >&2; exit 1; }
     bin_dir=target/cuda-check-bin
     mkdir -p "$bin_dir"
     cp target/release/sevit "$bin_dir/sevit"

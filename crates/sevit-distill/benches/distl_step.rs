@@ -41,7 +41,8 @@ use std::time::Instant;
 
 use sevit_distill::clip::{cancel_gradients_last_layer, clip_gradients};
 use sevit_distill::ema::{copy_weights, update_momentum};
-use sevit_distill::precision::{Autocast, Precision};
+use sevit_distill::config::parse_device;
+use sevit_distill::precision::{check_training, Autocast, Precision};
 use sevit_distill::loss::{combine, correction_bce, self_training_loss, DinoLoss};
 use sevit_distill::optim::AdamW;
 use sevit_model::{DinoHeadConfig, DistlNet, ModelConfig, ViTConfig};
@@ -136,11 +137,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--mode" => a.mode = val()?,
             "--device" => a.device = parse_device(&val()?)?,
             "--precision" => {
-                a.precision = match val()?.as_str() {
-                    "fp32" | "f32" => Precision::F32,
-                    "bf16" => Precision::Bf16,
-                    other => anyhow::bail!("--precision {other:?}: fp32 or bf16"),
-                }
+                a.precision = val()?.parse()?;
+                check_training(a.precision)?;
             }
             "--iters" => a.iters = val()?.parse()?,
             "--warmup" => a.warmup = val()?.parse()?,
@@ -156,26 +154,6 @@ fn parse_args() -> anyhow::Result<Args> {
     }
     anyhow::ensure!(a.iters > 0, "--iters must be positive");
     Ok(a)
-}
-
-fn parse_device(s: &str) -> anyhow::Result<Device> {
-    let d = match s {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" | "gpu" => Device::Cuda(0),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(i)) => Device::Cuda(i),
-            _ => anyhow::bail!("--device {other:?}: cpu, cuda or cuda:N"),
-        },
-    };
-    anyhow::ensure!(
-        tch::Cuda::is_available(),
-        "--device {s}: libtorch sees no CUDA device (CPU-only libtorch, or no GPU/driver)"
-    );
-    let n = tch::Cuda::device_count() as usize;
-    if let Device::Cuda(i) = d {
-        anyhow::ensure!(i < n, "--device {s}: only {n} CUDA device(s)");
-    }
-    Ok(d)
 }
 
 /// Blocks until the device's queued work is done (nothing on the CPU, where ops are synchronous).

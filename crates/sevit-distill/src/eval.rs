@@ -7,7 +7,7 @@ use sevit_data::Sample;
 use sevit_metrics::{delong_ci, AucCi};
 use sevit_model::import::MODEL_CONFIG_KEY;
 use sevit_model::{Checkpoint, DistlNet, ModelConfig};
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 use crate::config::{TrainConfig, Weights};
 use crate::data::eval_batches;
@@ -37,32 +37,11 @@ pub fn predict(
     let mut net = Net::build(&model_cfg, device, 0.0, 0);
     ck.load_vars(weights.prefix(), &mut net.vs)
         .with_context(|| format!("loading the {weights:?} of {}", ckpt.display()))?;
-    predict_net(&net.net, samples, image_size, batch_size, blur_radius, device)
-}
-
-/// Probabilities `sigmoid(logit)` of network `net` (in inference mode) for `samples`, in
-/// sample order; images as in [`predict`].
-pub fn predict_net(
-    net: &DistlNet,
-    samples: &[Sample],
-    image_size: u32,
-    batch_size: usize,
-    blur_radius: f64,
-    device: Device,
-) -> anyhow::Result<Vec<f64>> {
     let mut scores = Vec::with_capacity(samples.len());
-    tch::no_grad(|| -> anyhow::Result<()> {
-        for b in eval_batches(samples, image_size, batch_size, blur_radius, false, device)? {
-            let (images, _) = b?;
-            let p = net
-                .classify(&images, false)
-                .sigmoid()
-                .to_kind(Kind::Double)
-                .to_device(Device::Cpu);
-            scores.extend(Vec::<f64>::try_from(p.reshape([-1]))?);
-        }
-        Ok(())
-    })?;
+    for b in eval_batches(samples, image_size, batch_size, blur_radius, false, device)? {
+        let (images, _) = b?;
+        scores.extend(score_images(&net.net, &images)?);
+    }
     anyhow::ensure!(
         scores.len() == samples.len(),
         "{} images scored out of {} (unreadable images skipped?)",
@@ -70,6 +49,18 @@ pub fn predict_net(
         samples.len()
     );
     Ok(scores)
+}
+
+/// Probabilities `sigmoid(logit)` of network `net` (in inference mode, no gradient) for one
+/// batch of images `[B, 3, H, W]`, in batch order.
+pub fn score_images(net: &DistlNet, images: &Tensor) -> anyhow::Result<Vec<f64>> {
+    let p = tch::no_grad(|| {
+        net.classify(images, false)
+            .sigmoid()
+            .to_kind(Kind::Double)
+            .to_device(Device::Cpu)
+    });
+    Ok(Vec::<f64>::try_from(p.reshape([-1]))?)
 }
 
 /// Test AUC of a checkpoint with its DeLong interval at `cfg.eval.ci_level`.

@@ -2,7 +2,8 @@
 //! "best_val"`): the validation AUC after every `val_every` epochs goes to `STAGE/val.csv`, the
 //! weights of the best epoch to `STAGE/best.safetensors` (both atomic, so an interrupted run
 //! resumes with its best so far), and after the last epoch the student takes the best
-//! weights, which the stage's final checkpoint then holds.
+//! weights, which the stage's final checkpoint then holds. The validation images are decoded
+//! once, on the first scoring, and kept on the training device.
 
 use std::path::PathBuf;
 
@@ -10,8 +11,10 @@ use anyhow::Context;
 use sevit_data::Sample;
 use sevit_metrics::roc_auc;
 use sevit_model::Checkpoint;
+use tch::Tensor;
 
-use crate::eval::predict_net;
+use crate::data::eval_batches;
+use crate::eval::score_images;
 use crate::layout::write_atomic;
 use crate::trainer::Trainer;
 
@@ -22,6 +25,8 @@ const AUC_KEY: &str = "val_auc";
 /// The best-validation-AUC tracker of one supervised stage.
 pub(crate) struct BestOnVal {
     samples: Vec<Sample>,
+    /// The validation images as inference batches, loaded on the first scoring.
+    images: Option<Vec<Tensor>>,
     labels: Vec<bool>,
     every: usize,
     best_path: PathBuf,
@@ -52,6 +57,7 @@ impl BestOnVal {
         let csv_path = tr.dir().join("val.csv");
         let mut me = Self {
             samples: val,
+            images: None,
             labels,
             every: tr.cfg.pretrain.val_every,
             best_path,
@@ -99,6 +105,35 @@ impl BestOnVal {
             .collect()
     }
 
+    /// The student's probabilities for the validation images, in sample order.
+    fn score(&mut self, tr: &Trainer) -> anyhow::Result<Vec<f64>> {
+        if self.images.is_none() {
+            let cfg = &tr.cfg;
+            let batches = eval_batches(
+                &self.samples,
+                cfg.eval_image_size(),
+                cfg.eval.batch_size,
+                cfg.views.inference_blur_radius,
+                false,
+                tr.device,
+            )?
+            .map(|b| b.map(|(images, _)| images))
+            .collect::<anyhow::Result<Vec<Tensor>>>()?;
+            self.images = Some(batches);
+        }
+        let mut scores = Vec::with_capacity(self.samples.len());
+        for images in self.images.iter().flatten() {
+            scores.extend(score_images(&tr.student.net, images)?);
+        }
+        anyhow::ensure!(
+            scores.len() == self.samples.len(),
+            "{} validation images scored out of {} (unreadable images?)",
+            scores.len(),
+            self.samples.len()
+        );
+        Ok(scores)
+    }
+
     /// Called at the end of epoch `epoch` (0-based) of `epochs`: scores the validation split
     /// when due, keeps the weights when they are the best so far, and after the last epoch
     /// loads the best weights into the student.
@@ -111,15 +146,7 @@ impl BestOnVal {
         let done = epoch + 1;
         let last = done == epochs;
         if done % self.every == 0 || last {
-            let cfg = &tr.cfg;
-            let scores = predict_net(
-                &tr.student.net,
-                &self.samples,
-                cfg.eval_image_size(),
-                cfg.eval.batch_size,
-                cfg.views.inference_blur_radius,
-                tr.device,
-            )?;
+            let scores = self.score(tr)?;
             let auc = roc_auc(&self.labels, &scores)?;
             self.rows.retain(|r| r.0 < done);
             self.rows.push((done, auc));
