@@ -286,6 +286,7 @@ mod tests {
 
     #[test]
     fn roundtrip_all_kinds_and_metadata() {
+        let _rng = crate::torch_rng();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/ck.safetensors");
         let mut ck = Checkpoint::new();
@@ -310,6 +311,7 @@ mod tests {
 
     #[test]
     fn errors_are_clear() {
+        let _rng = crate::torch_rng();
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.safetensors");
         let e = Checkpoint::load(&missing).unwrap_err().to_string();
@@ -329,6 +331,7 @@ mod tests {
 
     #[test]
     fn vars_roundtrip_under_prefix() {
+        let _rng = crate::torch_rng();
         let cfg = ModelConfig::micro();
         let src = model(1, &cfg);
         let mut dst = model(2, &cfg);
@@ -346,6 +349,7 @@ mod tests {
 
     #[test]
     fn mismatch_lists_everything() {
+        let _rng = crate::torch_rng();
         let cfg = ModelConfig::micro();
         let src = model(1, &cfg);
         let mut ck = Checkpoint::new();

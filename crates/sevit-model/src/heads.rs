@@ -71,6 +71,7 @@ mod tests {
 
     #[test]
     fn dino_head_names_and_trainability() {
+        let _rng = crate::torch_rng();
         let vs = VarStore::new(Device::Cpu);
         let cfg = DinoHeadConfig::micro();
         let head = DinoHead::new(&vs.root().sub("head"), 32, &cfg);
@@ -101,6 +102,7 @@ mod tests {
 
     #[test]
     fn last_layer_rows_have_unit_norm_with_g_one() {
+        let _rng = crate::torch_rng();
         let vs = VarStore::new(Device::Cpu);
         let cfg = DinoHeadConfig { nlayers: 1, ..DinoHeadConfig::micro() };
         let head = DinoHead::new(&vs.root(), 8, &cfg);
@@ -112,6 +114,7 @@ mod tests {
 
     #[test]
     fn class_head_gives_one_logit() {
+        let _rng = crate::torch_rng();
         let vs = VarStore::new(Device::Cpu);
         let h = ClassHead::new(&vs.root().sub("cls_head"), 32, 16);
         assert!(vs.variables().contains_key("cls_head.mlp.4.weight"));

@@ -133,11 +133,7 @@ pub fn drop_path(x: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p <= 0.0 {
         return x.shallow_clone();
     }
-    let keep = 1.0 - p;
-    let mut shape = vec![x.size()[0]];
-    shape.extend(std::iter::repeat_n(1, x.dim() - 1));
-    let mask = (Tensor::rand(shape.as_slice(), (x.kind(), x.device())) + keep).floor();
-    x / keep * mask
+    x * drop_path_scale(x, p)
 }
 
 /// The residual update `x + drop_path(y, p, train)` as one fused `addcmul` (one pass over the
@@ -146,11 +142,16 @@ pub fn add_drop_path(x: &Tensor, y: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p <= 0.0 {
         return x + y;
     }
+    x.addcmul(y, &drop_path_scale(y, p))
+}
+
+/// The per-sample factor of stochastic depth, shaped to broadcast over `like`: `1 / (1 − p)`
+/// for a kept sample (probability `1 − p`), 0 for a dropped one.
+fn drop_path_scale(like: &Tensor, p: f64) -> Tensor {
     let keep = 1.0 - p;
-    let mut shape = vec![y.size()[0]];
-    shape.extend(std::iter::repeat_n(1, y.dim() - 1));
-    let scale = (Tensor::rand(shape.as_slice(), (y.kind(), y.device())) + keep).floor() / keep;
-    x.addcmul(y, &scale)
+    let mut shape = vec![like.size()[0]];
+    shape.extend(std::iter::repeat_n(1, like.dim() - 1));
+    (Tensor::rand(shape.as_slice(), (like.kind(), like.device())) + keep).floor() / keep
 }
 
 /// True when `kind` is a floating-point kind.
@@ -165,6 +166,7 @@ mod tests {
 
     #[test]
     fn names_follow_pytorch_sequential() {
+        let _rng = crate::torch_rng();
         let vs = VarStore::new(Device::Cpu);
         let _ = Mlp::new(&vs.root().sub("m"), &[4, 8, 8, 2], Activation::Relu);
         let mut names: Vec<_> = vs.variables().into_keys().collect();
@@ -177,6 +179,7 @@ mod tests {
 
     #[test]
     fn init_statistics() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(0);
         let vs = VarStore::new(Device::Cpu);
         let l = Linear::new(&vs.root(), 256, 512, true);
@@ -187,6 +190,7 @@ mod tests {
 
     #[test]
     fn drop_path_eval_is_identity_and_train_drops_samples() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(1);
         let x = Tensor::ones([64, 3, 4], (Kind::Float, Device::Cpu));
         assert!(drop_path(&x, 0.5, false).equal(&x));
@@ -199,6 +203,7 @@ mod tests {
 
     #[test]
     fn fused_residual_matches_add_plus_drop_path() {
+        let _rng = crate::torch_rng();
         let x = Tensor::randn([32, 5, 4], (Kind::Float, Device::Cpu));
         let y = Tensor::randn([32, 5, 4], (Kind::Float, Device::Cpu));
         for (p, train) in [(0.3, true), (0.3, false), (0.0, true)] {

@@ -35,3 +35,11 @@ pub use import::{import_pth, ConfigSource, ImportOptions, ImportSummary};
 pub use net::{DistlNet, MultiCropOutput};
 pub use precision::{with_autocast, Autocast, Precision};
 pub use vit::VisionTransformer;
+
+/// Serialises this crate's tests that draw from libtorch's global random generator: a test
+/// that seeds it and compares two draws must not have another test thread draw in between.
+#[cfg(test)]
+pub(crate) fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -145,6 +145,7 @@ mod tests {
 
     #[test]
     fn multi_crop_matches_per_view_forward() {
+        let _rng = crate::torch_rng();
         let (_vs, n) = net();
         let b = 2;
         let g1 = Tensor::rand([b, 3, 32, 32], (Kind::Float, Device::Cpu));
@@ -168,6 +169,7 @@ mod tests {
 
     #[test]
     fn parameter_names() {
+        let _rng = crate::torch_rng();
         let (vs, _) = net();
         let v = vs.variables();
         for k in [
@@ -191,6 +193,7 @@ mod tests {
 
     #[test]
     fn backward_reaches_all_trainable() {
+        let _rng = crate::torch_rng();
         let (vs, n) = {
             tch::manual_seed(7);
             let vs = VarStore::new(Device::Cpu);

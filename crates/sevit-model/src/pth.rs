@@ -208,6 +208,7 @@ mod tests {
 
     #[test]
     fn non_torch_files_are_refused_clearly() {
+        let _rng = crate::torch_rng();
         let dir = tempfile::tempdir().unwrap();
         let cases: [(&str, &[u8], &str); 4] = [
             ("empty.pth", b"", "empty or truncated"),
@@ -227,6 +228,7 @@ mod tests {
 
     #[test]
     fn rebuild_checks_bounds() {
+        let _rng = crate::torch_rng();
         let storage = Value::Opaque("storage".into(), Rc::new(Storage(Tensor::arange(6, (Kind::Float, tch::Device::Cpu)))));
         let tuple = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
         let ok = rebuild_tensor(&[storage.clone(), Value::Int(1), tuple(&[2, 2]), tuple(&[1, 2])]).unwrap();

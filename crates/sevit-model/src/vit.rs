@@ -233,12 +233,14 @@ mod tests {
 
     #[test]
     fn rates_are_linspace() {
+        let _rng = crate::torch_rng();
         assert_eq!(drop_path_rates(0.1, 3), vec![0.0, 0.05, 0.1]);
         assert_eq!(drop_path_rates(0.1, 1), vec![0.0]);
     }
 
     #[test]
     fn shapes_and_interpolation() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(0);
         let vs = VarStore::new(Device::Cpu);
         let cfg = ViTConfig::micro();
@@ -257,6 +259,7 @@ mod tests {
 
     #[test]
     fn input_norm_standardises_the_pixels() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(1);
         let vs = VarStore::new(Device::Cpu);
         let plain = VisionTransformer::new(&vs.root(), &ViTConfig::micro(), 0.0);
@@ -275,6 +278,7 @@ mod tests {
 
     #[test]
     fn sdpa_matches_explicit_attention() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(3);
         let vs = VarStore::new(Device::Cpu);
         let att = Attention::new(&vs.root(), 32, 4, true);
@@ -287,6 +291,7 @@ mod tests {
 
     #[test]
     fn bf16_attention_on_cpu_matches_f32() {
+        let _rng = crate::torch_rng();
         tch::manual_seed(3);
         let mut vs = VarStore::new(Device::Cpu);
         let att = Attention::new(&vs.root(), 32, 4, true);
