@@ -47,6 +47,13 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
+
+    /// Output features `start .. start + len` only (the same values as
+    /// `forward(x).narrow(-1, start, len)`, computing just those).
+    pub fn forward_outputs(&self, x: &Tensor, start: i64, len: i64) -> Tensor {
+        let bias = self.bias.as_ref().map(|b| b.narrow(0, start, len));
+        x.linear(&self.weight.narrow(0, start, len), bias.as_ref())
+    }
 }
 
 /// Layer normalisation over the last dimension, weight 1 and bias 0 at init.
@@ -199,6 +206,17 @@ mod tests {
         let v: Vec<f32> = Vec::try_from(per_sample).unwrap();
         assert!(v.iter().all(|&s| s == 0.0 || (s - 24.0).abs() < 1e-5));
         assert!(v.contains(&0.0) && v.iter().any(|&s| s > 0.0));
+    }
+
+    #[test]
+    fn forward_outputs_is_a_slice_of_forward() {
+        let _rng = crate::torch_rng();
+        tch::manual_seed(2);
+        let vs = VarStore::new(Device::Cpu);
+        let lin = Linear::new(&vs.root(), 8, 12, true);
+        let x = Tensor::randn([3, 5, 8], (Kind::Float, Device::Cpu));
+        let want = lin.forward(&x).narrow(-1, 4, 6);
+        assert!(lin.forward_outputs(&x, 4, 6).allclose(&want, 1e-6, 1e-6, false));
     }
 
     #[test]

@@ -44,21 +44,43 @@ impl Attention {
             [q, k, v] => (q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)),
             _ => unreachable!("qkv has 3 parts by construction"),
         };
+        let (out, attn) = self.attend(&q, &k, &v, want_attn);
+        let out = out.transpose(1, 2).reshape([b, n, c]);
+        (self.proj.forward(&out), attn)
+    }
+
+    /// The output `[B, 1, C]` of the first (CLS) token alone: its query against the keys and
+    /// values of every token. The same values as `forward(x).0.narrow(1, 0, 1)`, without the
+    /// other tokens' queries, attention rows and output projection.
+    fn forward_cls(&self, x: &Tensor) -> Tensor {
+        let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
+        let (h, d) = (self.num_heads, c / self.num_heads);
+        let q = self.qkv.forward_outputs(&x.narrow(1, 0, 1), 0, c).reshape([b, 1, h, d]);
+        let kv = self.qkv.forward_outputs(x, c, 2 * c).reshape([b, n, 2, h, d]);
+        let (k, v) = match kv.unbind(2).as_slice() {
+            [k, v] => (k.transpose(1, 2), v.transpose(1, 2)),
+            _ => unreachable!("kv has 2 parts by construction"),
+        };
+        let (out, _) = self.attend(&q.transpose(1, 2), &k, &v, false);
+        self.proj.forward(&out.transpose(1, 2).reshape([b, 1, c]))
+    }
+
+    /// `softmax(q kᵀ · scale) v` for `[B, heads, N_q, d]` queries and `[B, heads, N, d]` keys
+    /// and values; the attention maps too when `want_attn`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, want_attn: bool) -> (Tensor, Option<Tensor>) {
+        let n = k.size()[2];
         // On short sequences libtorch's CPU flash-attention kernel is slower in bf16 than two
         // AMX/AVX512-bf16 matrix products and a softmax (PyTorch tiny/16 DISTL step: 16 vs
         // 25 img/s, bench `--precision bf16`), so bf16 on the CPU takes the explicit path up
         // to 256 tokens; longer sequences keep the fused kernel, which stores no [N, N] maps.
-        let explicit = want_attn
-            || (qkv.kind() == Kind::BFloat16 && qkv.device() == tch::Device::Cpu && n <= 256);
-        let (out, attn) = if explicit {
+        let explicit = want_attn || (q.kind() == Kind::BFloat16 && q.device() == tch::Device::Cpu && n <= 256);
+        if explicit {
             let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, None::<Kind>);
-            (attn.matmul(&v), want_attn.then_some(attn))
+            (attn.matmul(v), want_attn.then_some(attn))
         } else {
-            let out = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, self.scale, false);
+            let out = Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, false, self.scale, false);
             (out, None)
-        };
-        let out = out.transpose(1, 2).reshape([b, n, c]);
-        (self.proj.forward(&out), attn)
+        }
     }
 }
 
@@ -93,6 +115,16 @@ impl Block {
         let y = self.fc2.forward(&self.fc1.forward(&self.norm2.forward(&x)).gelu("none"));
         let x = add_drop_path(&x, &y, self.drop_path, train);
         (x, attn)
+    }
+
+    /// The block's output `[B, 1, C]` for the first (CLS) token alone (every token still
+    /// serves as key and value): `forward(x).0.narrow(1, 0, 1)` without the other tokens'
+    /// queries, projections and MLP. The stochastic-depth draws are the same as `forward`'s.
+    fn forward_cls(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = self.attn.forward_cls(&self.norm1.forward(x));
+        let x = add_drop_path(&x.narrow(1, 0, 1), &y, self.drop_path, train);
+        let y = self.fc2.forward(&self.fc1.forward(&self.norm2.forward(&x)).gelu("none"));
+        add_drop_path(&x, &y, self.drop_path, train)
     }
 }
 
@@ -205,9 +237,17 @@ impl VisionTransformer {
         self.norm.forward(&t)
     }
 
-    /// CLS-token features `[B, D]` after the final norm.
+    /// CLS-token features `[B, D]` after the final norm: `forward_tokens(x, train).select(1, 0)`.
+    /// Nothing reads the other tokens' outputs of the last block, so that block computes the
+    /// CLS token's row alone (its query, projection and MLP on one token instead of N+1: a
+    /// sixth of a block's work), forward and backward.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        self.forward_tokens(x, train).select(1, 0)
+        let mut t = self.prepare_tokens(x);
+        let (last, rest) = self.blocks.split_last().expect("a ViT has at least one block");
+        for block in rest {
+            t = block.forward(&t, train, false).0;
+        }
+        self.norm.forward(&last.forward_cls(&t, train)).select(1, 0)
     }
 
     /// The last block's softmaxed self-attention `[B, heads, N+1, N+1]` (eval mode: no
@@ -255,6 +295,34 @@ mod tests {
         let rows = a.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
         assert!(rows.allclose(&rows.ones_like(), 1e-5, 1e-5, false));
         assert!(vit.check_input(&Tensor::zeros([1, 3, 30, 32], (Kind::Float, Device::Cpu))).is_err());
+    }
+
+    #[test]
+    fn cls_only_last_block_matches_the_full_sequence() {
+        let _rng = crate::torch_rng();
+        tch::manual_seed(5);
+        let vs = VarStore::new(Device::Cpu);
+        let vit = VisionTransformer::new(&vs.root(), &ViTConfig::micro(), 0.5);
+        let x = Tensor::rand([6, 3, 32, 48], (Kind::Float, Device::Cpu));
+        let r = Tensor::randn([6, 32], (Kind::Float, Device::Cpu));
+        let grads = |cls: &Tensor| -> Vec<Tensor> {
+            let params: Vec<Tensor> = vs.trainable_variables();
+            Tensor::run_backward(&[(cls * &r).sum(Kind::Float)], &params, false, false)
+        };
+        for train in [false, true] {
+            // same seed: the stochastic-depth draws are the same on both paths
+            tch::manual_seed(11);
+            let fast = vit.forward(&x, train);
+            tch::manual_seed(11);
+            let full = vit.forward_tokens(&x, train).select(1, 0);
+            assert!(fast.allclose(&full, 1e-5, 1e-5, false), "train {train}");
+            for (a, b) in grads(&fast).iter().zip(grads(&full).iter()) {
+                assert!(a.allclose(b, 1e-4, 1e-5, false), "train {train}: gradients differ");
+            }
+        }
+        // with p = 0.5 over 6 images, the training forward really dropped something
+        tch::manual_seed(11);
+        assert!(!vit.forward(&x, true).allclose(&vit.forward(&x, false), 1e-4, 1e-4, false));
     }
 
     #[test]
