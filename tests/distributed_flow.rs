@@ -320,7 +320,7 @@ fn two_ranks_match_one_process_with_the_global_batch() {
             // The key part (middle third) of an attention qkv bias has an exactly zero gradient
             // (softmax is shift-invariant), so Adam turns fp32 reduction-order noise into steps
             // of up to ~lr: those entries move by noise alone and are only bounded by lr (1e-3).
-            // Every other entry agrees to a few ulps.
+            // Every other entry agrees to rounding.
             let d = if k.ends_with("attn.qkv.bias") && ta.dim() == 1 {
                 let third = ta.size()[0] / 3;
                 let key = max_diff(&ta.narrow(0, third, third), &tb.narrow(0, third, third));
@@ -331,7 +331,13 @@ fn two_ranks_match_one_process_with_the_global_batch() {
             } else {
                 max_diff(ta, tb)
             };
-            assert!(d <= 1e-6, "{k}: max |single - two ranks| = {d:e}");
+            // fp32 reduction-order noise: a few ulps of the tensor's largest entry (Adam's
+            // first moment of a bias near 0.5 differs by ~25 ulps, 3e-6 relative)
+            let scale = ta.abs().max().to_kind(tch::Kind::Double).double_value(&[]);
+            assert!(
+                d <= 1e-6 + 1e-5 * scale,
+                "{k}: max |single - two ranks| = {d:e} (largest entry {scale:e})"
+            );
             if d >= w.1 {
                 w = (prefix, d, k.clone());
             }
