@@ -112,9 +112,13 @@ impl Block {
     fn forward(&self, x: &Tensor, train: bool, want_attn: bool) -> (Tensor, Option<Tensor>) {
         let (y, attn) = self.attn.forward(&self.norm1.forward(x), want_attn);
         let x = add_drop_path(x, &y, self.drop_path, train);
-        let y = self.fc2.forward(&self.fc1.forward(&self.norm2.forward(&x)).gelu("none"));
-        let x = add_drop_path(&x, &y, self.drop_path, train);
+        let x = add_drop_path(&x, &self.mlp(&x), self.drop_path, train);
         (x, attn)
+    }
+
+    /// The MLP branch `fc2(gelu(fc1(norm2(x))))`.
+    fn mlp(&self, x: &Tensor) -> Tensor {
+        self.fc2.forward(&self.fc1.forward(&self.norm2.forward(x)).gelu("none"))
     }
 
     /// The block's output `[B, 1, C]` for the first (CLS) token alone (every token still
@@ -123,8 +127,7 @@ impl Block {
     fn forward_cls(&self, x: &Tensor, train: bool) -> Tensor {
         let y = self.attn.forward_cls(&self.norm1.forward(x));
         let x = add_drop_path(&x.narrow(1, 0, 1), &y, self.drop_path, train);
-        let y = self.fc2.forward(&self.fc1.forward(&self.norm2.forward(&x)).gelu("none"));
-        add_drop_path(&x, &y, self.drop_path, train)
+        add_drop_path(&x, &self.mlp(&x), self.drop_path, train)
     }
 }
 
