@@ -5,7 +5,7 @@
 #   tuning, never the test files), for each seed:
 #     initial model on the labeled 10% -> DISTL T = 1..3 (sevit evolve),
 #     supervised baselines with labels on the labeled set + folds 1..T (sevit pretrain --label-folds T),
-#     every model evaluated on the test set,
+#     every model evaluated on the test set (and on the validation split, reported apart),
 #   then docs/results.md (tables, paired DeLong tests, AUC-vs-T plot, links to attention maps) and the
 #   raw JSON/CSV in docs/results/ (sevit experiment-report).
 #
@@ -92,12 +92,41 @@ for seed in $SEEDS; do
         [[ -f "$dir/eval/$2/predictions.csv" ]] && return 0
         "$SEVIT" eval --run "$run" --stage "$1" --out "$dir/eval/$2" --log warn >/dev/null
     }
+    validate() { # validate STAGE NAME: the same model on the validation split (tuning data)
+        [[ -f "$dir/eval-val/$2/report.json" ]] && return 0
+        "$SEVIT" eval --run "$run" --stage "$1" --subset val --out "$dir/eval-val/$2" --log warn >/dev/null
+    }
     evaluate pretrain distl-T0
+    validate pretrain distl-T0
     for t in 1 2 3; do
         evaluate "step$t" "distl-T$t"
         evaluate "supervised$t" "supervised-T$t"
+        validate "step$t" "distl-T$t"
+        validate "supervised$t" "supervised-T$t"
     done
 done
+
+# Validation AUC of every model: the split the presets were tuned on, drawn from the same
+# `train_` files as the training images (the test files come from another collection period).
+val_auc() { # val_auc SEED NAME: the AUC in report.json, or - when missing
+    local f="$EXP/seed-$1/eval-val/$2/report.json"
+    if [[ -f "$f" ]]; then grep -m1 -o '"auc": *[0-9.eE+-]*' "$f" | awk -F: '{printf "%.3f", $2}'; else echo "-"; fi
+}
+val_md="$EXP/validation.md"
+{
+    echo "## Validation AUC of every model"
+    echo
+    echo "The same models on the validation split (about 140 \`train_\` images held out by patient; what"
+    echo "the presets were tuned on, never the test files). Raw: \`$EXP/seed-S/eval-val/\`."
+    echo
+    echo "| seed | arm | T=0 | T=1 | T=2 | T=3 |"
+    echo "|---|---|---|---|---|---|"
+    for seed in $SEEDS; do
+        t0=$(val_auc "$seed" distl-T0)
+        echo "| $seed | DISTL | $t0 | $(val_auc "$seed" distl-T1) | $(val_auc "$seed" distl-T2) | $(val_auc "$seed" distl-T3) |"
+        echo "| $seed | supervised | $t0 | $(val_auc "$seed" supervised-T1) | $(val_auc "$seed" supervised-T2) | $(val_auc "$seed" supervised-T3) |"
+    done
+} >"$val_md"
 
 # Attention maps of the same test images at T = 0..3 (first seed). They show the test X-rays,
 # so they stay beside the runs (git-ignored), never in docs/.
@@ -171,7 +200,7 @@ setup="$EXP/setup.md"
     echo '```'
 } >"$setup"
 
-appendix=(--appendix "$robust_md")
+appendix=(--appendix "$val_md" --appendix "$robust_md")
 if [[ -f "$DOCS/experiment-notes.md" ]]; then appendix+=(--appendix "$DOCS/experiment-notes.md"); fi
 "$SEVIT" experiment-report --exp "$EXP" --out "$DOCS/results.md" --assets "$DOCS/results" \
     --preamble "$setup" "${appendix[@]}" --attention "$att"
