@@ -390,7 +390,7 @@ impl TrainConfig {
         if o.batch_size == 0 || o.epochs == 0 {
             bail!("optim.batch_size and optim.epochs must be at least 1");
         }
-        if !(o.lr > 0.0) || o.min_lr < 0.0 {
+        if o.lr.is_nan() || o.lr <= 0.0 || o.min_lr < 0.0 {
             bail!("optim.lr must be positive and optim.min_lr non-negative");
         }
         if !(0.0..=1.0).contains(&o.momentum_teacher) {

@@ -129,39 +129,6 @@ pub fn eval_batches(
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iteration_counts() {
-        assert_eq!(iters_per_epoch(20, 8, true), 2);
-        assert_eq!(iters_per_epoch(20, 8, false), 3);
-        assert_eq!(iters_per_epoch(5, 8, true), 1);
-        assert_eq!(iters_per_epoch(16, 8, true), 2);
-        for (n, bs, dl) in [(20, 8, true), (20, 8, false), (5, 8, true), (16, 8, true)] {
-            assert_eq!(iters_per_epoch_sharded(n, bs, dl, 1), iters_per_epoch(n, bs, dl));
-        }
-        // 2 ranks x 4 = global 8: 20 images -> 2 full (+ a last batch of 4 without drop_last)
-        assert_eq!(iters_per_epoch_sharded(20, 4, true, 2), 2);
-        assert_eq!(iters_per_epoch_sharded(20, 4, false, 2), 3);
-        // 3 ranks x 2 = global 6: 13 images -> 2 full; the last batch of 1 < 3 ranks is dropped
-        assert_eq!(iters_per_epoch_sharded(13, 2, false, 3), 2);
-        // fewer images than one global batch: one short batch, unless fewer than the ranks
-        assert_eq!(iters_per_epoch_sharded(5, 4, true, 2), 1);
-        assert_eq!(iters_per_epoch_sharded(1, 4, true, 2), 0);
-        // the count matches the shard plan of every rank
-        for (n, bs, dl, w) in [(13usize, 2usize, false, 3usize), (20, 4, true, 2), (5, 4, true, 2), (23, 3, false, 4)] {
-            let g = bs * w;
-            let cfg = LoaderConfig { batch_size: g, drop_last: effective_drop_last(n, g, dl), ..Default::default() };
-            for r in 0..w {
-                let plan = sevit_data::shard_plan(n, &cfg, 0, Shard { rank: r, world: w });
-                assert_eq!(plan.len(), iters_per_epoch_sharded(n, bs, dl, w), "n={n} bs={bs} w={w}");
-            }
-        }
-    }
-}
-
 /// The image pool of self-supervised pretraining (labels ignored): the images of dataset
 /// descriptors (`.toml`), manifests (`.csv`) or folder trees; with no path, the training
 /// images of the run's split (labeled set and every fold).
@@ -226,4 +193,37 @@ fn first_manifest_label(csv: &std::path::Path) -> anyhow::Result<String> {
         .nth(li)
         .map(|s| s.trim().to_string())
         .with_context(|| format!("manifest {}: short first row", csv.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iteration_counts() {
+        assert_eq!(iters_per_epoch(20, 8, true), 2);
+        assert_eq!(iters_per_epoch(20, 8, false), 3);
+        assert_eq!(iters_per_epoch(5, 8, true), 1);
+        assert_eq!(iters_per_epoch(16, 8, true), 2);
+        for (n, bs, dl) in [(20, 8, true), (20, 8, false), (5, 8, true), (16, 8, true)] {
+            assert_eq!(iters_per_epoch_sharded(n, bs, dl, 1), iters_per_epoch(n, bs, dl));
+        }
+        // 2 ranks x 4 = global 8: 20 images -> 2 full (+ a last batch of 4 without drop_last)
+        assert_eq!(iters_per_epoch_sharded(20, 4, true, 2), 2);
+        assert_eq!(iters_per_epoch_sharded(20, 4, false, 2), 3);
+        // 3 ranks x 2 = global 6: 13 images -> 2 full; the last batch of 1 < 3 ranks is dropped
+        assert_eq!(iters_per_epoch_sharded(13, 2, false, 3), 2);
+        // fewer images than one global batch: one short batch, unless fewer than the ranks
+        assert_eq!(iters_per_epoch_sharded(5, 4, true, 2), 1);
+        assert_eq!(iters_per_epoch_sharded(1, 4, true, 2), 0);
+        // the count matches the shard plan of every rank
+        for (n, bs, dl, w) in [(13usize, 2usize, false, 3usize), (20, 4, true, 2), (5, 4, true, 2), (23, 3, false, 4)] {
+            let g = bs * w;
+            let cfg = LoaderConfig { batch_size: g, drop_last: effective_drop_last(n, g, dl), ..Default::default() };
+            for r in 0..w {
+                let plan = sevit_data::shard_plan(n, &cfg, 0, Shard { rank: r, world: w });
+                assert_eq!(plan.len(), iters_per_epoch_sharded(n, bs, dl, w), "n={n} bs={bs} w={w}");
+            }
+        }
+    }
 }

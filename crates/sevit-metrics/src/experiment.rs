@@ -107,7 +107,7 @@ pub fn collect(exp: &Path) -> anyhow::Result<Vec<Entry>> {
             exp.display()
         );
     }
-    out.sort_by(|a, b| (a.seed, a.arm, a.t).cmp(&(b.seed, b.arm, b.t)));
+    out.sort_by_key(|e| (e.seed, e.arm, e.t));
     Ok(out)
 }
 

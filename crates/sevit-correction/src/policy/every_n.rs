@@ -31,7 +31,7 @@ impl Default for EveryNIterations {
 
 impl CorrectionPolicy for EveryNIterations {
     fn should_correct(&self, state: &LoopState) -> bool {
-        state.iteration % self.every == 0
+        state.iteration.is_multiple_of(self.every)
     }
     fn describe(&self) -> String {
         format!("every {} iterations (from iteration 0)", self.every)

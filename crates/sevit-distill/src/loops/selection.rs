@@ -145,7 +145,7 @@ impl BestOnVal {
     ) -> anyhow::Result<()> {
         let done = epoch + 1;
         let last = done == epochs;
-        if done % self.every == 0 || last {
+        if done.is_multiple_of(self.every) || last {
             let scores = self.score(tr)?;
             let auc = roc_auc(&self.labels, &scores)?;
             self.rows.retain(|r| r.0 < done);
