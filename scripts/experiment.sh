@@ -88,21 +88,18 @@ for seed in $SEEDS; do
             touch "$run/supervised$t/.done"
         fi
     done
-    evaluate() { # evaluate STAGE NAME
-        [[ -f "$dir/eval/$2/predictions.csv" ]] && return 0
-        "$SEVIT" eval --run "$run" --stage "$1" --out "$dir/eval/$2" --log warn >/dev/null
-    }
-    validate() { # validate STAGE NAME: the same model on the validation split (tuning data)
-        [[ -f "$dir/eval-val/$2/report.json" ]] && return 0
-        "$SEVIT" eval --run "$run" --stage "$1" --subset val --out "$dir/eval-val/$2" --log warn >/dev/null
+    evaluate() { # evaluate STAGE NAME: on the test set (eval/) and the validation split (eval-val/)
+        local subset out
+        for subset in test val; do
+            out="$dir/eval/$2"; [[ $subset == val ]] && out="$dir/eval-val/$2"
+            [[ -f "$out/predictions.csv" ]] && continue
+            "$SEVIT" eval --run "$run" --stage "$1" --subset "$subset" --out "$out" --log warn >/dev/null
+        done
     }
     evaluate pretrain distl-T0
-    validate pretrain distl-T0
     for t in 1 2 3; do
         evaluate "step$t" "distl-T$t"
         evaluate "supervised$t" "supervised-T$t"
-        validate "step$t" "distl-T$t"
-        validate "supervised$t" "supervised-T$t"
     done
 done
 
