@@ -384,3 +384,86 @@ fn best_val_selection_keeps_the_best_epoch_and_resumes() {
     assert!(format!("{err:#}").contains("--val-fraction"), "{err:#}");
     assert!(!d.checkpoint("pretrain").exists());
 }
+
+fn read_csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn restarts_keep_the_best_validation_auc_and_resume() {
+    let _torch = sevit_suite::torch_globals();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = ["pretrain.epochs=3", "pretrain.select=best_val"];
+    let one_cfg = micro_config(&base);
+    let cfg = micro_config(&[base[0], base[1], "pretrain.restarts=3"]);
+    let pretrain = |run: &RunLayout, cfg: &TrainConfig, resume: bool, stop: Option<usize>| {
+        let p = sevit_distill::PretrainOptions {
+            run: RunOptions {
+                resume,
+                stop_after_epochs: stop,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        sevit_distill::pretrain(run, cfg, &p)
+    };
+    let stage = |run: &RunLayout| run.stage_dir("pretrain");
+
+    // three restarts: one row each, the best validation AUC chosen and installed as the stage
+    let a = run_with_val(tmp.path(), "a", 120);
+    let out = pretrain(&a, &cfg, false, None).unwrap();
+    assert!(out.complete && out.checkpoint == a.checkpoint("pretrain"));
+    let rows = read_csv_rows(&stage(&a).join(sevit_distill::loops::RESTARTS_CSV_FILE));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let aucs: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    let chosen: Vec<usize> = (0..3).filter(|&r| rows[r][4] == "true").collect();
+    assert_eq!(chosen.len(), 1, "{rows:?}");
+    let c = chosen[0];
+    assert!(aucs.iter().all(|&x| x <= aucs[c]), "{rows:?}");
+    let restart = |run: &RunLayout, r: usize| sevit_distill::loops::restart_dir(&stage(run), r);
+    for (r, row) in rows.iter().enumerate() {
+        let best = Checkpoint::load(&restart(&a, r).join("best.safetensors")).unwrap();
+        assert_eq!(best.metadata["epoch"], row[2]);
+        assert_eq!(row[1], sevit_distill::loops::restart_seed(cfg.seed, r).to_string());
+    }
+    let installed = checkpoint_tensors(&a.checkpoint("pretrain"), "student.");
+    let from_chosen = checkpoint_tensors(&restart(&a, c).join("checkpoint.safetensors"), "student.");
+    for (k, v) in &installed {
+        assert!(v.equal(&from_chosen[k]), "{k}: the stage is not the chosen restart");
+    }
+    assert_eq!(
+        std::fs::read(stage(&a).join("val.csv")).unwrap(),
+        std::fs::read(restart(&a, c).join("val.csv")).unwrap()
+    );
+    // the restarts are different trainings
+    let r0 = checkpoint_tensors(&restart(&a, 0).join("checkpoint.safetensors"), "student.");
+    let r1 = checkpoint_tensors(&restart(&a, 1).join("checkpoint.safetensors"), "student.");
+    assert!(r0.iter().any(|(k, v)| !v.equal(&r1[k])));
+
+    // restart 0 is the single training of the same config
+    let single = run_with_val(tmp.path(), "single", 120);
+    pretrain(&single, &one_cfg, false, None).unwrap();
+    for (k, v) in checkpoint_tensors(&single.checkpoint("pretrain"), "student.") {
+        assert!(v.equal(&r0[&k]), "{k}: restart 0 differs from a single training");
+    }
+
+    // killed during restart 0, resumed: the same restarts and the same stage
+    let b = run_with_val(tmp.path(), "b", 120);
+    assert!(!pretrain(&b, &cfg, false, Some(1)).unwrap().complete);
+    assert!(!b.checkpoint("pretrain").exists());
+    let err = pretrain(&b, &cfg, false, None).unwrap_err();
+    assert!(format!("{err:#}").contains("--resume"), "{err:#}");
+    assert!(pretrain(&b, &cfg, true, None).unwrap().complete);
+    assert_eq!(
+        read_csv_rows(&stage(&b).join(sevit_distill::loops::RESTARTS_CSV_FILE)),
+        rows
+    );
+    for (k, v) in checkpoint_tensors(&b.checkpoint("pretrain"), "student.") {
+        assert!(v.equal(&installed[&k]), "{k} differs after resume");
+    }
+}

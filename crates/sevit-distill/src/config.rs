@@ -200,6 +200,11 @@ pub struct PretrainSection {
     /// With `select = "best_val"`: evaluate the validation split every this many epochs (and
     /// after the last) (1).
     pub val_every: usize,
+    /// Independent trainings of each supervised stage, each from its own seed (restart 0 from
+    /// `seed` itself), of which the one with the best validation AUC becomes the stage; needs
+    /// `select = "best_val"` (1: a single training). From random weights a small labeled set
+    /// can leave a ViT on the chance-loss plateau for a whole run, depending on the seed.
+    pub restarts: usize,
 }
 
 impl Default for PretrainSection {
@@ -209,6 +214,7 @@ impl Default for PretrainSection {
             ssl_epochs: 5,
             select: ModelSelection::Last,
             val_every: 1,
+            restarts: 1,
         }
     }
 }
@@ -413,6 +419,16 @@ impl TrainConfig {
         if self.pretrain.val_every == 0 {
             bail!("pretrain.val_every must be at least 1");
         }
+        if self.pretrain.restarts == 0 {
+            bail!("pretrain.restarts must be at least 1");
+        }
+        if self.pretrain.restarts > 1 && self.pretrain.select != ModelSelection::BestVal {
+            bail!(
+                "pretrain.restarts = {} keeps the restart with the best validation AUC: set \
+                 pretrain.select = \"best_val\" (and split with `sevit split --val-fraction`)",
+                self.pretrain.restarts
+            );
+        }
         if !(self.eval.ci_level > 0.0 && self.eval.ci_level < 1.0) {
             bail!("eval.ci_level must be in (0, 1)");
         }
@@ -600,6 +616,11 @@ mod tests {
         assert!(TrainConfig::default_with_overrides(&["distl.lambda=1.5".into()]).is_err());
         assert!(TrainConfig::default_with_overrides(&["device=tpu".into()]).is_err());
         assert!(TrainConfig::default_with_overrides(&["model.preset=\"huge\"".into()]).is_err());
+        assert!(TrainConfig::default_with_overrides(&["pretrain.restarts=0".into()]).is_err());
+        let err = TrainConfig::default_with_overrides(&["pretrain.restarts=3".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("best_val"), "{err:#}");
+        let ok = ["pretrain.restarts=3".into(), "pretrain.select=\"best_val\"".into()];
+        assert_eq!(TrainConfig::default_with_overrides(&ok).unwrap().pretrain.restarts, 3);
     }
 }
 

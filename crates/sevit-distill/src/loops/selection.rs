@@ -18,6 +18,10 @@ use crate::eval::score_images;
 use crate::layout::write_atomic;
 use crate::trainer::Trainer;
 
+/// File name of the best epoch's weights in a stage directory.
+pub(crate) const BEST_FILE: &str = "best.safetensors";
+/// File name of the validation curve in a stage directory.
+pub(crate) const VAL_CSV_FILE: &str = "val.csv";
 /// Metadata keys of `best.safetensors`.
 const EPOCH_KEY: &str = "epoch";
 const AUC_KEY: &str = "val_auc";
@@ -53,8 +57,8 @@ impl BestOnVal {
             "the validation split has only one class ({} images): it cannot rank models by AUC",
             labels.len()
         );
-        let best_path = tr.dir().join("best.safetensors");
-        let csv_path = tr.dir().join("val.csv");
+        let best_path = tr.dir().join(BEST_FILE);
+        let csv_path = tr.dir().join(VAL_CSV_FILE);
         let mut me = Self {
             samples: val,
             images: None,
@@ -66,25 +70,10 @@ impl BestOnVal {
             rows: Vec::new(),
         };
         if tr.checkpoint_path().exists() {
-            me.best = me.read_best()?;
+            me.best = read_best(&me.best_path)?;
             me.rows = me.read_rows()?;
         }
         Ok(me)
-    }
-
-    fn read_best(&self) -> anyhow::Result<Option<(usize, f64)>> {
-        if !self.best_path.exists() {
-            return Ok(None);
-        }
-        let ck = Checkpoint::load(&self.best_path)?;
-        let get = |k: &str| {
-            ck.metadata
-                .get(k)
-                .with_context(|| format!("{}: no metadata `{k}`", self.best_path.display()))
-        };
-        let epoch = get(EPOCH_KEY)?.parse().context("bad epoch")?;
-        let auc = get(AUC_KEY)?.parse().context("bad val_auc")?;
-        Ok(Some((epoch, auc)))
     }
 
     fn read_rows(&self) -> anyhow::Result<Vec<(usize, f64)>> {
@@ -194,4 +183,21 @@ impl BestOnVal {
         }
         Ok(())
     }
+}
+
+/// (epoch counted from 1, validation AUC) recorded in a `best.safetensors`; `None` when the
+/// file does not exist.
+pub(crate) fn read_best(path: &std::path::Path) -> anyhow::Result<Option<(usize, f64)>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let ck = Checkpoint::load(path)?;
+    let get = |k: &str| {
+        ck.metadata
+            .get(k)
+            .with_context(|| format!("{}: no metadata `{k}`", path.display()))
+    };
+    let epoch = get(EPOCH_KEY)?.parse().context("bad epoch")?;
+    let auc = get(AUC_KEY)?.parse().context("bad val_auc")?;
+    Ok(Some((epoch, auc)))
 }

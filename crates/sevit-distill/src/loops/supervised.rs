@@ -1,12 +1,13 @@
 //! Supervised training: the initial model (T = 0) and supervised baselines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::{Sample, Split, Subset};
 use sevit_model::Checkpoint;
 
+use super::restarts::train_with_restarts;
 use super::selection::BestOnVal;
 use crate::config::{ModelSelection, TrainConfig, Weights};
 use crate::data::{iters_per_epoch_sharded, train_batches, views_without_locals};
@@ -35,7 +36,8 @@ pub struct PretrainOptions {
 /// generated) of the labeled split (`RUN/split.csv`), plus folds `0..label_folds` for a
 /// supervised baseline. Output: `RUN/pretrain/` (or `RUN/supervised{T}/`). With
 /// `pretrain.select = "best_val"` the stage ends with the weights of its epoch with the best
-/// AUC on the validation split (see `STAGE/val.csv`).
+/// AUC on the validation split (see `STAGE/val.csv`); with `pretrain.restarts = K` the stage
+/// is trained K times and keeps the restart with the best of those AUCs (`STAGE/restarts.csv`).
 pub fn pretrain(
     run: &RunLayout,
     cfg: &TrainConfig,
@@ -66,13 +68,15 @@ pub fn pretrain(
         ModelSelection::Last => None,
         ModelSelection::BestVal => Some(split.samples(Subset::Val)),
     };
-    train_supervised(run, cfg, &stage, &samples, val, opts)
+    train_with_restarts(&run.stage_dir(&stage), cfg, &opts.run, |cfg, dir| {
+        train_supervised(cfg, &stage, dir, &samples, val.clone(), opts)
+    })
 }
 
 fn train_supervised(
-    run: &RunLayout,
     cfg: &TrainConfig,
     stage: &str,
+    dir: &Path,
     samples: &[Sample],
     val: Option<Vec<Sample>>,
     opts: &PretrainOptions,
@@ -86,12 +90,11 @@ fn train_supervised(
         cfg.optim.drop_last,
         world,
     );
-    let dir = run.stage_dir(stage);
     let mut tr = Trainer::new(
         cfg,
         stage,
         StageKind::Supervised,
-        &dir,
+        dir,
         epochs,
         ipe,
         false,
