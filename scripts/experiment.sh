@@ -109,6 +109,14 @@ val_auc() { # val_auc SEED NAME: the AUC in report.json, or - when missing
     local f="$EXP/seed-$1/eval-val/$2/report.json"
     if [[ -f "$f" ]]; then grep -m1 -o '"auc": *[0-9.eE+-]*' "$f" | awk -F: '{printf "%.3f", $2}'; else echo "-"; fi
 }
+restart_aucs() { # restart_aucs SEED STAGE: each restart's validation AUC, the kept one in bold
+    local f="$EXP/seed-$1/run/$2/restarts.csv"
+    if [[ -f "$f" ]]; then
+        awk -F, 'NR > 1 { a = sprintf("%.3f", $4); if ($5 == "true") a = "**" a "**"; s = s (s == "" ? "" : ", ") a } END { print s }' "$f"
+    else
+        echo "-"
+    fi
+}
 val_md="$EXP/validation.md"
 {
     echo "## Validation AUC of every model"
@@ -123,6 +131,18 @@ val_md="$EXP/validation.md"
         echo "| $seed | DISTL | $t0 | $(val_auc "$seed" distl-T1) | $(val_auc "$seed" distl-T2) | $(val_auc "$seed" distl-T3) |"
         echo "| $seed | supervised | $t0 | $(val_auc "$seed" supervised-T1) | $(val_auc "$seed" supervised-T2) | $(val_auc "$seed" supervised-T3) |"
     done
+    restarts_csvs=$(ls "$EXP"/seed-*/run/*/restarts.csv 2>/dev/null | head -1)
+    if [[ -n "$restarts_csvs" ]]; then
+        echo
+        echo "Restarts (\`pretrain.restarts\`): the validation AUC of each training of a supervised"
+        echo "stage (at its best epoch); the stage keeps the one in bold. Raw: \`$EXP/seed-S/run/STAGE/restarts.csv\`."
+        echo
+        echo "| seed | initial model (T=0) | supervised T=1 | supervised T=2 | supervised T=3 |"
+        echo "|---|---|---|---|---|"
+        for seed in $SEEDS; do
+            echo "| $seed | $(restart_aucs "$seed" pretrain) | $(restart_aucs "$seed" supervised1) | $(restart_aucs "$seed" supervised2) | $(restart_aucs "$seed" supervised3) |"
+        done
+    fi
 } >"$val_md"
 
 # Attention maps of the same test images at T = 0..3 (first seed). They show the test X-rays,
