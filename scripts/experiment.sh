@@ -131,8 +131,7 @@ val_md="$EXP/validation.md"
         echo "| $seed | DISTL | $t0 | $(val_auc "$seed" distl-T1) | $(val_auc "$seed" distl-T2) | $(val_auc "$seed" distl-T3) |"
         echo "| $seed | supervised | $t0 | $(val_auc "$seed" supervised-T1) | $(val_auc "$seed" supervised-T2) | $(val_auc "$seed" supervised-T3) |"
     done
-    restarts_csvs=$(ls "$EXP"/seed-*/run/*/restarts.csv 2>/dev/null | head -1)
-    if [[ -n "$restarts_csvs" ]]; then
+    if compgen -G "$EXP/seed-*/run/*/restarts.csv" >/dev/null; then
         echo
         echo "Restarts (\`pretrain.restarts\`): the validation AUC of each training of a supervised"
         echo "stage (at its best epoch); the stage keeps the one in bold. Raw: \`$EXP/seed-S/run/STAGE/restarts.csv\`."
