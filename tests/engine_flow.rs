@@ -467,3 +467,67 @@ fn restarts_keep_the_best_validation_auc_and_resume() {
         assert!(v.equal(&installed[&k]), "{k} differs after resume");
     }
 }
+
+#[test]
+fn dino_head_warm_up_trains_the_feature_head_only_and_resumes() {
+    let _torch = sevit_suite::torch_globals();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = micro_config(&[
+        "pretrain.epochs=1",
+        "optim.epochs=1",
+        "distl.head_warmup_epochs=2",
+    ]);
+    let opts = |resume: bool, stop: Option<usize>| RunOptions {
+        resume,
+        stop_after_epochs: stop,
+        ..Default::default()
+    };
+    let warm = "head-warmup";
+
+    // uninterrupted: the warm-up, then step 1 from it
+    let a = synthetic_run(&tmp.path().join("a"), 48);
+    sevit_distill::pretrain(&a, &cfg, &Default::default()).unwrap();
+    let o = sevit_distill::distill(&a, &cfg, 1, &opts(false, None)).unwrap();
+    assert!(o.complete && o.stage == "step1", "{o:?}");
+    let init = checkpoint_tensors(&a.checkpoint("pretrain"), "student.");
+    for prefix in ["student.", "teacher."] {
+        let mut head_moved = false;
+        for (k, v) in checkpoint_tensors(&a.checkpoint(warm), prefix) {
+            let name = k.strip_prefix(prefix).unwrap();
+            let before = &init[&format!("student.{name}")];
+            if name.starts_with("head.") {
+                head_moved |= !v.equal(before);
+            } else {
+                // the teacher's EMA of equal tensors may round by an ulp
+                let d = (&v - before).abs().max().double_value(&[]);
+                assert!(d < 1e-6, "{k} moved by {d} during the warm-up");
+            }
+        }
+        assert!(head_moved, "the {prefix}* feature head did not learn");
+    }
+    let log = read_log(&a.log(warm)).unwrap();
+    assert!(!log.is_empty() && log.iter().all(|r| r.dino.unwrap().is_finite()));
+
+    // killed after the warm-up's first epoch: step 1 has not started; resumed: the same result
+    let b = synthetic_run(&tmp.path().join("b"), 48);
+    copy_dir(&a.stage_dir("pretrain"), &b.stage_dir("pretrain"));
+    let o = sevit_distill::distill(&b, &cfg, 1, &opts(false, Some(1))).unwrap();
+    assert!(!o.complete && o.stage == warm, "{o:?}");
+    assert!(!b.checkpoint("step1").exists());
+    assert!(sevit_distill::distill(&b, &cfg, 1, &opts(true, None)).unwrap().complete);
+    for stage in [warm, "step1"] {
+        let want = checkpoint_tensors(&a.checkpoint(stage), "");
+        for (k, v) in checkpoint_tensors(&b.checkpoint(stage), "") {
+            assert!(v.equal(&want[&k]), "{stage}: {k} differs after resume");
+        }
+    }
+    // without warm-up epochs step 1 starts from the initial model itself
+    let c = synthetic_run(&tmp.path().join("c"), 48);
+    copy_dir(&a.stage_dir("pretrain"), &c.stage_dir("pretrain"));
+    let plain = micro_config(&["pretrain.epochs=1", "optim.epochs=1"]);
+    sevit_distill::distill(&c, &plain, 1, &opts(false, None)).unwrap();
+    assert!(!c.stage_dir(warm).exists());
+    let with = checkpoint_tensors(&a.checkpoint("step1"), "student.");
+    let without = checkpoint_tensors(&c.checkpoint("step1"), "student.");
+    assert!(with.iter().any(|(k, v)| !v.equal(&without[k])));
+}

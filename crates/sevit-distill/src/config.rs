@@ -166,6 +166,14 @@ pub struct DistlSection {
     pub center_momentum: f64,
     /// When correction passes over the labeled set run.
     pub correction: CorrectionConfig,
+    /// Epochs of DINO-head warm-up before the first DISTL step (0: none, as the reference,
+    /// whose initial model comes with a DINO-pretrained head). The student's feature head
+    /// (and, through the EMA, the teacher's) learns the DINO loss alone on step 1's
+    /// unlabeled images while the backbone and the class head stay frozen
+    /// (`RUN/head-warmup/`); step 1 then starts, teacher and student, from the warmed-up
+    /// student. An initial model trained with labels only has a random feature head, whose
+    /// first DINO gradients into the backbone would otherwise follow random prototypes.
+    pub head_warmup_epochs: usize,
 }
 
 impl Default for DistlSection {
@@ -180,6 +188,7 @@ impl Default for DistlSection {
             student_temp: 0.1,
             center_momentum: 0.9,
             correction: CorrectionConfig::default(),
+            head_warmup_epochs: 0,
         }
     }
 }

@@ -73,6 +73,8 @@ pub mod stage_name {
     pub const PRETRAIN: &str = "pretrain";
     /// DINO-only self-supervised pretraining.
     pub const SSL: &str = "ssl";
+    /// DINO-head warm-up before step 1 (`distl.head_warmup_epochs`).
+    pub const HEAD_WARMUP: &str = "head-warmup";
     /// DISTL step T.
     pub fn step(t: usize) -> String {
         format!("step{t}")

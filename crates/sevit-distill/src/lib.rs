@@ -18,6 +18,7 @@
 //! * [`pretrain`]: the supervised initial model (BCE on global view 2 of the labeled set),
 //!   from random weights or `--init`; with `label_folds = T` a supervised baseline.
 //! * [`pretrain_self_supervised`]: DINO-only pretraining on an unlabeled pool.
+//! * [`warm_up_dino_head`]: the optional DINO-head warm-up before step 1, backbone frozen.
 //! * [`distill`]: one DISTL step T (DINO + α-weighted self-training, teacher EMA,
 //!   correction passes over the labeled set per the [`sevit_correction`] policy).
 //! * [`evolve`]: the initial model then T = 1..k, with test AUC (DeLong CI) per T in
@@ -52,7 +53,7 @@ pub mod trainer;
 pub use config::{ModelSelection, TrainConfig, Weights};
 pub use layout::{stage_name, RunLayout};
 pub use loops::{
-    distill, distill_with, evolve, pretrain, pretrain_self_supervised, DistillInputs, EvolveOptions,
-    PretrainOptions, SummaryRow,
+    distill, distill_with, evolve, pretrain, pretrain_self_supervised, warm_up_dino_head,
+    DistillInputs, EvolveOptions, PretrainOptions, SummaryRow,
 };
 pub use trainer::{RunOptions, StageOutcome};

@@ -50,6 +50,9 @@ pub enum StageKind {
     SelfSupervised,
     /// One DISTL step.
     Distl,
+    /// DINO-only training of the feature head, backbone and class head frozen (before the
+    /// first DISTL step).
+    HeadWarmup,
 }
 
 impl StageKind {
@@ -58,6 +61,7 @@ impl StageKind {
             StageKind::Supervised => "supervised",
             StageKind::SelfSupervised => "self_supervised",
             StageKind::Distl => "distl",
+            StageKind::HeadWarmup => "head_warmup",
         }
     }
 }
@@ -222,6 +226,20 @@ impl Trainer {
             precision: cfg.precision()?,
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Trains only the student variables whose names satisfy `train`; the others are frozen
+    /// (no gradient is computed for them, the optimiser leaves them alone, and the EMA keeps
+    /// the teacher's copies equal to them when teacher and student start equal). Call before
+    /// the stage runs.
+    pub fn train_only(&mut self, train: impl Fn(&str) -> bool) {
+        for (name, var) in self.student.vs.variables() {
+            if !train(&name) {
+                let _ = var.set_requires_grad(false);
+            }
+        }
+        self.opt = AdamW::new(&self.student.vs, |_| true);
+        self.names = self.opt.names();
     }
 
     /// Makes this trainer one rank of a data-parallel job (`None` leaves it a single

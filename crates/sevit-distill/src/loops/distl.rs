@@ -10,6 +10,7 @@ use sevit_data::{Sample, Split, Subset};
 use sevit_model::Checkpoint;
 use tch::{Kind, Tensor};
 
+use super::head_warmup::warm_up_dino_head;
 use crate::config::TrainConfig;
 use crate::data::{iters_per_epoch_sharded, train_batches, Batch};
 use crate::layout::{stage_name, RunLayout};
@@ -36,6 +37,8 @@ pub struct DistillInputs {
 
 /// DISTL step `t` of the curriculum of run `run`: unlabeled folds `0..t`, labeled set for
 /// corrections, starting from `pretrain/` (t = 1) or `step{t-1}/`. Output: `RUN/step{t}/`.
+/// With `distl.head_warmup_epochs > 0`, step 1 starts from `RUN/head-warmup/`, trained first
+/// when not complete (an unfinished warm-up's outcome is returned as it stops).
 pub fn distill(
     run: &RunLayout,
     cfg: &TrainConfig,
@@ -61,12 +64,26 @@ pub fn distill(
             }
         );
     }
+    let unlabeled = split.unlabeled_upto(t);
+    let init_both_from_student = step.init == StepInit::Pretrain;
+    let init = if init_both_from_student && cfg.distl.head_warmup_epochs > 0 {
+        let warmed = run.checkpoint(stage_name::HEAD_WARMUP);
+        if !is_complete(&warmed)? {
+            let outcome = warm_up_dino_head(run, cfg, &unlabeled, &init, opts)?;
+            if !outcome.complete {
+                return Ok(outcome);
+            }
+        }
+        warmed
+    } else {
+        init
+    };
     let inputs = DistillInputs {
         stage: stage_name::step(t),
-        unlabeled: split.unlabeled_upto(t),
+        unlabeled,
         labeled: split.samples(Subset::Labeled),
         init,
-        init_both_from_student: step.init == StepInit::Pretrain,
+        init_both_from_student,
     };
     distill_with(run, cfg, &inputs, opts)
 }

@@ -1,10 +1,12 @@
 //! The training loops: the supervised initial model and baselines ([`pretrain`]), DINO-only
-//! self-supervised pretraining ([`pretrain_self_supervised`]), one DISTL step ([`distill`])
+//! self-supervised pretraining ([`pretrain_self_supervised`]), the optional DINO-head warm-up
+//! before step 1 ([`warm_up_dino_head`]), one DISTL step ([`distill`])
 //! and the whole curriculum ([`evolve`]); a supervised stage may be trained several times
 //! and keep its best restart on validation ([`restart_dir`]).
 
 mod distl;
 mod evolve;
+mod head_warmup;
 mod restarts;
 mod selection;
 mod ssl;
@@ -12,6 +14,7 @@ mod supervised;
 
 pub use distl::{distill, distill_with, DistillInputs};
 pub use evolve::{evolve, read_summary, write_summary, EvolveOptions, SummaryRow};
+pub use head_warmup::warm_up_dino_head;
 pub use restarts::{restart_dir, restart_seed, RESTARTS_CSV_FILE};
 pub use ssl::pretrain_self_supervised;
 pub use supervised::{pretrain, PretrainOptions};

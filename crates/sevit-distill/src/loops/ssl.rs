@@ -45,11 +45,23 @@ pub fn pretrain_self_supervised(
         epochs,
         "self-supervised (DINO) pretraining"
     );
+    run_dino_only(&mut tr, pool, loader_seed, opts)
+}
+
+/// Runs the epochs of a DINO-only stage on `images`: per batch the DINO loss of teacher and
+/// student, a student update and the teacher EMA; batches drawn with `loader_seed`. Shared by
+/// self-supervised pretraining and the DINO-head warm-up.
+pub(super) fn run_dino_only(
+    tr: &mut Trainer,
+    images: &[Sample],
+    loader_seed: u64,
+    opts: &RunOptions,
+) -> anyhow::Result<StageOutcome> {
     tr.run(opts, |tr, epoch, log, pb| {
         let device = tr.device;
         let views = tr.cfg.views.clone();
         for b in train_batches(
-            pool,
+            images,
             &views,
             &tr.cfg,
             loader_seed,
