@@ -88,26 +88,33 @@ for seed in $SEEDS; do
             touch "$run/supervised$t/.done"
         fi
     done
-    evaluate() { # evaluate STAGE NAME: on the test set (eval/) and the validation split (eval-val/)
+    evaluate() { # evaluate STAGE NAME [WEIGHTS]: on the test set (eval/) and the validation split (eval-val/)
         local subset out
         for subset in test val; do
             out="$dir/eval/$2"; [[ $subset == val ]] && out="$dir/eval-val/$2"
             [[ -f "$out/predictions.csv" ]] && continue
-            "$SEVIT" eval --run "$run" --stage "$1" --subset "$subset" --out "$out" --log warn >/dev/null
+            "$SEVIT" eval --run "$run" --stage "$1" --subset "$subset" --weights "${3:-student}" \
+                --out "$out" --log warn >/dev/null
         done
     }
     evaluate pretrain distl-T0
     for t in 1 2 3; do
         evaluate "step$t" "distl-T$t"
+        evaluate "step$t" "distl-teacher-T$t" teacher
         evaluate "supervised$t" "supervised-T$t"
     done
 done
 
 # Validation AUC of every model: the split the presets were tuned on, drawn from the same
 # `train_` files as the training images (the test files come from another collection period).
-val_auc() { # val_auc SEED NAME: the AUC in report.json, or - when missing
-    local f="$EXP/seed-$1/eval-val/$2/report.json"
-    if [[ -f "$f" ]]; then grep -m1 -o '"auc": *[0-9.eE+-]*' "$f" | awk -F: '{printf "%.3f", $2}'; else echo "-"; fi
+auc_in() { # auc_in REPORT_JSON: its AUC, or - when missing
+    if [[ -f "$1" ]]; then grep -m1 -o '"auc": *[0-9.eE+-]*' "$1" | awk -F: '{printf "%.3f", $2}'; else echo "-"; fi
+}
+val_auc() { # val_auc SEED NAME
+    auc_in "$EXP/seed-$1/eval-val/$2/report.json"
+}
+test_auc() { # test_auc SEED NAME
+    auc_in "$EXP/seed-$1/eval/$2/report.json"
 }
 restart_aucs() { # restart_aucs SEED STAGE: each restart's validation AUC, the kept one in bold
     local f="$EXP/seed-$1/run/$2/restarts.csv"
@@ -142,6 +149,29 @@ val_md="$EXP/validation.md"
             echo "| $seed | $(restart_aucs "$seed" pretrain) | $(restart_aucs "$seed" supervised1) | $(restart_aucs "$seed" supervised2) | $(restart_aucs "$seed" supervised3) |"
         done
     fi
+    echo
+    echo "## DISTL's EMA teacher"
+    echo
+    echo "The tables above evaluate the student of each DISTL step (DISTL.md: student weights by"
+    echo "default). The same steps' teacher (the EMA of the student) on the test set, validation AUC"
+    echo "in brackets; T=0 is the initial model, where teacher and student are one network. Raw:"
+    echo "\`$EXP/seed-S/eval/distl-teacher-T*\`."
+    echo
+    echo "| seed | T=0 | T=1 | T=2 | T=3 |"
+    echo "|---|---|---|---|---|"
+    for seed in $SEEDS; do
+        row="| $seed | $(test_auc "$seed" distl-T0) ($(val_auc "$seed" distl-T0))"
+        for t in 1 2 3; do
+            row+=" | $(test_auc "$seed" "distl-teacher-T$t") ($(val_auc "$seed" "distl-teacher-T$t"))"
+        done
+        echo "$row |"
+    done
+    mean_row="| mean (test) | "
+    for name in distl-T0 distl-teacher-T1 distl-teacher-T2 distl-teacher-T3; do
+        mean_row+="$(for seed in $SEEDS; do test_auc "$seed" "$name"; echo; done |
+            awk '$1 != "-" { s += $1; n++ } END { if (n) printf "%.3f", s / n; else printf "-" }') | "
+    done
+    echo "${mean_row% }"
 } >"$val_md"
 
 # Attention maps of the same test images at T = 0..3 (first seed). They show the test X-rays,
