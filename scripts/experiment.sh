@@ -5,6 +5,9 @@
 #   tuning, never the test files), for each seed:
 #     initial model on the labeled 10% -> DISTL T = 1..3 (sevit evolve),
 #     supervised baselines with labels on the labeled set + folds 1..T (sevit pretrain --label-folds T),
+#     a labeled-only control: the initial model trained on its labeled 10% alone for as many
+#       optimiser updates as DISTL step T made (chained over T like the DISTL steps), which
+#       separates what the unlabeled folds bring from what more training brings,
 #     every model evaluated on the test set (and on the validation split, reported apart),
 #   then docs/results.md (tables, paired DeLong tests, AUC-vs-T plot, links to attention maps) and the
 #   raw JSON/CSV in docs/results/ (sevit experiment-report).
@@ -36,11 +39,14 @@ die() { echo "experiment: $*" >&2; exit 1; }
 
 sets=()
 init_epochs=$(awk '/^\[pretrain\]/{p=1;next} /^\[/{p=0} p && $1=="epochs"{print $3}' "$CONFIG")
+batch_size=$(awk '/^\[optim\]/{p=1;next} /^\[/{p=0} p && $1=="batch_size"{print $3}' "$CONFIG")
 for kv in ${EXTRA_SET:-}; do
     sets+=(--set "$kv")
     if [[ $kv == pretrain.epochs=* ]]; then init_epochs="${kv#pretrain.epochs=}"; fi
+    if [[ $kv == optim.batch_size=* ]]; then batch_size="${kv#optim.batch_size=}"; fi
 done
 [[ "$init_epochs" =~ ^[0-9]+$ ]] || die "cannot read [pretrain] epochs from $CONFIG"
+[[ "$batch_size" =~ ^[0-9]+$ ]] || die "cannot read [optim] batch_size from $CONFIG"
 # images with labels at T: the labeled set plus folds 0..T-1 of a split.csv
 n_labeled_at() {
     awk -F, -v T="$2" '!/^#/ && $4=="labeled"{n++} !/^#/ && $4 ~ /^fold[0-9]+$/ {if (substr($4,5)+0 < T) n++} END{print n+0}' "$1"
@@ -88,12 +94,33 @@ for seed in $SEEDS; do
             touch "$run/supervised$t/.done"
         fi
     done
-    evaluate() { # evaluate STAGE NAME [WEIGHTS]: on the test set (eval/) and the validation split (eval-val/)
+    # The labeled-only control of step T: its own run directory (same split), whose `pretrain`
+    # stage starts from the initial model (T=1) or the control of T-1, trained with labels on the
+    # labeled set alone, last epoch kept, for the optimiser updates of DISTL step T (the lines
+    # of its log: unlabeled iterations and correction batches), rounded to whole epochs.
+    ipe_labeled=$(($(n_labeled_at "$run/split.csv" 0) / batch_size))
+    prev="$run/pretrain/checkpoint.safetensors"
+    for t in 1 2 3; do
+        ctl="$dir/control/T$t"
+        if [[ ! -f "$ctl/pretrain/.done" ]]; then
+            mkdir -p "$ctl"
+            cp "$run/split.csv" "$ctl/split.csv"
+            updates=$(wc -l <"$run/step$t/log.jsonl")
+            epochs=$(((updates + ipe_labeled / 2) / ipe_labeled))
+            timed "seed $seed: labeled-only control T=$t ($epochs epochs, $updates updates in DISTL)" \
+                "$SEVIT" pretrain --run "$ctl" --config "$CONFIG" --set "seed=$seed" --resume \
+                --no-progress "${sets[@]}" --init "$prev" --set "pretrain.epochs=$epochs" \
+                --set pretrain.select=last --set pretrain.restarts=1
+            touch "$ctl/pretrain/.done"
+        fi
+        prev="$ctl/pretrain/checkpoint.safetensors"
+    done
+    evaluate() { # evaluate STAGE NAME [WEIGHTS [RUN]]: on the test set (eval/) and the validation split (eval-val/)
         local subset out
         for subset in test val; do
             out="$dir/eval/$2"; [[ $subset == val ]] && out="$dir/eval-val/$2"
             [[ -f "$out/predictions.csv" ]] && continue
-            "$SEVIT" eval --run "$run" --stage "$1" --subset "$subset" --weights "${3:-student}" \
+            "$SEVIT" eval --run "${4:-$run}" --stage "$1" --subset "$subset" --weights "${3:-student}" \
                 --out "$out" --log warn >/dev/null
         done
     }
@@ -102,6 +129,10 @@ for seed in $SEEDS; do
         evaluate "step$t" "distl-T$t"
         evaluate "step$t" "distl-teacher-T$t" teacher
         evaluate "supervised$t" "supervised-T$t"
+        evaluate pretrain "control-T$t" student "$dir/control/T$t"
+        cmp="$dir/eval/distl-vs-control-T$t.json"
+        [[ -f "$cmp" ]] || "$SEVIT" compare "$dir/eval/distl-T$t" "$dir/eval/control-T$t" \
+            --name-a "DISTL T=$t" --name-b "control T=$t" --out "$cmp" --log warn >/dev/null
     done
 done
 
@@ -172,6 +203,36 @@ val_md="$EXP/validation.md"
             awk '$1 != "-" { s += $1; n++ } END { if (n) printf "%.3f", s / n; else printf "-" }') | "
     done
     echo "${mean_row% }"
+    echo
+    echo "## DISTL against more training on the labeled set alone"
+    echo
+    echo "The control of step T is the initial model trained further with labels on the labeled 10%"
+    echo "alone, for as many optimiser updates as DISTL step T made (its unlabeled iterations and"
+    echo "correction batches), chained over T like the DISTL steps, last epoch kept. It separates"
+    echo "what the unlabeled folds bring from what more training brings. Test AUC, validation AUC in"
+    echo "brackets; the difference with its paired DeLong p. Raw: \`$EXP/seed-S/eval/control-T*\`,"
+    echo "\`$EXP/seed-S/eval/distl-vs-control-T*.json\`."
+    echo
+    echo "| seed | T | DISTL | control | DISTL − control (p) |"
+    echo "|---|---|---|---|---|"
+    for seed in $SEEDS; do
+        for t in 1 2 3; do
+            cmp="$EXP/seed-$seed/eval/distl-vs-control-T$t.json"
+            diff_p="-"
+            if [[ -f "$cmp" ]]; then
+                diff_p=$(tr -d ' \n' <"$cmp" | grep -o '"test":{.*' | awk '{
+                    match($0, /"diff":[-0-9.eE+]+/); d = substr($0, RSTART + 7, RLENGTH - 7)
+                    match($0, /"p_value":[-0-9.eE+]+/); p = substr($0, RSTART + 10, RLENGTH - 10)
+                    printf "%+.3f (%s)", d, (p + 0 < 0.0001 ? "p < 0.0001" : sprintf("p = %.4f", p)) }')
+            fi
+            echo "| $seed | $t | $(test_auc "$seed" "distl-T$t") ($(val_auc "$seed" "distl-T$t")) | $(test_auc "$seed" "control-T$t") ($(val_auc "$seed" "control-T$t")) | $diff_p |"
+        done
+    done
+    for t in 1 2 3; do
+        mean_of() { for seed in $SEEDS; do test_auc "$seed" "$1"; echo; done |
+            awk '$1 != "-" { s += $1; n++ } END { if (n) printf "%.3f", s / n; else printf "-" }'; }
+        echo "| mean | $t | $(mean_of "distl-T$t") | $(mean_of "control-T$t") | |"
+    done
 } >"$val_md"
 
 # Attention maps of the same test images at T = 0..3 (first seed). They show the test X-rays,
