@@ -531,3 +531,38 @@ fn dino_head_warm_up_trains_the_feature_head_only_and_resumes() {
     let without = checkpoint_tensors(&c.checkpoint("step1"), "student.");
     assert!(with.iter().any(|(k, v)| !v.equal(&without[k])));
 }
+
+#[test]
+fn without_self_training_the_unlabeled_loss_is_the_dino_term() {
+    let _torch = sevit_suite::torch_globals();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = synthetic_run(tmp.path(), 40);
+    let cfg = micro_config(&[
+        "pretrain.epochs=1",
+        "optim.epochs=2",
+        "distl.self_training=false",
+    ]);
+    sevit_distill::pretrain(&run, &cfg, &Default::default()).unwrap();
+    assert!(sevit_distill::distill(&run, &cfg, 1, &RunOptions::default()).unwrap().complete);
+    let log = read_log(&run.log("step1")).unwrap();
+    let lambda = cfg.distl.lambda;
+    let mut corrections = 0;
+    for r in &log {
+        let dino = r.dino.unwrap();
+        match r.kind {
+            StepKind::Unlabeled => {
+                // the pseudo-label BCE is still logged, but not trained on
+                assert!(r.self_training.unwrap().is_finite());
+                assert!((r.loss - lambda * dino).abs() < 1e-5 * (1.0 + dino), "{r:?}");
+            }
+            StepKind::Correction => {
+                corrections += 1;
+                let bce = r.correction.unwrap();
+                let want = lambda * dino + (1.0 - lambda) * bce;
+                assert!((r.loss - want).abs() < 1e-5 * (1.0 + want), "{r:?}");
+            }
+            _ => panic!("unexpected record {r:?}"),
+        }
+    }
+    assert!(corrections > 0);
+}

@@ -154,6 +154,10 @@ pub struct DistlSection {
     pub ssl_epochs: Option<usize>,
     /// Scale the self-training loss by α(e) = 2 (e + 1) / E (true).
     pub alpha: bool,
+    /// Train the student on the teacher's pseudo-labels of the unlabeled images (true, the
+    /// method); `false` keeps only the DINO term on them (and the correction passes), an
+    /// ablation.
+    pub self_training: bool,
     /// Teacher temperature at the start of the warm-up (0.04).
     pub warmup_teacher_temp: f64,
     /// Teacher temperature after the warm-up (0.04).
@@ -182,6 +186,7 @@ impl Default for DistlSection {
             lambda: 0.5,
             ssl_epochs: None,
             alpha: true,
+            self_training: true,
             warmup_teacher_temp: 0.04,
             teacher_temp: 0.04,
             warmup_teacher_temp_epochs: 0,
@@ -422,6 +427,14 @@ impl TrainConfig {
             bail!("temperatures must be positive");
         }
         d.correction.build()?;
+        if !d.self_training && self.ssl_epochs() < o.epochs {
+            bail!(
+                "distl.self_training = false leaves the unlabeled images no loss after \
+                 distl.ssl_epochs = {} of optim.epochs = {}: keep the DINO term in every epoch",
+                self.ssl_epochs(),
+                o.epochs
+            );
+        }
         if self.pretrain.epochs == 0 {
             bail!("pretrain.epochs must be at least 1");
         }
@@ -630,6 +643,11 @@ mod tests {
         assert!(format!("{err:#}").contains("best_val"), "{err:#}");
         let ok = ["pretrain.restarts=3".into(), "pretrain.select=\"best_val\"".into()];
         assert_eq!(TrainConfig::default_with_overrides(&ok).unwrap().pretrain.restarts, 3);
+        let no_st = "distl.self_training=false".to_string();
+        assert!(!TrainConfig::default_with_overrides(&[no_st.clone()]).unwrap().distl.self_training);
+        let err = TrainConfig::default_with_overrides(&[no_st, "distl.ssl_epochs=2".into()])
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("no loss"), "{err:#}");
     }
 }
 

@@ -175,7 +175,9 @@ pub fn distill_with(
             let f = forward(tr, &b, epoch)?;
             let st = self_training_loss(&f.student_logit_v2, &f.teacher_logit_v1);
             let d = &tr.cfg.distl;
-            let alpha = if d.alpha {
+            let alpha = if !d.self_training {
+                0.0
+            } else if d.alpha {
                 alpha_weight(epoch, tr.epochs)
             } else {
                 1.0
