@@ -643,9 +643,9 @@ mod tests {
         assert!(format!("{err:#}").contains("best_val"), "{err:#}");
         let ok = ["pretrain.restarts=3".into(), "pretrain.select=\"best_val\"".into()];
         assert_eq!(TrainConfig::default_with_overrides(&ok).unwrap().pretrain.restarts, 3);
-        let no_st = "distl.self_training=false".to_string();
-        assert!(!TrainConfig::default_with_overrides(&[no_st.clone()]).unwrap().distl.self_training);
-        let err = TrainConfig::default_with_overrides(&[no_st, "distl.ssl_epochs=2".into()])
+        let no_st = || "distl.self_training=false".to_string();
+        assert!(!TrainConfig::default_with_overrides(&[no_st()]).unwrap().distl.self_training);
+        let err = TrainConfig::default_with_overrides(&[no_st(), "distl.ssl_epochs=2".into()])
             .unwrap_err();
         assert!(format!("{err:#}").contains("no loss"), "{err:#}");
     }
