@@ -19,6 +19,10 @@
 # Environment: SEVIT (binary, default target/release/sevit), DOCS (default docs),
 #   SSL_POOL=1 to pretrain the backbone self-supervised on the covid_* sets first,
 #   EXTRA_SET="k=v k=v" extra --set overrides for every training command,
+#   ABLATIONS="NAME:KEY=VALUE ...": DISTL curricula run beside the preset from the same initial
+#     model with one override each, reported apart and never used to choose the preset
+#     (default: no-dino:distl.ssl_epochs=0 no-self-training:distl.self_training=false;
+#     ABLATIONS="" runs none),
 #   BASELINE_EPOCHS: epochs of every supervised baseline; by default each baseline gets the
 #     initial model's number of iterations (pretrain.epochs x labeled / its image count,
 #     rounded up), so more labels are not confounded with more optimisation steps.
@@ -29,6 +33,7 @@ EXP="${3:-runs/experiment}"
 DOCS="${DOCS:-docs}"
 SEVIT="${SEVIT:-target/release/sevit}"
 DATASET="data-manifests/kermany_pediatric_224src.toml"
+ABLATIONS="${ABLATIONS-no-dino:distl.ssl_epochs=0 no-self-training:distl.self_training=false}"
 POOL=(data-manifests/covid_ieee8023.toml data-manifests/covid_actualmed.toml data-manifests/covid_figure1.toml)
 
 die() { echo "experiment: $*" >&2; exit 1; }
@@ -115,6 +120,20 @@ for seed in $SEEDS; do
         fi
         prev="$ctl/pretrain/checkpoint.safetensors"
     done
+    # Ablations: the DISTL curriculum from a copy of the same initial model, one override each.
+    for ab in $ABLATIONS; do
+        arun="$dir/ablation-${ab%%:*}"
+        if [[ ! -f "$arun/step3/.done" ]]; then
+            mkdir -p "$arun/pretrain"
+            cp "$run/split.csv" "$arun/split.csv"
+            [[ -f "$arun/pretrain/checkpoint.safetensors" ]] ||
+                cp "$run/pretrain/checkpoint.safetensors" "$arun/pretrain/"
+            timed "seed $seed: ablation ${ab%%:*} (${ab#*:}), DISTL T=1..3" "$SEVIT" evolve \
+                --run "$arun" --config "$CONFIG" --set "seed=$seed" --resume --no-progress \
+                "${sets[@]}" --set "${ab#*:}"
+            touch "$arun/step3/.done"
+        fi
+    done
     evaluate() { # evaluate STAGE NAME [WEIGHTS [RUN]]: on the test set (eval/) and the validation split (eval-val/)
         local subset out
         for subset in test val; do
@@ -133,6 +152,13 @@ for seed in $SEEDS; do
         cmp="$dir/eval/distl-vs-control-T$t.json"
         [[ -f "$cmp" ]] || "$SEVIT" compare "$dir/eval/distl-T$t" "$dir/eval/control-T$t" \
             --name-a "DISTL T=$t" --name-b "control T=$t" --out "$cmp" --log warn >/dev/null
+        for ab in $ABLATIONS; do
+            name="${ab%%:*}"
+            evaluate "step$t" "ablation-$name-T$t" student "$dir/ablation-$name"
+            cmp="$dir/eval/ablation-$name-vs-distl-T$t.json"
+            [[ -f "$cmp" ]] || "$SEVIT" compare "$dir/eval/ablation-$name-T$t" "$dir/eval/distl-T$t" \
+                --name-a "$name T=$t" --name-b "DISTL T=$t" --out "$cmp" --log warn >/dev/null
+        done
     done
 done
 
@@ -146,6 +172,17 @@ val_auc() { # val_auc SEED NAME
 }
 test_auc() { # test_auc SEED NAME
     auc_in "$EXP/seed-$1/eval/$2/report.json"
+}
+diff_p() { # diff_p COMPARE_JSON: "A - B (p)" of a `sevit compare` report, or - when missing
+    if [[ ! -f "$1" ]]; then echo "-"; return; fi
+    tr -d ' \n' <"$1" | grep -o '"test":{.*' | awk '{
+        match($0, /"diff":[-0-9.eE+]+/); d = substr($0, RSTART + 7, RLENGTH - 7)
+        match($0, /"p_value":[-0-9.eE+]+/); p = substr($0, RSTART + 10, RLENGTH - 10)
+        printf "%+.3f (%s)", d, (p + 0 < 0.0001 ? "p < 0.0001" : sprintf("p = %.4f", p)) }'
+}
+mean_test_auc() { # mean_test_auc NAME: over the seeds
+    for seed in $SEEDS; do test_auc "$seed" "$1"; echo; done |
+        awk '$1 != "-" { s += $1; n++ } END { if (n) printf "%.3f", s / n; else printf "-" }'
 }
 restart_aucs() { # restart_aucs SEED STAGE: each restart's validation AUC, the kept one in bold
     local f="$EXP/seed-$1/run/$2/restarts.csv"
@@ -199,8 +236,7 @@ val_md="$EXP/validation.md"
     done
     mean_row="| mean (test) | "
     for name in distl-T0 distl-teacher-T1 distl-teacher-T2 distl-teacher-T3; do
-        mean_row+="$(for seed in $SEEDS; do test_auc "$seed" "$name"; echo; done |
-            awk '$1 != "-" { s += $1; n++ } END { if (n) printf "%.3f", s / n; else printf "-" }') | "
+        mean_row+="$(mean_test_auc "$name") | "
     done
     echo "${mean_row% }"
     echo
@@ -217,22 +253,42 @@ val_md="$EXP/validation.md"
     echo "|---|---|---|---|---|"
     for seed in $SEEDS; do
         for t in 1 2 3; do
-            cmp="$EXP/seed-$seed/eval/distl-vs-control-T$t.json"
-            diff_p="-"
-            if [[ -f "$cmp" ]]; then
-                diff_p=$(tr -d ' \n' <"$cmp" | grep -o '"test":{.*' | awk '{
-                    match($0, /"diff":[-0-9.eE+]+/); d = substr($0, RSTART + 7, RLENGTH - 7)
-                    match($0, /"p_value":[-0-9.eE+]+/); p = substr($0, RSTART + 10, RLENGTH - 10)
-                    printf "%+.3f (%s)", d, (p + 0 < 0.0001 ? "p < 0.0001" : sprintf("p = %.4f", p)) }')
-            fi
-            echo "| $seed | $t | $(test_auc "$seed" "distl-T$t") ($(val_auc "$seed" "distl-T$t")) | $(test_auc "$seed" "control-T$t") ($(val_auc "$seed" "control-T$t")) | $diff_p |"
+            echo "| $seed | $t | $(test_auc "$seed" "distl-T$t") ($(val_auc "$seed" "distl-T$t")) | $(test_auc "$seed" "control-T$t") ($(val_auc "$seed" "control-T$t")) | $(diff_p "$EXP/seed-$seed/eval/distl-vs-control-T$t.json") |"
         done
     done
     for t in 1 2 3; do
-        mean_of() { for seed in $SEEDS; do test_auc "$seed" "$1"; echo; done |
-            awk '$1 != "-" { s += $1; n++ } END { if (n) printf "%.3f", s / n; else printf "-" }'; }
-        echo "| mean | $t | $(mean_of "distl-T$t") | $(mean_of "control-T$t") | |"
+        echo "| mean | $t | $(mean_test_auc "distl-T$t") | $(mean_test_auc "control-T$t") | |"
     done
+    if [[ -n "$ABLATIONS" ]]; then
+        echo
+        echo "## Ablations of the DISTL step"
+        echo
+        echo "The same curriculum from the same initial models with one part removed (reported, never"
+        echo "used to choose the preset): \`no-dino\` trains on the unlabeled images with the"
+        echo "pseudo-labels alone (\`distl.ssl_epochs = 0\`, which also drops the DINO term from the"
+        echo "corrections), \`no-self-training\` with the DINO term alone (\`distl.self_training ="
+        echo "false\`). Test AUC, validation AUC in brackets, and the difference from DISTL with its"
+        echo "paired DeLong p. Raw: \`$EXP/seed-S/eval/ablation-*\`."
+        echo
+        header="| seed | T | DISTL"; rule="|---|---|---"
+        for ab in $ABLATIONS; do header+=" | ${ab%%:*} | − DISTL (p)"; rule+="|---|---"; done
+        echo "$header |"; echo "$rule|"
+        for seed in $SEEDS; do
+            for t in 1 2 3; do
+                row="| $seed | $t | $(test_auc "$seed" "distl-T$t") ($(val_auc "$seed" "distl-T$t"))"
+                for ab in $ABLATIONS; do
+                    name="ablation-${ab%%:*}"
+                    row+=" | $(test_auc "$seed" "$name-T$t") ($(val_auc "$seed" "$name-T$t")) | $(diff_p "$EXP/seed-$seed/eval/$name-vs-distl-T$t.json")"
+                done
+                echo "$row |"
+            done
+        done
+        for t in 1 2 3; do
+            row="| mean | $t | $(mean_test_auc "distl-T$t")"
+            for ab in $ABLATIONS; do row+=" | $(mean_test_auc "ablation-${ab%%:*}-T$t") | "; done
+            echo "$row |"
+        done
+    fi
 } >"$val_md"
 
 # Attention maps of the same test images at T = 0..3 (first seed). They show the test X-rays,
