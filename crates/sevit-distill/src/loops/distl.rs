@@ -1,7 +1,7 @@
 //! One DISTL step T: self-training + DINO on the unlabeled folds `0..T`, with correction
 //! passes over the labeled set.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use sevit_correction::{Curriculum, LoopState, StepInit};
@@ -11,8 +11,9 @@ use sevit_model::Checkpoint;
 use tch::{Kind, Tensor};
 
 use super::head_warmup::warm_up_dino_head;
+use super::iters_per_epoch;
 use crate::config::TrainConfig;
-use crate::data::{iters_per_epoch_sharded, train_batches, Batch};
+use crate::data::{train_batches, Batch};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{JsonlLog, LogRecord, StepKind};
 use crate::loss::{combine, correction_bce, self_training_loss};
@@ -101,13 +102,7 @@ pub fn distill_with(
         "stage {stage}: no unlabeled images"
     );
     let epochs = cfg.optim.epochs;
-    let world = opts.dist.as_ref().map_or(1, |d| d.world_size());
-    let ipe = iters_per_epoch_sharded(
-        inputs.unlabeled.len(),
-        cfg.optim.batch_size,
-        cfg.optim.drop_last,
-        world,
-    );
+    let ipe = iters_per_epoch(cfg, inputs.unlabeled.len(), opts);
     let mut tr = Trainer::new(
         cfg,
         stage,
@@ -119,29 +114,12 @@ pub fn distill_with(
         true,
     )?
     .with_dist(opts.dist.clone());
-    // Other ranks receive rank 0's weights when the stage starts.
-    if !tr.checkpoint_path().exists() && tr.is_main() {
-        let ck = Checkpoint::load(&inputs.init)?;
-        ck.load_vars("student.", &mut tr.student.vs)
-            .with_context(|| format!("initialising the student from {}", inputs.init.display()))?;
-        let t_prefix = if inputs.init_both_from_student {
-            "student."
-        } else {
-            "teacher."
-        };
-        let teacher = tr.teacher.as_mut().expect("DISTL has a teacher");
-        ck.load_vars(t_prefix, &mut teacher.vs).with_context(|| {
-            format!(
-                "initialising the teacher from {} ({t_prefix}*)",
-                inputs.init.display()
-            )
-        })?;
-        tracing::info!(
-            stage,
-            "teacher ({t_prefix}*) and student (student.*) from {}",
-            inputs.init.display()
-        );
-    }
+    let t_prefix = if inputs.init_both_from_student {
+        "student."
+    } else {
+        "teacher."
+    };
+    start_teacher_and_student(&mut tr, &inputs.init, t_prefix)?;
     let policy = cfg.distl.correction.build()?;
     let unl_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("unlabeled")]);
     let lab_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("correction")]);
@@ -216,6 +194,36 @@ pub fn distill_with(
         }
         Ok(())
     })
+}
+
+/// Starts a fresh stage's student from `init`'s `student.*` and its teacher from `init`'s
+/// `teacher_prefix` variables; nothing when the stage resumes from its own checkpoint (and
+/// nothing on ranks other than 0, which receive rank 0's weights when the stage starts).
+pub(super) fn start_teacher_and_student(
+    tr: &mut Trainer,
+    init: &Path,
+    teacher_prefix: &str,
+) -> anyhow::Result<()> {
+    if tr.checkpoint_path().exists() || !tr.is_main() {
+        return Ok(());
+    }
+    let ck = Checkpoint::load(init)?;
+    ck.load_vars("student.", &mut tr.student.vs)
+        .with_context(|| format!("initialising the student from {}", init.display()))?;
+    let teacher = tr.teacher.as_mut().expect("the stage has a teacher");
+    ck.load_vars(teacher_prefix, &mut teacher.vs)
+        .with_context(|| {
+            format!(
+                "initialising the teacher from {} ({teacher_prefix}*)",
+                init.display()
+            )
+        })?;
+    tracing::info!(
+        stage = %tr.stage,
+        "teacher ({teacher_prefix}*) and student (student.*) from {}",
+        init.display()
+    );
+    Ok(())
 }
 
 /// One forward pass of teacher and student over a multi-crop batch (DISTL and DINO-only

@@ -4,13 +4,10 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::Sample;
-use sevit_model::Checkpoint;
 
 use crate::config::TrainConfig;
-use crate::data::iters_per_epoch_sharded;
 use crate::layout::{stage_name, RunLayout};
 use crate::trainer::{RunOptions, StageKind, StageOutcome, Trainer};
 
@@ -31,13 +28,7 @@ pub fn warm_up_dino_head(
     let epochs = cfg.distl.head_warmup_epochs;
     anyhow::ensure!(epochs > 0, "distl.head_warmup_epochs must be at least 1");
     anyhow::ensure!(!unlabeled.is_empty(), "stage {stage}: no unlabeled images");
-    let world = opts.dist.as_ref().map_or(1, |d| d.world_size());
-    let ipe = iters_per_epoch_sharded(
-        unlabeled.len(),
-        cfg.optim.batch_size,
-        cfg.optim.drop_last,
-        world,
-    );
+    let ipe = super::iters_per_epoch(cfg, unlabeled.len(), opts);
     let mut tr = Trainer::new(
         cfg,
         stage,
@@ -50,14 +41,7 @@ pub fn warm_up_dino_head(
     )?
     .with_dist(opts.dist.clone());
     tr.train_only(|name| name.starts_with(FEATURE_HEAD_PREFIX));
-    if !tr.checkpoint_path().exists() && tr.is_main() {
-        let ck = Checkpoint::load(init)?;
-        ck.load_vars("student.", &mut tr.student.vs)
-            .with_context(|| format!("initialising the student from {}", init.display()))?;
-        let teacher = tr.teacher.as_mut().expect("the warm-up has a teacher");
-        ck.load_vars("student.", &mut teacher.vs)
-            .with_context(|| format!("initialising the teacher from {}", init.display()))?;
-    }
+    super::distl::start_teacher_and_student(&mut tr, init, "student.")?;
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("unlabeled")]);
     tracing::info!(
         stage,

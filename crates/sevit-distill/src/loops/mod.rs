@@ -18,3 +18,10 @@ pub use head_warmup::warm_up_dino_head;
 pub use restarts::{restart_dir, restart_seed, RESTARTS_CSV_FILE};
 pub use ssl::pretrain_self_supervised;
 pub use supervised::{pretrain, PretrainOptions};
+
+/// Iterations per epoch of a stage training on `n_images` images: global batches of
+/// `optim.batch_size` per process over the data-parallel group of `opts` (if any).
+fn iters_per_epoch(cfg: &crate::TrainConfig, n_images: usize, opts: &crate::RunOptions) -> usize {
+    let world = opts.dist.as_ref().map_or(1, |d| d.world_size());
+    crate::data::iters_per_epoch_sharded(n_images, cfg.optim.batch_size, cfg.optim.drop_last, world)
+}

@@ -4,7 +4,7 @@ use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::Sample;
 
 use crate::config::TrainConfig;
-use crate::data::{iters_per_epoch_sharded, train_batches};
+use crate::data::train_batches;
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
 use crate::trainer::{RunOptions, StageKind, StageOutcome, Trainer};
@@ -25,8 +25,7 @@ pub fn pretrain_self_supervised(
     let stage = stage_name::SSL;
     let epochs = cfg.pretrain.ssl_epochs;
     anyhow::ensure!(epochs > 0, "pretrain.ssl_epochs must be at least 1");
-    let world = opts.dist.as_ref().map_or(1, |d| d.world_size());
-    let ipe = iters_per_epoch_sharded(pool.len(), cfg.optim.batch_size, cfg.optim.drop_last, world);
+    let ipe = super::iters_per_epoch(cfg, pool.len(), opts);
     let mut tr = Trainer::new(
         cfg,
         stage,

@@ -10,7 +10,7 @@ use sevit_model::Checkpoint;
 use super::restarts::train_with_restarts;
 use super::selection::BestOnVal;
 use crate::config::{ModelSelection, TrainConfig, Weights};
-use crate::data::{iters_per_epoch_sharded, train_batches, views_without_locals};
+use crate::data::{train_batches, views_without_locals};
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
 use crate::loss::correction_bce;
@@ -83,13 +83,7 @@ fn train_supervised(
 ) -> anyhow::Result<StageOutcome> {
     anyhow::ensure!(!samples.is_empty(), "stage {stage}: no labeled images");
     let epochs = cfg.pretrain.epochs;
-    let world = opts.run.dist.as_ref().map_or(1, |d| d.world_size());
-    let ipe = iters_per_epoch_sharded(
-        samples.len(),
-        cfg.optim.batch_size,
-        cfg.optim.drop_last,
-        world,
-    );
+    let ipe = super::iters_per_epoch(cfg, samples.len(), &opts.run);
     let mut tr = Trainer::new(
         cfg,
         stage,
