@@ -149,9 +149,6 @@ for seed in $SEEDS; do
         evaluate "step$t" "distl-teacher-T$t" teacher
         evaluate "supervised$t" "supervised-T$t"
         evaluate pretrain "control-T$t" student "$dir/control/T$t"
-        cmp="$dir/eval/distl-vs-control-T$t.json"
-        [[ -f "$cmp" ]] || "$SEVIT" compare "$dir/eval/distl-T$t" "$dir/eval/control-T$t" \
-            --name-a "DISTL T=$t" --name-b "control T=$t" --out "$cmp" --log warn >/dev/null
         for ab in $ABLATIONS; do
             name="${ab%%:*}"
             evaluate "step$t" "ablation-$name-T$t" student "$dir/ablation-$name"
@@ -205,6 +202,7 @@ val_md="$EXP/validation.md"
         t0=$(val_auc "$seed" distl-T0)
         echo "| $seed | DISTL | $t0 | $(val_auc "$seed" distl-T1) | $(val_auc "$seed" distl-T2) | $(val_auc "$seed" distl-T3) |"
         echo "| $seed | supervised | $t0 | $(val_auc "$seed" supervised-T1) | $(val_auc "$seed" supervised-T2) | $(val_auc "$seed" supervised-T3) |"
+        echo "| $seed | labeled-only control | $t0 | $(val_auc "$seed" control-T1) | $(val_auc "$seed" control-T2) | $(val_auc "$seed" control-T3) |"
     done
     if compgen -G "$EXP/seed-*/run/*/restarts.csv" >/dev/null; then
         echo
@@ -239,26 +237,6 @@ val_md="$EXP/validation.md"
         mean_row+="$(mean_test_auc "$name") | "
     done
     echo "${mean_row% }"
-    echo
-    echo "## DISTL against more training on the labeled set alone"
-    echo
-    echo "The control of step T is the initial model trained further with labels on the labeled 10%"
-    echo "alone, for as many optimiser updates as DISTL step T made (its unlabeled iterations and"
-    echo "correction batches), chained over T like the DISTL steps, last epoch kept. It separates"
-    echo "what the unlabeled folds bring from what more training brings. Test AUC, validation AUC in"
-    echo "brackets; the difference with its paired DeLong p. Raw: \`$EXP/seed-S/eval/control-T*\`,"
-    echo "\`$EXP/seed-S/eval/distl-vs-control-T*.json\`."
-    echo
-    echo "| seed | T | DISTL | control | DISTL − control (p) |"
-    echo "|---|---|---|---|---|"
-    for seed in $SEEDS; do
-        for t in 1 2 3; do
-            echo "| $seed | $t | $(test_auc "$seed" "distl-T$t") ($(val_auc "$seed" "distl-T$t")) | $(test_auc "$seed" "control-T$t") ($(val_auc "$seed" "control-T$t")) | $(diff_p "$EXP/seed-$seed/eval/distl-vs-control-T$t.json") |"
-        done
-    done
-    for t in 1 2 3; do
-        echo "| mean | $t | $(mean_test_auc "distl-T$t") | $(mean_test_auc "control-T$t") | |"
-    done
     if [[ -n "$ABLATIONS" ]]; then
         echo
         echo "## Ablations of the DISTL step"

@@ -8,10 +8,13 @@
 //! ```text
 //! EXP/seed-<s>/eval/distl-T<t>/predictions.csv       t = 0 is the initial model
 //! EXP/seed-<s>/eval/supervised-T<t>/predictions.csv  t >= 1: labels on the labeled set + folds 1..t
+//! EXP/seed-<s>/eval/control-T<t>/predictions.csv     t >= 1, optional: the labeled-only control
 //! ```
 //!
 //! The supervised model at `T = 0` is the initial model itself (labels on the labeled set
-//! only), so the two arms share that point.
+//! only), so the arms share that point. The optional control arm is the initial model trained
+//! further on the labeled set alone for as many updates as DISTL step `T`: it separates what
+//! the unlabeled images bring from what more training brings.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -35,6 +38,9 @@ pub enum Arm {
     Distl,
     /// Supervised with labels on the labeled set plus folds `1..T`.
     Supervised,
+    /// The initial model trained further on the labeled set alone, as many updates as DISTL
+    /// step `T` made (optional).
+    Control,
 }
 
 impl Arm {
@@ -43,6 +49,7 @@ impl Arm {
         match self {
             Arm::Distl => "distl",
             Arm::Supervised => "supervised",
+            Arm::Control => "control",
         }
     }
 }
@@ -116,6 +123,7 @@ fn parse_model_dir(name: &str) -> Option<(Arm, usize)> {
     let arm = match arm {
         "distl" => Arm::Distl,
         "supervised" => Arm::Supervised,
+        "control" => Arm::Control,
         _ => return None,
     };
     Some((arm, t.parse().ok()?))
@@ -215,6 +223,9 @@ pub struct ExperimentResults {
     pub distl_vs_supervised: Vec<PairedResult>,
     /// DISTL at `T` against the initial model (`T = 0`), per seed.
     pub distl_vs_initial: Vec<PairedResult>,
+    /// DISTL at `T` against the labeled-only control at `T`, per seed (empty without one).
+    #[serde(default)]
+    pub distl_vs_control: Vec<PairedResult>,
     /// Mean ± sd over seeds per arm and `T`.
     pub aggregate: Vec<AggregateRow>,
     /// The acceptance targets.
@@ -232,12 +243,20 @@ pub fn summarize(entries: &[Entry], level: f64) -> anyhow::Result<ExperimentResu
         let p = read_predictions_csv(&e.predictions)?;
         preds.insert((e.seed, e.arm, e.t), p);
     }
-    // The supervised arm at T = 0 is the initial model.
+    // The supervised arm (and the control, where there is one) at T = 0 is the initial model.
     let seeds: BTreeSet<u64> = entries.iter().map(|e| e.seed).collect();
+    let with_control: BTreeSet<u64> = entries
+        .iter()
+        .filter(|e| e.arm == Arm::Control)
+        .map(|e| e.seed)
+        .collect();
     for &s in &seeds {
         let init = preds.get(&(s, Arm::Distl, 0)).cloned().with_context(|| {
             format!("seed {s}: no initial model predictions (eval/distl-T0/predictions.csv)")
         })?;
+        if with_control.contains(&s) {
+            preds.entry((s, Arm::Control, 0)).or_insert(init.clone());
+        }
         preds.entry((s, Arm::Supervised, 0)).or_insert(init);
     }
     let mut models = Vec::new();
@@ -254,6 +273,7 @@ pub fn summarize(entries: &[Entry], level: f64) -> anyhow::Result<ExperimentResu
     }
     let mut distl_vs_supervised = Vec::new();
     let mut distl_vs_initial = Vec::new();
+    let mut distl_vs_control = Vec::new();
     for (&(seed, arm, t), p) in &preds {
         if arm != Arm::Distl || t == 0 {
             continue;
@@ -265,6 +285,16 @@ pub fn summarize(entries: &[Entry], level: f64) -> anyhow::Result<ExperimentResu
                 format!("DISTL T={t} vs supervised T={t}"),
                 p,
                 sup,
+                level,
+            )?);
+        }
+        if let Some(ctl) = preds.get(&(seed, Arm::Control, t)) {
+            distl_vs_control.push(paired(
+                seed,
+                t,
+                format!("DISTL T={t} vs control T={t}"),
+                p,
+                ctl,
                 level,
             )?);
         }
@@ -301,6 +331,7 @@ pub fn summarize(entries: &[Entry], level: f64) -> anyhow::Result<ExperimentResu
         models,
         distl_vs_supervised,
         distl_vs_initial,
+        distl_vs_control,
         aggregate,
         targets,
     })
@@ -442,9 +473,12 @@ impl ExperimentResults {
             "\n## Test AUC over {} seed(s) (mean ± sd)\n",
             self.seeds.len()
         );
+        let control = self.aggregate.iter().any(|r| r.arm == Arm::Control);
         let _ = writeln!(
             s,
-            "| T | DISTL AUC | supervised AUC | DISTL sens / spec (Youden) | supervised sens / spec (Youden) |\n|---|---|---|---|---|"
+            "| T | DISTL AUC | supervised AUC |{} DISTL sens / spec (Youden) | supervised sens / spec (Youden) |\n|---|---|---|{}---|---|",
+            if control { " labeled-only control AUC |" } else { "" },
+            if control { "---|" } else { "" }
         );
         let ts: BTreeSet<usize> = self.aggregate.iter().map(|r| r.t).collect();
         let row = |arm: Arm, t: usize| self.aggregate.iter().find(|r| r.arm == arm && r.t == t);
@@ -456,16 +490,28 @@ impl ExperimentResults {
                     format!("{} / {}", f3(r.sensitivity.mean), f3(r.specificity.mean))
                 })
             };
+            let control_cell = if control {
+                format!(" {} |", cell(Arm::Control))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "| {t} | {} | {} | {} | {} |",
+                "| {t} | {} | {} |{control_cell} {} | {} |",
                 cell(Arm::Distl),
                 cell(Arm::Supervised),
                 ss(Arm::Distl),
                 ss(Arm::Supervised)
             );
         }
-        s.push_str("\nAt T = 0 both arms are the initial model (labels on the labeled 10% only).\n");
+        s.push_str("\nAt T = 0 every arm is the initial model (labels on the labeled 10% only).");
+        if control {
+            s.push_str(
+                " The labeled-only control at T is the initial model trained further on the \
+                 labeled 10% alone, for as many updates as DISTL step T made.",
+            );
+        }
+        s.push('\n');
         if let Some(p) = &opts.plot {
             let _ = writeln!(
                 s,
@@ -477,7 +523,7 @@ impl ExperimentResults {
             "## Per seed: AUC with DeLong {pct:.0}% CI, Youden operating point\n\n| seed | model | T | AUC | {pct:.0}% CI | threshold | sensitivity | specificity |\n|---|---|---|---|---|---|---|---|"
         );
         for m in &self.models {
-            if m.arm == Arm::Supervised && m.t == 0 {
+            if m.arm != Arm::Distl && m.t == 0 {
                 continue;
             }
             let _ = writeln!(
@@ -503,7 +549,14 @@ impl ExperimentResults {
                 "Paired DeLong test: DISTL at T vs the initial model",
                 &self.distl_vs_initial,
             ),
+            (
+                "Paired DeLong test: DISTL vs the labeled-only control",
+                &self.distl_vs_control,
+            ),
         ] {
+            if rows.is_empty() {
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "\n## {title}\n\n| seed | comparison | AUC A | AUC B | A − B | {pct:.0}% CI of A − B | p |\n|---|---|---|---|---|---|---|"
@@ -586,6 +639,19 @@ impl ExperimentResults {
                 1.0 - self.level
             );
         }
+        let n = self.distl_vs_control.len();
+        if n > 0 {
+            let ge = self.distl_vs_control.iter().filter(|p| p.test.diff >= 0.0).count();
+            let worse = self
+                .distl_vs_control
+                .iter()
+                .filter(|p| p.test.diff < 0.0 && p.test.p_value < 1.0 - self.level)
+                .count();
+            let _ = writeln!(
+                s,
+                "* DISTL ≥ the labeled-only control (as many more updates on the labeled images alone) in {ge} of {n} (seed, T) comparisons; significantly worse in {worse}.",
+            );
+        }
         let met = self.targets.iter().all(|t| t.met == t.of && t.of > 0);
         let _ = writeln!(
             s,
@@ -622,7 +688,12 @@ impl ExperimentResults {
     /// One CSV row per paired test: `seed,t,comparison,auc_a,auc_b,diff,ci_lower,ci_upper,z,p`.
     pub fn paired_csv(&self) -> String {
         let mut s = String::from("seed,t,comparison,auc_a,auc_b,diff,ci_lower,ci_upper,z,p\n");
-        for p in self.distl_vs_supervised.iter().chain(&self.distl_vs_initial) {
+        for p in self
+            .distl_vs_supervised
+            .iter()
+            .chain(&self.distl_vs_initial)
+            .chain(&self.distl_vs_control)
+        {
             let t = &p.test;
             let _ = writeln!(
                 s,
@@ -636,7 +707,7 @@ impl ExperimentResults {
     /// The AUC-vs-T series: mean over seeds with ± 1 sd error bars (the DeLong CI when there
     /// is a single seed).
     pub fn auc_series(&self) -> Vec<Series> {
-        [Arm::Distl, Arm::Supervised]
+        [Arm::Distl, Arm::Supervised, Arm::Control]
             .into_iter()
             .filter_map(|arm| {
                 let points: Vec<SeriesPoint> = self
@@ -664,6 +735,7 @@ impl ExperimentResults {
                     label: match arm {
                         Arm::Distl => "DISTL".into(),
                         Arm::Supervised => "supervised, labels on the same images".into(),
+                        Arm::Control => "labeled-only control, as many updates".into(),
                     },
                     points,
                 })
@@ -875,6 +947,8 @@ mod tests {
         assert!(md.contains("| 2 | 0.") && md.contains("DISTL T=2 vs supervised T=2"));
         assert!(md.contains("## Summary") && md.contains("in 6 of 6 (seed, T) comparisons"), "{md}");
         assert!(md.contains("The claim is reproduced"), "{md}");
+        assert!(!md.contains("labeled-only control") && r.distl_vs_control.is_empty());
+        assert_eq!(r.auc_series().len(), 2);
         let out = d.path().join("out");
         r.write_files(&out).unwrap();
         for f in ["results.json", "models.csv", "paired.csv", "auc_vs_t.png"] {
@@ -884,6 +958,41 @@ mod tests {
             serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
         assert_eq!(back.models.len(), r.models.len());
         assert_eq!(r.models_csv().lines().count(), 1 + r.models.len());
+    }
+
+    #[test]
+    fn the_labeled_only_control_is_an_optional_third_arm() {
+        let d = tempfile::tempdir().unwrap();
+        let labels = write_exp(d.path(), &[0, 1]);
+        let ids: Vec<String> = (0..labels.len()).map(|i| format!("img{i}.png")).collect();
+        for s in [0u64, 1] {
+            for t in 1..=2usize {
+                // a control that separates the classes better than DISTL at every T
+                let p = d.path().join(format!("seed-{s}/eval/control-T{t}/predictions.csv"));
+                write_predictions_csv(&p, &ids, &labels, &scores(&labels, 3.0, s + 5)).unwrap();
+            }
+        }
+        let r = summarize(&collect(d.path()).unwrap(), 0.95).unwrap();
+        let auc = |s, arm, t| {
+            r.models
+                .iter()
+                .find(|m| m.seed == s && m.arm == arm && m.t == t)
+                .map(|m| m.auc.auc)
+        };
+        assert_eq!(auc(0, Arm::Control, 0), auc(0, Arm::Distl, 0));
+        assert_eq!(r.distl_vs_control.len(), 2 * 2);
+        for p in &r.distl_vs_control {
+            assert!((p.test.auc_b - auc(p.seed, Arm::Control, p.t).unwrap()).abs() < 1e-12);
+            assert!(p.test.diff < 0.0, "{p:?}");
+        }
+        let md = r.to_markdown(&MarkdownOptions::default());
+        assert!(md.contains("| T | DISTL AUC | supervised AUC | labeled-only control AUC |"), "{md}");
+        assert!(md.contains("DISTL T=2 vs control T=2"), "{md}");
+        assert!(md.contains("labeled-only control (as many more updates on the labeled images alone) in 0 of 4"), "{md}");
+        assert_eq!(r.auc_series().len(), 3);
+        assert_eq!(r.paired_csv().lines().count(), 1 + 3 * 4);
+        // the per-seed table lists the control from T = 1 on
+        assert_eq!(md.lines().filter(|l| l.contains("| control |")).count(), 4);
     }
 
     #[test]
