@@ -44,14 +44,11 @@ die() { echo "experiment: $*" >&2; exit 1; }
 
 sets=()
 init_epochs=$(awk '/^\[pretrain\]/{p=1;next} /^\[/{p=0} p && $1=="epochs"{print $3}' "$CONFIG")
-batch_size=$(awk '/^\[optim\]/{p=1;next} /^\[/{p=0} p && $1=="batch_size"{print $3}' "$CONFIG")
 for kv in ${EXTRA_SET:-}; do
     sets+=(--set "$kv")
     if [[ $kv == pretrain.epochs=* ]]; then init_epochs="${kv#pretrain.epochs=}"; fi
-    if [[ $kv == optim.batch_size=* ]]; then batch_size="${kv#optim.batch_size=}"; fi
 done
 [[ "$init_epochs" =~ ^[0-9]+$ ]] || die "cannot read [pretrain] epochs from $CONFIG"
-[[ "$batch_size" =~ ^[0-9]+$ ]] || die "cannot read [optim] batch_size from $CONFIG"
 # images with labels at T: the labeled set plus folds 0..T-1 of a split.csv
 n_labeled_at() {
     awk -F, -v T="$2" '!/^#/ && $4=="labeled"{n++} !/^#/ && $4 ~ /^fold[0-9]+$/ {if (substr($4,5)+0 < T) n++} END{print n+0}' "$1"
@@ -102,8 +99,9 @@ for seed in $SEEDS; do
     # The labeled-only control of step T: its own run directory (same split), whose `pretrain`
     # stage starts from the initial model (T=1) or the control of T-1, trained with labels on the
     # labeled set alone, last epoch kept, for the optimiser updates of DISTL step T (the lines
-    # of its log: unlabeled iterations and correction batches), rounded to whole epochs.
-    ipe_labeled=$(($(n_labeled_at "$run/split.csv" 0) / batch_size))
+    # of its log: unlabeled iterations and correction batches), rounded to whole epochs of the
+    # labeled set (the initial model's iterations in its first epoch).
+    ipe_labeled=$(grep -c '"epoch":0,' "$run/pretrain/log.jsonl")
     prev="$run/pretrain/checkpoint.safetensors"
     for t in 1 2 3; do
         ctl="$dir/control/T$t"
@@ -241,12 +239,11 @@ val_md="$EXP/validation.md"
         echo
         echo "## Ablations of the DISTL step"
         echo
-        echo "The same curriculum from the same initial models with one part removed (reported, never"
-        echo "used to choose the preset): \`no-dino\` trains on the unlabeled images with the"
-        echo "pseudo-labels alone (\`distl.ssl_epochs = 0\`, which also drops the DINO term from the"
-        echo "corrections), \`no-self-training\` with the DINO term alone (\`distl.self_training ="
-        echo "false\`). Test AUC, validation AUC in brackets, and the difference from DISTL with its"
-        echo "paired DeLong p. Raw: \`$EXP/seed-S/eval/ablation-*\`."
+        echo "The same curriculum from the same initial models with one override each (reported, never"
+        echo "used to choose the preset): $(for ab in $ABLATIONS; do printf '`%s`: `%s`; ' "${ab%%:*}" "${ab#*:}"; done | sed 's/; $//')."
+        echo "(\`distl.ssl_epochs = 0\` drops the DINO term, from the corrections too, and"
+        echo "\`distl.self_training = false\` the pseudo-labels.) Test AUC, validation AUC in brackets,"
+        echo "and the difference from DISTL with its paired DeLong p. Raw: \`$EXP/seed-S/eval/ablation-*\`."
         echo
         header="| seed | T | DISTL"; rule="|---|---|---"
         for ab in $ABLATIONS; do header+=" | ${ab%%:*} | − DISTL (p)"; rule+="|---|---"; done

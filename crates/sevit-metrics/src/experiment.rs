@@ -598,7 +598,8 @@ impl ExperimentResults {
     }
 
     /// A short regenerated summary: the mean change of AUC from `T = 0` to the last step, and
-    /// how often DISTL was at least the supervised model with labels on the same images.
+    /// how often DISTL was at least the supervised model with labels on the same images (and
+    /// the labeled-only control, when there is one).
     pub fn verdict(&self) -> String {
         let t_max = self.models.iter().map(|m| m.t).max().unwrap_or(0);
         let mut s = String::from("## Summary\n\n");
@@ -620,36 +621,28 @@ impl ExperimentResults {
                 per_seed.join(", ")
             );
         }
-        let n = self.distl_vs_supervised.len();
-        if n > 0 {
-            let ge = self.distl_vs_supervised.iter().filter(|p| p.test.diff >= 0.0).count();
-            let better = self
-                .distl_vs_supervised
-                .iter()
-                .filter(|p| p.test.diff > 0.0 && p.test.p_value < 1.0 - self.level)
-                .count();
-            let worse = self
-                .distl_vs_supervised
-                .iter()
-                .filter(|p| p.test.diff < 0.0 && p.test.p_value < 1.0 - self.level)
-                .count();
+        for (rows, other) in [
+            (
+                &self.distl_vs_supervised,
+                "the supervised model with labels on the same images",
+            ),
+            (
+                &self.distl_vs_control,
+                "the labeled-only control (as many more updates on the labeled images alone)",
+            ),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            let significant = |p: &&PairedResult| p.test.p_value < 1.0 - self.level;
+            let ge = rows.iter().filter(|p| p.test.diff >= 0.0).count();
+            let better = rows.iter().filter(|p| p.test.diff > 0.0).filter(significant).count();
+            let worse = rows.iter().filter(|p| p.test.diff < 0.0).filter(significant).count();
             let _ = writeln!(
                 s,
-                "* DISTL ≥ the supervised model with labels on the same images in {ge} of {n} (seed, T) comparisons; significantly better (paired DeLong p < {:.2}) in {better}, significantly worse in {worse}.",
+                "* DISTL ≥ {other} in {ge} of {} (seed, T) comparisons; significantly better (paired DeLong p < {:.2}) in {better}, significantly worse in {worse}.",
+                rows.len(),
                 1.0 - self.level
-            );
-        }
-        let n = self.distl_vs_control.len();
-        if n > 0 {
-            let ge = self.distl_vs_control.iter().filter(|p| p.test.diff >= 0.0).count();
-            let worse = self
-                .distl_vs_control
-                .iter()
-                .filter(|p| p.test.diff < 0.0 && p.test.p_value < 1.0 - self.level)
-                .count();
-            let _ = writeln!(
-                s,
-                "* DISTL ≥ the labeled-only control (as many more updates on the labeled images alone) in {ge} of {n} (seed, T) comparisons; significantly worse in {worse}.",
             );
         }
         let met = self.targets.iter().all(|t| t.met == t.of && t.of > 0);
