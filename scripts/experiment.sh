@@ -16,6 +16,7 @@
 #   CONFIG   training preset (default configs/cpu.toml; configs/paper.toml is the GPU recipe)
 #   SEEDS    space-separated seeds (default "0 1 2")
 #   EXP_DIR  where runs go (default runs/experiment); rerunning continues where it stopped.
+#            It keeps one preset (CONFIG and EXTRA_SET): use another EXP_DIR for another.
 # Environment: SEVIT (binary, default target/release/sevit), DOCS (default docs),
 #   SSL_POOL=1 to pretrain the backbone self-supervised on the covid_* sets first,
 #   EXTRA_SET="k=v k=v" extra --set overrides for every training command,
@@ -54,6 +55,15 @@ n_labeled_at() {
     awk -F, -v T="$2" '!/^#/ && $4=="labeled"{n++} !/^#/ && $4 ~ /^fold[0-9]+$/ {if (substr($4,5)+0 < T) n++} END{print n+0}' "$1"
 }
 mkdir -p "$EXP"
+# Finished stages are skipped by their .done markers, so an experiment directory must keep one
+# preset: another config (or other EXTRA_SET overrides) would silently mix models trained with both.
+preset="$EXP/preset.txt"
+{ echo "# config $CONFIG, EXTRA_SET=${EXTRA_SET:-}"; cat "$CONFIG"; } >"$preset.new"
+if [[ -f "$preset" ]] && ! cmp -s "$preset" "$preset.new"; then
+    rm -f "$preset.new"
+    die "$EXP was run with another preset ($(head -n1 "$preset" | cut -c3-)): pass another EXP_DIR (the third argument) for $CONFIG${EXTRA_SET:+ with EXTRA_SET=$EXTRA_SET}, or remove $EXP"
+fi
+mv "$preset.new" "$preset"
 start_all=$(date +%s)
 timing="$EXP/timing.tsv"
 [[ -f "$timing" ]] || printf 'what\tseconds\n' >"$timing"
