@@ -16,7 +16,8 @@
 #   CONFIG   training preset (default configs/cpu.toml; configs/paper.toml is the GPU recipe)
 #   SEEDS    space-separated seeds (default "0 1 2")
 #   EXP_DIR  where runs go (default runs/experiment); rerunning continues where it stopped.
-#            It keeps one preset (CONFIG and EXTRA_SET): use another EXP_DIR for another.
+#            It keeps one preset (CONFIG, EXTRA_SET, SSL_POOL, BASELINE_EPOCHS): use another
+#            EXP_DIR for another.
 # Environment: SEVIT (binary, default target/release/sevit), DOCS (default docs),
 #   SSL_POOL=1 to pretrain the backbone self-supervised on the covid_* sets first,
 #   EXTRA_SET="k=v k=v" extra --set overrides for every training command,
@@ -56,12 +57,13 @@ n_labeled_at() {
 }
 mkdir -p "$EXP"
 # Finished stages are skipped by their .done markers, so an experiment directory must keep one
-# preset: another config (or other EXTRA_SET overrides) would silently mix models trained with both.
+# preset: another config (or other EXTRA_SET, SSL_POOL, BASELINE_EPOCHS) would silently mix
+# models trained with both.
 preset="$EXP/preset.txt"
-{ echo "# config $CONFIG, EXTRA_SET=${EXTRA_SET:-}"; cat "$CONFIG"; } >"$preset.new"
+{ echo "# config $CONFIG, EXTRA_SET=${EXTRA_SET:-}, SSL_POOL=${SSL_POOL:-0}, BASELINE_EPOCHS=${BASELINE_EPOCHS:-}"; cat "$CONFIG"; } >"$preset.new"
 if [[ -f "$preset" ]] && ! cmp -s "$preset" "$preset.new"; then
     rm -f "$preset.new"
-    die "$EXP was run with another preset ($(head -n1 "$preset" | cut -c3-)): pass another EXP_DIR (the third argument) for $CONFIG${EXTRA_SET:+ with EXTRA_SET=$EXTRA_SET}, or remove $EXP"
+    die "$EXP was run with another preset ($(head -n1 "$preset" | cut -c3-)): pass another EXP_DIR (the third argument) for this one, or remove $EXP"
 fi
 mv "$preset.new" "$preset"
 start_all=$(date +%s)
