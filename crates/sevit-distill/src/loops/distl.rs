@@ -11,7 +11,6 @@ use sevit_model::Checkpoint;
 use tch::{Kind, Tensor};
 
 use super::head_warmup::warm_up_dino_head;
-use super::iters_per_epoch;
 use crate::config::TrainConfig;
 use crate::data::{train_batches, Batch};
 use crate::layout::{stage_name, RunLayout};
@@ -102,18 +101,9 @@ pub fn distill_with(
         "stage {stage}: no unlabeled images"
     );
     let epochs = cfg.optim.epochs;
-    let ipe = iters_per_epoch(cfg, inputs.unlabeled.len(), opts);
-    let mut tr = Trainer::new(
-        cfg,
-        stage,
-        StageKind::Distl,
-        &run.stage_dir(stage),
-        epochs,
-        ipe,
-        true,
-        true,
-    )?
-    .with_dist(opts.dist.clone());
+    let kind = StageKind::Distl;
+    let n = inputs.unlabeled.len();
+    let mut tr = super::teacher_student_trainer(run, cfg, stage, kind, epochs, n, opts)?;
     let t_prefix = if inputs.init_both_from_student {
         "student."
     } else {
@@ -127,7 +117,7 @@ pub fn distill_with(
         stage,
         unlabeled = inputs.unlabeled.len(),
         labeled = inputs.labeled.len(),
-        iters_per_epoch = ipe,
+        iters_per_epoch = tr.iters_per_epoch,
         epochs,
         correction = %policy.describe(),
         "DISTL step"

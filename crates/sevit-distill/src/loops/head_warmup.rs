@@ -9,7 +9,7 @@ use sevit_data::Sample;
 
 use crate::config::TrainConfig;
 use crate::layout::{stage_name, RunLayout};
-use crate::trainer::{RunOptions, StageKind, StageOutcome, Trainer};
+use crate::trainer::{RunOptions, StageKind, StageOutcome};
 
 /// Prefix of the feature (DINO) head's variables, the only ones the warm-up trains.
 const FEATURE_HEAD_PREFIX: &str = "head.";
@@ -28,25 +28,16 @@ pub fn warm_up_dino_head(
     let epochs = cfg.distl.head_warmup_epochs;
     anyhow::ensure!(epochs > 0, "distl.head_warmup_epochs must be at least 1");
     anyhow::ensure!(!unlabeled.is_empty(), "stage {stage}: no unlabeled images");
-    let ipe = super::iters_per_epoch(cfg, unlabeled.len(), opts);
-    let mut tr = Trainer::new(
-        cfg,
-        stage,
-        StageKind::HeadWarmup,
-        &run.stage_dir(stage),
-        epochs,
-        ipe,
-        true,
-        true,
-    )?
-    .with_dist(opts.dist.clone());
+    let kind = StageKind::HeadWarmup;
+    let n = unlabeled.len();
+    let mut tr = super::teacher_student_trainer(run, cfg, stage, kind, epochs, n, opts)?;
     tr.train_only(|name| name.starts_with(FEATURE_HEAD_PREFIX));
     super::distl::start_teacher_and_student(&mut tr, init, "student.")?;
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("unlabeled")]);
     tracing::info!(
         stage,
         unlabeled = unlabeled.len(),
-        iters_per_epoch = ipe,
+        iters_per_epoch = tr.iters_per_epoch,
         epochs,
         init = %init.display(),
         "DINO-head warm-up (backbone and class head frozen)"

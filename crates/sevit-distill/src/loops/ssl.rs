@@ -25,22 +25,12 @@ pub fn pretrain_self_supervised(
     let stage = stage_name::SSL;
     let epochs = cfg.pretrain.ssl_epochs;
     anyhow::ensure!(epochs > 0, "pretrain.ssl_epochs must be at least 1");
-    let ipe = super::iters_per_epoch(cfg, pool.len(), opts);
-    let mut tr = Trainer::new(
-        cfg,
-        stage,
-        StageKind::SelfSupervised,
-        &run.stage_dir(stage),
-        epochs,
-        ipe,
-        true,
-        true,
-    )?
-    .with_dist(opts.dist.clone());
+    let kind = StageKind::SelfSupervised;
+    let mut tr = super::teacher_student_trainer(run, cfg, stage, kind, epochs, pool.len(), opts)?;
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("pool")]);
     tracing::info!(
         images = pool.len(),
-        iters_per_epoch = ipe,
+        iters_per_epoch = tr.iters_per_epoch,
         epochs,
         "self-supervised (DINO) pretraining"
     );
