@@ -233,6 +233,13 @@ def main():
         "OMP_WAIT_POLICY=PASSIVE, or libgomp's default (~3 ms spin)",
     )
     ap.add_argument(
+        "--hugepages",
+        default="on",
+        choices=["on", "off"],
+        help="glibc's allocator on transparent huge pages in both sides "
+        "(GLIBC_TUNABLES=glibc.malloc.hugetlb=1, what sevit sets), or glibc's default",
+    )
+    ap.add_argument(
         "--precision",
         default="fp32",
         choices=["fp32", "bf16"],
@@ -257,6 +264,9 @@ def main():
         env["GOMP_SPINCOUNT"] = "10000"
     elif a.omp == "passive":
         env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env.pop("GLIBC_TUNABLES", None)
+    if a.hugepages == "on":
+        env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
     runs_path = os.path.join(a.out, "runs.jsonl")
     results = []
     t0 = time.time()
@@ -400,6 +410,7 @@ def build_report(results, aug, a, wall):
             "device": a.device,
             "gpu": next((r["gpu_name"] for r in results if r.get("gpu_name")), None),
             "omp_wait_policy": {"spin10k": "GOMP_SPINCOUNT=10000", "passive": "OMP_WAIT_POLICY=PASSIVE", "default": "libgomp default"}[a.omp],
+            "malloc": {"on": "GLIBC_TUNABLES=glibc.malloc.hugetlb=1", "off": "glibc default"}[a.hugepages],
             "load_avg_start_end": [results[0]["load_before"] if results else None, loadavg()],
         },
         "bench_wall_s": wall,

@@ -5,7 +5,8 @@
 # sevit-data when present. Writes target/bench/report.json, report.md (printed) and runs.jsonl.
 #
 # Usage: scripts/bench.sh [--quick] [--focus] [--no-small] [--no-torch] [--smoke] [--threads N]
-#        [--precision fp32|bf16] [--omp spin10k|passive|default] [--device cpu|cuda] [--modes M]
+#        [--precision fp32|bf16] [--omp spin10k|passive|default] [--hugepages on|off]
+#        [--device cpu|cuda] [--modes M]
 #   --quick     tiny/16 only, fewer rounds (a few minutes)
 #   --focus     only the tiny/16 step, 4 interleaved rounds: the steadiest Rust/PyTorch ratio
 #   --no-small  skip small/8@256 (the paper configuration, tens of seconds per step on CPU)
@@ -14,6 +15,8 @@
 #   --threads N torch intra-op threads for both sides (default 2)
 #   --precision fp32|bf16  forward passes of both sides in f32 (default) or under bf16 autocast
 #   --omp P     libgomp wait policy of both sides: spin10k (default, what sevit sets), passive, default
+#   --hugepages on|off  glibc's allocator on transparent huge pages in both sides (default on,
+#               what sevit sets)
 #   --device D  where both sides run the step: cpu (default), cuda or cuda:N (more iterations per
 #               process, an 8192 matmul reference, GPU memory per process; no `train` mode)
 #   --modes M   only these measurements, comma-separated: step, correction, eval, train
@@ -25,10 +28,10 @@ args=()
 while (($#)); do
     case "$1" in
         --quick | --focus | --no-small | --no-torch | --smoke) args+=("$1") ;;
-        --omp | --precision | --device | --modes) args+=("$1" "$2"); shift ;;
+        --omp | --hugepages | --precision | --device | --modes) args+=("$1" "$2"); shift ;;
         --threads) args+=("$1" "$2"); shift ;;
         --out) out="$2"; shift ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift

@@ -9,7 +9,7 @@ pub struct Args {}
 pub fn run(_args: Args) -> anyhow::Result<()> {
     println!("sevit {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch threads: {}", tch::get_num_threads());
-    for var in ["GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS"] {
+    for var in ["GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GLIBC_TUNABLES"] {
         let v = std::env::var(var).unwrap_or_else(|_| "(unset)".into());
         println!("{var}: {v}");
     }
