@@ -6,7 +6,7 @@
 #
 # Usage: scripts/bench.sh [--quick] [--focus] [--no-small] [--no-torch] [--smoke] [--threads N]
 #        [--precision fp32|bf16] [--omp spin10k|passive|default] [--hugepages on|off]
-#        [--device cpu|cuda] [--modes M]
+#        [--device cpu|cuda] [--modes M] [--op-profile]
 #   --quick     tiny/16 only, fewer rounds (a few minutes)
 #   --focus     only the tiny/16 step, 4 interleaved rounds: the steadiest Rust/PyTorch ratio
 #   --no-small  skip small/8@256 (the paper configuration, tens of seconds per step on CPU)
@@ -20,18 +20,22 @@
 #   --device D  where both sides run the step: cpu (default), cuda or cuda:N (more iterations per
 #               process, an 8192 matmul reference, GPU memory per process; no `train` mode)
 #   --modes M   only these measurements, comma-separated: step, correction, eval, train
+#   --op-profile  instead of the bench: self time per aten operator of the tiny/16 step
+#               (bench/op_profile.py; writes op-profile.csv and op-profile.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=target/bench
 args=()
+op_profile=0
 while (($#)); do
     case "$1" in
         --quick | --focus | --no-small | --no-torch | --smoke) args+=("$1") ;;
         --omp | --hugepages | --precision | --device | --modes) args+=("$1" "$2"); shift ;;
         --threads) args+=("$1" "$2"); shift ;;
         --out) out="$2"; shift ;;
-        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+        --op-profile) op_profile=1 ;;
+        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -60,6 +64,9 @@ fi
 # A private copy: a rebuild during the run (other jobs share the target dir) cannot swap it.
 cp "$bin" "$out/distl_step.bin"
 bin="$out/distl_step.bin"
+if ((op_profile)); then
+    exec "$py" bench/op_profile.py --rust-bin "$bin" --python "$py" --out "$out"
+fi
 
 # Augmentation: sevit-data's bench (writes target/bench/augment.json) and the torchvision +
 # Pillow reference with 2 DataLoader workers (writes target/bench/augment_torchvision.json).
