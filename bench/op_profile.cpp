@@ -1,4 +1,5 @@
-// Operator-level profile of a libtorch process, loaded with LD_PRELOAD (scripts/op-profile.sh).
+// Operator-level profile of a libtorch process, loaded with LD_PRELOAD by
+// bench/op_profile.py (`scripts/bench.sh --op-profile`).
 // Registers a global RecordFunction callback that times every aten operator and autograd node
 // on the thread that runs it, and at exit writes one CSV line per operator name (calls, self
 // and total milliseconds; self excludes the operators it called) to the path in $SEVIT_OP_PROFILE.

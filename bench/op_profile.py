@@ -19,6 +19,7 @@ import tempfile
 
 ADAMW = "aten::_fused_adamw_"
 
+
 def build_library(python, source, out_dir):
     torch_dir = subprocess.check_output(
         [python, "-c", "import os, torch; print(os.path.dirname(torch.__file__))"], text=True
@@ -74,8 +75,7 @@ def main():
     if ops.get(ADAMW, (0, 0))[0] != groups * a.iters:
         sys.exit(f"op_profile.py: expected {groups * a.iters} calls of {ADAMW} in {a.iters} steps, "
                  f"got {ops.get(ADAMW, (0, 0))[0]}: the step no longer matches this script")
-    steps = a.iters
-    rows = sorted(((op, calls / steps, ms / steps) for op, (calls, ms) in ops.items()), key=lambda r: -r[2])
+    rows = sorted(((op, calls / a.iters, ms / a.iters) for op, (calls, ms) in ops.items()), key=lambda r: -r[2])
     total = sum(r[2] for r in rows)
     step_profiled = statistics.median(profiled["times_s"]) * 1e3
     step_plain = statistics.median(plain["times_s"]) * 1e3
@@ -87,7 +87,7 @@ def main():
     lines = [
         f"# Operator profile: {a.config} {a.mode}, {a.threads} threads",
         "",
-        f"Self time per step (operators it calls excluded), {steps} steps after {a.warmup} "
+        f"Self time per step (operators it calls excluded), {a.iters} steps after {a.warmup} "
         f"warm-up steps. Step wall time: {step_plain:.1f} ms plain, "
         f"{step_profiled:.1f} ms profiled; the operators' self times add up to {total:.1f} ms "
         "per step (Rust, tch and the autograd engine run between them).",

@@ -21,7 +21,7 @@
 #               process, an 8192 matmul reference, GPU memory per process; no `train` mode)
 #   --modes M   only these measurements, comma-separated: step, correction, eval, train
 #   --op-profile  instead of the bench: self time per aten operator of the tiny/16 step
-#               (bench/op_profile.py; writes op-profile.csv and op-profile.md)
+#               (bench/op_profile.py; writes op-profile.csv and op-profile.md; honours --threads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,7 +65,13 @@ fi
 cp "$bin" "$out/distl_step.bin"
 bin="$out/distl_step.bin"
 if ((op_profile)); then
-    exec "$py" bench/op_profile.py --rust-bin "$bin" --python "$py" --out "$out"
+    # Of the other flags only --threads applies here.
+    threads=2
+    for ((i = 0; i < ${#args[@]}; i++)); do
+        [[ "${args[i]}" == --threads ]] && threads="${args[i + 1]}"
+    done
+    exec "$py" bench/op_profile.py --rust-bin "$bin" --python "$py" --out "$out" \
+        --threads "$threads"
 fi
 
 # Augmentation: sevit-data's bench (writes target/bench/augment.json) and the torchvision +

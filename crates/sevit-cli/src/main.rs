@@ -60,8 +60,8 @@ enum Command {
 const GOMP_SPINCOUNT: &str = "10000";
 
 /// glibc's allocator backs its large blocks (the activations) with transparent huge pages when
-/// the kernel leaves them to `madvise` (the usual setting): 2-4% faster CPU training steps, the
-/// same peak memory (docs/performance.md). Read by the dynamic loader, so also before `main`;
+/// the kernel leaves them to `madvise` (the usual setting): CPU training steps 1-3% faster, peak
+/// memory up to 8% higher (docs/performance.md). Read by the dynamic loader, before `main`;
 /// a no-op where the kernel or glibc (< 2.35) lacks it; left alone when `GLIBC_TUNABLES` is set.
 const GLIBC_TUNABLES: &str = "glibc.malloc.hugetlb=1";
 
