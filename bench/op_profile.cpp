@@ -1,8 +1,9 @@
 // Operator-level profile of a libtorch process, loaded with LD_PRELOAD by
 // bench/op_profile.py (`scripts/bench.sh --op-profile`).
-// Registers a global RecordFunction callback that times every aten operator and autograd node
-// on the thread that runs it, and at exit writes one CSV line per operator name (calls, self
-// and total milliseconds; self excludes the operators it called) to the path in $SEVIT_OP_PROFILE.
+// Registers a global RecordFunction callback that times every aten operator, autograd node and
+// user scope (PyTorch's `Optimizer.step#AdamW.step`, say) on the thread that runs it, and at
+// exit writes one CSV line per name (calls, self and total milliseconds; self excludes the
+// operators it called) to the path in $SEVIT_OP_PROFILE.
 // Nothing happens when that variable is unset. $SEVIT_OP_PROFILE_AFTER=NAME:K starts counting
 // when operator NAME has finished K times (the warm-up's last optimiser step, say).
 #include <ATen/record_function.h>
@@ -88,7 +89,8 @@ struct Register {
       counting = start_after_calls <= 0;
     }
     at::addGlobalCallback(at::RecordFunctionCallback(on_enter, on_exit)
-                              .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
+                              .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION,
+                                       at::RecordScope::USER_SCOPE}));
     std::atexit(write_csv);
   }
 } register_callback;

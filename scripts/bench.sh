@@ -20,8 +20,10 @@
 #   --device D  where both sides run the step: cpu (default), cuda or cuda:N (more iterations per
 #               process, an 8192 matmul reference, GPU memory per process; no `train` mode)
 #   --modes M   only these measurements, comma-separated: step, correction, eval, train
-#   --op-profile  instead of the bench: self time per aten operator of the tiny/16 step
-#               (bench/op_profile.py; writes op-profile.csv and op-profile.md; honours --threads)
+#   --op-profile  instead of the bench: self time per aten operator of the tiny/16 step, sevit's
+#               and the PyTorch reference's side by side (bench/op_profile.py; writes
+#               op-profile.csv, op-profile-torch.csv and op-profile.md; honours --threads and
+#               --no-torch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,13 +67,15 @@ fi
 cp "$bin" "$out/distl_step.bin"
 bin="$out/distl_step.bin"
 if ((op_profile)); then
-    # Of the other flags only --threads applies here.
+    # Of the other flags only --threads and --no-torch apply here.
     threads=2
+    with_torch=(--torch)
     for ((i = 0; i < ${#args[@]}; i++)); do
         [[ "${args[i]}" == --threads ]] && threads="${args[i + 1]}"
+        [[ "${args[i]}" == --no-torch ]] && with_torch=()
     done
     exec "$py" bench/op_profile.py --rust-bin "$bin" --python "$py" --out "$out" \
-        --threads "$threads"
+        --threads "$threads" "${with_torch[@]}"
 fi
 
 # Augmentation: sevit-data's bench (writes target/bench/augment.json) and the torchvision +
