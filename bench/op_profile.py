@@ -21,7 +21,8 @@ import subprocess
 import sys
 import tempfile
 
-from run_bench import SEVIT_MALLOC  # noqa: E402  (bench/ is this script's directory)
+# bench/ is this script's directory: the allocator setting and warm-up count the bench uses
+from run_bench import SEVIT_MALLOC, STEADY
 
 ADAMW = "aten::_fused_adamw_"
 TORCH_STEP = "Optimizer.step#AdamW.step"
@@ -54,8 +55,8 @@ def run_step(cmd, config, mode, warmup, iters, threads, env):
 
 
 def profile(cmd, marker, per_step, a, env, lib):
-    """Per-step (calls, self ms) of every operator over a.iters steps, and the median step wall
-    time (ms) with and without the callback."""
+    """Per-step (calls, self ms) of every operator over a.iters steps, heaviest first, and the
+    median step wall time (ms) without and with the callback."""
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = os.path.join(tmp, "ops.csv")
         prof_env = dict(env, LD_PRELOAD=lib, SEVIT_OP_PROFILE=csv_path,
@@ -67,7 +68,8 @@ def profile(cmd, marker, per_step, a, env, lib):
     if ops.get(marker, (0, 0))[0] != per_step * a.iters:
         sys.exit(f"op_profile.py: expected {per_step * a.iters} calls of {marker} in {a.iters} "
                  f"steps, got {ops.get(marker, (0, 0))[0]}: the step no longer matches this script")
-    per_op = {op: (calls / a.iters, ms / a.iters) for op, (calls, ms) in ops.items()}
+    per_op = {op: (calls / a.iters, ms / a.iters)
+              for op, (calls, ms) in sorted(ops.items(), key=lambda kv: -kv[1][1])}
     walls = (statistics.median(plain["times_s"]) * 1e3, statistics.median(profiled["times_s"]) * 1e3)
     return per_op, walls
 
@@ -77,7 +79,7 @@ def write_csv(path, per_op):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["op", "calls_per_step", "self_ms_per_step", "share"])
-        for op, (calls, ms) in sorted(per_op.items(), key=lambda kv: -kv[1][1]):
+        for op, (calls, ms) in per_op.items():
             w.writerow([op, f"{calls:.1f}", f"{ms:.3f}", f"{ms / total:.4f}"])
 
 
@@ -90,8 +92,7 @@ def main():
     ap.add_argument("--config", default="tiny16")
     ap.add_argument("--mode", default="step", choices=["step", "correction"])
     ap.add_argument("--threads", type=int, default=2)
-    # the reference is still slower than its steady speed at its third iteration
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=STEADY)
     ap.add_argument("--iters", type=int, default=6, help="profiled steps")
     ap.add_argument("--top", type=int, default=25, help="operators listed in op-profile.md")
     a = ap.parse_args()
@@ -128,7 +129,7 @@ def main():
     if len(sides) == 1:
         total = sum(ms for _, ms in rust.values())
         lines += ["| operator | calls/step | ms/step | share |", "|---|---|---|---|"]
-        for op, (calls, ms) in sorted(rust.items(), key=lambda kv: -kv[1][1])[: a.top]:
+        for op, (calls, ms) in list(rust.items())[: a.top]:
             lines.append(f"| `{op}` | {calls:.0f} | {ms:.2f} | {100 * ms / total:.1f}% |")
     else:
         ref = sides[1][1]
@@ -145,6 +146,7 @@ def main():
     print(text)
     written = ["op-profile.csv"] + (["op-profile-torch.csv"] if a.torch else []) + ["op-profile.md"]
     print("written: " + ", ".join(f"{a.out}/{w}" for w in written))
+
 
 if __name__ == "__main__":
     main()

@@ -68,6 +68,8 @@ const GOMP_SPINCOUNT: &str = "10000";
 ///   65536-wide DINO head's outputs, small/8's activations) come from the heap and are reused
 ///   the next step instead of being mapped, faulted in and unmapped every time: the tiny/16 step
 ///   with the 65536-wide head 13-25% faster and steady; the heap keeps its peak size.
+///
+/// `SEVIT_MALLOC` in bench/run_bench.py is the same string (the bench gives it to both sides).
 const GLIBC_TUNABLES: &str =
     "glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184";
 
