@@ -26,16 +26,64 @@ fn main() {
     let include = libtorch.join("include");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    cc::Build::new()
+    let x86 = std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64");
+    let mut bridge = cc::Build::new();
+    bridge
         .cpp(true)
         .std("c++17")
         .file(manifest.join("cpp/autocast_bridge.cpp"))
+        .file(manifest.join("cpp/short_attention.cpp"))
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .flag("-isystem")
         .flag(include.to_str().expect("utf-8 LIBTORCH"))
+        .flag("-isystem")
+        .flag(include.join("torch/csrc/api/include").to_str().expect("utf-8 LIBTORCH"))
         .warnings(false)
-        .debug(false)
-        .compile("sevit_autocast");
+        .debug(false);
+    if x86 {
+        bridge.define("SEVIT_SA_X86", None);
+    }
+    // libtorch's `at::parallel_for` is an inline OpenMP loop in its headers: without -fopenmp
+    // it would run on the calling thread alone. Its calls go to the libgomp that libtorch
+    // loads (the wheel ships `lib/libgomp.so.1`; same soname, so one runtime and one pool).
+    bridge.flag("-fopenmp");
+    bridge.compile("sevit_autocast");
+    println!("cargo:rustc-link-search=native={}", libtorch.join("lib").display());
+    println!("cargo:rustc-link-lib=dylib=gomp");
+    // The short-sequence attention kernels, once per instruction set (the bridge picks one at
+    // run time): (name, vector width in floats, register tile rows, vectors per row, flags).
+    let mut variants = vec![("base", 4, 4, 2, vec![])];
+    if x86 {
+        variants.push(("avx2", 8, 4, 2, vec!["-mavx2", "-mfma"]));
+        variants.push((
+            "avx512",
+            16,
+            4,
+            4,
+            vec!["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mavx2", "-mfma"],
+        ));
+    }
+    for (isa, vw, mr, nv, flags) in variants {
+        let mut k = cc::Build::new();
+        k.cpp(true)
+            .std("c++17")
+            .file(manifest.join("cpp/short_attention_kernel.cpp"))
+            .define("SEVIT_VW", vw.to_string().as_str())
+            .define("SEVIT_MR", mr.to_string().as_str())
+            .define("SEVIT_NV", nv.to_string().as_str())
+            .define("SEVIT_SA_FORWARD", format!("sevit_sa_forward_{isa}").as_str())
+            .define("SEVIT_SA_BACKWARD", format!("sevit_sa_backward_{isa}").as_str())
+            // Kernels are always optimised (tests build the rest at -O0), with multiply-adds
+            // fused as the ISA allows (-std=c++17 alone turns that off).
+            .opt_level(3)
+            .flag("-ffp-contract=fast")
+            .warnings(false)
+            .debug(false);
+        for f in flags {
+            k.flag(f);
+        }
+        k.compile(&format!("sevit_sa_{isa}"));
+    }
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch");

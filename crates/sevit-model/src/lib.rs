@@ -14,6 +14,7 @@
 //!
 //! * [`precision`]: fp16 / bf16 autocast regions ([`Autocast`], [`with_autocast`]) on CUDA
 //!   and CPU.
+//! * [`short_attention`]: the attention kernel for short sequences on the CPU (f32).
 //!
 //! Everything runs on CPU or CUDA through `tch::Device`.
 
@@ -26,6 +27,7 @@ pub mod net;
 pub mod pickle;
 pub mod precision;
 pub mod pth;
+pub mod short_attention;
 pub mod vit;
 
 pub use checkpoint::{Checkpoint, KeyReport};

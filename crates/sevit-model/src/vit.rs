@@ -7,6 +7,7 @@ use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use crate::config::ViTConfig;
+use crate::short_attention;
 use crate::layers::{add_drop_path, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD};
 
 /// Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`).
@@ -32,10 +33,13 @@ impl Attention {
     /// `[B, heads, N, N]` (computed explicitly; otherwise the fused SDPA kernel is used).
     fn forward(&self, x: &Tensor, want_attn: bool) -> (Tensor, Option<Tensor>) {
         let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b, n, 3, self.num_heads, c / self.num_heads]);
+        let qkv = self.qkv.forward(x);
+        if !want_attn && short_attention::applies(&qkv) {
+            let out = short_attention::short_attention(&qkv, self.num_heads, self.scale)
+                .expect("short attention on a [B, N, 3C] f32 CPU projection");
+            return (self.proj.forward(&out), None);
+        }
+        let qkv = qkv.reshape([b, n, 3, self.num_heads, c / self.num_heads]);
         // Split before moving the heads forward: unbind's backward (a stack on dim 2) then
         // writes the qkv gradient in the linear layer's [B, N, 3C] layout, with no extra
         // copy; indexing a permuted tensor three times would scatter into three zeroed
@@ -320,7 +324,11 @@ mod tests {
             let full = vit.forward_tokens(&x, train).select(1, 0);
             assert!(fast.allclose(&full, 1e-5, 1e-5, false), "train {train}");
             for (a, b) in grads(&fast).iter().zip(grads(&full).iter()) {
-                assert!(a.allclose(b, 1e-4, 1e-5, false), "train {train}: gradients differ");
+                // The two paths round differently (the last block's attention runs in another
+                // kernel), so the bound is relative to the gradient's scale, not per element.
+                let diff = f64::try_from((a - b).abs().max()).unwrap();
+                let scale = f64::try_from(b.abs().max()).unwrap();
+                assert!(diff <= 1e-5 * scale + 1e-6, "train {train}: gradients differ by {diff} (max {scale})");
             }
         }
         // with p = 0.5 over 6 images, the training forward really dropped something

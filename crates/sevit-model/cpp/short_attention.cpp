@@ -1,0 +1,201 @@
+// Multi-head self-attention for short sequences on the CPU in f32, as one autograd node that
+// takes the qkv projection's output [B, N, 3C] and returns the heads' outputs [B, N, C].
+//
+// Why: at a ViT's 17 and 65 tokens libtorch's CPU flash-attention kernel runs its per-block
+// products through general GEMM calls sized for long sequences (26-73 GFLOP/s on the DISTL
+// step's shapes, on a machine whose GEMMs reach 300+), and its backward returns q, k and v
+// gradients that the q/k/v split turns back into the projection's layout with one more copy.
+// Here each (image, head) problem runs its five small products in registers with everything
+// in cache, reads q, k, v where the projection wrote them and writes their gradients straight
+// into the projection's layout. The attention probabilities are kept from the forward (the
+// explicit attention of DINO's code keeps them too; at <= 128 tokens they are small).
+//
+// The kernels (short_attention_kernel.cpp) are built for AVX-512, AVX2 and the baseline
+// instruction set; the widest one the CPU runs is used.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cstdio>
+#include <cstring>
+
+extern "C" {
+#define SEVIT_DECLARE(isa)                                                                     \
+  void sevit_sa_forward_##isa(const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, \
+                              float, int64_t, int64_t);                                         \
+  void sevit_sa_backward_##isa(const float*, const float*, const float*, const float*, float*,  \
+                               int64_t, int64_t, int64_t, int64_t, float, int64_t, int64_t);
+SEVIT_DECLARE(base)
+#if defined(SEVIT_SA_X86)
+SEVIT_DECLARE(avx2)
+SEVIT_DECLARE(avx512)
+#endif
+#undef SEVIT_DECLARE
+}
+
+namespace {
+
+using Forward = void (*)(const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, float,
+                         int64_t, int64_t);
+using Backward = void (*)(const float*, const float*, const float*, const float*, float*,
+                          int64_t, int64_t, int64_t, int64_t, float, int64_t, int64_t);
+
+struct Kernels {
+  Forward forward;
+  Backward backward;
+  const char* isa;
+  bool supported;
+};
+
+// Indexed 0 base, 1 avx2, 2 avx512; `supported` says whether this CPU runs them.
+const Kernels* table() {
+  static const Kernels t[3] = {
+      {sevit_sa_forward_base, sevit_sa_backward_base, "base", true},
+#if defined(SEVIT_SA_X86)
+      {sevit_sa_forward_avx2, sevit_sa_backward_avx2, "avx2",
+       (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))},
+      {sevit_sa_forward_avx512, sevit_sa_backward_avx512, "avx512",
+       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw")},
+#else
+      {nullptr, nullptr, "avx2", false},
+      {nullptr, nullptr, "avx512", false},
+#endif
+  };
+  return t;
+}
+
+int best() {
+  static const int b = table()[2].supported ? 2 : table()[1].supported ? 1 : 0;
+  return b;
+}
+
+// The kernels for `isa` (an index into `table()`, or -1 for the widest this CPU runs).
+const Kernels& kernels(int64_t isa) {
+  if (isa < 0) return table()[best()];
+  TORCH_CHECK(isa < 3 && table()[isa].supported, "short attention: instruction set ", isa,
+              " is not available on this CPU");
+  return table()[isa];
+}
+
+constexpr int64_t kPad = 16;
+
+int64_t padded(int64_t n) { return (n + kPad - 1) / kPad * kPad; }
+
+struct Shape {
+  int64_t B, N, H, D, Np;
+};
+
+Shape shape_of(const at::Tensor& qkv, int64_t heads) {
+  TORCH_CHECK(qkv.dim() == 3, "short attention: qkv must be [B, N, 3C], got ", qkv.sizes());
+  TORCH_CHECK(qkv.scalar_type() == at::kFloat && qkv.device().is_cpu(),
+              "short attention: qkv must be an f32 CPU tensor, got ", qkv.scalar_type(), " on ",
+              qkv.device());
+  TORCH_CHECK(heads > 0 && qkv.size(2) % (3 * heads) == 0,
+              "short attention: width ", qkv.size(2), " is not 3 x heads (", heads, ") x head width");
+  TORCH_CHECK(qkv.size(1) > 0, "short attention: empty sequence");
+  const int64_t D = qkv.size(2) / (3 * heads);
+  return {qkv.size(0), qkv.size(1), heads, D, padded(qkv.size(1))};
+}
+
+// The heads' outputs [B, N, C]; the probabilities [B, H, N, Np] into `probs` when asked.
+at::Tensor run_forward(const at::Tensor& qkv_in, int64_t heads, double scale, int64_t isa,
+                       at::Tensor* probs) {
+  const at::Tensor qkv = qkv_in.contiguous();
+  const Shape s = shape_of(qkv, heads);
+  auto out = at::empty({s.B, s.N, s.H * s.D}, qkv.options());
+  float* pr = nullptr;
+  if (probs != nullptr) {
+    *probs = at::empty({s.B, s.H, s.N, s.Np}, qkv.options());
+    pr = probs->data_ptr<float>();
+  }
+  const float* q = qkv.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  const Forward f = kernels(isa).forward;
+  at::parallel_for(0, s.B * s.H, 1, [&](int64_t p0, int64_t p1) {
+    f(q, o, pr, s.N, s.H, s.D, s.Np, static_cast<float>(scale), p0, p1);
+  });
+  return out;
+}
+
+at::Tensor run_backward(const at::Tensor& qkv, const at::Tensor& out, const at::Tensor& probs,
+                        const at::Tensor& gout_in, int64_t heads, double scale, int64_t isa) {
+  const Shape s = shape_of(qkv, heads);
+  const at::Tensor gout = gout_in.contiguous();
+  TORCH_CHECK(gout.sizes() == out.sizes(), "short attention: gradient ", gout.sizes(),
+              " for an output ", out.sizes());
+  auto gqkv = at::empty_like(qkv);
+  const float *q = qkv.data_ptr<float>(), *o = out.data_ptr<float>(),
+              *pr = probs.data_ptr<float>(), *go = gout.data_ptr<float>();
+  float* g = gqkv.data_ptr<float>();
+  const Backward f = kernels(isa).backward;
+  at::parallel_for(0, s.B * s.H, 1, [&](int64_t p0, int64_t p1) {
+    f(q, o, pr, go, g, s.N, s.H, s.D, s.Np, static_cast<float>(scale), p0, p1);
+  });
+  return gqkv;
+}
+
+struct ShortAttention : public torch::autograd::Function<ShortAttention> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& qkv,
+                            int64_t heads, double scale, int64_t isa) {
+    at::Tensor probs;
+    auto qkv_c = qkv.contiguous();
+    auto out = run_forward(qkv_c, heads, scale, isa, &probs);
+    ctx->save_for_backward({qkv_c, out, probs});
+    ctx->saved_data["heads"] = heads;
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["isa"] = isa;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const int64_t heads = ctx->saved_data["heads"].toInt();
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const int64_t isa = ctx->saved_data["isa"].toInt();
+    auto gqkv = run_backward(saved[0], saved[1], saved[2], grads[0], heads, scale, isa);
+    return {gqkv, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+int fail(const std::exception& e, char* err, size_t err_len) {
+  if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "%s", e.what());
+  return 1;
+}
+
+}  // namespace
+
+extern "C" {
+
+// softmax(q kᵀ · scale) v per head for a qkv projection `qkv` [B, N, 3C] (f32, CPU) with
+// `heads` heads: writes a new tensor [B, N, C] to `*out`. Differentiable with respect to qkv
+// when grad mode is on and qkv requires grad. `isa`: -1 for the widest kernels this CPU runs,
+// else an index (0 base, 1 avx2, 2 avx512). Returns 0, or 1 with the message in `err`.
+int sevit_short_attention(const at::Tensor* qkv, int64_t heads, double scale, int64_t isa,
+                          at::Tensor** out, char* err, size_t err_len) {
+  try {
+    kernels(isa);  // fails here, not in the backward, when the CPU lacks the kernels
+    at::Tensor result;
+    if (at::GradMode::is_enabled() && qkv->requires_grad()) {
+      result = ShortAttention::apply(*qkv, heads, scale, isa);
+    } else {
+      result = run_forward(*qkv, heads, scale, isa, nullptr);
+    }
+    *out = new at::Tensor(std::move(result));
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e, err, err_len);
+  }
+}
+
+// The name of kernel set `isa` ("base", "avx2", "avx512"; -1: the one in use) and, in
+// `*supported`, whether this CPU runs it.
+const char* sevit_short_attention_isa(int64_t isa, int* supported) {
+  const Kernels& k = isa < 0 ? table()[best()] : table()[isa < 3 ? isa : 0];
+  *supported = (isa < 3 && k.supported) ? 1 : 0;
+  return k.isa;
+}
+
+}  // extern "C"

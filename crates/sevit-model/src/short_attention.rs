@@ -1,0 +1,230 @@
+//! Multi-head self-attention for short token sequences on the CPU (f32), from the fused qkv
+//! projection straight to the heads' outputs, as one autograd node (`cpp/short_attention.cpp`).
+//!
+//! At a ViT's 17 or 65 tokens libtorch's CPU flash-attention kernel is built for long
+//! sequences: its per-block products are general GEMM calls on tiles of a few dozen rows, and
+//! its q, k, v gradients come back as three tensors that must be copied into the projection's
+//! layout. This kernel runs each (image, head) problem's products in registers with the
+//! problem in cache, reads q, k and v where the projection wrote them and writes their
+//! gradients into the projection's layout. Same values as `scaled_dot_product_attention` to
+//! rounding. It keeps the attention probabilities for the backward, as DINO's explicit
+//! attention does, so it serves sequences of up to [`MAX_TOKENS`] tokens; longer ones keep
+//! the fused kernel, which stores no `[N, N]` maps.
+//!
+//! `SEVIT_ATTENTION=sdpa` in the environment turns it off (libtorch's kernel everywhere),
+//! for comparisons.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::OnceLock;
+
+use anyhow::{bail, ensure, Result};
+use tch::{Device, Kind, Tensor};
+
+/// The longest sequence the kernel serves.
+pub const MAX_TOKENS: i64 = 128;
+
+extern "C" {
+    fn sevit_short_attention(
+        qkv: *const c_void,
+        heads: i64,
+        scale: f64,
+        isa: i64,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn sevit_short_attention_isa(isa: i64, supported: *mut i32) -> *const c_char;
+}
+
+/// Whether the kernel is in use (not turned off by `SEVIT_ATTENTION=sdpa`).
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SEVIT_ATTENTION").map_or(true, |v| v != "sdpa"))
+}
+
+/// The instruction set the kernel runs with on this CPU: `avx512`, `avx2` or `base`.
+pub fn isa() -> &'static str {
+    kernel_set(-1).0
+}
+
+/// The name of kernel set `isa` (-1: the one in use; 0 base, 1 avx2, 2 avx512) and whether
+/// this CPU runs it.
+fn kernel_set(isa: i64) -> (&'static str, bool) {
+    let mut supported = 0;
+    // SAFETY: the bridge returns a pointer to a static, NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(sevit_short_attention_isa(isa, &mut supported)) };
+    (name.to_str().unwrap_or("?"), supported != 0)
+}
+
+/// True when [`short_attention`] serves this qkv projection output `[B, N, 3C]`: f32 on the
+/// CPU, at most [`MAX_TOKENS`] tokens, and the kernel is enabled.
+pub fn applies(qkv: &Tensor) -> bool {
+    qkv.kind() == Kind::Float
+        && qkv.device() == Device::Cpu
+        && qkv.dim() == 3
+        && qkv.size()[1] <= MAX_TOKENS
+        && enabled()
+}
+
+/// `softmax(q kᵀ · scale) v` for every head of the qkv projection output `qkv` `[B, N, 3C]`
+/// (q, k, v each `[B, N, heads, C / heads]` side by side): the heads' outputs `[B, N, C]`,
+/// heads side by side (what DINO's `(attn @ v).transpose(1, 2).reshape(B, N, C)` gives).
+/// Differentiable with respect to `qkv`.
+pub fn short_attention(qkv: &Tensor, heads: i64, scale: f64) -> Result<Tensor> {
+    run(qkv, heads, scale, -1)
+}
+
+/// [`short_attention`] with kernel set `isa` (-1: the widest this CPU runs).
+fn run(qkv: &Tensor, heads: i64, scale: f64, isa: i64) -> Result<Tensor> {
+    ensure!(qkv.dim() == 3, "short attention: qkv must be [B, N, 3C], got {:?}", qkv.size());
+    ensure!(
+        qkv.kind() == Kind::Float && qkv.device() == Device::Cpu,
+        "short attention: needs an f32 CPU tensor, got {:?} on {:?}",
+        qkv.kind(),
+        qkv.device()
+    );
+    let mut out: *mut c_void = std::ptr::null_mut();
+    let mut err = [0u8; 512];
+    // SAFETY: `qkv` is a live tensor; on success the bridge hands over a new heap tensor,
+    // which `Tensor::from_ptr` takes ownership of.
+    let rc = unsafe {
+        sevit_short_attention(
+            qkv.as_ptr().cast(),
+            heads,
+            scale,
+            isa,
+            &mut out,
+            err.as_mut_ptr().cast(),
+            err.len(),
+        )
+    };
+    if rc != 0 || out.is_null() {
+        let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+        bail!("{}", String::from_utf8_lossy(&err[..end]).trim());
+    }
+    Ok(unsafe { Tensor::from_ptr(out.cast()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DINO's explicit attention in f64 on the same qkv.
+    fn reference(qkv: &Tensor, heads: i64, scale: f64) -> Tensor {
+        let (b, n, c3) = qkv.size3().unwrap();
+        let c = c3 / 3;
+        let qkv = qkv.reshape([b, n, 3, heads, c / heads]).permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let attn = (q.matmul(&k.transpose(-2, -1)) * scale).softmax(-1, None::<Kind>);
+        attn.matmul(&v).transpose(1, 2).reshape([b, n, c])
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        f64::try_from((a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max()).unwrap()
+    }
+
+    /// The kernel sets this CPU runs (each is checked, not only the one in use).
+    fn kernel_sets() -> Vec<i64> {
+        let sets: Vec<i64> = (0..3).filter(|&i| kernel_set(i).1).collect();
+        assert!(sets.contains(&0), "the baseline kernels run everywhere");
+        sets
+    }
+
+    #[test]
+    fn values_and_gradients_match_explicit_attention() {
+        let _rng = crate::torch_rng();
+        tch::manual_seed(11);
+        for isa in kernel_sets() {
+            // (batch, tokens, heads, head width): the DISTL step's shapes, odd lengths around the
+            // vector widths, a single token, narrow and odd head widths.
+            for &(b, n, h, d) in &[
+                (4i64, 17i64, 3i64, 64i64),
+                (3, 65, 3, 64),
+                (2, 1, 2, 8),
+                (2, 5, 4, 12),
+                (1, 100, 1, 20),
+                (2, 33, 2, 16),
+                (1, 128, 6, 64),
+            ] {
+                let c = h * d;
+                let scale = (d as f64).powf(-0.5);
+                let base = Tensor::randn([b, n, 3 * c], (Kind::Float, Device::Cpu)) * 2.0;
+                let g = Tensor::randn([b, n, c], (Kind::Float, Device::Cpu));
+
+                let x = base.detach().set_requires_grad(true);
+                let out = run(&x, h, scale, isa).unwrap();
+                (&out * &g).sum(Kind::Float).backward();
+                let gx = x.grad();
+
+                let xr = base.to_kind(Kind::Double).set_requires_grad(true);
+                let want = reference(&xr, h, scale);
+                (&want * g.to_kind(Kind::Double)).sum(Kind::Double).backward();
+                let gr = xr.grad();
+
+                let what = format!("{} b {b} n {n} h {h} d {d}", kernel_set(isa).0);
+                assert_eq!(out.size(), [b, n, c], "{what}");
+                assert!(max_diff(&out, &want) < 2e-5, "{what}: values off by {}", max_diff(&out, &want));
+                assert!(max_diff(&gx, &gr) < 2e-4, "{what}: gradients off by {}", max_diff(&gx, &gr));
+
+                // without gradients: the same values, no autograd node
+                let plain = tch::no_grad(|| run(&base, h, scale, isa).unwrap());
+                assert!(!plain.requires_grad());
+                assert!(plain.equal(&out.detach()), "{what}: no-grad forward differs");
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_libtorch_sdpa_on_strided_views() {
+        // The kernel against the path it replaces (unbind + SDPA), f32 both.
+        let _rng = crate::torch_rng();
+        tch::manual_seed(12);
+        let (b, n, h, d) = (8, 65, 3, 64);
+        let c = h * d;
+        let scale = (d as f64).powf(-0.5);
+        let base = Tensor::randn([b, n, 3 * c], (Kind::Float, Device::Cpu));
+        let g = Tensor::randn([b, n, c], (Kind::Float, Device::Cpu));
+        let x = base.detach().set_requires_grad(true);
+        (short_attention(&x, h, scale).unwrap() * &g).sum(Kind::Float).backward();
+        let y = base.detach().set_requires_grad(true);
+        let parts = y.reshape([b, n, 3, h, d]).unbind(2);
+        let (q, k, v) = (parts[0].transpose(1, 2), parts[1].transpose(1, 2), parts[2].transpose(1, 2));
+        let o = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false);
+        (o.transpose(1, 2).reshape([b, n, c]) * &g).sum(Kind::Float).backward();
+        assert!(max_diff(&x.grad(), &y.grad()) < 1e-4, "{}", max_diff(&x.grad(), &y.grad()));
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_bits() {
+        let _rng = crate::torch_rng();
+        tch::manual_seed(13);
+        let base = Tensor::randn([6, 17, 3 * 192], (Kind::Float, Device::Cpu));
+        let run = || {
+            let x = base.detach().set_requires_grad(true);
+            let out = short_attention(&x, 3, 0.125).unwrap();
+            out.sum(Kind::Float).backward();
+            (out.detach(), x.grad())
+        };
+        let (o1, g1) = run();
+        let (o2, g2) = run();
+        assert!(o1.equal(&o2) && g1.equal(&g2));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let x = Tensor::zeros([2, 5, 10], (Kind::Float, Device::Cpu));
+        let e = short_attention(&x, 3, 1.0).unwrap_err().to_string();
+        assert!(e.contains("heads"), "{e}");
+        let x = Tensor::zeros([2, 5, 18], (Kind::Double, Device::Cpu));
+        assert!(short_attention(&x, 3, 1.0).unwrap_err().to_string().contains("f32"));
+        let x = Tensor::zeros([5, 18], (Kind::Float, Device::Cpu));
+        assert!(short_attention(&x, 3, 1.0).unwrap_err().to_string().contains("[B, N, 3C]"));
+        assert!(["avx512", "avx2", "base"].contains(&isa()));
+        for i in 0..3 {
+            if !kernel_set(i).1 {
+                let e = run(&Tensor::zeros([1, 2, 6], (Kind::Float, Device::Cpu)), 1, 1.0, i).unwrap_err();
+                assert!(e.to_string().contains("not available"), "{e}");
+            }
+        }
+    }
+}
