@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -41,23 +42,55 @@ inline vf splat(float x) {
   return __builtin_shuffle(v, vi{});  // lane 0 everywhere: one broadcast
 }
 
-inline vi iota() {
-  vi v;
-  for (int i = 0; i < VW; ++i) v[i] = i;
+// Lane-index vectors written as literals, so that the shuffles below get constant masks.
+template <int... P>
+constexpr vi lanes_plus(std::integer_sequence<int, P...>, int k) {
+  return vi{(P + k)...};
+}
+
+template <int S, int... P>
+constexpr vi lanes_xor(std::integer_sequence<int, P...>) {
+  return vi{(P ^ S)...};
+}
+
+// Masks of a transpose stage (see swap_stage).
+template <int S, int... P>
+constexpr vi stage_lo(std::integer_sequence<int, P...>) {
+  return vi{((P & S) ? VW + P - S : P)...};
+}
+
+template <int S, int... P>
+constexpr vi stage_hi(std::integer_sequence<int, P...>) {
+  return vi{((P & S) ? VW + P : P + S)...};
+}
+
+using Lanes = std::make_integer_sequence<int, VW>;
+
+inline vi iota() { return lanes_plus(Lanes{}, 0); }
+
+// Every lane of the result holds the sum (the maximum) of v's lanes: a butterfly of
+// log2(VW) shuffles, with no trip through scalar registers.
+template <int S>
+inline vf sum_all_from(vf v) {
+  if constexpr (S >= 1) {
+    v += __builtin_shuffle(v, lanes_xor<S>(Lanes{}));
+    return sum_all_from<S / 2>(v);
+  }
   return v;
 }
 
-inline float hsum(vf v) {
-  float s = 0.f;
-  for (int i = 0; i < VW; ++i) s += v[i];
-  return s;
+template <int S>
+inline vf max_all_from(vf v) {
+  if constexpr (S >= 1) {
+    const vf w = __builtin_shuffle(v, lanes_xor<S>(Lanes{}));
+    return max_all_from<S / 2>(w > v ? w : v);
+  }
+  return v;
 }
 
-inline float hmax(vf v) {
-  float m = v[0];
-  for (int i = 1; i < VW; ++i) m = v[i] > m ? v[i] : m;
-  return m;
-}
+inline vf sum_all(vf v) { return sum_all_from<VW / 2>(v); }
+
+inline vf max_all(vf v) { return max_all_from<VW / 2>(v); }
 
 // exp(x), Cephes' single-precision polynomial (about 1 ulp on the reduced range), x clamped
 // to [-87.3, 88.7]: a softmax only evaluates it at x <= 0.
@@ -166,11 +199,7 @@ void gemm(int64_t M, int64_t W, int64_t K, const float* A, int64_t a_rs, int64_t
 // with bit S of the column index (rows i and i + S exchange their off-diagonal halves).
 template <int S>
 inline void swap_stage(vf* r) {
-  vi lo, hi;
-  for (int p = 0; p < VW; ++p) {
-    lo[p] = (p & S) ? VW + p - S : p;
-    hi[p] = (p & S) ? VW + p : p + S;
-  }
+  constexpr vi lo = stage_lo<S>(Lanes{}), hi = stage_hi<S>(Lanes{});
   for (int i = 0; i < VW; ++i)
     if ((i & S) == 0) {
       const vf a = r[i], b = r[i + S];
@@ -208,30 +237,25 @@ void transpose_padded(int64_t N, int64_t D, int64_t Np, const float* src, int64_
 
 // Row-wise softmax of scale * s over the first N of Np entries; the padding becomes 0.
 void softmax_rows(int64_t N, int64_t Np, float scale, float* s) {
-  const float neg_inf = -__builtin_inff();
+  const vf neg_inf = splat(-__builtin_inff());
+  const int64_t full = N / VW * VW;  // the vectors left after it hold padding
   for (int64_t i = 0; i < N; ++i) {
     float* row = s + i * Np;
-    for (int64_t j = N; j < Np; ++j) row[j] = neg_inf;
-    vf m = load(row);
-    for (int64_t j = VW; j < Np; j += VW) {
-      const vf x = load(row + j);
+    vf m = neg_inf;
+    for (int64_t j = 0; j < Np; j += VW) {
+      vf x = load(row + j);
+      if (j >= full) x = (iota() + static_cast<int32_t>(j)) < static_cast<int32_t>(N) ? x : neg_inf;
       m = x > m ? x : m;
     }
-    const vf shift = splat(hmax(m) * scale);
+    const vf shift = max_all(m) * scale;
     vf sum = vf{};
-    int64_t j = 0;
-    for (; j + VW <= N; j += VW) {
-      const vf e = vexp(load(row + j) * scale - shift);
+    for (int64_t j = 0; j < Np; j += VW) {
+      vf e = vexp(load(row + j) * scale - shift);
+      if (j >= full) e = (iota() + static_cast<int32_t>(j)) < static_cast<int32_t>(N) ? e : vf{};
       sum += e;
       store(row + j, e);
     }
-    for (; j < Np; j += VW) {  // the clamped exp of -inf is tiny, not 0: zero the padding
-      const vf e = vexp(load(row + j) * scale - shift);
-      const vf z = (iota() + static_cast<int32_t>(j)) < static_cast<int32_t>(N) ? e : vf{};
-      sum += z;
-      store(row + j, z);
-    }
-    const vf inv = splat(1.f / hsum(sum));
+    const vf inv = 1.f / sum_all(sum);
     for (int64_t j = 0; j < Np; j += VW) store(row + j, load(row + j) * inv);
   }
 }
@@ -240,7 +264,7 @@ float dot(const float* a, const float* b, int64_t n) {
   vf acc = vf{};
   int64_t d = 0;
   for (; d + VW <= n; d += VW) acc += load(a + d) * load(b + d);
-  float s = hsum(acc);
+  float s = sum_all(acc)[0];
   for (; d < n; ++d) s += a[d] * b[d];
   return s;
 }
