@@ -33,6 +33,7 @@ fn main() {
         .std("c++17")
         .file(manifest.join("cpp/autocast_bridge.cpp"))
         .file(manifest.join("cpp/short_attention.cpp"))
+        .file(manifest.join("cpp/bias_gelu.cpp"))
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .flag("-isystem")
         .flag(include.to_str().expect("utf-8 LIBTORCH"))
@@ -50,7 +51,7 @@ fn main() {
     bridge.compile("sevit_autocast");
     println!("cargo:rustc-link-search=native={}", libtorch.join("lib").display());
     println!("cargo:rustc-link-lib=dylib=gomp");
-    // The short-sequence attention kernels, once per instruction set (the bridge picks one at
+    // The CPU kernels (short-sequence attention, bias + GELU), once per instruction set (the bridge picks one at
     // run time): (name, vector width in floats, register tile rows, vectors per row, flags).
     let mut variants = vec![("base", 4, 4, 2, vec![])];
     if x86 {
@@ -68,12 +69,15 @@ fn main() {
         k.cpp(true)
             .std("c++17")
             .file(manifest.join("cpp/short_attention_kernel.cpp"))
+            .file(manifest.join("cpp/bias_gelu_kernel.cpp"))
             .define("SEVIT_VW", vw.to_string().as_str())
             .define("SEVIT_MR", mr.to_string().as_str())
             .define("SEVIT_NV", nv.to_string().as_str())
             .define("SEVIT_SA_FORWARD", format!("sevit_sa_forward_{isa}").as_str())
             .define("SEVIT_SA_BACKWARD", format!("sevit_sa_backward_{isa}").as_str())
-            // Kernels are always optimised (tests build the rest at -O0), with multiply-adds
+            .define("SEVIT_BG_FORWARD", format!("sevit_bg_forward_{isa}").as_str())
+            .define("SEVIT_BG_BACKWARD", format!("sevit_bg_backward_{isa}").as_str())
+            // Kernels are always optimised (tests build the rest at -O1), with multiply-adds
             // fused as the ISA allows (-std=c++17 alone turns that off).
             .opt_level(3)
             .flag("-ffp-contract=fast")
@@ -82,7 +86,7 @@ fn main() {
         for f in flags {
             k.flag(f);
         }
-        k.compile(&format!("sevit_sa_{isa}"));
+        k.compile(&format!("sevit_kernels_{isa}"));
     }
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");

@@ -20,6 +20,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "isa.h"
+
 extern "C" {
 #define SEVIT_DECLARE(isa)                                                                     \
   void sevit_sa_forward_##isa(const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, \
@@ -44,39 +46,18 @@ using Backward = void (*)(const float*, const float*, const float*, const float*
 struct Kernels {
   Forward forward;
   Backward backward;
-  const char* isa;
-  bool supported;
 };
 
-// Indexed 0 base, 1 avx2, 2 avx512; `supported` says whether this CPU runs them.
-const Kernels* table() {
-  static const Kernels t[3] = {
-      {sevit_sa_forward_base, sevit_sa_backward_base, "base", true},
+// The kernels for `isa` (0 base, 1 avx2, 2 avx512; -1: the widest this CPU runs).
+Kernels kernels(int64_t isa) {
+  if (isa < 0) isa = sevit::best_isa();
+  TORCH_CHECK(isa < sevit::kIsaCount && sevit::isa_supported(isa), "short attention: instruction set ",
+              isa, " is not available on this CPU");
 #if defined(SEVIT_SA_X86)
-      {sevit_sa_forward_avx2, sevit_sa_backward_avx2, "avx2",
-       (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))},
-      {sevit_sa_forward_avx512, sevit_sa_backward_avx512, "avx512",
-       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw")},
-#else
-      {nullptr, nullptr, "avx2", false},
-      {nullptr, nullptr, "avx512", false},
+  if (isa == 2) return {sevit_sa_forward_avx512, sevit_sa_backward_avx512};
+  if (isa == 1) return {sevit_sa_forward_avx2, sevit_sa_backward_avx2};
 #endif
-  };
-  return t;
-}
-
-int best() {
-  static const int b = table()[2].supported ? 2 : table()[1].supported ? 1 : 0;
-  return b;
-}
-
-// The kernels for `isa` (an index into `table()`, or -1 for the widest this CPU runs).
-const Kernels& kernels(int64_t isa) {
-  if (isa < 0) return table()[best()];
-  TORCH_CHECK(isa < 3 && table()[isa].supported, "short attention: instruction set ", isa,
-              " is not available on this CPU");
-  return table()[isa];
+  return {sevit_sa_forward_base, sevit_sa_backward_base};
 }
 
 constexpr int64_t kPad = 16;
@@ -191,11 +172,11 @@ int sevit_short_attention(const at::Tensor* qkv, int64_t heads, double scale, in
 }
 
 // The name of kernel set `isa` ("base", "avx2", "avx512"; -1: the one in use) and, in
-// `*supported`, whether this CPU runs it.
-const char* sevit_short_attention_isa(int64_t isa, int* supported) {
-  const Kernels& k = isa < 0 ? table()[best()] : table()[isa < 3 ? isa : 0];
-  *supported = (isa < 3 && k.supported) ? 1 : 0;
-  return k.isa;
+// `*supported`, whether this CPU runs it. Shared by all of this crate's CPU kernels.
+const char* sevit_kernel_isa(int64_t isa, int* supported) {
+  if (isa < 0) isa = sevit::best_isa();
+  *supported = sevit::isa_supported(isa) ? 1 : 0;
+  return sevit::isa_name(isa);
 }
 
 }  // extern "C"

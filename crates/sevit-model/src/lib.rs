@@ -14,14 +14,17 @@
 //!
 //! * [`precision`]: fp16 / bf16 autocast regions ([`Autocast`], [`with_autocast`]) on CUDA
 //!   and CPU.
-//! * [`short_attention`]: the attention kernel for short sequences on the CPU (f32).
+//! * [`kernels`]: sevit's own CPU kernels (f32) next to libtorch's: [`short_attention`] for
+//!   a ViT's short token sequences and [`bias_gelu`] for the MLP's first half.
 //!
 //! Everything runs on CPU or CUDA through `tch::Device`.
 
+pub mod bias_gelu;
 pub mod checkpoint;
 pub mod config;
 pub mod heads;
 pub mod import;
+pub mod kernels;
 pub mod layers;
 pub mod net;
 pub mod pickle;

@@ -11,11 +11,9 @@
 //! attention does, so it serves sequences of up to [`MAX_TOKENS`] tokens; longer ones keep
 //! the fused kernel, which stores no `[N, N]` maps.
 //!
-//! `SEVIT_ATTENTION=sdpa` in the environment turns it off (libtorch's kernel everywhere),
-//! for comparisons.
+//! `SEVIT_KERNELS` (see [`kernels`](crate::kernels)) can turn it off, for comparisons.
 
-use std::ffi::{c_char, c_void, CStr};
-use std::sync::OnceLock;
+use std::ffi::{c_char, c_void};
 
 use anyhow::{bail, ensure, Result};
 use tch::{Device, Kind, Tensor};
@@ -33,27 +31,6 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
-    fn sevit_short_attention_isa(isa: i64, supported: *mut i32) -> *const c_char;
-}
-
-/// Whether the kernel is in use (not turned off by `SEVIT_ATTENTION=sdpa`).
-pub fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("SEVIT_ATTENTION").map_or(true, |v| v != "sdpa"))
-}
-
-/// The instruction set the kernel runs with on this CPU: `avx512`, `avx2` or `base`.
-pub fn isa() -> &'static str {
-    kernel_set(-1).0
-}
-
-/// The name of kernel set `isa` (-1: the one in use; 0 base, 1 avx2, 2 avx512) and whether
-/// this CPU runs it.
-fn kernel_set(isa: i64) -> (&'static str, bool) {
-    let mut supported = 0;
-    // SAFETY: the bridge returns a pointer to a static, NUL-terminated string.
-    let name = unsafe { CStr::from_ptr(sevit_short_attention_isa(isa, &mut supported)) };
-    (name.to_str().unwrap_or("?"), supported != 0)
 }
 
 /// True when [`short_attention`] serves this qkv projection output `[B, N, 3C]`: f32 on the
@@ -63,7 +40,7 @@ pub fn applies(qkv: &Tensor) -> bool {
         && qkv.device() == Device::Cpu
         && qkv.dim() == 3
         && qkv.size()[1] <= MAX_TOKENS
-        && enabled()
+        && crate::kernels::enabled("attention")
 }
 
 /// `softmax(q kᵀ · scale) v` for every head of the qkv projection output `qkv` `[B, N, 3C]`
@@ -99,8 +76,7 @@ fn run(qkv: &Tensor, heads: i64, scale: f64, isa: i64) -> Result<Tensor> {
         )
     };
     if rc != 0 || out.is_null() {
-        let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-        bail!("{}", String::from_utf8_lossy(&err[..end]).trim());
+        bail!("{}", crate::kernels::bridge_error(&err));
     }
     Ok(unsafe { Tensor::from_ptr(out.cast()) })
 }
@@ -108,6 +84,7 @@ fn run(qkv: &Tensor, heads: i64, scale: f64, isa: i64) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::{kernel_set, kernel_sets};
 
     /// DINO's explicit attention in f64 on the same qkv.
     fn reference(qkv: &Tensor, heads: i64, scale: f64) -> Tensor {
@@ -121,13 +98,6 @@ mod tests {
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         f64::try_from((a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max()).unwrap()
-    }
-
-    /// The kernel sets this CPU runs (each is checked, not only the one in use).
-    fn kernel_sets() -> Vec<i64> {
-        let sets: Vec<i64> = (0..3).filter(|&i| kernel_set(i).1).collect();
-        assert!(sets.contains(&0), "the baseline kernels run everywhere");
-        sets
     }
 
     #[test]
@@ -219,7 +189,6 @@ mod tests {
         assert!(short_attention(&x, 3, 1.0).unwrap_err().to_string().contains("f32"));
         let x = Tensor::zeros([5, 18], (Kind::Float, Device::Cpu));
         assert!(short_attention(&x, 3, 1.0).unwrap_err().to_string().contains("[B, N, 3C]"));
-        assert!(["avx512", "avx2", "base"].contains(&isa()));
         for i in 0..3 {
             if !kernel_set(i).1 {
                 let e = run(&Tensor::zeros([1, 2, 6], (Kind::Float, Device::Cpu)), 1, 1.0, i).unwrap_err();

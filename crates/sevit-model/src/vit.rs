@@ -7,7 +7,7 @@ use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use crate::config::ViTConfig;
-use crate::short_attention;
+use crate::{bias_gelu, short_attention};
 use crate::layers::{add_drop_path, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD};
 
 /// Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`).
@@ -122,7 +122,14 @@ impl Block {
 
     /// The MLP branch `fc2(gelu(fc1(norm2(x))))`.
     fn mlp(&self, x: &Tensor) -> Tensor {
-        self.fc2.forward(&self.fc1.forward(&self.norm2.forward(x)).gelu("none"))
+        let x = self.norm2.forward(x);
+        let hidden = match &self.fc1.bias {
+            Some(b) if bias_gelu::applies(&x, b) => {
+                bias_gelu::bias_gelu(&x.linear(&self.fc1.weight, None::<Tensor>), b).expect("bias + GELU on f32 CPU tensors")
+            }
+            _ => self.fc1.forward(&x).gelu("none"),
+        };
+        self.fc2.forward(&hidden)
     }
 
     /// The block's output `[B, 1, C]` for the first (CLS) token alone (every token still
@@ -334,6 +341,27 @@ mod tests {
         // with p = 0.5 over 6 images, the training forward really dropped something
         tch::manual_seed(11);
         assert!(!vit.forward(&x, true).allclose(&vit.forward(&x, false), 1e-4, 1e-4, false));
+    }
+
+    #[test]
+    fn cpu_kernels_and_libtorch_paths_agree_in_f32_and_bf16() {
+        // f32 on the CPU runs sevit's attention and bias + GELU kernels; under bf16 autocast
+        // the products are bf16 and libtorch's operators run instead. Both train.
+        let _rng = crate::torch_rng();
+        tch::manual_seed(3);
+        let vs = VarStore::new(Device::Cpu);
+        let vit = VisionTransformer::new(&vs.root(), &ViTConfig::micro(), 0.0);
+        let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let f32_out = vit.forward(&x, true);
+        let bf16_out = crate::with_autocast(Device::Cpu, crate::Precision::Bf16, || vit.forward(&x, true));
+        assert_eq!(f32_out.kind(), Kind::Float);
+        assert_eq!(bf16_out.kind(), Kind::Float, "the final LayerNorm runs in f32 under autocast");
+        let diff = f64::try_from((&f32_out - &bf16_out).abs().max()).unwrap();
+        assert!(diff < 0.1, "bf16 and f32 features differ by {diff}");
+        for out in [f32_out, bf16_out] {
+            let g = Tensor::run_backward(&[out.sum(Kind::Float)], &vs.trainable_variables(), false, false);
+            assert!(g.iter().all(|t| f64::try_from(t.isfinite().all().to_kind(Kind::Double)).unwrap() == 1.0));
+        }
     }
 
     #[test]

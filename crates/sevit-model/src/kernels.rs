@@ -1,0 +1,72 @@
+//! sevit's own CPU kernels (f32), next to libtorch's: [`short_attention`](crate::short_attention)
+//! and [`bias_gelu`](crate::bias_gelu). Each is built for AVX-512, AVX2 and the baseline
+//! instruction set, and the widest one the CPU runs is used.
+//!
+//! `SEVIT_KERNELS` in the environment chooses which of them run: a comma-separated list of
+//! `attention`, `bias-gelu`, or `none` for libtorch's operators everywhere (for comparisons);
+//! unset means all.
+
+use std::ffi::{c_char, CStr};
+use std::sync::OnceLock;
+
+/// The kernels `SEVIT_KERNELS` can name.
+pub const NAMES: [&str; 2] = ["attention", "bias-gelu"];
+
+extern "C" {
+    fn sevit_kernel_isa(isa: i64, supported: *mut i32) -> *const c_char;
+}
+
+/// Whether kernel `name` (one of [`NAMES`]) is in use.
+pub fn enabled(name: &str) -> bool {
+    static CHOSEN: OnceLock<Option<Vec<String>>> = OnceLock::new();
+    let chosen = CHOSEN.get_or_init(|| {
+        let v = std::env::var("SEVIT_KERNELS").ok()?;
+        let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        for k in &list {
+            if k != "none" && !NAMES.contains(&k.as_str()) {
+                tracing::warn!("SEVIT_KERNELS: unknown kernel {k:?} (known: {}, none)", NAMES.join(", "));
+            }
+        }
+        Some(list)
+    });
+    chosen.as_ref().is_none_or(|list| list.iter().any(|k| k == name))
+}
+
+/// The instruction set the kernels run with on this CPU: `avx512`, `avx2` or `base`.
+pub fn isa() -> &'static str {
+    kernel_set(-1).0
+}
+
+/// The name of kernel build `isa` (-1: the one in use; 0 base, 1 avx2, 2 avx512) and whether
+/// this CPU runs it.
+pub(crate) fn kernel_set(isa: i64) -> (&'static str, bool) {
+    let mut supported = 0;
+    // SAFETY: the bridge returns a pointer to a static, NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(sevit_kernel_isa(isa, &mut supported)) };
+    (name.to_str().unwrap_or("?"), supported != 0)
+}
+
+/// The kernel builds this CPU runs (tests check each, not only the one in use).
+#[cfg(test)]
+pub(crate) fn kernel_sets() -> Vec<i64> {
+    let sets: Vec<i64> = (0..3).filter(|&i| kernel_set(i).1).collect();
+    assert!(sets.contains(&0), "the baseline kernels run everywhere");
+    sets
+}
+
+/// The message a kernel bridge wrote into `err` (NUL-terminated).
+pub(crate) fn bridge_error(err: &[u8]) -> String {
+    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+    String::from_utf8_lossy(&err[..end]).trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instruction_set_is_in_use() {
+        assert!(["avx512", "avx2", "base"].contains(&isa()));
+        assert!(kernel_set(-1).1);
+    }
+}
