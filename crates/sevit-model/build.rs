@@ -34,6 +34,7 @@ fn main() {
         .file(manifest.join("cpp/autocast_bridge.cpp"))
         .file(manifest.join("cpp/short_attention.cpp"))
         .file(manifest.join("cpp/bias_gelu.cpp"))
+        .file(manifest.join("cpp/bias_residual.cpp"))
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .flag("-isystem")
         .flag(include.to_str().expect("utf-8 LIBTORCH"))
@@ -51,7 +52,7 @@ fn main() {
     bridge.compile("sevit_autocast");
     println!("cargo:rustc-link-search=native={}", libtorch.join("lib").display());
     println!("cargo:rustc-link-lib=dylib=gomp");
-    // The CPU kernels (short-sequence attention, bias + GELU), once per instruction set (the bridge picks one at
+    // The CPU kernels (short-sequence attention, bias + GELU, bias + residual), once per instruction set (the bridge picks one at
     // run time): (name, vector width in floats, register tile rows, vectors per row, flags).
     let mut variants = vec![("base", 4, 4, 2, vec![])];
     if x86 {
@@ -70,6 +71,7 @@ fn main() {
             .std("c++17")
             .file(manifest.join("cpp/short_attention_kernel.cpp"))
             .file(manifest.join("cpp/bias_gelu_kernel.cpp"))
+            .file(manifest.join("cpp/bias_residual_kernel.cpp"))
             .define("SEVIT_VW", vw.to_string().as_str())
             .define("SEVIT_MR", mr.to_string().as_str())
             .define("SEVIT_NV", nv.to_string().as_str())
@@ -77,6 +79,8 @@ fn main() {
             .define("SEVIT_SA_BACKWARD", format!("sevit_sa_backward_{isa}").as_str())
             .define("SEVIT_BG_FORWARD", format!("sevit_bg_forward_{isa}").as_str())
             .define("SEVIT_BG_BACKWARD", format!("sevit_bg_backward_{isa}").as_str())
+            .define("SEVIT_BR_FORWARD", format!("sevit_br_forward_{isa}").as_str())
+            .define("SEVIT_BR_BACKWARD", format!("sevit_br_backward_{isa}").as_str())
             // Kernels are always optimised (tests build the rest at -O1), with multiply-adds
             // fused as the ISA allows (-std=c++17 alone turns that off).
             .opt_level(3)

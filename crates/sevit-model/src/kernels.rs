@@ -1,16 +1,16 @@
-//! sevit's own CPU kernels (f32), next to libtorch's: [`short_attention`](crate::short_attention)
-//! and [`bias_gelu`](crate::bias_gelu). Each is built for AVX-512, AVX2 and the baseline
-//! instruction set, and the widest one the CPU runs is used.
+//! sevit's own CPU kernels (f32), next to libtorch's: [`short_attention`](crate::short_attention),
+//! [`bias_gelu`](crate::bias_gelu) and [`bias_residual`](crate::bias_residual). Each is built
+//! for AVX-512, AVX2 and the baseline instruction set, and the widest one the CPU runs is used.
 //!
 //! `SEVIT_KERNELS` in the environment chooses which of them run: a comma-separated list of
-//! `attention`, `bias-gelu`, or `none` for libtorch's operators everywhere (for comparisons);
-//! unset means all.
+//! `attention`, `bias-gelu`, `bias-residual`, or `none` for libtorch's operators everywhere
+//! (for comparisons); unset means all.
 
 use std::ffi::{c_char, CStr};
 use std::sync::OnceLock;
 
 /// The kernels `SEVIT_KERNELS` can name.
-pub const NAMES: [&str; 2] = ["attention", "bias-gelu"];
+pub const NAMES: [&str; 3] = ["attention", "bias-gelu", "bias-residual"];
 
 extern "C" {
     fn sevit_kernel_isa(isa: i64, supported: *mut i32) -> *const c_char;

@@ -154,7 +154,7 @@ pub fn add_drop_path(x: &Tensor, y: &Tensor, p: f64, train: bool) -> Tensor {
 
 /// The per-sample factor of stochastic depth, shaped to broadcast over `like`: `1 / (1 − p)`
 /// for a kept sample (probability `1 − p`), 0 for a dropped one.
-fn drop_path_scale(like: &Tensor, p: f64) -> Tensor {
+pub(crate) fn drop_path_scale(like: &Tensor, p: f64) -> Tensor {
     let keep = 1.0 - p;
     let mut shape = vec![like.size()[0]];
     shape.extend(std::iter::repeat_n(1, like.dim() - 1));

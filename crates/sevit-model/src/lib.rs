@@ -15,11 +15,13 @@
 //! * [`precision`]: fp16 / bf16 autocast regions ([`Autocast`], [`with_autocast`]) on CUDA
 //!   and CPU.
 //! * [`kernels`]: sevit's own CPU kernels (f32) next to libtorch's: [`short_attention`] for
-//!   a ViT's short token sequences and [`bias_gelu`] for the MLP's first half.
+//!   a ViT's short token sequences, [`bias_gelu`] for the MLP's first half and
+//!   [`bias_residual`] for the branches' last products joining the residual stream.
 //!
 //! Everything runs on CPU or CUDA through `tch::Device`.
 
 pub mod bias_gelu;
+pub mod bias_residual;
 pub mod checkpoint;
 pub mod config;
 pub mod heads;

@@ -7,8 +7,8 @@ use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use crate::config::ViTConfig;
-use crate::{bias_gelu, short_attention};
-use crate::layers::{add_drop_path, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD};
+use crate::{bias_gelu, bias_residual, short_attention};
+use crate::layers::{add_drop_path, drop_path_scale, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD};
 
 /// Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`).
 #[derive(Debug)]
@@ -29,15 +29,16 @@ impl Attention {
         }
     }
 
-    /// Returns the output `[B, N, C]` and, when `want_attn`, the softmaxed attention
-    /// `[B, heads, N, N]` (computed explicitly; otherwise the fused SDPA kernel is used).
-    fn forward(&self, x: &Tensor, want_attn: bool) -> (Tensor, Option<Tensor>) {
+    /// Returns the heads' outputs `[B, N, C]` before the output projection (`proj`, which the
+    /// block applies with its residual) and, when `want_attn`, the softmaxed attention
+    /// `[B, heads, N, N]` (computed explicitly; otherwise a fused kernel is used).
+    fn heads(&self, x: &Tensor, want_attn: bool) -> (Tensor, Option<Tensor>) {
         let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
         let qkv = self.qkv.forward(x);
         if !want_attn && short_attention::applies(&qkv) {
             let out = short_attention::short_attention(&qkv, self.num_heads, self.scale)
                 .expect("short attention on a [B, N, 3C] f32 CPU projection");
-            return (self.proj.forward(&out), None);
+            return (out, None);
         }
         let qkv = qkv.reshape([b, n, 3, self.num_heads, c / self.num_heads]);
         // Split before moving the heads forward: unbind's backward (a stack on dim 2) then
@@ -49,14 +50,13 @@ impl Attention {
             _ => unreachable!("qkv has 3 parts by construction"),
         };
         let (out, attn) = self.attend(&q, &k, &v, want_attn);
-        let out = out.transpose(1, 2).reshape([b, n, c]);
-        (self.proj.forward(&out), attn)
+        (out.transpose(1, 2).reshape([b, n, c]), attn)
     }
 
-    /// The output `[B, 1, C]` of the first (CLS) token alone: its query against the keys and
-    /// values of every token. The same values as `forward(x).0.narrow(1, 0, 1)`, without the
-    /// other tokens' queries, attention rows and output projection.
-    fn forward_cls(&self, x: &Tensor) -> Tensor {
+    /// The heads' outputs `[B, 1, C]` of the first (CLS) token alone: its query against the
+    /// keys and values of every token. The same values as `heads(x).0.narrow(1, 0, 1)`, without
+    /// the other tokens' queries and attention rows.
+    fn heads_cls(&self, x: &Tensor) -> Tensor {
         let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
         let (h, d) = (self.num_heads, c / self.num_heads);
         let q = self.qkv.forward_outputs(&x.narrow(1, 0, 1), 0, c).reshape([b, 1, h, d]);
@@ -66,7 +66,7 @@ impl Attention {
             _ => unreachable!("kv has 2 parts by construction"),
         };
         let (out, _) = self.attend(&q.transpose(1, 2), &k, &v, false);
-        self.proj.forward(&out.transpose(1, 2).reshape([b, 1, c]))
+        out.transpose(1, 2).reshape([b, 1, c])
     }
 
     /// `softmax(q kᵀ · scale) v` for `[B, heads, N_q, d]` queries and `[B, heads, N, d]` keys
@@ -114,31 +114,44 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, train: bool, want_attn: bool) -> (Tensor, Option<Tensor>) {
-        let (y, attn) = self.attn.forward(&self.norm1.forward(x), want_attn);
-        let x = add_drop_path(x, &y, self.drop_path, train);
-        let x = add_drop_path(&x, &self.mlp(&x), self.drop_path, train);
+        let (heads, attn) = self.attn.heads(&self.norm1.forward(x), want_attn);
+        let x = self.residual(x, &self.attn.proj, &heads, train);
+        let x = self.residual(&x, &self.fc2, &self.mlp_hidden(&x), train);
         (x, attn)
     }
 
-    /// The MLP branch `fc2(gelu(fc1(norm2(x))))`.
-    fn mlp(&self, x: &Tensor) -> Tensor {
+    /// The MLP's hidden layer `gelu(fc1(norm2(x)))` (`fc2` joins the residual).
+    fn mlp_hidden(&self, x: &Tensor) -> Tensor {
         let x = self.norm2.forward(x);
-        let hidden = match &self.fc1.bias {
+        match &self.fc1.bias {
             Some(b) if bias_gelu::applies(&x, b) => {
                 bias_gelu::bias_gelu(&x.linear(&self.fc1.weight, None::<Tensor>), b).expect("bias + GELU on f32 CPU tensors")
             }
             _ => self.fc1.forward(&x).gelu("none"),
-        };
-        self.fc2.forward(&hidden)
+        }
+    }
+
+    /// The residual update `x + drop_path(layer(h))` of a branch ending in `layer`, with the
+    /// stochastic depth of this block (the same draws on either path).
+    fn residual(&self, x: &Tensor, layer: &Linear, h: &Tensor, train: bool) -> Tensor {
+        match &layer.bias {
+            Some(b) if bias_residual::applies(x, h, b) => {
+                let z = h.linear(&layer.weight, None::<Tensor>);
+                let factor = (train && self.drop_path > 0.0)
+                    .then(|| drop_path_scale(&z, self.drop_path).reshape([-1]));
+                bias_residual::bias_residual(x, &z, b, factor.as_ref()).expect("bias + residual on f32 CPU tensors")
+            }
+            _ => add_drop_path(x, &layer.forward(h), self.drop_path, train),
+        }
     }
 
     /// The block's output `[B, 1, C]` for the first (CLS) token alone (every token still
     /// serves as key and value): `forward(x).0.narrow(1, 0, 1)` without the other tokens'
     /// queries, projections and MLP. The stochastic-depth draws are the same as `forward`'s.
     fn forward_cls(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.attn.forward_cls(&self.norm1.forward(x));
-        let x = add_drop_path(&x.narrow(1, 0, 1), &y, self.drop_path, train);
-        add_drop_path(&x, &self.mlp(&x), self.drop_path, train)
+        let heads = self.attn.heads_cls(&self.norm1.forward(x));
+        let x = self.residual(&x.narrow(1, 0, 1), &self.attn.proj, &heads, train);
+        self.residual(&x, &self.fc2, &self.mlp_hidden(&x), train)
     }
 }
 
@@ -390,8 +403,9 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let att = Attention::new(&vs.root(), 32, 4, true);
         let x = Tensor::randn([2, 5, 32], (Kind::Float, Device::Cpu));
-        let (a, _) = att.forward(&x, false);
-        let (b, m) = att.forward(&x, true);
+        // the fused path (sevit's kernel for f32 on the CPU) against the explicit maps
+        let (a, _) = att.heads(&x, false);
+        let (b, m) = att.heads(&x, true);
         assert!(m.is_some());
         assert!(a.allclose(&b, 1e-5, 1e-6, false));
     }
@@ -403,9 +417,9 @@ mod tests {
         let mut vs = VarStore::new(Device::Cpu);
         let att = Attention::new(&vs.root(), 32, 4, true);
         let x = Tensor::randn([2, 5, 32], (Kind::Float, Device::Cpu));
-        let (want, _) = att.forward(&x, false);
+        let (want, _) = att.heads(&x, false);
         vs.bfloat16();
-        let (got, maps) = att.forward(&x.to_kind(Kind::BFloat16), false);
+        let (got, maps) = att.heads(&x.to_kind(Kind::BFloat16), false);
         assert!(maps.is_none(), "maps only when asked for");
         assert_eq!(got.kind(), Kind::BFloat16);
         let err = (got.to_kind(Kind::Float) - &want).abs().max().double_value(&[]);
