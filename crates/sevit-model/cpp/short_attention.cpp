@@ -19,15 +19,17 @@
 
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "isa.h"
 
 extern "C" {
 #define SEVIT_DECLARE(isa)                                                                     \
-  void sevit_sa_forward_##isa(const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, \
-                              float, int64_t, int64_t);                                         \
-  void sevit_sa_backward_##isa(const float*, const float*, const float*, const float*, float*,  \
-                               int64_t, int64_t, int64_t, int64_t, float, int64_t, int64_t);
+  void sevit_sa_forward_##isa(const float*, const float*, float*, float*, int64_t, int64_t,     \
+                              int64_t, int64_t, float, int64_t, int64_t);                       \
+  void sevit_sa_backward_##isa(const float*, const float*, const float*, const float*,          \
+                               const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, \
+                               float, int64_t, int64_t);
 SEVIT_DECLARE(base)
 #if defined(SEVIT_SA_X86)
 SEVIT_DECLARE(avx2)
@@ -38,10 +40,11 @@ SEVIT_DECLARE(avx512)
 
 namespace {
 
-using Forward = void (*)(const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, float,
-                         int64_t, int64_t);
-using Backward = void (*)(const float*, const float*, const float*, const float*, float*,
-                          int64_t, int64_t, int64_t, int64_t, float, int64_t, int64_t);
+using Forward = void (*)(const float*, const float*, float*, float*, int64_t, int64_t, int64_t,
+                         int64_t, float, int64_t, int64_t);
+using Backward = void (*)(const float*, const float*, const float*, const float*, const float*,
+                          float*, float*, int64_t, int64_t, int64_t, int64_t, float, int64_t,
+                          int64_t);
 
 struct Kernels {
   Forward forward;
@@ -80,11 +83,21 @@ Shape shape_of(const at::Tensor& qkv, int64_t heads) {
   return {qkv.size(0), qkv.size(1), heads, D, padded(qkv.size(1))};
 }
 
+// The bias [3C] as a contiguous tensor, or an empty one for none.
+void check_bias(const at::Tensor& bias, const Shape& s) {
+  if (bias.numel() == 0) return;
+  TORCH_CHECK(bias.scalar_type() == at::kFloat && bias.device().is_cpu() && bias.dim() == 1 &&
+                  bias.size(0) == 3 * s.H * s.D,
+              "short attention: the qkv bias must be ", 3 * s.H * s.D, " f32 CPU values, got ",
+              bias.sizes());
+}
+
 // The heads' outputs [B, N, C]; the probabilities [B, H, N, Np] into `probs` when asked.
-at::Tensor run_forward(const at::Tensor& qkv_in, int64_t heads, double scale, int64_t isa,
-                       at::Tensor* probs) {
-  const at::Tensor qkv = qkv_in.contiguous();
+at::Tensor run_forward(const at::Tensor& qkv_in, const at::Tensor& bias_in, int64_t heads,
+                       double scale, int64_t isa, at::Tensor* probs) {
+  const at::Tensor qkv = qkv_in.contiguous(), bias = bias_in.contiguous();
   const Shape s = shape_of(qkv, heads);
+  check_bias(bias, s);
   auto out = at::empty({s.B, s.N, s.H * s.D}, qkv.options());
   float* pr = nullptr;
   if (probs != nullptr) {
@@ -92,38 +105,56 @@ at::Tensor run_forward(const at::Tensor& qkv_in, int64_t heads, double scale, in
     pr = probs->data_ptr<float>();
   }
   const float* q = qkv.data_ptr<float>();
+  const float* bp = bias.numel() > 0 ? bias.data_ptr<float>() : nullptr;
   float* o = out.data_ptr<float>();
   const Forward f = kernels(isa).forward;
   at::parallel_for(0, s.B * s.H, 1, [&](int64_t p0, int64_t p1) {
-    f(q, o, pr, s.N, s.H, s.D, s.Np, static_cast<float>(scale), p0, p1);
+    f(q, bp, o, pr, s.N, s.H, s.D, s.Np, static_cast<float>(scale), p0, p1);
   });
   return out;
 }
 
-at::Tensor run_backward(const at::Tensor& qkv, const at::Tensor& out, const at::Tensor& probs,
-                        const at::Tensor& gout_in, int64_t heads, double scale, int64_t isa) {
+// The gradients of qkv and (when there is one) of the bias.
+std::pair<at::Tensor, at::Tensor> run_backward(const at::Tensor& qkv, const at::Tensor& bias,
+                                               const at::Tensor& out, const at::Tensor& probs,
+                                               const at::Tensor& gout_in, int64_t heads,
+                                               double scale, int64_t isa) {
   const Shape s = shape_of(qkv, heads);
   const at::Tensor gout = gout_in.contiguous();
   TORCH_CHECK(gout.sizes() == out.sizes(), "short attention: gradient ", gout.sizes(),
               " for an output ", out.sizes());
+  const bool with_bias = bias.numel() > 0;
   auto gqkv = at::empty_like(qkv);
+  at::Tensor rows = with_bias ? at::empty({s.B, 3 * s.H * s.D}, qkv.options()) : at::Tensor();
   const float *q = qkv.data_ptr<float>(), *o = out.data_ptr<float>(),
               *pr = probs.data_ptr<float>(), *go = gout.data_ptr<float>();
+  const float* bp = with_bias ? bias.data_ptr<float>() : nullptr;
   float* g = gqkv.data_ptr<float>();
+  float* rp = with_bias ? rows.data_ptr<float>() : nullptr;
   const Backward f = kernels(isa).backward;
   at::parallel_for(0, s.B * s.H, 1, [&](int64_t p0, int64_t p1) {
-    f(q, o, pr, go, g, s.N, s.H, s.D, s.Np, static_cast<float>(scale), p0, p1);
+    f(q, bp, o, pr, go, g, rp, s.N, s.H, s.D, s.Np, static_cast<float>(scale), p0, p1);
   });
-  return gqkv;
+  at::Tensor gbias;
+  if (with_bias) {
+    // summed over the images in order: the same rounding on any thread count
+    const int64_t width = 3 * s.H * s.D;
+    gbias = at::zeros({width}, qkv.options());
+    float* gb = gbias.data_ptr<float>();
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t c = 0; c < width; ++c) gb[c] += rp[b * width + c];
+  }
+  return {gqkv, gbias};
 }
 
 struct ShortAttention : public torch::autograd::Function<ShortAttention> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& qkv,
-                            int64_t heads, double scale, int64_t isa) {
+                            const at::Tensor& bias, int64_t heads, double scale, int64_t isa) {
     at::Tensor probs;
     auto qkv_c = qkv.contiguous();
-    auto out = run_forward(qkv_c, heads, scale, isa, &probs);
-    ctx->save_for_backward({qkv_c, out, probs});
+    auto bias_c = bias.contiguous();
+    auto out = run_forward(qkv_c, bias_c, heads, scale, isa, &probs);
+    ctx->save_for_backward({qkv_c, bias_c, out, probs});
     ctx->saved_data["heads"] = heads;
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["isa"] = isa;
@@ -136,8 +167,9 @@ struct ShortAttention : public torch::autograd::Function<ShortAttention> {
     const int64_t heads = ctx->saved_data["heads"].toInt();
     const double scale = ctx->saved_data["scale"].toDouble();
     const int64_t isa = ctx->saved_data["isa"].toInt();
-    auto gqkv = run_backward(saved[0], saved[1], saved[2], grads[0], heads, scale, isa);
-    return {gqkv, at::Tensor(), at::Tensor(), at::Tensor()};
+    auto [gqkv, gbias] =
+        run_backward(saved[0], saved[1], saved[2], saved[3], grads[0], heads, scale, isa);
+    return {gqkv, gbias, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -151,18 +183,22 @@ int fail(const std::exception& e, char* err, size_t err_len) {
 extern "C" {
 
 // softmax(q kᵀ · scale) v per head for a qkv projection `qkv` [B, N, 3C] (f32, CPU) with
-// `heads` heads: writes a new tensor [B, N, C] to `*out`. Differentiable with respect to qkv
-// when grad mode is on and qkv requires grad. `isa`: -1 for the widest kernels this CPU runs,
-// else an index (0 base, 1 avx2, 2 avx512). Returns 0, or 1 with the message in `err`.
-int sevit_short_attention(const at::Tensor* qkv, int64_t heads, double scale, int64_t isa,
-                          at::Tensor** out, char* err, size_t err_len) {
+// `heads` heads, its bias `bias` [3C] (null: none) added here: writes a new tensor [B, N, C]
+// to `*out`. Differentiable with respect to qkv and the bias when grad mode is on. `isa`: -1
+// for the widest kernels this CPU runs, else an index (0 base, 1 avx2, 2 avx512). Returns 0,
+// or 1 with the message in `err`.
+int sevit_short_attention(const at::Tensor* qkv, const at::Tensor* bias, int64_t heads,
+                          double scale, int64_t isa, at::Tensor** out, char* err,
+                          size_t err_len) {
   try {
     kernels(isa);  // fails here, not in the backward, when the CPU lacks the kernels
+    // No bias: an empty tensor (an undefined one cannot be an autograd function's input).
+    const at::Tensor b = bias == nullptr ? at::empty({0}, qkv->options()) : *bias;
     at::Tensor result;
-    if (at::GradMode::is_enabled() && qkv->requires_grad()) {
-      result = ShortAttention::apply(*qkv, heads, scale, isa);
+    if (at::GradMode::is_enabled() && (qkv->requires_grad() || b.requires_grad())) {
+      result = ShortAttention::apply(*qkv, b, heads, scale, isa);
     } else {
-      result = run_forward(*qkv, heads, scale, isa, nullptr);
+      result = run_forward(*qkv, b, heads, scale, isa, nullptr);
     }
     *out = new at::Tensor(std::move(result));
     return 0;

@@ -8,11 +8,13 @@
 // build the CPU runs. GCC's vector extensions become AVX-512, AVX2 or SSE code by the flags.
 //
 // Layouts, for one batch of B images, N tokens, H heads of width D, C = H * D:
-//   qkv   [B, N, 3C]: token t of image b holds q (heads in order), then k, then v;
+//   qkv   [B, N, 3C]: token t of image b holds q (heads in order), then k, then v, before
+//         the projection's bias [3C] (if any), which is added as the rows are read;
 //   out   [B, N, C]:  the heads' outputs side by side (what the output projection reads);
 //   probs [B, H, N, Np]: the softmaxed attention, rows padded with zeros to Np (a multiple
 //         of 16), kept from the forward for the backward;
-//   gqkv  [B, N, 3C]: the gradient of qkv, each element written once.
+//   gqkv  [B, N, 3C]: the gradient of qkv, each element written once (the bias's gradient is
+//         the sum of its rows).
 // Problems p0..p1 are (b, h) = (p / H, p % H).
 
 #include <cstdint>
@@ -177,42 +179,85 @@ float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+// The q, k and v rows of problem (b, h): pointers and row strides into qkv, or, with a bias,
+// into `local` (3 x N x D floats) holding the biased rows.
+struct Operands {
+  const float *q, *k, *v;
+  int64_t rs;
+};
+
+Operands operands(const float* qkv, const float* bias, int64_t b, int64_t h, int64_t N,
+                  int64_t D, int64_t C, float* local) {
+  const int64_t qkv_rs = 3 * C;
+  const float* q = qkv + b * N * qkv_rs + h * D;
+  if (bias == nullptr) return {q, q + C, q + 2 * C, qkv_rs};
+  for (int part = 0; part < 3; ++part) {
+    const float* src = q + part * C;
+    const float* bp = bias + part * C + h * D;
+    float* dst = local + part * N * D;
+    for (int64_t i = 0; i < N; ++i) {
+      int64_t d = 0;
+      for (; d + VW <= D; d += VW) store(dst + i * D + d, load(src + i * qkv_rs + d) + load(bp + d));
+      for (; d < D; ++d) dst[i * D + d] = src[i * qkv_rs + d] + bp[d];
+    }
+  }
+  return {local, local + N * D, local + 2 * N * D, D};
+}
+
+// dst[0:D] = the sum of the N rows (stride rs) of src.
+void column_sums(const float* src, int64_t rs, int64_t N, int64_t D, float* dst) {
+  int64_t d = 0;
+  for (; d + VW <= D; d += VW) {
+    vf acc = vf{};
+    for (int64_t i = 0; i < N; ++i) acc += load(src + i * rs + d);
+    store(dst + d, acc);
+  }
+  for (; d < D; ++d) {
+    float acc = 0.f;
+    for (int64_t i = 0; i < N; ++i) acc += src[i * rs + d];
+    dst[d] = acc;
+  }
+}
+
 }  // namespace
 
 extern "C" {
 
-void SEVIT_SA_FORWARD(const float* qkv, float* out, float* probs, int64_t N, int64_t H,
-                      int64_t D, int64_t Np, float scale, int64_t p0, int64_t p1) {
-  const int64_t C = H * D, qkv_rs = 3 * C;
+// `bias` (3C floats, or null) is added to qkv's rows as they are read.
+void SEVIT_SA_FORWARD(const float* qkv, const float* bias, float* out, float* probs, int64_t N,
+                      int64_t H, int64_t D, int64_t Np, float scale, int64_t p0, int64_t p1) {
+  const int64_t C = H * D;
   std::vector<float> kt(D * Np), local(probs == nullptr ? N * Np : 0);
+  std::vector<float> biased(bias == nullptr ? 0 : 3 * N * D);
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t b = p / H, h = p % H;
-    const float* q = qkv + b * N * qkv_rs + h * D;
-    const float* k = q + C;
-    const float* v = q + 2 * C;
+    const Operands x = operands(qkv, bias, b, h, N, D, C, biased.data());
     float* s = probs != nullptr ? probs + p * N * Np : local.data();
-    transpose_padded(N, D, Np, k, qkv_rs, kt.data());
-    gemm(N, Np, D, q, qkv_rs, 1, kt.data(), Np, s, Np);  // S = Q K^T
+    transpose_padded(N, D, Np, x.k, x.rs, kt.data());
+    gemm(N, Np, D, x.q, x.rs, 1, kt.data(), Np, s, Np);  // S = Q K^T
     softmax_rows(N, Np, scale, s);                         // P
-    gemm(N, D, N, s, Np, 1, v, qkv_rs, out + b * N * C + h * D, C);  // O = P V
+    gemm(N, D, N, s, Np, 1, x.v, x.rs, out + b * N * C + h * D, C);  // O = P V
   }
 }
 
-void SEVIT_SA_BACKWARD(const float* qkv, const float* out, const float* probs, const float* gout,
-                       float* gqkv, int64_t N, int64_t H, int64_t D, int64_t Np, float scale,
-                       int64_t p0, int64_t p1) {
+// With a bias, `gbias_rows` [B, 3C] receives each image's sums of the q, k, v gradient rows
+// (problem (b, h) writes its head's columns of row b); the caller sums over the images.
+void SEVIT_SA_BACKWARD(const float* qkv, const float* bias, const float* out, const float* probs,
+                       const float* gout, float* gqkv, float* gbias_rows, int64_t N, int64_t H,
+                       int64_t D, int64_t Np, float scale, int64_t p0, int64_t p1) {
   const int64_t C = H * D, qkv_rs = 3 * C;
   std::vector<float> vt(D * Np), ds(N * Np), delta(N);
+  std::vector<float> biased(bias == nullptr ? 0 : 3 * N * D);
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t b = p / H, h = p % H;
+    const Operands x = operands(qkv, bias, b, h, N, D, C, biased.data());
     const int64_t qoff = b * N * qkv_rs + h * D, ooff = b * N * C + h * D;
-    const float *q = qkv + qoff, *k = q + C, *v = q + 2 * C;
     const float *o = out + ooff, *go = gout + ooff;
     const float* pr = probs + p * N * Np;
     float *gq = gqkv + qoff, *gk = gq + C, *gv = gq + 2 * C;
     for (int64_t i = 0; i < N; ++i) delta[i] = dot(go + i * C, o + i * C, D);
     gemm(N, D, N, pr, 1, Np, go, C, gv, qkv_rs);  // dV = P^T dO
-    transpose_padded(N, D, Np, v, qkv_rs, vt.data());
+    transpose_padded(N, D, Np, x.v, x.rs, vt.data());
     gemm(N, Np, D, go, C, 1, vt.data(), Np, ds.data(), Np);  // dP = dO V^T
     for (int64_t i = 0; i < N; ++i) {  // dS = P * (dP - delta) * scale
       float* row = ds.data() + i * Np;
@@ -220,8 +265,12 @@ void SEVIT_SA_BACKWARD(const float* qkv, const float* out, const float* probs, c
       const vf di = splat(delta[i]);
       for (int64_t j = 0; j < Np; j += VW) store(row + j, load(prow + j) * (load(row + j) - di) * scale);
     }
-    gemm(N, D, N, ds.data(), Np, 1, k, qkv_rs, gq, qkv_rs);  // dQ = dS K
-    gemm(N, D, N, ds.data(), 1, Np, q, qkv_rs, gk, qkv_rs);  // dK = dS^T Q
+    gemm(N, D, N, ds.data(), Np, 1, x.k, x.rs, gq, qkv_rs);  // dQ = dS K
+    gemm(N, D, N, ds.data(), 1, Np, x.q, x.rs, gk, qkv_rs);  // dK = dS^T Q
+    if (gbias_rows != nullptr) {
+      float* row = gbias_rows + b * qkv_rs + h * D;
+      for (int part = 0; part < 3; ++part) column_sums(gq + part * C, qkv_rs, N, D, row + part * C);
+    }
   }
 }
 

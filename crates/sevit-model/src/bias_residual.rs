@@ -35,7 +35,7 @@ extern "C" {
 pub fn applies(x: &Tensor, h: &Tensor, b: &Tensor) -> bool {
     [x, h, b].iter().all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu)
         && x.dim() >= 2
-        && crate::kernels::enabled("bias-residual")
+        && crate::kernels::active("bias-residual")
         && crate::precision::current(Device::Cpu).is_none()
 }
 

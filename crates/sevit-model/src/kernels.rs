@@ -32,6 +32,18 @@ pub fn enabled(name: &str) -> bool {
     chosen.as_ref().is_none_or(|list| list.iter().any(|k| k == name))
 }
 
+/// Whether kernel `name` runs here: enabled (see [`enabled`]) and worth it on this CPU
+/// (`bias-gelu` needs AVX-512; with AVX2 alone libtorch's GELU is faster, see
+/// [`bias_gelu`](crate::bias_gelu)).
+pub fn active(name: &str) -> bool {
+    enabled(name) && (name != "bias-gelu" || isa() == "avx512")
+}
+
+/// The kernels that run here, by name.
+pub fn in_use() -> Vec<&'static str> {
+    NAMES.into_iter().filter(|n| active(n)).collect()
+}
+
 /// The instruction set the kernels run with on this CPU: `avx512`, `avx2` or `base`.
 pub fn isa() -> &'static str {
     kernel_set(-1).0

@@ -22,8 +22,10 @@ use tch::{Device, Kind, Tensor};
 pub const MAX_TOKENS: i64 = 128;
 
 extern "C" {
+    #[allow(clippy::too_many_arguments)]
     fn sevit_short_attention(
         qkv: *const c_void,
+        bias: *const c_void,
         heads: i64,
         scale: f64,
         isa: i64,
@@ -33,26 +35,30 @@ extern "C" {
     ) -> i32;
 }
 
-/// True when [`short_attention`] serves this qkv projection output `[B, N, 3C]`: f32 on the
-/// CPU, at most [`MAX_TOKENS`] tokens, and the kernel is enabled.
-pub fn applies(qkv: &Tensor) -> bool {
-    qkv.kind() == Kind::Float
-        && qkv.device() == Device::Cpu
-        && qkv.dim() == 3
-        && qkv.size()[1] <= MAX_TOKENS
-        && crate::kernels::enabled("attention")
+/// True when [`short_attention`] serves the attention of input `x` `[B, N, C]` (the qkv
+/// projection's input): f32 on the CPU, at most [`MAX_TOKENS`] tokens, no CPU autocast region
+/// (which would make the projection bf16), and the kernel enabled (`SEVIT_KERNELS`, see
+/// [`kernels`](crate::kernels)).
+pub fn applies(x: &Tensor) -> bool {
+    x.kind() == Kind::Float
+        && x.device() == Device::Cpu
+        && x.dim() == 3
+        && x.size()[1] <= MAX_TOKENS
+        && crate::kernels::active("attention")
+        && crate::precision::current(Device::Cpu).is_none()
 }
 
-/// `softmax(q kᵀ · scale) v` for every head of the qkv projection output `qkv` `[B, N, 3C]`
-/// (q, k, v each `[B, N, heads, C / heads]` side by side): the heads' outputs `[B, N, C]`,
-/// heads side by side (what DINO's `(attn @ v).transpose(1, 2).reshape(B, N, C)` gives).
-/// Differentiable with respect to `qkv`.
-pub fn short_attention(qkv: &Tensor, heads: i64, scale: f64) -> Result<Tensor> {
-    run(qkv, heads, scale, -1)
+/// `softmax(q kᵀ · scale) v` for every head of the qkv projection `qkv` `[B, N, 3C]` (q, k, v
+/// each `[B, N, heads, C / heads]` side by side) with its bias `bias` `[3C]` added here (`qkv`
+/// is then the product without it): the heads' outputs `[B, N, C]`, heads side by side (what
+/// DINO's `(attn @ v).transpose(1, 2).reshape(B, N, C)` gives). Differentiable with respect to
+/// `qkv` and `bias`.
+pub fn short_attention(qkv: &Tensor, bias: Option<&Tensor>, heads: i64, scale: f64) -> Result<Tensor> {
+    run(qkv, bias, heads, scale, -1)
 }
 
 /// [`short_attention`] with kernel set `isa` (-1: the widest this CPU runs).
-fn run(qkv: &Tensor, heads: i64, scale: f64, isa: i64) -> Result<Tensor> {
+fn run(qkv: &Tensor, bias: Option<&Tensor>, heads: i64, scale: f64, isa: i64) -> Result<Tensor> {
     ensure!(qkv.dim() == 3, "short attention: qkv must be [B, N, 3C], got {:?}", qkv.size());
     ensure!(
         qkv.kind() == Kind::Float && qkv.device() == Device::Cpu,
@@ -62,11 +68,13 @@ fn run(qkv: &Tensor, heads: i64, scale: f64, isa: i64) -> Result<Tensor> {
     );
     let mut out: *mut c_void = std::ptr::null_mut();
     let mut err = [0u8; 512];
-    // SAFETY: `qkv` is a live tensor; on success the bridge hands over a new heap tensor,
-    // which `Tensor::from_ptr` takes ownership of.
+    let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr().cast());
+    // SAFETY: the tensors are live; on success the bridge hands over a new heap tensor, which
+    // `Tensor::from_ptr` takes ownership of.
     let rc = unsafe {
         sevit_short_attention(
             qkv.as_ptr().cast(),
+            bias_ptr,
             heads,
             scale,
             isa,
@@ -119,27 +127,36 @@ mod tests {
                 let c = h * d;
                 let scale = (d as f64).powf(-0.5);
                 let base = Tensor::randn([b, n, 3 * c], (Kind::Float, Device::Cpu)) * 2.0;
+                let bias0 = Tensor::randn([3 * c], (Kind::Float, Device::Cpu));
                 let g = Tensor::randn([b, n, c], (Kind::Float, Device::Cpu));
+                for with_bias in [false, true] {
+                    let x = base.detach().set_requires_grad(true);
+                    let bias = bias0.detach().set_requires_grad(true);
+                    let out = run(&x, with_bias.then_some(&bias), h, scale, isa).unwrap();
+                    (&out * &g).sum(Kind::Float).backward();
 
-                let x = base.detach().set_requires_grad(true);
-                let out = run(&x, h, scale, isa).unwrap();
-                (&out * &g).sum(Kind::Float).backward();
-                let gx = x.grad();
+                    let xr = base.to_kind(Kind::Double).set_requires_grad(true);
+                    let br = bias0.to_kind(Kind::Double).set_requires_grad(true);
+                    let want = if with_bias { reference(&(&xr + &br), h, scale) } else { reference(&xr, h, scale) };
+                    (&want * g.to_kind(Kind::Double)).sum(Kind::Double).backward();
 
-                let xr = base.to_kind(Kind::Double).set_requires_grad(true);
-                let want = reference(&xr, h, scale);
-                (&want * g.to_kind(Kind::Double)).sum(Kind::Double).backward();
-                let gr = xr.grad();
+                    let what = format!("{} b {b} n {n} h {h} d {d} bias {with_bias}", kernel_set(isa).0);
+                    assert_eq!(out.size(), [b, n, c], "{what}");
+                    assert!(max_diff(&out, &want) < 2e-5, "{what}: values off by {}", max_diff(&out, &want));
+                    let (gx, gr) = (x.grad(), xr.grad());
+                    assert!(max_diff(&gx, &gr) < 2e-4, "{what}: gradients off by {}", max_diff(&gx, &gr));
+                    if with_bias {
+                        let tol = 2e-4 * (b * n) as f64;
+                        assert!(max_diff(&bias.grad(), &br.grad()) < tol, "{what}: bias gradient");
+                    } else {
+                        assert!(!bias.grad().defined(), "{what}: no bias, no bias gradient");
+                    }
 
-                let what = format!("{} b {b} n {n} h {h} d {d}", kernel_set(isa).0);
-                assert_eq!(out.size(), [b, n, c], "{what}");
-                assert!(max_diff(&out, &want) < 2e-5, "{what}: values off by {}", max_diff(&out, &want));
-                assert!(max_diff(&gx, &gr) < 2e-4, "{what}: gradients off by {}", max_diff(&gx, &gr));
-
-                // without gradients: the same values, no autograd node
-                let plain = tch::no_grad(|| run(&base, h, scale, isa).unwrap());
-                assert!(!plain.requires_grad());
-                assert!(plain.equal(&out.detach()), "{what}: no-grad forward differs");
+                    // without gradients: the same values, no autograd node
+                    let plain = tch::no_grad(|| run(&base, with_bias.then_some(&bias0), h, scale, isa).unwrap());
+                    assert!(!plain.requires_grad());
+                    assert!(plain.equal(&out.detach()), "{what}: no-grad forward differs");
+                }
             }
         }
     }
@@ -155,7 +172,7 @@ mod tests {
         let base = Tensor::randn([b, n, 3 * c], (Kind::Float, Device::Cpu));
         let g = Tensor::randn([b, n, c], (Kind::Float, Device::Cpu));
         let x = base.detach().set_requires_grad(true);
-        (short_attention(&x, h, scale).unwrap() * &g).sum(Kind::Float).backward();
+        (short_attention(&x, None, h, scale).unwrap() * &g).sum(Kind::Float).backward();
         let y = base.detach().set_requires_grad(true);
         let parts = y.reshape([b, n, 3, h, d]).unbind(2);
         let (q, k, v) = (parts[0].transpose(1, 2), parts[1].transpose(1, 2), parts[2].transpose(1, 2));
@@ -171,7 +188,7 @@ mod tests {
         let base = Tensor::randn([6, 17, 3 * 192], (Kind::Float, Device::Cpu));
         let run = || {
             let x = base.detach().set_requires_grad(true);
-            let out = short_attention(&x, 3, 0.125).unwrap();
+            let out = short_attention(&x, None, 3, 0.125).unwrap();
             out.sum(Kind::Float).backward();
             (out.detach(), x.grad())
         };
@@ -183,15 +200,19 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let x = Tensor::zeros([2, 5, 10], (Kind::Float, Device::Cpu));
-        let e = short_attention(&x, 3, 1.0).unwrap_err().to_string();
+        let e = short_attention(&x, None, 3, 1.0).unwrap_err().to_string();
         assert!(e.contains("heads"), "{e}");
         let x = Tensor::zeros([2, 5, 18], (Kind::Double, Device::Cpu));
-        assert!(short_attention(&x, 3, 1.0).unwrap_err().to_string().contains("f32"));
+        assert!(short_attention(&x, None, 3, 1.0).unwrap_err().to_string().contains("f32"));
         let x = Tensor::zeros([5, 18], (Kind::Float, Device::Cpu));
-        assert!(short_attention(&x, 3, 1.0).unwrap_err().to_string().contains("[B, N, 3C]"));
+        assert!(short_attention(&x, None, 3, 1.0).unwrap_err().to_string().contains("[B, N, 3C]"));
+        let x = Tensor::zeros([2, 5, 18], (Kind::Float, Device::Cpu));
+        let short_bias = Tensor::zeros([6], (Kind::Float, Device::Cpu));
+        let e = short_attention(&x, Some(&short_bias), 3, 1.0).unwrap_err().to_string();
+        assert!(e.contains("qkv bias"), "{e}");
         for i in 0..3 {
             if !kernel_set(i).1 {
-                let e = run(&Tensor::zeros([1, 2, 6], (Kind::Float, Device::Cpu)), 1, 1.0, i).unwrap_err();
+                let e = run(&Tensor::zeros([1, 2, 6], (Kind::Float, Device::Cpu)), None, 1, 1.0, i).unwrap_err();
                 assert!(e.to_string().contains("not available"), "{e}");
             }
         }

@@ -34,13 +34,14 @@ impl Attention {
     /// `[B, heads, N, N]` (computed explicitly; otherwise a fused kernel is used).
     fn heads(&self, x: &Tensor, want_attn: bool) -> (Tensor, Option<Tensor>) {
         let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
-        let qkv = self.qkv.forward(x);
-        if !want_attn && short_attention::applies(&qkv) {
-            let out = short_attention::short_attention(&qkv, self.num_heads, self.scale)
+        if !want_attn && short_attention::applies(x) {
+            // the kernel adds the projection's bias as it reads q, k and v
+            let qkv = x.linear(&self.qkv.weight, None::<Tensor>);
+            let out = short_attention::short_attention(&qkv, self.qkv.bias.as_ref(), self.num_heads, self.scale)
                 .expect("short attention on a [B, N, 3C] f32 CPU projection");
             return (out, None);
         }
-        let qkv = qkv.reshape([b, n, 3, self.num_heads, c / self.num_heads]);
+        let qkv = self.qkv.forward(x).reshape([b, n, 3, self.num_heads, c / self.num_heads]);
         // Split before moving the heads forward: unbind's backward (a stack on dim 2) then
         // writes the qkv gradient in the linear layer's [B, N, 3C] layout, with no extra
         // copy; indexing a permuted tensor three times would scatter into three zeroed
