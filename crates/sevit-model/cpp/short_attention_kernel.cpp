@@ -99,10 +99,17 @@ void rows_tail(int64_t m, int64_t W, int64_t K, const float* A, int64_t a_rs, in
 // C[i, 0:W] = sum_{k < K} A(i, k) B[k, 0:W] for i < M (a small product, written, not added).
 void gemm(int64_t M, int64_t W, int64_t K, const float* A, int64_t a_rs, int64_t a_cs,
           const float* B, int64_t b_rs, float* C, int64_t c_rs) {
+  // One row left over (17 or 65 tokens) joins the last block: a single-row tile has too few
+  // accumulators to hide the multiply-add latency. MR + 1 rows still fit the registers.
+  const int64_t last = M > MR && M % MR == 1 ? M - (MR + 1) : M - M % MR;
   int64_t i = 0;
-  for (; i + MR <= M; i += MR)
+  for (; i < last; i += MR)
     row_block<MR>(W, K, A + i * a_rs, a_rs, a_cs, B, b_rs, C + i * c_rs, c_rs);
-  if (i < M) rows_tail<MR - 1>(M - i, W, K, A + i * a_rs, a_rs, a_cs, B, b_rs, C + i * c_rs, c_rs);
+  if (M - i == MR + 1) {
+    row_block<MR + 1>(W, K, A + i * a_rs, a_rs, a_cs, B, b_rs, C + i * c_rs, c_rs);
+  } else if (i < M) {
+    rows_tail<MR - 1>(M - i, W, K, A + i * a_rs, a_rs, a_cs, B, b_rs, C + i * c_rs, c_rs);
+  }
 }
 
 // One stage of an in-register transpose of a VW x VW block: swaps bit S of the row index
