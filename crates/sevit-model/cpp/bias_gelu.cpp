@@ -12,10 +12,9 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdio>
-#include <vector>
+#include <algorithm>
 
-#include "isa.h"
+#include "bridge.h"
 
 extern "C" {
 #define SEVIT_DECLARE(isa)                                                                 \
@@ -42,19 +41,15 @@ struct Kernels {
 };
 
 Kernels kernels(int64_t isa) {
-  if (isa < 0) isa = sevit::best_isa();
-  TORCH_CHECK(isa < sevit::kIsaCount && sevit::isa_supported(isa), "bias + GELU: instruction set ",
-              isa, " is not available on this CPU");
 #if defined(SEVIT_SA_X86)
-  if (isa == 2) return {sevit_bg_forward_avx512, sevit_bg_backward_avx512};
-  if (isa == 1) return {sevit_bg_forward_avx2, sevit_bg_backward_avx2};
+  return sevit::pick<Kernels>(isa, "bias + GELU", {sevit_bg_forward_base, sevit_bg_backward_base},
+                              {sevit_bg_forward_avx2, sevit_bg_backward_avx2},
+                              {sevit_bg_forward_avx512, sevit_bg_backward_avx512});
+#else
+  return sevit::pick<Kernels>(isa, "bias + GELU", {sevit_bg_forward_base, sevit_bg_backward_base},
+                              {}, {});
 #endif
-  return {sevit_bg_forward_base, sevit_bg_backward_base};
 }
-
-// Rows per block of the bias-gradient sum: a fixed size, so that the sum's order (and so its
-// rounding) does not depend on the number of threads.
-constexpr int64_t kRowBlock = 64;
 
 void check(const at::Tensor& z, const at::Tensor& b) {
   TORCH_CHECK(z.scalar_type() == at::kFloat && z.device().is_cpu() && b.scalar_type() == at::kFloat &&
@@ -73,7 +68,7 @@ at::Tensor run_forward(const at::Tensor& z_in, const at::Tensor& b_in, int64_t i
   const float *zp = z.data_ptr<float>(), *bp = b.data_ptr<float>();
   float* hp = h.data_ptr<float>();
   const Forward f = kernels(isa).forward;
-  at::parallel_for(0, rows, kRowBlock, [&](int64_t r0, int64_t r1) { f(zp, bp, hp, cols, r0, r1); });
+  at::parallel_for(0, rows, sevit::kRowBlock, [&](int64_t r0, int64_t r1) { f(zp, bp, hp, cols, r0, r1); });
   return h;
 }
 
@@ -93,7 +88,7 @@ struct BiasGelu : public torch::autograd::Function<BiasGelu> {
     const at::Tensor &z = saved[0], &b = saved[1];
     const at::Tensor gh = grads[0].contiguous();
     const int64_t cols = b.size(0), rows = cols == 0 ? 0 : z.numel() / cols;
-    const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+    const int64_t blocks = sevit::row_blocks(rows);
     auto gz = at::empty_like(z);
     auto partial = at::empty({std::max<int64_t>(blocks, 1), cols}, b.options());
     const float *zp = z.data_ptr<float>(), *bp = b.data_ptr<float>(), *ghp = gh.data_ptr<float>();
@@ -101,12 +96,10 @@ struct BiasGelu : public torch::autograd::Function<BiasGelu> {
     const Backward f = kernels(ctx->saved_data["isa"].toInt()).backward;
     at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k)
-        f(zp, bp, ghp, gzp, pp + k * cols, cols, k * kRowBlock, std::min(rows, (k + 1) * kRowBlock));
+        f(zp, bp, ghp, gzp, pp + k * cols, cols, k * sevit::kRowBlock,
+          std::min(rows, (k + 1) * sevit::kRowBlock));
     });
-    auto gb = at::zeros({cols}, b.options());
-    float* gbp = gb.data_ptr<float>();
-    for (int64_t k = 0; k < blocks; ++k)  // in block order: the same rounding on any thread count
-      for (int64_t c = 0; c < cols; ++c) gbp[c] += pp[k * cols + c];
+    auto gb = sevit::sum_in_order(partial.narrow(0, 0, blocks));
     return {gz, gb, at::Tensor()};
   }
 };
@@ -131,8 +124,7 @@ int sevit_bias_gelu(const at::Tensor* z, const at::Tensor* b, int64_t isa, at::T
     *out = new at::Tensor(std::move(result));
     return 0;
   } catch (const std::exception& e) {
-    if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "%s", e.what());
-    return 1;
+    return sevit::report(e, err, err_len);
   }
 }
 

@@ -14,9 +14,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
-#include <cstdio>
 
-#include "isa.h"
+#include "bridge.h"
 
 extern "C" {
 #define SEVIT_DECLARE(isa)                                                                      \
@@ -45,18 +44,15 @@ struct Kernels {
 };
 
 Kernels kernels(int64_t isa) {
-  if (isa < 0) isa = sevit::best_isa();
-  TORCH_CHECK(isa < sevit::kIsaCount && sevit::isa_supported(isa),
-              "bias + residual: instruction set ", isa, " is not available on this CPU");
 #if defined(SEVIT_SA_X86)
-  if (isa == 2) return {sevit_br_forward_avx512, sevit_br_backward_avx512};
-  if (isa == 1) return {sevit_br_forward_avx2, sevit_br_backward_avx2};
+  return sevit::pick<Kernels>(isa, "bias + residual", {sevit_br_forward_base, sevit_br_backward_base},
+                              {sevit_br_forward_avx2, sevit_br_backward_avx2},
+                              {sevit_br_forward_avx512, sevit_br_backward_avx512});
+#else
+  return sevit::pick<Kernels>(isa, "bias + residual", {sevit_br_forward_base, sevit_br_backward_base},
+                              {}, {});
 #endif
-  return {sevit_br_forward_base, sevit_br_backward_base};
 }
-
-// Rows per block of the bias-gradient sum (fixed: the same rounding on any thread count).
-constexpr int64_t kRowBlock = 64;
 
 struct Shape {
   int64_t rows, cols, per_sample;
@@ -93,7 +89,7 @@ at::Tensor run_forward(const at::Tensor& x_in, const at::Tensor& z_in, const at:
   const float* sp = s.numel() > 0 ? s.data_ptr<float>() : nullptr;
   float* op = out.data_ptr<float>();
   const Forward f = kernels(isa).forward;
-  at::parallel_for(0, sh.rows, kRowBlock, [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, sh.rows, sevit::kRowBlock, [&](int64_t r0, int64_t r1) {
     f(xp, zp, bp, sp, op, sh.cols, sh.per_sample, r0, r1);
   });
   return out;
@@ -119,7 +115,7 @@ struct BiasResidual : public torch::autograd::Function<BiasResidual> {
     const int64_t samples = ctx->saved_data["samples"].toInt();
     const int64_t rows = cols == 0 ? 0 : g.numel() / cols;
     const int64_t per_sample = samples == 0 ? 1 : std::max<int64_t>(rows / samples, 1);
-    const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+    const int64_t blocks = sevit::row_blocks(rows);
     const bool factor = s.numel() > 0;
     at::Tensor gz = factor ? at::empty_like(g) : g;
     auto partial = at::empty({std::max<int64_t>(blocks, 1), cols}, g.options());
@@ -130,13 +126,10 @@ struct BiasResidual : public torch::autograd::Function<BiasResidual> {
     const Backward f = kernels(ctx->saved_data["isa"].toInt()).backward;
     at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k)
-        f(gp, sp, gzp, pp + k * cols, cols, per_sample, k * kRowBlock,
-          std::min(rows, (k + 1) * kRowBlock));
+        f(gp, sp, gzp, pp + k * cols, cols, per_sample, k * sevit::kRowBlock,
+          std::min(rows, (k + 1) * sevit::kRowBlock));
     });
-    auto gb = at::zeros({cols}, g.options());
-    float* gbp = gb.data_ptr<float>();
-    for (int64_t k = 0; k < blocks; ++k)  // in block order: the same rounding on any thread count
-      for (int64_t c = 0; c < cols; ++c) gbp[c] += pp[k * cols + c];
+    auto gb = sevit::sum_in_order(partial.narrow(0, 0, blocks));
     return {g, gz, gb, at::Tensor(), at::Tensor()};
   }
 };
@@ -165,8 +158,7 @@ int sevit_bias_residual(const at::Tensor* x, const at::Tensor* z, const at::Tens
     *out = new at::Tensor(std::move(result));
     return 0;
   } catch (const std::exception& e) {
-    if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "%s", e.what());
-    return 1;
+    return sevit::report(e, err, err_len);
   }
 }
 

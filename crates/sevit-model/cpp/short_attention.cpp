@@ -17,11 +17,9 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdio>
-#include <cstring>
 #include <utility>
 
-#include "isa.h"
+#include "bridge.h"
 
 extern "C" {
 #define SEVIT_DECLARE(isa)                                                                     \
@@ -53,14 +51,14 @@ struct Kernels {
 
 // The kernels for `isa` (0 base, 1 avx2, 2 avx512; -1: the widest this CPU runs).
 Kernels kernels(int64_t isa) {
-  if (isa < 0) isa = sevit::best_isa();
-  TORCH_CHECK(isa < sevit::kIsaCount && sevit::isa_supported(isa), "short attention: instruction set ",
-              isa, " is not available on this CPU");
 #if defined(SEVIT_SA_X86)
-  if (isa == 2) return {sevit_sa_forward_avx512, sevit_sa_backward_avx512};
-  if (isa == 1) return {sevit_sa_forward_avx2, sevit_sa_backward_avx2};
+  return sevit::pick<Kernels>(isa, "short attention", {sevit_sa_forward_base, sevit_sa_backward_base},
+                              {sevit_sa_forward_avx2, sevit_sa_backward_avx2},
+                              {sevit_sa_forward_avx512, sevit_sa_backward_avx512});
+#else
+  return sevit::pick<Kernels>(isa, "short attention", {sevit_sa_forward_base, sevit_sa_backward_base},
+                              {}, {});
 #endif
-  return {sevit_sa_forward_base, sevit_sa_backward_base};
 }
 
 constexpr int64_t kPad = 16;
@@ -135,16 +133,8 @@ std::pair<at::Tensor, at::Tensor> run_backward(const at::Tensor& qkv, const at::
   at::parallel_for(0, s.B * s.H, 1, [&](int64_t p0, int64_t p1) {
     f(q, bp, o, pr, go, g, rp, s.N, s.H, s.D, s.Np, static_cast<float>(scale), p0, p1);
   });
-  at::Tensor gbias;
-  if (with_bias) {
-    // summed over the images in order: the same rounding on any thread count
-    const int64_t width = 3 * s.H * s.D;
-    gbias = at::zeros({width}, qkv.options());
-    float* gb = gbias.data_ptr<float>();
-    for (int64_t b = 0; b < s.B; ++b)
-      for (int64_t c = 0; c < width; ++c) gb[c] += rp[b * width + c];
-  }
-  return {gqkv, gbias};
+  // the bias gradient summed over the images in order: the same rounding on any thread count
+  return {gqkv, with_bias ? sevit::sum_in_order(rows) : at::Tensor()};
 }
 
 struct ShortAttention : public torch::autograd::Function<ShortAttention> {
@@ -173,11 +163,6 @@ struct ShortAttention : public torch::autograd::Function<ShortAttention> {
   }
 };
 
-int fail(const std::exception& e, char* err, size_t err_len) {
-  if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "%s", e.what());
-  return 1;
-}
-
 }  // namespace
 
 extern "C" {
@@ -203,7 +188,7 @@ int sevit_short_attention(const at::Tensor* qkv, const at::Tensor* bias, int64_t
     *out = new at::Tensor(std::move(result));
     return 0;
   } catch (const std::exception& e) {
-    return fail(e, err, err_len);
+    return sevit::report(e, err, err_len);
   }
 }
 

@@ -10,7 +10,7 @@
 
 use std::ffi::{c_char, c_void};
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{ensure, Result};
 use tch::{Device, Kind, Tensor};
 
 extern "C" {
@@ -52,27 +52,17 @@ fn run(z: &Tensor, b: &Tensor, isa: i64) -> Result<Tensor> {
         z.size(),
         b.size()
     );
-    let mut out: *mut c_void = std::ptr::null_mut();
-    let mut err = [0u8; 512];
-    // SAFETY: `z` and `b` are live tensors; on success the bridge hands over a new heap
-    // tensor, which `Tensor::from_ptr` takes ownership of.
-    let rc = unsafe {
-        sevit_bias_gelu(z.as_ptr().cast(), b.as_ptr().cast(), isa, &mut out, err.as_mut_ptr().cast(), err.len())
-    };
-    if rc != 0 || out.is_null() {
-        bail!("{}", crate::kernels::bridge_error(&err));
-    }
-    Ok(unsafe { Tensor::from_ptr(out.cast()) })
+    // SAFETY: the tensors outlive the call.
+    crate::kernels::run_bridge(|out, err, len| unsafe {
+        sevit_bias_gelu(z.as_ptr().cast(), b.as_ptr().cast(), isa, out, err, len)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{kernel_set, kernel_sets};
+    use crate::kernels::{kernel_set, kernel_sets, max_diff};
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        f64::try_from((a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max()).unwrap()
-    }
 
     #[test]
     fn values_and_gradients_match_libtorch() {

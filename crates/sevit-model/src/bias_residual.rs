@@ -12,7 +12,7 @@
 
 use std::ffi::{c_char, c_void};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
 extern "C" {
@@ -46,37 +46,18 @@ pub fn bias_residual(x: &Tensor, z: &Tensor, b: &Tensor, s: Option<&Tensor>) -> 
 }
 
 fn run(x: &Tensor, z: &Tensor, b: &Tensor, s: Option<&Tensor>, isa: i64) -> Result<Tensor> {
-    let mut out: *mut c_void = std::ptr::null_mut();
-    let mut err = [0u8; 512];
     let s_ptr = s.map_or(std::ptr::null(), |t| t.as_ptr().cast());
-    // SAFETY: the tensors are live; on success the bridge hands over a new heap tensor, which
-    // `Tensor::from_ptr` takes ownership of.
-    let rc = unsafe {
-        sevit_bias_residual(
-            x.as_ptr().cast(),
-            z.as_ptr().cast(),
-            b.as_ptr().cast(),
-            s_ptr,
-            isa,
-            &mut out,
-            err.as_mut_ptr().cast(),
-            err.len(),
-        )
-    };
-    if rc != 0 || out.is_null() {
-        bail!("{}", crate::kernels::bridge_error(&err));
-    }
-    Ok(unsafe { Tensor::from_ptr(out.cast()) })
+    // SAFETY: the tensors outlive the call.
+    crate::kernels::run_bridge(|out, err, len| unsafe {
+        sevit_bias_residual(x.as_ptr().cast(), z.as_ptr().cast(), b.as_ptr().cast(), s_ptr, isa, out, err, len)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{kernel_set, kernel_sets};
+    use crate::kernels::{kernel_set, kernel_sets, max_diff};
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        f64::try_from((a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max()).unwrap()
-    }
 
     #[test]
     fn values_and_gradients_match_libtorch() {

@@ -6,8 +6,11 @@
 //! `attention`, `bias-gelu`, `bias-residual`, or `none` for libtorch's operators everywhere
 //! (for comparisons); unset means all.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 use std::sync::OnceLock;
+
+use anyhow::{bail, Result};
+use tch::Tensor;
 
 /// The kernels `SEVIT_KERNELS` can name.
 pub const NAMES: [&str; 3] = ["attention", "bias-gelu", "bias-residual"];
@@ -66,10 +69,26 @@ pub(crate) fn kernel_sets() -> Vec<i64> {
     sets
 }
 
-/// The message a kernel bridge wrote into `err` (NUL-terminated).
-pub(crate) fn bridge_error(err: &[u8]) -> String {
-    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-    String::from_utf8_lossy(&err[..end]).trim().to_string()
+/// Calls a kernel bridge's C entry point `call(out, err, err_len)`, which either writes a new
+/// heap tensor (`new at::Tensor`) to `out` and returns 0, or writes its message to `err`, and
+/// takes ownership of the tensor.
+pub(crate) fn run_bridge(call: impl FnOnce(*mut *mut c_void, *mut c_char, usize) -> i32) -> Result<Tensor> {
+    let mut out: *mut c_void = std::ptr::null_mut();
+    let mut err = [0u8; 512];
+    let rc = call(&mut out, err.as_mut_ptr().cast(), err.len());
+    if rc != 0 || out.is_null() {
+        let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+        bail!("{}", String::from_utf8_lossy(&err[..end]).trim());
+    }
+    // SAFETY: on success the bridge handed over a tensor it allocated for the caller.
+    Ok(unsafe { Tensor::from_ptr(out.cast()) })
+}
+
+/// The largest absolute difference between two tensors, in f64.
+#[cfg(test)]
+pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    use tch::Kind;
+    f64::try_from((a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max()).unwrap()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 
 use std::ffi::{c_char, c_void};
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{ensure, Result};
 use tch::{Device, Kind, Tensor};
 
 /// The longest sequence the kernel serves.
@@ -66,33 +66,17 @@ fn run(qkv: &Tensor, bias: Option<&Tensor>, heads: i64, scale: f64, isa: i64) ->
         qkv.kind(),
         qkv.device()
     );
-    let mut out: *mut c_void = std::ptr::null_mut();
-    let mut err = [0u8; 512];
     let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr().cast());
-    // SAFETY: the tensors are live; on success the bridge hands over a new heap tensor, which
-    // `Tensor::from_ptr` takes ownership of.
-    let rc = unsafe {
-        sevit_short_attention(
-            qkv.as_ptr().cast(),
-            bias_ptr,
-            heads,
-            scale,
-            isa,
-            &mut out,
-            err.as_mut_ptr().cast(),
-            err.len(),
-        )
-    };
-    if rc != 0 || out.is_null() {
-        bail!("{}", crate::kernels::bridge_error(&err));
-    }
-    Ok(unsafe { Tensor::from_ptr(out.cast()) })
+    // SAFETY: the tensors outlive the call.
+    crate::kernels::run_bridge(|out, err, len| unsafe {
+        sevit_short_attention(qkv.as_ptr().cast(), bias_ptr, heads, scale, isa, out, err, len)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::{kernel_set, kernel_sets};
+    use crate::kernels::{kernel_set, kernel_sets, max_diff};
 
     /// DINO's explicit attention in f64 on the same qkv.
     fn reference(qkv: &Tensor, heads: i64, scale: f64) -> Tensor {
@@ -104,9 +88,6 @@ mod tests {
         attn.matmul(&v).transpose(1, 2).reshape([b, n, c])
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        f64::try_from((a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max()).unwrap()
-    }
 
     #[test]
     fn values_and_gradients_match_explicit_attention() {
