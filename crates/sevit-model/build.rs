@@ -35,6 +35,7 @@ fn main() {
         .file(manifest.join("cpp/short_attention.cpp"))
         .file(manifest.join("cpp/bias_gelu.cpp"))
         .file(manifest.join("cpp/bias_residual.cpp"))
+        .file(manifest.join("cpp/kernels.cpp"))
         .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
         .flag("-isystem")
         .flag(include.to_str().expect("utf-8 LIBTORCH"))
@@ -52,19 +53,16 @@ fn main() {
     bridge.compile("sevit_autocast");
     println!("cargo:rustc-link-search=native={}", libtorch.join("lib").display());
     println!("cargo:rustc-link-lib=dylib=gomp");
-    // The CPU kernels (short-sequence attention, bias + GELU, bias + residual), once per instruction set (the bridge picks one at
-    // run time): (name, vector width in floats, register tile rows, vectors per row, flags).
-    let mut variants = vec![("base", 4, 4, 2, vec![])];
-    if x86 {
-        variants.push(("avx2", 8, 4, 2, vec!["-mavx2", "-mfma"]));
-        variants.push((
-            "avx512",
-            16,
-            4,
-            4,
-            vec!["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mavx2", "-mfma"],
-        ));
-    }
+    // The CPU kernels (short-sequence attention, bias + GELU, bias + residual), once per
+    // instruction set (the bridges pick one at run time, cpp/isa.h): (name, vector width in
+    // floats, register tile rows, vectors per row, flags). Elsewhere than x86 all three are
+    // baseline code, so that every build's entry points exist.
+    let avx512 = ["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mavx2", "-mfma"];
+    let variants: [(&str, i32, i32, i32, &[&str]); 3] = if x86 {
+        [("base", 4, 4, 2, &[]), ("avx2", 8, 4, 2, &["-mavx2", "-mfma"]), ("avx512", 16, 4, 4, &avx512)]
+    } else {
+        [("base", 4, 4, 2, &[]), ("avx2", 4, 4, 2, &[]), ("avx512", 4, 4, 2, &[])]
+    };
     for (isa, vw, mr, nv, flags) in variants {
         let mut k = cc::Build::new();
         k.cpp(true)
@@ -88,7 +86,7 @@ fn main() {
             .warnings(false)
             .debug(false);
         for f in flags {
-            k.flag(f);
+            k.flag(*f);
         }
         k.compile(&format!("sevit_kernels_{isa}"));
     }

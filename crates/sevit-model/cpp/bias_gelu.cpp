@@ -12,8 +12,6 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <algorithm>
-
 #include "bridge.h"
 
 extern "C" {
@@ -22,10 +20,8 @@ extern "C" {
   void sevit_bg_backward_##isa(const float*, const float*, const float*, float*, float*,     \
                                int64_t, int64_t, int64_t);
 SEVIT_DECLARE(base)
-#if defined(SEVIT_SA_X86)
 SEVIT_DECLARE(avx2)
 SEVIT_DECLARE(avx512)
-#endif
 #undef SEVIT_DECLARE
 }
 
@@ -41,14 +37,9 @@ struct Kernels {
 };
 
 Kernels kernels(int64_t isa) {
-#if defined(SEVIT_SA_X86)
   return sevit::pick<Kernels>(isa, "bias + GELU", {sevit_bg_forward_base, sevit_bg_backward_base},
                               {sevit_bg_forward_avx2, sevit_bg_backward_avx2},
                               {sevit_bg_forward_avx512, sevit_bg_backward_avx512});
-#else
-  return sevit::pick<Kernels>(isa, "bias + GELU", {sevit_bg_forward_base, sevit_bg_backward_base},
-                              {}, {});
-#endif
 }
 
 void check(const at::Tensor& z, const at::Tensor& b) {
@@ -75,9 +66,9 @@ at::Tensor run_forward(const at::Tensor& z_in, const at::Tensor& b_in, int64_t i
 struct BiasGelu : public torch::autograd::Function<BiasGelu> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z,
                             const at::Tensor& b, int64_t isa) {
-    auto zc = z.contiguous();
-    auto h = run_forward(zc, b, isa);
-    ctx->save_for_backward({zc, b.contiguous()});
+    const at::Tensor zc = z.contiguous(), bc = b.contiguous();
+    auto h = run_forward(zc, bc, isa);
+    ctx->save_for_backward({zc, bc});
     ctx->saved_data["isa"] = isa;
     return h;
   }
@@ -88,18 +79,13 @@ struct BiasGelu : public torch::autograd::Function<BiasGelu> {
     const at::Tensor &z = saved[0], &b = saved[1];
     const at::Tensor gh = grads[0].contiguous();
     const int64_t cols = b.size(0), rows = cols == 0 ? 0 : z.numel() / cols;
-    const int64_t blocks = sevit::row_blocks(rows);
     auto gz = at::empty_like(z);
-    auto partial = at::empty({std::max<int64_t>(blocks, 1), cols}, b.options());
     const float *zp = z.data_ptr<float>(), *bp = b.data_ptr<float>(), *ghp = gh.data_ptr<float>();
-    float *gzp = gz.data_ptr<float>(), *pp = partial.data_ptr<float>();
+    float* gzp = gz.data_ptr<float>();
     const Backward f = kernels(ctx->saved_data["isa"].toInt()).backward;
-    at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k)
-        f(zp, bp, ghp, gzp, pp + k * cols, cols, k * sevit::kRowBlock,
-          std::min(rows, (k + 1) * sevit::kRowBlock));
+    auto gb = sevit::sum_by_row_blocks(rows, cols, b.options(), [&](float* sum, int64_t r0, int64_t r1) {
+      f(zp, bp, ghp, gzp, sum, cols, r0, r1);
     });
-    auto gb = sevit::sum_in_order(partial.narrow(0, 0, blocks));
     return {gz, gb, at::Tensor()};
   }
 };

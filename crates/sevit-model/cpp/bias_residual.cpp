@@ -24,10 +24,8 @@ extern "C" {
   void sevit_br_backward_##isa(const float*, const float*, float*, float*, int64_t, int64_t,    \
                                int64_t, int64_t);
 SEVIT_DECLARE(base)
-#if defined(SEVIT_SA_X86)
 SEVIT_DECLARE(avx2)
 SEVIT_DECLARE(avx512)
-#endif
 #undef SEVIT_DECLARE
 }
 
@@ -44,19 +42,21 @@ struct Kernels {
 };
 
 Kernels kernels(int64_t isa) {
-#if defined(SEVIT_SA_X86)
   return sevit::pick<Kernels>(isa, "bias + residual", {sevit_br_forward_base, sevit_br_backward_base},
                               {sevit_br_forward_avx2, sevit_br_backward_avx2},
                               {sevit_br_forward_avx512, sevit_br_backward_avx512});
-#else
-  return sevit::pick<Kernels>(isa, "bias + residual", {sevit_br_forward_base, sevit_br_backward_base},
-                              {}, {});
-#endif
 }
 
 struct Shape {
   int64_t rows, cols, per_sample;
 };
+
+// Rows, width and rows per sample of a [B, ..., C] tensor.
+Shape shape_of(const at::Tensor& t) {
+  const int64_t cols = t.size(-1), samples = t.size(0);
+  const int64_t rows = cols == 0 ? 0 : t.numel() / cols;
+  return {rows, cols, samples == 0 ? 1 : std::max<int64_t>(rows / samples, 1)};
+}
 
 // x and z [B, ..., cols] alike, b [cols], s [B] or empty (no factor).
 Shape check(const at::Tensor& x, const at::Tensor& z, const at::Tensor& b, const at::Tensor& s) {
@@ -74,9 +74,7 @@ Shape check(const at::Tensor& x, const at::Tensor& z, const at::Tensor& b, const
                 "bias + residual: the per-sample factor must be ", x.size(0), " f32 CPU values, got ",
                 s.sizes());
   }
-  const int64_t cols = x.size(-1);
-  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
-  return {rows, cols, x.size(0) == 0 ? 1 : std::max<int64_t>(rows / x.size(0), 1)};
+  return shape_of(x);
 }
 
 at::Tensor run_forward(const at::Tensor& x_in, const at::Tensor& z_in, const at::Tensor& b_in,
@@ -102,8 +100,6 @@ struct BiasResidual : public torch::autograd::Function<BiasResidual> {
     auto out = run_forward(x, z, b, s, isa);
     ctx->save_for_backward({s.contiguous()});
     ctx->saved_data["isa"] = isa;
-    ctx->saved_data["cols"] = x.size(-1);
-    ctx->saved_data["samples"] = x.size(0);
     return out;
   }
 
@@ -111,25 +107,16 @@ struct BiasResidual : public torch::autograd::Function<BiasResidual> {
                                                  torch::autograd::variable_list grads) {
     const at::Tensor s = ctx->get_saved_variables()[0];
     const at::Tensor g = grads[0].contiguous();
-    const int64_t cols = ctx->saved_data["cols"].toInt();
-    const int64_t samples = ctx->saved_data["samples"].toInt();
-    const int64_t rows = cols == 0 ? 0 : g.numel() / cols;
-    const int64_t per_sample = samples == 0 ? 1 : std::max<int64_t>(rows / samples, 1);
-    const int64_t blocks = sevit::row_blocks(rows);
+    const Shape sh = shape_of(g);  // the gradient has the output's (x's) shape
     const bool factor = s.numel() > 0;
     at::Tensor gz = factor ? at::empty_like(g) : g;
-    auto partial = at::empty({std::max<int64_t>(blocks, 1), cols}, g.options());
     const float* gp = g.data_ptr<float>();
     const float* sp = factor ? s.data_ptr<float>() : nullptr;
     float* gzp = factor ? gz.data_ptr<float>() : nullptr;
-    float* pp = partial.data_ptr<float>();
     const Backward f = kernels(ctx->saved_data["isa"].toInt()).backward;
-    at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k)
-        f(gp, sp, gzp, pp + k * cols, cols, per_sample, k * sevit::kRowBlock,
-          std::min(rows, (k + 1) * sevit::kRowBlock));
+    auto gb = sevit::sum_by_row_blocks(sh.rows, sh.cols, g.options(), [&](float* sum, int64_t r0, int64_t r1) {
+      f(gp, sp, gzp, sum, sh.cols, sh.per_sample, r0, r1);
     });
-    auto gb = sevit::sum_in_order(partial.narrow(0, 0, blocks));
     return {g, gz, gb, at::Tensor(), at::Tensor()};
   }
 };

@@ -1,10 +1,15 @@
 // What the bridges of this crate's CPU kernels (short_attention.cpp, bias_gelu.cpp,
 // bias_residual.cpp) share: picking a kernel build, the bias-gradient sum over fixed row
 // blocks, and reporting an error through the C ABI.
+//
+// build.rs compiles every kernel file three times (base, avx2, avx512: on other CPUs than x86
+// all three are baseline code), so every build's entry points exist; isa.h says which run.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -38,6 +43,22 @@ inline at::Tensor sum_in_order(const at::Tensor& partial) {
   for (int64_t k = 0; k < blocks; ++k)
     for (int64_t c = 0; c < cols; ++c) t[c] += p[k * cols + c];
   return total;
+}
+
+// The bias gradient [cols] of `rows` rows: `block(partial, r0, r1)` writes the sum of rows
+// r0..r1 (at most kRowBlock of them) to `partial` [cols]; blocks run in parallel and their
+// sums are added in block order.
+template <class Block>
+at::Tensor sum_by_row_blocks(int64_t rows, int64_t cols, const at::TensorOptions& options,
+                             const Block& block) {
+  const int64_t blocks = row_blocks(rows);
+  auto partial = at::empty({blocks, cols}, options);
+  float* p = partial.data_ptr<float>();
+  at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k)
+      block(p + k * cols, k * kRowBlock, std::min(rows, (k + 1) * kRowBlock));
+  });
+  return sum_in_order(partial);
 }
 
 // Writes the exception's message to `err` for the Rust side; returns the C ABI's failure code.

@@ -29,10 +29,8 @@ extern "C" {
                                const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, \
                                float, int64_t, int64_t);
 SEVIT_DECLARE(base)
-#if defined(SEVIT_SA_X86)
 SEVIT_DECLARE(avx2)
 SEVIT_DECLARE(avx512)
-#endif
 #undef SEVIT_DECLARE
 }
 
@@ -51,14 +49,9 @@ struct Kernels {
 
 // The kernels for `isa` (0 base, 1 avx2, 2 avx512; -1: the widest this CPU runs).
 Kernels kernels(int64_t isa) {
-#if defined(SEVIT_SA_X86)
   return sevit::pick<Kernels>(isa, "short attention", {sevit_sa_forward_base, sevit_sa_backward_base},
                               {sevit_sa_forward_avx2, sevit_sa_backward_avx2},
                               {sevit_sa_forward_avx512, sevit_sa_backward_avx512});
-#else
-  return sevit::pick<Kernels>(isa, "short attention", {sevit_sa_forward_base, sevit_sa_backward_base},
-                              {}, {});
-#endif
 }
 
 constexpr int64_t kPad = 16;
@@ -141,8 +134,7 @@ struct ShortAttention : public torch::autograd::Function<ShortAttention> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& qkv,
                             const at::Tensor& bias, int64_t heads, double scale, int64_t isa) {
     at::Tensor probs;
-    auto qkv_c = qkv.contiguous();
-    auto bias_c = bias.contiguous();
+    const at::Tensor qkv_c = qkv.contiguous(), bias_c = bias.contiguous();
     auto out = run_forward(qkv_c, bias_c, heads, scale, isa, &probs);
     ctx->save_for_backward({qkv_c, bias_c, out, probs});
     ctx->saved_data["heads"] = heads;
@@ -190,14 +182,6 @@ int sevit_short_attention(const at::Tensor* qkv, const at::Tensor* bias, int64_t
   } catch (const std::exception& e) {
     return sevit::report(e, err, err_len);
   }
-}
-
-// The name of kernel set `isa` ("base", "avx2", "avx512"; -1: the one in use) and, in
-// `*supported`, whether this CPU runs it. Shared by all of this crate's CPU kernels.
-const char* sevit_kernel_isa(int64_t isa, int* supported) {
-  if (isa < 0) isa = sevit::best_isa();
-  *supported = sevit::isa_supported(isa) ? 1 : 0;
-  return sevit::isa_name(isa);
 }
 
 }  // extern "C"

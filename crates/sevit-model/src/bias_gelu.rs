@@ -10,8 +10,8 @@
 
 use std::ffi::{c_char, c_void};
 
-use anyhow::{ensure, Result};
-use tch::{Device, Kind, Tensor};
+use anyhow::Result;
+use tch::Tensor;
 
 extern "C" {
     fn sevit_bias_gelu(
@@ -31,12 +31,7 @@ extern "C" {
 /// thread, 2080 x 768: forward 0.88 vs 0.82 ms, backward 1.64 vs 1.43 ms; with AVX-512 0.60
 /// and 1.00 ms).
 pub fn applies(x: &Tensor, b: &Tensor) -> bool {
-    x.kind() == Kind::Float
-        && b.kind() == Kind::Float
-        && x.device() == Device::Cpu
-        && b.device() == Device::Cpu
-        && crate::kernels::active("bias-gelu")
-        && crate::precision::current(Device::Cpu).is_none()
+    crate::kernels::serves("bias-gelu", &[x, b])
 }
 
 /// `gelu(z + b)` (exact GELU) for `z` `[..., cols]` and `b` `[cols]`; differentiable with
@@ -45,13 +40,8 @@ pub fn bias_gelu(z: &Tensor, b: &Tensor) -> Result<Tensor> {
     run(z, b, -1)
 }
 
+/// The bridge checks the shapes, kinds and devices.
 fn run(z: &Tensor, b: &Tensor, isa: i64) -> Result<Tensor> {
-    ensure!(
-        b.dim() == 1 && z.dim() >= 1 && z.size().last() == b.size().first(),
-        "bias + GELU: input {:?} and bias {:?} do not match",
-        z.size(),
-        b.size()
-    );
     // SAFETY: the tensors outlive the call.
     crate::kernels::run_bridge(|out, err, len| unsafe {
         sevit_bias_gelu(z.as_ptr().cast(), b.as_ptr().cast(), isa, out, err, len)
@@ -61,6 +51,7 @@ fn run(z: &Tensor, b: &Tensor, isa: i64) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::{Device, Kind};
     use crate::kernels::{kernel_set, kernel_sets, max_diff};
 
 

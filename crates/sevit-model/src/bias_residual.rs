@@ -13,7 +13,7 @@
 use std::ffi::{c_char, c_void};
 
 use anyhow::Result;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 extern "C" {
     #[allow(clippy::too_many_arguments)]
@@ -33,10 +33,7 @@ extern "C" {
 /// `h` with bias `b`: all f32 on the CPU, no CPU autocast region (which would make the product
 /// bf16), and the kernel enabled (`SEVIT_KERNELS`, see [`kernels`](crate::kernels)).
 pub fn applies(x: &Tensor, h: &Tensor, b: &Tensor) -> bool {
-    [x, h, b].iter().all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu)
-        && x.dim() >= 2
-        && crate::kernels::active("bias-residual")
-        && crate::precision::current(Device::Cpu).is_none()
+    x.dim() >= 2 && crate::kernels::serves("bias-residual", &[x, h, b])
 }
 
 /// `x + s ⊙ (z + b)` for `x` and `z` `[B, ..., C]`, `b` `[C]` and `s` `[B]` (`None`: 1 for
@@ -56,6 +53,7 @@ fn run(x: &Tensor, z: &Tensor, b: &Tensor, s: Option<&Tensor>, isa: i64) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::{Device, Kind};
     use crate::kernels::{kernel_set, kernel_sets, max_diff};
 
 

@@ -10,10 +10,14 @@ use std::ffi::{c_char, c_void, CStr};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 /// The kernels `SEVIT_KERNELS` can name.
 pub const NAMES: [&str; 3] = ["attention", "bias-gelu", "bias-residual"];
+
+/// Kernels that only pay off with AVX-512: with AVX2 alone the GELU's arithmetic, not memory,
+/// bounds bias + GELU, and libtorch's is faster (see [`bias_gelu`](crate::bias_gelu)).
+const AVX512_ONLY: [&str; 1] = ["bias-gelu"];
 
 extern "C" {
     fn sevit_kernel_isa(isa: i64, supported: *mut i32) -> *const c_char;
@@ -35,11 +39,18 @@ pub fn enabled(name: &str) -> bool {
     chosen.as_ref().is_none_or(|list| list.iter().any(|k| k == name))
 }
 
-/// Whether kernel `name` runs here: enabled (see [`enabled`]) and worth it on this CPU
-/// (`bias-gelu` needs AVX-512; with AVX2 alone libtorch's GELU is faster, see
-/// [`bias_gelu`](crate::bias_gelu)).
+/// Whether kernel `name` runs here: enabled (see [`enabled`]) and worth it on this CPU.
 pub fn active(name: &str) -> bool {
-    enabled(name) && (name != "bias-gelu" || isa() == "avx512")
+    enabled(name) && (!AVX512_ONLY.contains(&name) || isa() == "avx512")
+}
+
+/// Whether kernel `name` serves an operation on `tensors`: the kernel is [`active`], the tensors
+/// are f32 on the CPU, and no CPU autocast region is open (it would make the products around
+/// the kernel bf16).
+pub fn serves(name: &str, tensors: &[&Tensor]) -> bool {
+    tensors.iter().all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu)
+        && active(name)
+        && crate::precision::current(Device::Cpu).is_none()
 }
 
 /// The kernels that run here, by name.
@@ -49,7 +60,8 @@ pub fn in_use() -> Vec<&'static str> {
 
 /// The instruction set the kernels run with on this CPU: `avx512`, `avx2` or `base`.
 pub fn isa() -> &'static str {
-    kernel_set(-1).0
+    static ISA: OnceLock<&'static str> = OnceLock::new();
+    ISA.get_or_init(|| kernel_set(-1).0)
 }
 
 /// The name of kernel build `isa` (-1: the one in use; 0 base, 1 avx2, 2 avx512) and whether

@@ -15,8 +15,8 @@
 
 use std::ffi::{c_char, c_void};
 
-use anyhow::{ensure, Result};
-use tch::{Device, Kind, Tensor};
+use anyhow::Result;
+use tch::Tensor;
 
 /// The longest sequence the kernel serves.
 pub const MAX_TOKENS: i64 = 128;
@@ -40,12 +40,7 @@ extern "C" {
 /// (which would make the projection bf16), and the kernel enabled (`SEVIT_KERNELS`, see
 /// [`kernels`](crate::kernels)).
 pub fn applies(x: &Tensor) -> bool {
-    x.kind() == Kind::Float
-        && x.device() == Device::Cpu
-        && x.dim() == 3
-        && x.size()[1] <= MAX_TOKENS
-        && crate::kernels::active("attention")
-        && crate::precision::current(Device::Cpu).is_none()
+    x.dim() == 3 && x.size()[1] <= MAX_TOKENS && crate::kernels::serves("attention", &[x])
 }
 
 /// `softmax(q kᵀ · scale) v` for every head of the qkv projection `qkv` `[B, N, 3C]` (q, k, v
@@ -58,14 +53,8 @@ pub fn short_attention(qkv: &Tensor, bias: Option<&Tensor>, heads: i64, scale: f
 }
 
 /// [`short_attention`] with kernel set `isa` (-1: the widest this CPU runs).
+/// The bridge checks the shapes, kinds and devices.
 fn run(qkv: &Tensor, bias: Option<&Tensor>, heads: i64, scale: f64, isa: i64) -> Result<Tensor> {
-    ensure!(qkv.dim() == 3, "short attention: qkv must be [B, N, 3C], got {:?}", qkv.size());
-    ensure!(
-        qkv.kind() == Kind::Float && qkv.device() == Device::Cpu,
-        "short attention: needs an f32 CPU tensor, got {:?} on {:?}",
-        qkv.kind(),
-        qkv.device()
-    );
     let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr().cast());
     // SAFETY: the tensors outlive the call.
     crate::kernels::run_bridge(|out, err, len| unsafe {
@@ -76,6 +65,7 @@ fn run(qkv: &Tensor, bias: Option<&Tensor>, heads: i64, scale: f64, isa: i64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::{Device, Kind};
     use crate::kernels::{kernel_set, kernel_sets, max_diff};
 
     /// DINO's explicit attention in f64 on the same qkv.
