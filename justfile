@@ -26,6 +26,11 @@ test: setup
 demo: build
     SEVIT={{sevit}} bash scripts/demo.sh {{run}} {{config}}
 
+# self-evolution with a promotion gate on synthetic phantoms: inbox -> evolve -> gate, three
+# arrivals (one off-distribution), then the registry (docs/evolution.md)
+demo-evolution dir="runs/demo-evolution" config=config: build
+    SEVIT={{sevit}} bash scripts/demo-evolution.sh {{dir}} {{config}}
+
 # split a dataset descriptor into run/split.csv (Kermany: official test_ files as the test set)
 split run=run data=data: build
     {{sevit}} split --dataset {{data}} --out {{run}} --test-prefix images/test_ --seed 0

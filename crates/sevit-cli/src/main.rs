@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "sevit", version, about = "Self-evolving vision transformer for chest X-ray diagnosis (DISTL)")]
+#[command(
+    name = "sevit",
+    version,
+    about = "Self-evolving vision transformer for chest X-ray diagnosis (DISTL)"
+)]
 struct Cli {
     /// Log level filter (error, warn, info, debug, trace), or a tracing filter directive.
     #[arg(long, global = true, default_value = "info", env = "SEVIT_LOG")]
@@ -37,6 +41,10 @@ enum Command {
     Distill(commands::distill::Args),
     /// Run the whole curriculum (initial model, T = 1..k) with the test AUC per T.
     Evolve(commands::evolve::Args),
+    /// New unlabeled images into a site's content-addressed inbox (sevit-evolution).
+    Inbox(commands::inbox::Args),
+    /// A site's model registry: init, list, show, promote, rollback (sevit-evolution).
+    Models(commands::models::Args),
     /// Run a training command as N data-parallel processes (torchrun-style; c10d Gloo/NCCL).
     Launch(commands::launch::Args),
     // -- evaluation (sevit-metrics) --
@@ -111,7 +119,9 @@ fn main() {
     // a level was asked for explicitly.
     let rank: Option<usize> = std::env::var("RANK").ok().and_then(|r| r.parse().ok());
     let log = match rank {
-        Some(r) if r > 0 && cli.log == "info" && std::env::var_os("SEVIT_LOG").is_none() => "warn".to_string(),
+        Some(r) if r > 0 && cli.log == "info" && std::env::var_os("SEVIT_LOG").is_none() => {
+            "warn".to_string()
+        }
         _ => cli.log.clone(),
     };
     tracing_subscriber::fmt()
@@ -135,10 +145,14 @@ fn main() {
         Command::Distill(a) => commands::distill::run(a),
         Command::Evolve(a) => commands::evolve::run(a),
         Command::Launch(a) => commands::launch::run(a),
+        Command::Inbox(a) => commands::inbox::run(a),
+        Command::Models(a) => commands::models::run(a),
     };
     if let Err(err) = result {
         match rank {
-            Some(r) if std::env::var_os("WORLD_SIZE").is_some() => eprintln!("error (rank {r}): {err:#}"),
+            Some(r) if std::env::var_os("WORLD_SIZE").is_some() => {
+                eprintln!("error (rank {r}): {err:#}")
+            }
             _ => eprintln!("error: {err:#}"),
         }
         std::process::exit(1);

@@ -19,9 +19,16 @@ pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 /// Explicit VR Little Endian.
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 
-fn int_attr(obj: &DefaultDicomObject, tag: dicom_core::Tag, name: &str, default: Option<i64>) -> Result<i64> {
+fn int_attr(
+    obj: &DefaultDicomObject,
+    tag: dicom_core::Tag,
+    name: &str,
+    default: Option<i64>,
+) -> Result<i64> {
     match obj.element_opt(tag)? {
-        Some(e) => e.to_int::<i64>().with_context(|| format!("attribute {name} is not an integer")),
+        Some(e) => e
+            .to_int::<i64>()
+            .with_context(|| format!("attribute {name} is not an integer")),
         None => default.with_context(|| format!("required attribute {name} is missing")),
     }
 }
@@ -44,7 +51,12 @@ pub fn decode_dicom(path: &Path) -> Result<GrayImage> {
 
 fn decode_inner(path: &Path) -> Result<GrayImage> {
     let obj = open_file(path).context("cannot parse DICOM")?;
-    let ts = obj.meta().transfer_syntax().trim_end_matches('\0').trim().to_string();
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .trim()
+        .to_string();
     if ts != IMPLICIT_VR_LE && ts != EXPLICIT_VR_LE {
         bail!(
             "unsupported DICOM transfer syntax {ts} (only uncompressed little-endian {IMPLICIT_VR_LE} and \
@@ -56,7 +68,12 @@ fn decode_inner(path: &Path) -> Result<GrayImage> {
     let spp = int_attr(&obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel", Some(1))?;
     let bits_alloc = int_attr(&obj, tags::BITS_ALLOCATED, "BitsAllocated", None)?;
     let bits_stored = int_attr(&obj, tags::BITS_STORED, "BitsStored", Some(bits_alloc))?;
-    let signed = int_attr(&obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation", Some(0))? == 1;
+    let signed = int_attr(
+        &obj,
+        tags::PIXEL_REPRESENTATION,
+        "PixelRepresentation",
+        Some(0),
+    )? == 1;
     let photometric = match obj.element_opt(tags::PHOTOMETRIC_INTERPRETATION)? {
         Some(e) => e.to_str()?.trim().to_string(),
         None => "MONOCHROME2".to_string(),
@@ -67,18 +84,36 @@ fn decode_inner(path: &Path) -> Result<GrayImage> {
     if rows <= 0 || cols <= 0 {
         bail!("invalid DICOM image size {rows}x{cols}");
     }
-    if !(bits_alloc == 8 || bits_alloc == 16 || bits_alloc == 32) || bits_stored < 1 || bits_stored > bits_alloc {
+    if !(bits_alloc == 8 || bits_alloc == 16 || bits_alloc == 32)
+        || bits_stored < 1
+        || bits_stored > bits_alloc
+    {
         bail!("unsupported DICOM bit depth: BitsAllocated {bits_alloc}, BitsStored {bits_stored}");
     }
     let (w, h) = (cols as usize, rows as usize);
     let n = w * h;
-    let pixel = obj.element(tags::PIXEL_DATA).context("no PixelData element")?;
-    let bytes = pixel.to_bytes().context("PixelData is not native (uncompressed) data")?;
+    let pixel = obj
+        .element(tags::PIXEL_DATA)
+        .context("no PixelData element")?;
+    let bytes = pixel
+        .to_bytes()
+        .context("PixelData is not native (uncompressed) data")?;
     let bpp = bits_alloc as usize / 8;
     if bytes.len() < n * bpp {
-        bail!("PixelData holds {} bytes, expected at least {} for {}x{} at {} bits (truncated file?)", bytes.len(), n * bpp, w, h, bits_alloc);
+        bail!(
+            "PixelData holds {} bytes, expected at least {} for {}x{} at {} bits (truncated file?)",
+            bytes.len(),
+            n * bpp,
+            w,
+            h,
+            bits_alloc
+        );
     }
-    let mask: u64 = if bits_stored >= 64 { u64::MAX } else { (1u64 << bits_stored) - 1 };
+    let mask: u64 = if bits_stored >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits_stored) - 1
+    };
     let raw = |i: usize| -> f64 {
         let b = &bytes[i * bpp..(i + 1) * bpp];
         let u: u64 = match bpp {
@@ -109,7 +144,11 @@ fn decode_inner(path: &Path) -> Result<GrayImage> {
         };
         data.push(v as f32);
     }
-    let mut img = GrayImage { width: w as u32, height: h as u32, data };
+    let mut img = GrayImage {
+        width: w as u32,
+        height: h as u32,
+        data,
+    };
     if photometric == "MONOCHROME1" {
         // Invert within the value range so that the later min-max maps it to 1 - x.
         let (lo, hi) = img.min_max();
@@ -158,25 +197,69 @@ pub mod testutil {
 
     /// Writes the file described by `t` to `path`.
     pub fn write_test_dicom(path: &Path, t: &TestDicom) -> Result<()> {
+        write_test_dicom_with(path, t, &[])
+    }
+
+    /// As [`write_test_dicom`], with extra text attributes (e.g. patient name and id).
+    pub fn write_test_dicom_with(
+        path: &Path,
+        t: &TestDicom,
+        extra: &[(dicom_core::Tag, VR, &str)],
+    ) -> Result<()> {
         let mut elems = vec![
-            DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.1.1")),
-            DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.826.0.1.3680043.2.1143.1")),
+            DataElement::new(
+                tags::SOP_CLASS_UID,
+                VR::UI,
+                PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.1.1"),
+            ),
+            DataElement::new(
+                tags::SOP_INSTANCE_UID,
+                VR::UI,
+                PrimitiveValue::from("1.2.826.0.1.3680043.2.1143.1"),
+            ),
             DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
-            DataElement::new(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from(t.photometric)),
+            DataElement::new(
+                tags::PHOTOMETRIC_INTERPRETATION,
+                VR::CS,
+                PrimitiveValue::from(t.photometric),
+            ),
             DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(t.rows)),
             DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(t.cols)),
             DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
             DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
             DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
-            DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16)),
+            DataElement::new(
+                tags::PIXEL_REPRESENTATION,
+                VR::US,
+                PrimitiveValue::from(0u16),
+            ),
         ];
         if let Some((s, i)) = t.rescale {
-            elems.push(DataElement::new(tags::RESCALE_SLOPE, VR::DS, PrimitiveValue::from(format!("{s}"))));
-            elems.push(DataElement::new(tags::RESCALE_INTERCEPT, VR::DS, PrimitiveValue::from(format!("{i}"))));
+            elems.push(DataElement::new(
+                tags::RESCALE_SLOPE,
+                VR::DS,
+                PrimitiveValue::from(format!("{s}")),
+            ));
+            elems.push(DataElement::new(
+                tags::RESCALE_INTERCEPT,
+                VR::DS,
+                PrimitiveValue::from(format!("{i}")),
+            ));
         }
         if let Some((c, w)) = t.window {
-            elems.push(DataElement::new(tags::WINDOW_CENTER, VR::DS, PrimitiveValue::from(format!("{c}"))));
-            elems.push(DataElement::new(tags::WINDOW_WIDTH, VR::DS, PrimitiveValue::from(format!("{w}"))));
+            elems.push(DataElement::new(
+                tags::WINDOW_CENTER,
+                VR::DS,
+                PrimitiveValue::from(format!("{c}")),
+            ));
+            elems.push(DataElement::new(
+                tags::WINDOW_WIDTH,
+                VR::DS,
+                PrimitiveValue::from(format!("{w}")),
+            ));
+        }
+        for &(tag, vr, text) in extra {
+            elems.push(DataElement::new(tag, vr, PrimitiveValue::from(text)));
         }
         elems.push(DataElement::new(
             tags::PIXEL_DATA,
@@ -185,7 +268,11 @@ pub mod testutil {
         ));
         let obj = InMemDicomObject::from_element_iter(elems);
         let file = obj
-            .with_meta(FileMetaTableBuilder::new().transfer_syntax(t.ts).implementation_class_uid("1.2.826.0.1.3680043.2.1143"))
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .transfer_syntax(t.ts)
+                    .implementation_class_uid("1.2.826.0.1.3680043.2.1143"),
+            )
             .context("building DICOM meta")?;
         file.write_to_file(path).context("writing DICOM")?;
         Ok(())
@@ -210,7 +297,19 @@ mod tests {
     fn monochrome2_min_max_and_rescale() {
         let dir = tempfile::tempdir().unwrap();
         for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
-            let p = write(dir.path(), "a.dcm", &TestDicom { ts, photometric: "MONOCHROME2", pixels: &PIX, cols: 3, rows: 2, rescale: Some((2.0, -1024.0)), window: None });
+            let p = write(
+                dir.path(),
+                "a.dcm",
+                &TestDicom {
+                    ts,
+                    photometric: "MONOCHROME2",
+                    pixels: &PIX,
+                    cols: 3,
+                    rows: 2,
+                    rescale: Some((2.0, -1024.0)),
+                    window: None,
+                },
+            );
             let g = load_gray(&p, 0).unwrap();
             assert_eq!((g.width, g.height), (3, 2));
             let expect: Vec<f32> = PIX.iter().map(|&v| v as f32 / 1000.0).collect();
@@ -223,7 +322,19 @@ mod tests {
     #[test]
     fn monochrome1_is_inverted() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "m1.dcm", &TestDicom { ts: EXPLICIT_VR_LE, photometric: "MONOCHROME1", pixels: &PIX, cols: 3, rows: 2, rescale: None, window: None });
+        let p = write(
+            dir.path(),
+            "m1.dcm",
+            &TestDicom {
+                ts: EXPLICIT_VR_LE,
+                photometric: "MONOCHROME1",
+                pixels: &PIX,
+                cols: 3,
+                rows: 2,
+                rescale: None,
+                window: None,
+            },
+        );
         let g = load_gray(&p, 0).unwrap();
         assert_eq!(g.data[0], 1.0);
         assert_eq!(g.data[5], 0.0);
@@ -234,7 +345,19 @@ mod tests {
     fn voi_window_clips_before_normalisation() {
         let dir = tempfile::tempdir().unwrap();
         // Window 100..300 (center 200.5, width 201 -> lo 100, hi 300): 0,100 -> 0; 300,400,1000 -> 1.
-        let p = write(dir.path(), "w.dcm", &TestDicom { ts: EXPLICIT_VR_LE, photometric: "MONOCHROME2", pixels: &PIX, cols: 3, rows: 2, rescale: None, window: Some((200.5, 201.0)) });
+        let p = write(
+            dir.path(),
+            "w.dcm",
+            &TestDicom {
+                ts: EXPLICIT_VR_LE,
+                photometric: "MONOCHROME2",
+                pixels: &PIX,
+                cols: 3,
+                rows: 2,
+                rescale: None,
+                window: Some((200.5, 201.0)),
+            },
+        );
         let g = load_gray(&p, 0).unwrap();
         assert_eq!(g.data[0], 0.0);
         assert_eq!(g.data[1], 0.0);
@@ -247,19 +370,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // JPEG Baseline declared: we never try to decode it.
         let p = dir.path().join("jpeg.dcm");
-        let r = write_test_dicom(&p, &TestDicom { ts: "1.2.840.10008.1.2.4.50", photometric: "MONOCHROME2", pixels: &PIX, cols: 3, rows: 2, rescale: None, window: None });
+        let r = write_test_dicom(
+            &p,
+            &TestDicom {
+                ts: "1.2.840.10008.1.2.4.50",
+                photometric: "MONOCHROME2",
+                pixels: &PIX,
+                cols: 3,
+                rows: 2,
+                rescale: None,
+                window: None,
+            },
+        );
         if r.is_err() {
             // Fall back to patching the meta group of an explicit-VR file.
-            let ok = write(dir.path(), "ok.dcm", &TestDicom { ts: EXPLICIT_VR_LE, photometric: "MONOCHROME2", pixels: &PIX, cols: 3, rows: 2, rescale: None, window: None });
+            let ok = write(
+                dir.path(),
+                "ok.dcm",
+                &TestDicom {
+                    ts: EXPLICIT_VR_LE,
+                    photometric: "MONOCHROME2",
+                    pixels: &PIX,
+                    cols: 3,
+                    rows: 2,
+                    rescale: None,
+                    window: None,
+                },
+            );
             let mut bytes = std::fs::read(ok).unwrap();
             let needle = b"1.2.840.10008.1.2.1\0";
-            let pos = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+            let pos = bytes
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .unwrap();
             bytes[pos..pos + needle.len()].copy_from_slice(b"1.2.840.10008.1.2.2\0");
             std::fs::write(&p, bytes).unwrap();
         }
         let err = load_gray(&p, 0).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("unsupported DICOM transfer syntax") && msg.contains("jpeg.dcm"), "{msg}");
+        assert!(
+            msg.contains("unsupported DICOM transfer syntax") && msg.contains("jpeg.dcm"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -42,11 +42,21 @@ pub struct SynthConfig {
     pub positive_fraction: f64,
     /// Share of patients with two images.
     pub two_image_fraction: f64,
+    /// Write inverted gray levels (bright air, dark bones): what a MONOCHROME1 image exported
+    /// without its inversion looks like. An off-distribution batch for tests and demos.
+    pub invert: bool,
 }
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        SynthConfig { size: 256, difficulty: 0.5, seed: 0, positive_fraction: 0.5, two_image_fraction: 0.25 }
+        SynthConfig {
+            size: 256,
+            difficulty: 0.5,
+            seed: 0,
+            positive_fraction: 0.5,
+            two_image_fraction: 0.25,
+            invert: false,
+        }
     }
 }
 
@@ -64,12 +74,21 @@ fn plan(n: usize, cfg: &SynthConfig) -> Vec<Planned> {
         let mut rng = rng_for(&[cfg.seed, 0x9A71, p as u64]);
         // Golden-ratio sequence: class shares stay close to `positive_fraction` even for few
         // patients, in a seed-dependent but irregular order.
-        let offset = (crate::rng::derive_seed(&[cfg.seed, 0x0FF5]) >> 11) as f64 / (1u64 << 53) as f64;
-        let positive = (p as f64 * 0.618_033_988_749_894_9 + offset).fract() < cfg.positive_fraction;
-        let visits = if rng.gen::<f64>() < cfg.two_image_fraction { 2 } else { 1 };
+        let offset =
+            (crate::rng::derive_seed(&[cfg.seed, 0x0FF5]) >> 11) as f64 / (1u64 << 53) as f64;
+        let positive =
+            (p as f64 * 0.618_033_988_749_894_9 + offset).fract() < cfg.positive_fraction;
+        let visits = if rng.gen::<f64>() < cfg.two_image_fraction {
+            2
+        } else {
+            1
+        };
         for _ in 0..visits {
             if out.len() < n {
-                out.push(Planned { patient: p, positive });
+                out.push(Planned {
+                    patient: p,
+                    positive,
+                });
             }
         }
         p += 1;
@@ -109,29 +128,55 @@ fn anatomy(patient: usize, positive: bool, cfg: &SynthConfig) -> Anatomy {
     let sep = u(&mut r, 0.16, 0.2);
     let lungs = [
         (cx - sep, lung_y, lung_w * u(&mut r, 0.95, 1.05), lung_h),
-        (cx + sep, lung_y, lung_w * u(&mut r, 0.95, 1.05), lung_h * u(&mut r, 0.95, 1.02)),
+        (
+            cx + sep,
+            lung_y,
+            lung_w * u(&mut r, 0.95, 1.05),
+            lung_h * u(&mut r, 0.95, 1.02),
+        ),
     ];
-    let heart = (cx + u(&mut r, 0.02, 0.06), lung_y + lung_h * 0.45, u(&mut r, 0.1, 0.14), u(&mut r, 0.12, 0.16));
+    let heart = (
+        cx + u(&mut r, 0.02, 0.06),
+        lung_y + lung_h * 0.45,
+        u(&mut r, 0.1, 0.14),
+        u(&mut r, 0.12, 0.16),
+    );
     let d = cfg.difficulty.clamp(0.0, 1.0);
     let mut finding = Vec::new();
     if positive {
         let side = r.gen_range(0..2);
         let (lx, ly, lw, lh) = lungs[side];
         // Finding centre well inside the lung ellipse.
-        let (a, rad) = (u(&mut r, 0.0, std::f64::consts::TAU), u(&mut r, 0.0, 0.55).sqrt() * 0.75);
+        let (a, rad) = (
+            u(&mut r, 0.0, std::f64::consts::TAU),
+            u(&mut r, 0.0, 0.55).sqrt() * 0.75,
+        );
         let (fx, fy) = (lx + a.cos() * rad * lw, ly + a.sin() * rad * lh);
         let size = 0.085 - 0.05 * d; // sigma in normalised units
         let contrast = 0.45 - 0.35 * d;
         for k in 0..3 {
             let j = if k == 0 { 0.0 } else { size * 0.8 };
-            finding.push((fx + u(&mut r, -j, j), fy + u(&mut r, -j, j), size * u(&mut r, 0.6, 1.0), contrast * u(&mut r, 0.6, 1.0)));
+            finding.push((
+                fx + u(&mut r, -j, j),
+                fy + u(&mut r, -j, j),
+                size * u(&mut r, 0.6, 1.0),
+                contrast * u(&mut r, 0.6, 1.0),
+            ));
         }
     }
     let mut vessels = Vec::new();
     for _ in 0..r.gen_range(3..7) {
         let (lx, ly, lw, lh) = lungs[r.gen_range(0..2)];
-        let (a, rad) = (u(&mut r, 0.0, std::f64::consts::TAU), u(&mut r, 0.0, 1.0).sqrt() * 0.8);
-        vessels.push((lx + a.cos() * rad * lw, ly + a.sin() * rad * lh, u(&mut r, 0.006, 0.014), u(&mut r, 0.08, 0.2)));
+        let (a, rad) = (
+            u(&mut r, 0.0, std::f64::consts::TAU),
+            u(&mut r, 0.0, 1.0).sqrt() * 0.8,
+        );
+        vessels.push((
+            lx + a.cos() * rad * lw,
+            ly + a.sin() * rad * lh,
+            u(&mut r, 0.006, 0.014),
+            u(&mut r, 0.08, 0.2),
+        ));
     }
     Anatomy {
         body: (cx, 0.55, u(&mut r, 0.4, 0.47), u(&mut r, 0.52, 0.6)),
@@ -167,10 +212,22 @@ fn render(a: &Anatomy, index: usize, size: u32, cfg: &SynthConfig) -> Vec<f32> {
     let gamma = u(&mut r, 0.8, 1.25);
     let noise_sd = u(&mut r, 0.015, 0.035);
     // Smooth low-frequency noise: a few random cosine waves.
-    let waves: Vec<(f64, f64, f64, f64)> =
-        (0..4).map(|_| (u(&mut r, 1.0, 4.0), u(&mut r, 1.0, 4.0), u(&mut r, 0.0, 6.3), u(&mut r, 0.01, 0.03))).collect();
+    let waves: Vec<(f64, f64, f64, f64)> = (0..4)
+        .map(|_| {
+            (
+                u(&mut r, 1.0, 4.0),
+                u(&mut r, 1.0, 4.0),
+                u(&mut r, 0.0, 6.3),
+                u(&mut r, 0.01, 0.03),
+            )
+        })
+        .collect();
     let mut rj = rng_for(&[cfg.seed, 0x717E, index as u64]);
-    let jitter: Vec<(f64, f64)> = a.finding.iter().map(|_| (u(&mut rj, -0.01, 0.01), u(&mut rj, -0.01, 0.01))).collect();
+    let jitter: Vec<(f64, f64)> = a
+        .finding
+        .iter()
+        .map(|_| (u(&mut rj, -0.01, 0.01), u(&mut rj, -0.01, 0.01)))
+        .collect();
     let s = size as f64;
     let mut out = Vec::with_capacity((size * size) as usize);
     for py in 0..size {
@@ -230,23 +287,48 @@ fn render(a: &Anatomy, index: usize, size: u32, cfg: &SynthConfig) -> Vec<f32> {
 /// (`out/dataset.toml`). Existing files of the same names are replaced (atomically).
 pub fn generate(out: &Path, n: usize, cfg: &SynthConfig) -> Result<PathBuf> {
     ensure!(n >= 1, "the number of images must be at least 1");
-    ensure!(cfg.size >= 16, "image size {} is too small (minimum 16)", cfg.size);
-    ensure!((0.0..=1.0).contains(&cfg.difficulty), "difficulty {} is out of range: must be in [0, 1]", cfg.difficulty);
-    ensure!(cfg.positive_fraction > 0.0 && cfg.positive_fraction < 1.0, "positive fraction must be in (0, 1)");
-    ensure!((0.0..=1.0).contains(&cfg.two_image_fraction), "two-image fraction must be in [0, 1]");
+    ensure!(
+        cfg.size >= 16,
+        "image size {} is too small (minimum 16)",
+        cfg.size
+    );
+    ensure!(
+        (0.0..=1.0).contains(&cfg.difficulty),
+        "difficulty {} is out of range: must be in [0, 1]",
+        cfg.difficulty
+    );
+    ensure!(
+        cfg.positive_fraction > 0.0 && cfg.positive_fraction < 1.0,
+        "positive fraction must be in (0, 1)"
+    );
+    ensure!(
+        (0.0..=1.0).contains(&cfg.two_image_fraction),
+        "two-image fraction must be in [0, 1]"
+    );
     let images = out.join("images");
     std::fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
     let planned = plan(n, cfg);
-    planned.par_iter().enumerate().try_for_each(|(i, p)| -> Result<()> {
-        let a = anatomy(p.patient, p.positive, cfg);
-        let data = render(&a, i, cfg.size, cfg);
-        let buf: Vec<u8> = data.iter().map(|&v| (v * 255.0).round() as u8).collect();
-        let img = image::GrayImage::from_raw(cfg.size, cfg.size, buf).expect("size matches");
-        write_png_atomic(&images.join(format!("synth_{i:05}.png")), &img)
-    })?;
+    planned
+        .par_iter()
+        .enumerate()
+        .try_for_each(|(i, p)| -> Result<()> {
+            let a = anatomy(p.patient, p.positive, cfg);
+            let data = render(&a, i, cfg.size, cfg);
+            let gray = |v: f32| if cfg.invert { 1.0 - v } else { v };
+            let buf: Vec<u8> = data
+                .iter()
+                .map(|&v| (gray(v) * 255.0).round() as u8)
+                .collect();
+            let img = image::GrayImage::from_raw(cfg.size, cfg.size, buf).expect("size matches");
+            write_png_atomic(&images.join(format!("synth_{i:05}.png")), &img)
+        })?;
     let mut csv = String::from("file,label,patient_id\n");
     for (i, p) in planned.iter().enumerate() {
-        let label = if p.positive { POSITIVE_LABEL } else { NEGATIVE_LABEL };
+        let label = if p.positive {
+            POSITIVE_LABEL
+        } else {
+            NEGATIVE_LABEL
+        };
         csv += &format!("images/synth_{i:05}.png,{label},S{:05}\n", p.patient);
     }
     write_atomic(&out.join("manifest.csv"), csv.as_bytes())?;
@@ -254,13 +336,17 @@ pub fn generate(out: &Path, n: usize, cfg: &SynthConfig) -> Result<PathBuf> {
         "# Synthetic chest X-ray phantoms written by `sevit synth`. Paths are relative to this file.\n\
          name = \"synth\"\nroot = \".\"\nmanifest = \"manifest.csv\"\npositive = \"{POSITIVE_LABEL}\"\n\
          keep = [\"{NEGATIVE_LABEL}\", \"{POSITIVE_LABEL}\"]\n\
-         source = \"sevit synth: n={n} size={} difficulty={} seed={} positive_fraction={} two_image_fraction={}\"\n\
+         source = \"sevit synth: n={n} size={} difficulty={} seed={} positive_fraction={} two_image_fraction={} invert={}\"\n\
          license = \"generated data, no restrictions (CC0)\"\n",
-        cfg.size, cfg.difficulty, cfg.seed, cfg.positive_fraction, cfg.two_image_fraction
+        cfg.size, cfg.difficulty, cfg.seed, cfg.positive_fraction, cfg.two_image_fraction, cfg.invert
     );
     let path = out.join("dataset.toml");
     write_atomic(&path, desc.as_bytes())?;
-    tracing::info!("wrote {n} synthetic images ({} patients) to {}", planned.last().map(|p| p.patient + 1).unwrap_or(0), out.display());
+    tracing::info!(
+        "wrote {n} synthetic images ({} patients) to {}",
+        planned.last().map(|p| p.patient + 1).unwrap_or(0),
+        out.display()
+    );
     Ok(path)
 }
 
@@ -272,7 +358,11 @@ mod tests {
     #[test]
     fn generates_a_loadable_deterministic_dataset() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = SynthConfig { size: 48, seed: 3, ..Default::default() };
+        let cfg = SynthConfig {
+            size: 48,
+            seed: 3,
+            ..Default::default()
+        };
         let desc = generate(&d.path().join("a"), 40, &cfg).unwrap();
         let ds = Dataset::from_descriptor(&desc).unwrap();
         assert_eq!(ds.samples.len(), 40);
@@ -282,14 +372,36 @@ mod tests {
         assert!(ds.num_patients() < 40, "some patients have two images");
         let img = load_gray(&ds.samples[0].path, 0).unwrap();
         assert_eq!((img.width, img.height), (48, 48));
-        Split::create(&ds, &SplitConfig { labeled_fraction: 0.2, folds: 2, ..Default::default() }).unwrap();
+        Split::create(
+            &ds,
+            &SplitConfig {
+                labeled_fraction: 0.2,
+                folds: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         // Same seed -> identical bytes; other seed -> different images.
         generate(&d.path().join("b"), 40, &cfg).unwrap();
         for f in ["manifest.csv", "images/synth_00007.png"] {
-            assert_eq!(std::fs::read(d.path().join("a").join(f)).unwrap(), std::fs::read(d.path().join("b").join(f)).unwrap());
+            assert_eq!(
+                std::fs::read(d.path().join("a").join(f)).unwrap(),
+                std::fs::read(d.path().join("b").join(f)).unwrap()
+            );
         }
-        generate(&d.path().join("c"), 40, &SynthConfig { seed: 4, ..cfg.clone() }).unwrap();
-        assert_ne!(std::fs::read(d.path().join("a/images/synth_00007.png")).unwrap(), std::fs::read(d.path().join("c/images/synth_00007.png")).unwrap());
+        generate(
+            &d.path().join("c"),
+            40,
+            &SynthConfig {
+                seed: 4,
+                ..cfg.clone()
+            },
+        )
+        .unwrap();
+        assert_ne!(
+            std::fs::read(d.path().join("a/images/synth_00007.png")).unwrap(),
+            std::fs::read(d.path().join("c/images/synth_00007.png")).unwrap()
+        );
     }
 
     #[test]
@@ -297,21 +409,69 @@ mod tests {
         // Same anatomy rendered with and without the finding: the difference is a blob whose
         // mass shrinks with difficulty.
         let mass = |difficulty: f64| {
-            let cfg = SynthConfig { size: 64, difficulty, seed: 1, ..Default::default() };
+            let cfg = SynthConfig {
+                size: 64,
+                difficulty,
+                seed: 1,
+                ..Default::default()
+            };
             let pos = anatomy(5, true, &cfg);
-            let neg = Anatomy { finding: vec![], ..anatomy(5, true, &cfg) };
+            let neg = Anatomy {
+                finding: vec![],
+                ..anatomy(5, true, &cfg)
+            };
             let a = render(&pos, 0, 64, &cfg);
             let b = render(&neg, 0, 64, &cfg);
             a.iter().zip(&b).map(|(x, y)| (x - y) as f64).sum::<f64>()
         };
         let (easy, hard) = (mass(0.0), mass(1.0));
-        assert!(easy > 0.0 && hard > 0.0 && easy > 3.0 * hard, "easy {easy} hard {hard}");
+        assert!(
+            easy > 0.0 && hard > 0.0 && easy > 3.0 * hard,
+            "easy {easy} hard {hard}"
+        );
+    }
+
+    #[test]
+    fn inverted_images_are_the_negatives_of_the_plain_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = SynthConfig {
+            size: 32,
+            seed: 2,
+            ..Default::default()
+        };
+        generate(&d.path().join("plain"), 3, &cfg).unwrap();
+        generate(
+            &d.path().join("inv"),
+            3,
+            &SynthConfig {
+                invert: true,
+                ..cfg
+            },
+        )
+        .unwrap();
+        let a = image::open(d.path().join("plain/images/synth_00001.png"))
+            .unwrap()
+            .to_luma8();
+        let b = image::open(d.path().join("inv/images/synth_00001.png"))
+            .unwrap()
+            .to_luma8();
+        for (x, y) in a.pixels().zip(b.pixels()) {
+            assert!((x[0] as i32 + y[0] as i32 - 255).abs() <= 1);
+        }
     }
 
     #[test]
     fn bad_settings_are_errors() {
         let d = tempfile::tempdir().unwrap();
         assert!(generate(d.path(), 0, &SynthConfig::default()).is_err());
-        assert!(generate(d.path(), 4, &SynthConfig { difficulty: 1.5, ..Default::default() }).is_err());
+        assert!(generate(
+            d.path(),
+            4,
+            &SynthConfig {
+                difficulty: 1.5,
+                ..Default::default()
+            }
+        )
+        .is_err());
     }
 }

@@ -26,9 +26,16 @@ pub struct ModelArgs {
     /// A checkpoint file (instead of --run/--stage).
     #[arg(long, value_name = "PATH")]
     pub checkpoint: Option<PathBuf>,
-    /// Which network of the checkpoint: student or teacher.
-    #[arg(long, value_parser = parse_weights, default_value = "student")]
-    pub weights: Weights,
+    /// A site (`sevit models`): its model in service, or --version (instead of --run/--checkpoint).
+    #[arg(long, value_name = "SITE", conflicts_with_all = ["run", "checkpoint", "stage"])]
+    pub store: Option<PathBuf>,
+    /// With --store: this model version (v1, v2, ...) instead of the one in service.
+    #[arg(long, requires = "store")]
+    pub version: Option<String>,
+    /// Which network of the checkpoint: student or teacher (default: student; with --store,
+    /// the network the version serves).
+    #[arg(long, value_parser = parse_weights)]
+    pub weights: Option<Weights>,
     /// Image side in pixels (default: the checkpoint's eval image size).
     #[arg(long)]
     pub image_size: Option<u32>,
@@ -46,11 +53,48 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The checkpoint path and stage label.
     pub fn checkpoint(&self) -> anyhow::Result<(PathBuf, String)> {
+        if let Some(v) = self.site_version()? {
+            let site = sevit_evolution::Site::new(self.store.as_ref().expect("site_version"));
+            return Ok((site.resolve(&v.checkpoint), v.id));
+        }
         resolve_checkpoint(
             self.checkpoint.as_deref(),
             self.run.as_deref(),
             self.stage.as_deref(),
         )
+    }
+
+    /// The network to use: --weights, else the one the --store version serves, else student.
+    pub fn weights(&self) -> anyhow::Result<Weights> {
+        if let Some(w) = self.weights {
+            return Ok(w);
+        }
+        Ok(self.site_version()?.map_or(Weights::Student, |v| v.weights))
+    }
+
+    /// The registry entry of `--store` (its version in service, or `--version`).
+    fn site_version(&self) -> anyhow::Result<Option<sevit_evolution::ModelVersion>> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        let site = sevit_evolution::Site::new(store);
+        anyhow::ensure!(
+            site.registry_json().is_file(),
+            "{} has no model registry (`sevit models init --store {} --run RUN` creates it)",
+            store.display(),
+            store.display()
+        );
+        let reg = sevit_evolution::Registry::load(&site)?;
+        let v = match &self.version {
+            Some(id) => reg.require(id)?.clone(),
+            None => reg.current().cloned().ok_or_else(|| {
+                anyhow::anyhow!("site {} has no model in service", store.display())
+            })?,
+        };
+        if v.status == sevit_evolution::Status::Rejected {
+            tracing::warn!("{} was rejected by the promotion gate: it is used here only because --version asks for it", v.id);
+        }
+        Ok(Some(v))
     }
 
     /// Preprocessing/device overrides.
@@ -172,12 +216,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "cases".into()),
     };
+    let weights = args.model.weights()?;
     let out = args.out.clone().unwrap_or_else(|| {
         default_out_dir(
             args.model.run.as_deref(),
             &checkpoint,
             &stage,
-            args.model.weights,
+            weights,
             &cases_name,
         )
     });
@@ -209,7 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let req = EvalRequest {
         checkpoint,
         stage,
-        weights: args.model.weights,
+        weights,
         run: args.model.run.clone(),
         cases,
         out_dir: out,

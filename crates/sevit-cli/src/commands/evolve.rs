@@ -1,10 +1,12 @@
 //! `sevit evolve`: the whole curriculum (initial model if absent, then T = 1..k), with the test
-//! AUC per T in RUN/summary.{json,csv}.
+//! AUC per T in RUN/summary.{json,csv}; or, with `--store`, one gated evolution step of a site
+//! (sevit-evolution).
 
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_distill::{EvolveOptions, PretrainOptions, Weights};
+use sevit_distill::{EvolveOptions, PretrainOptions, RunOptions, Weights};
+use sevit_evolution::{EvolveRequest, Site, StepOutcome};
 
 use super::pretrain::{parse_weights, EngineArgs};
 
@@ -22,9 +24,76 @@ pub struct Args {
     /// Last step T to run (default: all folds).
     #[arg(long, value_name = "T")]
     pub until: Option<usize>,
+    /// Site directory: train the next DISTL step from the model in service on the inbox's
+    /// images, and promote it only if the gate finds it non-inferior (instead of --run).
+    #[arg(long, conflicts_with_all = ["run", "config", "init", "init_weights", "until"])]
+    pub store: Option<PathBuf>,
+    /// With --store: new images needed (default: the site's min_new_images).
+    #[arg(long, requires = "store")]
+    pub min_new: Option<usize>,
+    /// With --store: train even with fewer new images.
+    #[arg(long, requires = "store")]
+    pub force: bool,
+    /// With --store: also train on images only rejected or rolled-back versions used.
+    #[arg(long, requires = "store")]
+    pub include_held: bool,
+}
+
+fn run_store(args: Args, store: PathBuf) -> anyhow::Result<()> {
+    let site = Site::new(store);
+    let req = EvolveRequest {
+        min_new: args.min_new,
+        force: args.force,
+        include_held: args.include_held,
+        overrides: args.engine.set.clone(),
+        run: RunOptions {
+            resume: true,
+            stop_after_epochs: args.engine.stop_after_epochs,
+            progress: !args.engine.no_progress,
+            dist: None,
+        },
+    };
+    match sevit_evolution::evolve_step(&site, &req)? {
+        StepOutcome::Waiting { new_images, needed } => {
+            println!(
+                "waiting: {new_images} new images, a step needs {needed} (--force trains now)"
+            );
+        }
+        StepOutcome::Stopped {
+            version,
+            epochs_done,
+            epochs,
+        } => {
+            println!("{version}: stopped after {epochs_done}/{epochs} epochs; `sevit evolve --store {}` resumes it", site.root.display());
+        }
+        StepOutcome::Decided { version, served } => {
+            let g = version
+                .gate
+                .as_ref()
+                .expect("a step's version has a gate record");
+            println!(
+                "{}: {} (validation AUC {:.4} vs {:.4}, difference {:+.4}, {:.0}% CI [{:+.4}, {:+.4}], margin {})",
+                version.id,
+                version.status,
+                g.auc_candidate,
+                g.auc_current,
+                g.diff,
+                g.config.level * 100.0,
+                g.lower_bound,
+                g.upper_bound,
+                g.config.delta
+            );
+            println!("{}", g.reason);
+            println!("in service: {served}");
+        }
+    }
+    Ok(())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(store) = args.store.clone() {
+        return run_store(args, store);
+    }
     let (run, cfg, opts) = args.engine.setup()?;
     let main = opts.is_main();
     let eo = EvolveOptions {

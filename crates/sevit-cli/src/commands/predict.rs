@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let model = InferenceModel::load(
         &checkpoint,
-        args.model.weights,
+        args.model.weights()?,
         args.model.run.as_deref(),
         &args.model.overrides(),
     )?;

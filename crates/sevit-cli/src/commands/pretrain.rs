@@ -12,7 +12,7 @@ use sevit_distill::{PretrainOptions, RunLayout, RunOptions, TrainConfig, Weights
 pub struct EngineArgs {
     /// Run directory (holds split.csv, written by `sevit split`).
     #[arg(long)]
-    pub run: PathBuf,
+    pub run: Option<PathBuf>,
     /// Training config (TOML); default: the paper preset (configs/paper.toml values).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -35,14 +35,17 @@ impl EngineArgs {
     /// as one (`sevit launch`, torchrun variables), records the config in the run directory
     /// (rank 0 only).
     pub fn setup(&self) -> anyhow::Result<(RunLayout, TrainConfig, RunOptions)> {
+        let Some(run_dir) = &self.run else {
+            anyhow::bail!("give the run directory with --run DIR (made by `sevit split`)");
+        };
         let mut cfg = sevit_distill::config::load_config(self.config.as_deref(), &self.set)?;
         let threads = cfg.apply_threads();
         let dist = sevit_distill::distributed::join(&mut cfg)?;
-        let run = RunLayout::new(&self.run);
+        let run = RunLayout::new(run_dir);
         if dist.as_ref().is_none_or(|d| d.is_main()) {
             run.write_config_once(&cfg)?;
         }
-        tracing::info!(run = %self.run.display(), threads, device = ?cfg.device()?, "engine");
+        tracing::info!(run = %run_dir.display(), threads, device = ?cfg.device()?, "engine");
         let opts = RunOptions {
             resume: self.resume,
             stop_after_epochs: self.stop_after_epochs,

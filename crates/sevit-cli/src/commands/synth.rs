@@ -26,10 +26,20 @@ pub struct Args {
     /// Share of positive ("opacity") patients.
     #[arg(long, default_value_t = 0.5)]
     pub positive_fraction: f64,
+    /// Inverted gray levels (a MONOCHROME1 export gone wrong): an off-distribution batch.
+    #[arg(long)]
+    pub invert: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let cfg = SynthConfig { size: a.size, difficulty: a.difficulty, seed: a.seed, positive_fraction: a.positive_fraction, ..Default::default() };
+    let cfg = SynthConfig {
+        size: a.size,
+        difficulty: a.difficulty,
+        seed: a.seed,
+        positive_fraction: a.positive_fraction,
+        invert: a.invert,
+        ..Default::default()
+    };
     let desc = synth::generate(&a.out, a.n, &cfg)?;
     println!("wrote {} synthetic images to {}", a.n, a.out.display());
     println!("descriptor: {}", desc.display());

@@ -61,12 +61,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let images = selection.resolve()?;
     let model = InferenceModel::load(
         &checkpoint,
-        args.model.weights,
+        args.model.weights()?,
         args.model.run.as_deref(),
         &args.model.overrides(),
     )?;
     let mut leaf = stage.clone();
-    if args.model.weights == sevit_distill::Weights::Teacher {
+    if args.model.weights()? == sevit_distill::Weights::Teacher {
         leaf.push_str("-teacher");
     }
     let out = args.out.clone().unwrap_or_else(|| match &args.model.run {
@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let title = format!(
         "{stage} ({:?}) - {}",
-        args.model.weights,
+        args.model.weights()?,
         checkpoint.display()
     )
     .replace("Student", "student")
