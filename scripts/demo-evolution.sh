@@ -14,9 +14,9 @@ mkdir -p "$DIR"
 log() { printf '\n== %s\n' "$*"; }
 
 log "the hospital's labeled images: labeled set, locked validation set"
-"$SEVIT" synth --out "$DIR/labeled" --n 1400 --size "$SIZE" --difficulty 0 --seed 1 >/dev/null
+"$SEVIT" synth --out "$DIR/labeled" --n 500 --size "$SIZE" --difficulty 0 --seed 1 >/dev/null
 "$SEVIT" split --dataset "$DIR/labeled/dataset.toml" --out "$DIR/run" --seed 0 \
-    --labeled-fraction 0.1 --val-fraction 0.75 --test-fraction 0.05 --folds 1
+    --labeled-fraction 0.15 --val-fraction 0.7 --test-fraction 0.05 --folds 1
 log "initial model (deliberately short: 3 epochs on the labeled set)"
 "$SEVIT" pretrain --run "$DIR/run" --config "$CONFIG" --set pretrain.epochs=3 --no-progress
 "$SEVIT" models init --store "$DIR/site" --run "$DIR/run" --min-new 150
@@ -30,8 +30,8 @@ log "arrival 1: 300 new images"
 arrive arrival1 2 300
 log "arrival 2: 600 images from a misconfigured export (inverted gray levels)"
 arrive arrival2 3 600 --invert
-log "arrival 3: 600 new images"
-arrive arrival3 4 600
+log "arrival 3: 300 new images"
+arrive arrival3 4 300
 
 log "registry"
 "$SEVIT" models list --store "$DIR/site"
