@@ -229,8 +229,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let site = Site::new(dir.path());
         assert_eq!(site.settings().unwrap(), Settings::default());
-        let mut s = Settings::default();
-        s.min_new_images = 7;
+        let mut s = Settings {
+            min_new_images: 7,
+            ..Default::default()
+        };
         s.gate.delta = 0.02;
         site.write_settings(&s).unwrap();
         assert_eq!(site.settings().unwrap(), s);
