@@ -118,8 +118,7 @@ pub fn init_site(site: &Site, req: &InitRequest) -> anyhow::Result<ModelVersion>
     };
     let mut reg = Registry::default();
     reg.record_initial(version.clone())?;
-    reg.save(site)?;
-    crate::audit::sync(site, &reg)?;
+    reg.commit(site)?;
     tracing::info!(
         site = %site.root.display(),
         auc = format!("{:.4}", version.validation.auc),

@@ -20,7 +20,8 @@ use crate::site::{read_json, write_json, Site};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Trained and scored, not yet decided (only between a manual step's phases).
+    /// Trained and scored, not yet decided. Never stored: a step records a candidate
+    /// together with its decision.
     Candidate,
     /// Passed the gate (or is the initial model, or was promoted by hand).
     Promoted,
@@ -179,10 +180,50 @@ impl Registry {
         Ok(r)
     }
 
-    /// Writes it atomically (after checking it).
-    pub fn save(&self, site: &Site) -> anyhow::Result<()> {
+    /// The registry of a site that must have one (an error saying how to create it
+    /// otherwise).
+    pub fn load_existing(site: &Site) -> anyhow::Result<Registry> {
+        anyhow::ensure!(
+            site.registry_json().is_file(),
+            "{} has no model registry (create one with `sevit models init --store {} --run RUN`)",
+            site.root.display(),
+            site.root.display()
+        );
+        Self::load(site)
+    }
+
+    /// Writes it atomically (after checking it), then brings the audit log up to date. The
+    /// caller holds the site's lock.
+    pub fn commit(&self, site: &Site) -> anyhow::Result<()> {
         self.check(site)?;
-        write_json(&site.registry_json(), self)
+        write_json(&site.registry_json(), self)?;
+        crate::fault::crash_point("after-registry");
+        crate::audit::sync(site, self)?;
+        Ok(())
+    }
+
+    /// Serves version `id` by hand (see [`Registry::promote`]): lock, change, commit.
+    pub fn promote_on(
+        site: &Site,
+        id: &str,
+        override_gate: bool,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let _lock = site.lock()?;
+        let mut reg = Self::load_existing(site)?;
+        reg.promote(id, override_gate, reason)?;
+        reg.commit(site)
+    }
+
+    /// Rolls back the version in service of a site (see [`Registry::rollback`]): lock,
+    /// change, commit. Returns (the version taken out, the version served now).
+    pub fn rollback_on(site: &Site, reason: &str) -> anyhow::Result<(String, String)> {
+        let _lock = site.lock()?;
+        let mut reg = Self::load_existing(site)?;
+        let out = reg.current_id().unwrap_or_default().to_string();
+        let now = reg.rollback(reason)?;
+        reg.commit(site)?;
+        Ok((out, now))
     }
 
     /// The id of the version in service.
@@ -202,6 +243,14 @@ impl Registry {
 
     fn get_mut(&mut self, id: &str) -> Option<&mut ModelVersion> {
         self.versions.iter_mut().find(|v| v.id == id)
+    }
+
+    /// Version `id`, or the one in service when `None`.
+    pub fn select(&self, id: Option<&str>) -> anyhow::Result<&ModelVersion> {
+        match id {
+            Some(id) => self.require(id),
+            None => self.current().context("no model version is in service"),
+        }
     }
 
     /// A version by id, or an error listing the ids.
@@ -340,13 +389,10 @@ impl Registry {
             );
         }
         let out = self.service.pop().expect("len >= 2");
-        // a version can be in the stack more than once (promoted again by hand): serve the
-        // last entry that is not the one taken out
-        while self.current_id() == Some(out.as_str()) && self.service.len() > 1 {
-            self.service.pop();
-        }
         let after = self.current_id().expect("non-empty").to_string();
         self.get_mut(&out).expect("in service").status = Status::RolledBack;
+        // served again: a version rolled back earlier and promoted by hand since is back too
+        self.get_mut(&after).expect("in service").status = Status::Promoted;
         self.push_event(Event {
             seq: 0,
             at: crate::now_rfc3339(),
@@ -413,5 +459,74 @@ impl Registry {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(id: &str, parent: Option<&str>) -> ModelVersion {
+        ModelVersion {
+            id: id.into(),
+            parent: parent.map(String::from),
+            created_at: String::new(),
+            status: Status::Candidate,
+            checkpoint: String::new(),
+            checkpoint_sha256: String::new(),
+            weights: Weights::Student,
+            config: String::new(),
+            config_sha256: String::new(),
+            trained_on: TrainingSet {
+                images: 0,
+                new_images: 0,
+                labeled: 0,
+                list: None,
+                list_sha256: None,
+            },
+            validation: ValidationMetrics {
+                n: 0,
+                n_positive: 0,
+                auc: 0.5,
+                auc_lower: 0.5,
+                auc_upper: 0.5,
+                threshold: 0.5,
+                sensitivity: 0.5,
+                specificity: 0.5,
+                predictions: String::new(),
+            },
+            gate: None,
+        }
+    }
+
+    #[test]
+    fn rollback_walks_back_the_service_stack_and_keeps_statuses_consistent() {
+        let mut reg = Registry::default();
+        reg.record_initial(version("v1", None)).unwrap();
+        reg.versions.push(ModelVersion {
+            status: Status::Promoted,
+            ..version("v2", Some("v1"))
+        });
+        reg.service.push("v2".into());
+        // v1 served again by hand, then rolled back twice: v2, then v1 again
+        reg.promote("v1", false, "back to the first").unwrap();
+        assert_eq!(reg.rollback("r1").unwrap(), "v2");
+        assert_eq!(reg.get("v1").unwrap().status, Status::RolledBack);
+        assert_eq!(reg.get("v2").unwrap().status, Status::Promoted);
+        assert_eq!(reg.rollback("r2").unwrap(), "v1");
+        assert_eq!(
+            reg.get("v1").unwrap().status,
+            Status::Promoted,
+            "served again"
+        );
+        assert_eq!(reg.get("v2").unwrap().status, Status::RolledBack);
+        assert!(reg.rollback("r3").is_err());
+        assert!(reg.promote("v1", false, "x").is_err(), "already in service");
+        assert!(
+            reg.promote("v2", false, " ").is_err(),
+            "a reason is required"
+        );
+        let seqs: Vec<u64> = reg.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4]);
     }
 }

@@ -50,16 +50,13 @@ pub fn record(
     level: f64,
     threshold: f64,
 ) -> anyhow::Result<ValidationMetrics> {
-    let mut csv = String::from("file,label,probability\n");
-    for (r, s) in rows.iter().zip(scores) {
-        csv.push_str(&format!(
-            "{},{},{s}\n",
-            csv_field(&r.file.display().to_string()),
-            r.label
-        ));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["file", "label", "probability"])?;
+    for (r, p) in rows.iter().zip(scores) {
+        w.write_record([r.file.display().to_string(), r.label.clone(), p.to_string()])?;
     }
     let path = dir.join(PREDICTIONS_FILE);
-    write_atomic(&path, csv.as_bytes())?;
+    write_atomic(&path, &w.into_inner()?)?;
     let labels = labels(rows);
     let finite = scores.iter().all(|s| s.is_finite());
     let (auc, lower, upper) = if finite {
@@ -123,12 +120,4 @@ pub fn read(path: &Path, rows: &[LockedRow]) -> anyhow::Result<Vec<f64>> {
 /// Labels of the rows (`true` = positive).
 pub fn labels(rows: &[LockedRow]) -> Vec<bool> {
     rows.iter().map(|r| r.target > 0.5).collect()
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }

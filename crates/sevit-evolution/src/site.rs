@@ -22,6 +22,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::gate::GateConfig;
+pub(crate) use sevit_model::checkpoint::write_atomic;
 
 /// Paths inside a site directory.
 #[derive(Debug, Clone)]
@@ -187,11 +188,6 @@ impl Settings {
         }
         self.gate.validate().context("[gate]")
     }
-}
-
-/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    sevit_model::checkpoint::write_atomic(path, bytes)
 }
 
 /// Reads and parses a JSON file.

@@ -189,15 +189,17 @@ pub fn evolve_step(site: &Site, req: &EvolveRequest) -> anyhow::Result<StepOutco
             site.root.display()
         );
     }
-    let locked_out = crate::locked::excluded_from_inbox(&site.validation_csv())?;
-    if let Some(h) = images.iter().find(|h| locked_out.contains_key(*h)) {
+    // the gate's cases, checked before the (long) training: unchanged, and not trained on
+    let validation = read_locked(&site.validation_csv(), true)?;
+    let locked: BTreeSet<&str> = validation.iter().map(|r| r.pixel_sha256.as_str()).collect();
+    if let Some(h) = images.iter().find(|h| locked.contains(h.as_str())) {
         bail!(
             "inbox image {h} is an image of the locked validation set; it must not be trained on"
         );
     }
     let list_text: String = images.iter().map(|h| format!("{h}\n")).collect();
     let config_text = cfg.to_toml()?;
-    let n_new = images.iter().filter(|h| states.new.contains(h)).count();
+    let n_new = states.new.len(); // every new image is in the training set
 
     let id = claim_candidate_dir(
         site,
@@ -270,7 +272,6 @@ pub fn evolve_step(site: &Site, req: &EvolveRequest) -> anyhow::Result<StepOutco
     }
     crash_point("after-training");
 
-    let validation = read_locked(&site.validation_csv(), true)?;
     let ckpt = layout.checkpoint(STAGE);
     let weights = cfg.eval.weights;
     let cand_scores = crate::score::score(&ckpt, weights, &cfg, &validation)?;
@@ -303,16 +304,14 @@ pub fn evolve_step(site: &Site, req: &EvolveRequest) -> anyhow::Result<StepOutco
             new_images: n_new,
             labeled: labeled.len(),
             list: Some(site.relative(&dir.join(TRAINED_ON_FILE))),
-            list_sha256: Some(sha256_hex(list_text.as_bytes())),
+            list_sha256: Some(crate::sha256_hex(list_text.as_bytes())),
         },
         validation: metrics,
         gate: Some(gate.clone()),
     };
     crash_point("before-registry");
     reg.record_decided(version, gate.reason.clone())?;
-    reg.save(site)?;
-    crash_point("after-registry");
-    crate::audit::sync(site, &reg)?;
+    reg.commit(site)?;
     let recorded = reg.require(&id)?.clone();
     Ok(StepOutcome::Decided {
         version: Box::new(recorded),
@@ -336,8 +335,8 @@ fn claim_candidate_dir(
         parent: parent.to_string(),
         images: images.len(),
         new_images: n_new,
-        images_sha256: sha256_hex(list_text.as_bytes()),
-        config_sha256: sha256_hex(config_text.as_bytes()),
+        images_sha256: crate::sha256_hex(list_text.as_bytes()),
+        config_sha256: crate::sha256_hex(config_text.as_bytes()),
     };
     let mut orphans: BTreeMap<u64, String> = BTreeMap::new();
     if site.models_dir().is_dir() {
@@ -371,9 +370,4 @@ fn claim_candidate_dir(
     write_atomic(&dir.join("config.toml"), config_text.as_bytes())?;
     write_json(&dir.join(PLAN_FILE), &plan)?;
     Ok(plan.id)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    crate::hex(&sha2::Sha256::digest(bytes))
 }

@@ -14,7 +14,7 @@
 //! image files are in place, so a crash leaves at most image files that the next `add`
 //! records.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -45,14 +45,24 @@ pub struct StoredImage {
 pub struct Quarantined {
     /// The file as it was given.
     pub source: String,
-    /// SHA-256 of its bytes (so the same file is recorded once).
-    pub file_sha256: String,
+    /// SHA-256 of its bytes, so the same file is recorded once (`None`: the file could not be
+    /// read at all; then its path identifies it).
+    pub file_sha256: Option<String>,
     /// Why it was not stored.
     pub reason: String,
     /// Arrival that brought it.
     pub arrival: u64,
     /// When.
     pub arrived_at: String,
+}
+
+impl Quarantined {
+    /// What identifies a quarantined file: its byte hash, else its path.
+    fn key(&self) -> String {
+        self.file_sha256
+            .clone()
+            .unwrap_or_else(|| self.source.clone())
+    }
 }
 
 /// One `inbox add`.
@@ -126,14 +136,11 @@ impl ImageStore {
         self.site.image_path(hash)
     }
 
-    /// Ingests the images under `sources` (folders, walked recursively, or files). The caller
-    /// holds the site lock. `excluded` maps pixel hashes that must not enter the store (the
-    /// locked validation set) to the reason.
-    pub fn add(
-        &self,
-        sources: &[PathBuf],
-        excluded: &BTreeMap<String, String>,
-    ) -> anyhow::Result<AddReport> {
+    /// Ingests the images under `sources` (folders, walked recursively, or files), holding
+    /// the site's lock. Images of the site's locked validation set are quarantined.
+    pub fn add(&self, sources: &[PathBuf]) -> anyhow::Result<AddReport> {
+        let _lock = self.site.lock()?;
+        let excluded = crate::locked::excluded_from_inbox(&self.site.validation_csv())?;
         let mut inbox = self.inbox()?;
         let mut report = AddReport {
             arrival: inbox.arrivals.iter().map(|a| a.arrival).max().unwrap_or(0) + 1,
@@ -153,54 +160,55 @@ impl ImageStore {
             }
         }
         let mut known: BTreeSet<String> = inbox.images.iter().map(|i| i.hash.clone()).collect();
-        let known_bad: BTreeSet<String> = inbox
-            .quarantine
-            .iter()
-            .map(|q| q.file_sha256.clone())
-            .collect();
-        let mut bad_now = BTreeSet::new();
+        let mut known_bad: BTreeSet<String> =
+            inbox.quarantine.iter().map(Quarantined::key).collect();
         for (i, file) in files.iter().enumerate() {
             report.scanned += 1;
-            match decode(file) {
-                Ok(d) => {
-                    if let Some(why) = excluded.get(&d.hash) {
-                        self.quarantine(
-                            &mut inbox,
-                            &mut report,
-                            file,
-                            why,
-                            &known_bad,
-                            &mut bad_now,
-                        )?;
-                    } else if known.contains(&d.hash) {
-                        report.duplicates += 1;
-                    } else {
-                        let dest = self.path(&d.hash);
-                        if !dest.exists() {
-                            write_atomic(&dest, &d.png)?;
+            let bytes = std::fs::read(file);
+            let decoded = match &bytes {
+                Ok(b) => decode(file, b),
+                Err(e) => Err(anyhow::anyhow!("cannot read the file: {e}")),
+            };
+            let rejected = match decoded {
+                Ok(d) => match excluded.get(&d.hash) {
+                    Some(why) => Some(why.clone()),
+                    None => {
+                        if known.insert(d.hash.clone()) {
+                            let dest = self.path(&d.hash);
+                            if !dest.exists() {
+                                write_atomic(&dest, &d.png)?;
+                            }
+                            inbox.images.push(StoredImage {
+                                hash: d.hash,
+                                arrival: report.arrival,
+                                arrived_at: report.at.clone(),
+                                width: d.width,
+                                height: d.height,
+                                format: d.format.to_string(),
+                            });
+                            report.added += 1;
+                        } else {
+                            report.duplicates += 1;
                         }
-                        known.insert(d.hash.clone());
-                        inbox.images.push(StoredImage {
-                            hash: d.hash,
-                            arrival: report.arrival,
-                            arrived_at: report.at.clone(),
-                            width: d.width,
-                            height: d.height,
-                            format: d.format.to_string(),
-                        });
-                        report.added += 1;
+                        None
                     }
-                }
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    self.quarantine(
-                        &mut inbox,
-                        &mut report,
-                        file,
-                        &why,
-                        &known_bad,
-                        &mut bad_now,
-                    )?;
+                },
+                Err(e) => Some(format!("{e:#}")),
+            };
+            if let Some(reason) = rejected {
+                let q = Quarantined {
+                    source: file.display().to_string(),
+                    file_sha256: bytes.ok().map(|b| crate::sha256_hex(&b)),
+                    reason,
+                    arrival: report.arrival,
+                    arrived_at: report.at.clone(),
+                };
+                if known_bad.insert(q.key()) {
+                    tracing::warn!(file = %file.display(), "quarantined: {}", q.reason);
+                    inbox.quarantine.push(q);
+                    report.quarantined += 1;
+                } else {
+                    report.already_quarantined += 1;
                 }
             }
             if (i + 1) % 500 == 0 {
@@ -218,32 +226,6 @@ impl ImageStore {
             "inbox add"
         );
         Ok(report)
-    }
-
-    fn quarantine(
-        &self,
-        inbox: &mut Inbox,
-        report: &mut AddReport,
-        file: &Path,
-        reason: &str,
-        known_bad: &BTreeSet<String>,
-        bad_now: &mut BTreeSet<String>,
-    ) -> anyhow::Result<()> {
-        let sha = crate::file_sha256(file)?;
-        if known_bad.contains(&sha) || !bad_now.insert(sha.clone()) {
-            report.already_quarantined += 1;
-            return Ok(());
-        }
-        tracing::warn!(file = %file.display(), "quarantined: {reason}");
-        inbox.quarantine.push(Quarantined {
-            source: file.display().to_string(),
-            file_sha256: sha,
-            reason: reason.to_string(),
-            arrival: report.arrival,
-            arrived_at: report.at.clone(),
-        });
-        report.quarantined += 1;
-        Ok(())
     }
 }
 
@@ -283,7 +265,7 @@ pub fn pixel_hash(width: u32, height: u32, pixels: &[u16]) -> String {
     for v in pixels {
         h.update(v.to_le_bytes());
     }
-    crate::hex(&h.finalize())
+    format!("{:x}", h.finalize())
 }
 
 /// The 16-bit pixels of an image file as stored (min-max normalised, quantised), with its size.
@@ -303,11 +285,17 @@ pub fn file_pixel_hash(path: &Path) -> anyhow::Result<String> {
     Ok(pixel_hash(w, h, &px))
 }
 
-fn decode(path: &Path) -> anyhow::Result<Decoded> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    anyhow::ensure!(meta.len() > 0, "empty file");
-    let format = sniff(path)?;
+fn decode(path: &Path, bytes: &[u8]) -> anyhow::Result<Decoded> {
+    anyhow::ensure!(!bytes.is_empty(), "empty file");
+    let format = if sevit_data::load::is_dicom(bytes) {
+        "dicom"
+    } else {
+        match image::guess_format(bytes) {
+            Ok(image::ImageFormat::Png) => "png",
+            Ok(image::ImageFormat::Jpeg) => "jpeg",
+            _ => anyhow::bail!("not a PNG, JPEG or DICOM file"),
+        }
+    };
     let (width, height, px) = quantised_pixels(path)?;
     let (lo, hi) = px
         .iter()
@@ -330,26 +318,6 @@ fn decode(path: &Path) -> anyhow::Result<Decoded> {
         height,
         format,
     })
-}
-
-/// The format of a file from its first bytes.
-fn sniff(path: &Path) -> anyhow::Result<&'static str> {
-    if sevit_data::load::is_dicom_file(path) {
-        return Ok("dicom");
-    }
-    let mut head = [0u8; 8];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        f.read(&mut head)?
-    };
-    if n >= 8 && head == *b"\x89PNG\r\n\x1a\n" {
-        Ok("png")
-    } else if n >= 3 && head[..3] == [0xFF, 0xD8, 0xFF] {
-        Ok("jpeg")
-    } else {
-        anyhow::bail!("not a PNG, JPEG or DICOM file")
-    }
 }
 
 #[cfg(test)]
@@ -403,9 +371,7 @@ mod tests {
 
         let site = Site::new(tmp.path().join("site"));
         let store = ImageStore::new(&site);
-        let r = store
-            .add(std::slice::from_ref(&src), &BTreeMap::new())
-            .unwrap();
+        let r = store.add(std::slice::from_ref(&src)).unwrap();
         assert_eq!(r.scanned, 9, "{r:?}");
         assert_eq!(r.added, 3, "{r:?}");
         assert_eq!(r.duplicates, 2, "{r:?}");
@@ -445,9 +411,7 @@ mod tests {
             .iter()
             .any(|q| q.source.ends_with("truncated.png")));
 
-        let again = store
-            .add(&[src.clone(), files[0].clone()], &BTreeMap::new())
-            .unwrap();
+        let again = store.add(&[src.clone(), files[0].clone()]).unwrap();
         assert_eq!(again.added, 0, "{again:?}");
         assert_eq!(again.duplicates, 6, "{again:?}");
         assert_eq!(
@@ -465,17 +429,38 @@ mod tests {
     fn excluded_images_are_quarantined_with_the_reason() {
         let tmp = tempfile::tempdir().unwrap();
         let files = pngs(&tmp.path().join("in"), 2);
-        let locked: BTreeMap<String, String> = [(
-            file_pixel_hash(&files[1]).unwrap(),
-            "an image of the locked validation set".to_string(),
-        )]
-        .into();
-        let store = ImageStore::new(&Site::new(tmp.path().join("site")));
-        let r = store.add(&files, &locked).unwrap();
+        let site = Site::new(tmp.path().join("site"));
+        let locked = sevit_data::Sample {
+            path: files[1].clone(),
+            label: "normal".into(),
+            target: 0.0,
+            patient_id: "p".into(),
+        };
+        crate::locked::write_locked(&site.validation_csv(), &[locked]).unwrap();
+        let store = ImageStore::new(&site);
+        let r = store.add(&files).unwrap();
         assert_eq!((r.added, r.quarantined), (1, 1));
         assert!(store.inbox().unwrap().quarantine[0]
             .reason
             .contains("locked validation"));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_quarantined_not_fatal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("in");
+        pngs(&src, 1);
+        std::os::unix::fs::symlink(src.join("gone.png"), src.join("dangling.png")).unwrap();
+        let store = ImageStore::new(&Site::new(tmp.path().join("site")));
+        let r = store.add(std::slice::from_ref(&src)).unwrap();
+        assert_eq!((r.added, r.quarantined), (1, 1), "{r:?}");
+        let q = &store.inbox().unwrap().quarantine[0];
+        assert!(
+            q.reason.contains("cannot read") && q.file_sha256.is_none(),
+            "{q:?}"
+        );
+        let again = store.add(&[src]).unwrap();
+        assert_eq!((again.quarantined, again.already_quarantined), (0, 1));
     }
 
     /// A log writer that keeps what was logged.
@@ -538,7 +523,7 @@ mod tests {
         let site = Site::new(tmp.path().join("site"));
         let r = tracing::subscriber::with_default(subscriber, || {
             ImageStore::new(&site)
-                .add(std::slice::from_ref(&src), &BTreeMap::new())
+                .add(std::slice::from_ref(&src))
                 .unwrap()
         });
         assert_eq!(r.added, 1, "{r:?}");

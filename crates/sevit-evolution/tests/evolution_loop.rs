@@ -135,7 +135,7 @@ fn the_loop_promotes_improvements_rejects_damage_and_rolls_back() {
 
     // the first step: trained, scored, decided; served exactly when promoted
     let first = arrivals(&tmp.path().join("a1"), 300, 21);
-    store.add(&[first], &Default::default()).unwrap();
+    store.add(&[first]).unwrap();
     let v2 = match step(&site, &EvolveRequest::default()) {
         StepOutcome::Decided { version, served } => {
             let promoted = version.status == Status::Promoted;
@@ -192,7 +192,7 @@ fn the_loop_promotes_improvements_rejects_damage_and_rolls_back() {
     // a candidate whose training blows up (learning rate 250x, no clipping) is recorded,
     // rejected, not served
     let second = arrivals(&tmp.path().join("a2"), 70, 22);
-    store.add(&[second], &Default::default()).unwrap();
+    store.add(&[second]).unwrap();
     let bad = EvolveRequest {
         overrides: vec!["optim.lr=0.5".into(), "optim.clip_grad=0.0".into()],
         ..Default::default()
@@ -240,8 +240,7 @@ fn the_loop_promotes_improvements_rejects_damage_and_rolls_back() {
             .unwrap();
     }
     assert_eq!(reg.rollback("test").unwrap(), "v1");
-    reg.save(&site).unwrap();
-    sevit_evolution::audit::sync(&site, &reg).unwrap();
+    reg.commit(&site).unwrap();
     let mut reg = Registry::load(&site).unwrap();
     assert_eq!(reg.get("v2").unwrap().status, Status::RolledBack);
     assert_eq!(reg.current_id(), Some("v1"));

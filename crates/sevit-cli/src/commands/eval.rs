@@ -51,50 +51,33 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The checkpoint path and stage label.
-    pub fn checkpoint(&self) -> anyhow::Result<(PathBuf, String)> {
-        if let Some(v) = self.site_version()? {
-            let site = sevit_evolution::Site::new(self.store.as_ref().expect("site_version"));
-            return Ok((site.resolve(&v.checkpoint), v.id));
+    /// The checkpoint path, its stage label and the network to use (--weights, else the one
+    /// the --store version serves, else the student).
+    pub fn resolve(&self) -> anyhow::Result<(PathBuf, String, Weights)> {
+        if let Some(store) = &self.store {
+            let site = sevit_evolution::Site::new(store);
+            let v = sevit_evolution::Registry::load_existing(&site)?
+                .select(self.version.as_deref())?
+                .clone();
+            if v.status == sevit_evolution::Status::Rejected {
+                tracing::warn!(
+                    "{} was rejected by the promotion gate: it is used here only because \
+                     --version asks for it",
+                    v.id
+                );
+            }
+            return Ok((
+                site.resolve(&v.checkpoint),
+                v.id,
+                self.weights.unwrap_or(v.weights),
+            ));
         }
-        resolve_checkpoint(
+        let (path, label) = resolve_checkpoint(
             self.checkpoint.as_deref(),
             self.run.as_deref(),
             self.stage.as_deref(),
-        )
-    }
-
-    /// The network to use: --weights, else the one the --store version serves, else student.
-    pub fn weights(&self) -> anyhow::Result<Weights> {
-        if let Some(w) = self.weights {
-            return Ok(w);
-        }
-        Ok(self.site_version()?.map_or(Weights::Student, |v| v.weights))
-    }
-
-    /// The registry entry of `--store` (its version in service, or `--version`).
-    fn site_version(&self) -> anyhow::Result<Option<sevit_evolution::ModelVersion>> {
-        let Some(store) = &self.store else {
-            return Ok(None);
-        };
-        let site = sevit_evolution::Site::new(store);
-        anyhow::ensure!(
-            site.registry_json().is_file(),
-            "{} has no model registry (`sevit models init --store {} --run RUN` creates it)",
-            store.display(),
-            store.display()
-        );
-        let reg = sevit_evolution::Registry::load(&site)?;
-        let v = match &self.version {
-            Some(id) => reg.require(id)?.clone(),
-            None => reg.current().cloned().ok_or_else(|| {
-                anyhow::anyhow!("site {} has no model in service", store.display())
-            })?,
-        };
-        if v.status == sevit_evolution::Status::Rejected {
-            tracing::warn!("{} was rejected by the promotion gate: it is used here only because --version asks for it", v.id);
-        }
-        Ok(Some(v))
+        )?;
+        Ok((path, label, self.weights.unwrap_or(Weights::Student)))
     }
 
     /// Preprocessing/device overrides.
@@ -183,7 +166,7 @@ fn parse_kind(s: &str) -> Result<NuisanceKind, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (checkpoint, stage) = args.model.checkpoint()?;
+    let (checkpoint, stage, weights) = args.model.resolve()?;
     let cases = if let Some(d) = &args.dataset {
         CaseSource::Descriptor(d.clone())
     } else if let Some(m) = &args.manifest {
@@ -216,7 +199,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "cases".into()),
     };
-    let weights = args.model.weights()?;
     let out = args.out.clone().unwrap_or_else(|| {
         default_out_dir(
             args.model.run.as_deref(),

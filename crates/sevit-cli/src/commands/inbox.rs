@@ -38,9 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         InboxCommand::Add { store, sources } => {
             let site = Site::new(store);
-            let _lock = site.lock()?;
-            let excluded = sevit_evolution::locked::excluded_from_inbox(&site.validation_csv())?;
-            let r = ImageStore::new(&site).add(&sources, &excluded)?;
+            let r = ImageStore::new(&site).add(&sources)?;
             println!(
                 "arrival {}: {} files scanned, {} added, {} duplicates, {} quarantined ({} already), \
                  {} hidden skipped, {} linked folders not followed",

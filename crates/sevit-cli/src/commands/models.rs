@@ -104,8 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         ModelsCommand::Init(a) => init(a),
         ModelsCommand::List { store } => {
-            let site = existing(store)?;
-            let reg = Registry::load(&site)?;
+            let reg = Registry::load_existing(&Site::new(store))?;
             println!(
                 "{:1} {:<5} {:<11} {:<6} {:>7} {:>5} {:>7}  {:<23}  gate",
                 "", "id", "status", "parent", "images", "new", "val AUC", "95% CI"
@@ -140,16 +139,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         ModelsCommand::Show { store, version } => {
-            let site = existing(store)?;
-            let reg = Registry::load(&site)?;
-            let id = match version {
-                Some(v) => v,
-                None => reg
-                    .current_id()
-                    .context("no version in service")?
-                    .to_string(),
-            };
-            println!("{}", serde_json::to_string_pretty(reg.require(&id)?)?);
+            let reg = Registry::load_existing(&Site::new(store))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(reg.select(version.as_deref())?)?
+            );
             Ok(())
         }
         ModelsCommand::Promote {
@@ -158,38 +152,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             reason,
             override_gate,
         } => {
-            let site = existing(store)?;
-            let _lock = site.lock()?;
-            let mut reg = Registry::load(&site)?;
-            reg.promote(&version, override_gate, &reason)?;
-            reg.save(&site)?;
-            sevit_evolution::audit::sync(&site, &reg)?;
+            Registry::promote_on(&Site::new(store), &version, override_gate, &reason)?;
             println!("in service: {version}");
             Ok(())
         }
         ModelsCommand::Rollback { store, reason } => {
-            let site = existing(store)?;
-            let _lock = site.lock()?;
-            let mut reg = Registry::load(&site)?;
-            let before = reg.current_id().unwrap_or_default().to_string();
-            let now = reg.rollback(&reason)?;
-            reg.save(&site)?;
-            sevit_evolution::audit::sync(&site, &reg)?;
+            let (before, now) = Registry::rollback_on(&Site::new(store), &reason)?;
             println!("rolled back {before}; in service: {now}");
             Ok(())
         }
     }
-}
-
-fn existing(store: PathBuf) -> anyhow::Result<Site> {
-    let site = Site::new(store);
-    anyhow::ensure!(
-        site.registry_json().is_file(),
-        "{} has no model registry (create one with `sevit models init --store {} --run RUN`)",
-        site.root.display(),
-        site.root.display()
-    );
-    Ok(site)
 }
 
 fn init(a: InitArgs) -> anyhow::Result<()> {

@@ -46,7 +46,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (checkpoint, stage) = args.model.checkpoint()?;
+    let (checkpoint, stage, weights) = args.model.resolve()?;
     let list = if let Some(f) = &args.folder {
         ImageList::from_folder(f)?
     } else if let Some(m) = &args.manifest {
@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let model = InferenceModel::load(
         &checkpoint,
-        args.model.weights()?,
+        weights,
         args.model.run.as_deref(),
         &args.model.overrides(),
     )?;

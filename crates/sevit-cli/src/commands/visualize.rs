@@ -42,7 +42,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (checkpoint, stage) = args.model.checkpoint()?;
+    let (checkpoint, stage, weights) = args.model.resolve()?;
     let selection = if !args.images.is_empty() {
         ImageSelection::Files(args.images.clone())
     } else if let Some(f) = &args.folder {
@@ -61,12 +61,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let images = selection.resolve()?;
     let model = InferenceModel::load(
         &checkpoint,
-        args.model.weights()?,
+        weights,
         args.model.run.as_deref(),
         &args.model.overrides(),
     )?;
     let mut leaf = stage.clone();
-    if args.model.weights()? == sevit_distill::Weights::Teacher {
+    if weights == sevit_distill::Weights::Teacher {
         leaf.push_str("-teacher");
     }
     let out = args.out.clone().unwrap_or_else(|| match &args.model.run {
@@ -82,13 +82,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tile_size: args.tile_size,
         columns: args.columns,
     };
-    let title = format!(
-        "{stage} ({:?}) - {}",
-        args.model.weights()?,
-        checkpoint.display()
-    )
-    .replace("Student", "student")
-    .replace("Teacher", "teacher");
+    let title = format!("{stage} ({:?}) - {}", weights, checkpoint.display())
+        .replace("Student", "student")
+        .replace("Teacher", "teacher");
     let done = visualize(&model, &images, &out, &title, &opts)?;
     println!("{:>11}  {:<12}  grid", "P(positive)", "true label");
     for v in &done {
