@@ -324,9 +324,15 @@ fn two_ranks_match_one_process_with_the_global_batch() {
             let d = if k.ends_with("attn.qkv.bias") && ta.dim() == 1 {
                 let third = ta.size()[0] / 3;
                 let key = max_diff(&ta.narrow(0, third, third), &tb.narrow(0, third, third));
-                assert!(key <= 1e-3, "{k} (key part): max |single - two ranks| = {key:e}");
+                assert!(
+                    key <= 1e-3,
+                    "{k} (key part): max |single - two ranks| = {key:e}"
+                );
                 let q = max_diff(&ta.narrow(0, 0, third), &tb.narrow(0, 0, third));
-                let v = max_diff(&ta.narrow(0, 2 * third, third), &tb.narrow(0, 2 * third, third));
+                let v = max_diff(
+                    &ta.narrow(0, 2 * third, third),
+                    &tb.narrow(0, 2 * third, third),
+                );
                 q.max(v)
             } else {
                 max_diff(ta, tb)

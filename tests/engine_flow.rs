@@ -339,10 +339,10 @@ fn best_val_selection_keeps_the_best_epoch_and_resumes() {
         rows.iter().map(|r| r.0).collect::<Vec<_>>(),
         (1..=epochs).collect::<Vec<_>>()
     );
-    let (best_epoch, best_auc) = rows
-        .iter()
-        .copied()
-        .fold((0, f64::NEG_INFINITY), |b, r| if r.1 > b.1 { r } else { b });
+    let (best_epoch, best_auc) =
+        rows.iter()
+            .copied()
+            .fold((0, f64::NEG_INFINITY), |b, r| if r.1 > b.1 { r } else { b });
     let best = Checkpoint::load(&a.stage_dir("pretrain").join("best.safetensors")).unwrap();
     assert_eq!(best.metadata["epoch"], best_epoch.to_string());
     assert!((best.metadata["val_auc"].parse::<f64>().unwrap() - best_auc).abs() < 1e-6);
@@ -429,12 +429,19 @@ fn restarts_keep_the_best_validation_auc_and_resume() {
     for (r, row) in rows.iter().enumerate() {
         let best = Checkpoint::load(&restart(&a, r).join("best.safetensors")).unwrap();
         assert_eq!(best.metadata["epoch"], row[2]);
-        assert_eq!(row[1], sevit_distill::loops::restart_seed(cfg.seed, r).to_string());
+        assert_eq!(
+            row[1],
+            sevit_distill::loops::restart_seed(cfg.seed, r).to_string()
+        );
     }
     let installed = checkpoint_tensors(&a.checkpoint("pretrain"), "student.");
-    let from_chosen = checkpoint_tensors(&restart(&a, c).join("checkpoint.safetensors"), "student.");
+    let from_chosen =
+        checkpoint_tensors(&restart(&a, c).join("checkpoint.safetensors"), "student.");
     for (k, v) in &installed {
-        assert!(v.equal(&from_chosen[k]), "{k}: the stage is not the chosen restart");
+        assert!(
+            v.equal(&from_chosen[k]),
+            "{k}: the stage is not the chosen restart"
+        );
     }
     assert_eq!(
         std::fs::read(stage(&a).join("val.csv")).unwrap(),
@@ -449,7 +456,10 @@ fn restarts_keep_the_best_validation_auc_and_resume() {
     let single = run_with_val(tmp.path(), "single", 120);
     pretrain(&single, &one_cfg, false, None).unwrap();
     for (k, v) in checkpoint_tensors(&single.checkpoint("pretrain"), "student.") {
-        assert!(v.equal(&r0[&k]), "{k}: restart 0 differs from a single training");
+        assert!(
+            v.equal(&r0[&k]),
+            "{k}: restart 0 differs from a single training"
+        );
     }
 
     // killed during restart 0, resumed: the same restarts and the same stage
@@ -514,7 +524,11 @@ fn dino_head_warm_up_trains_the_feature_head_only_and_resumes() {
     let o = sevit_distill::distill(&b, &cfg, 1, &opts(false, Some(1))).unwrap();
     assert!(!o.complete && o.stage == warm, "{o:?}");
     assert!(!b.checkpoint("step1").exists());
-    assert!(sevit_distill::distill(&b, &cfg, 1, &opts(true, None)).unwrap().complete);
+    assert!(
+        sevit_distill::distill(&b, &cfg, 1, &opts(true, None))
+            .unwrap()
+            .complete
+    );
     for stage in [warm, "step1"] {
         let want = checkpoint_tensors(&a.checkpoint(stage), "");
         for (k, v) in checkpoint_tensors(&b.checkpoint(stage), "") {
@@ -543,7 +557,11 @@ fn without_self_training_the_unlabeled_loss_is_the_dino_term() {
         "distl.self_training=false",
     ]);
     sevit_distill::pretrain(&run, &cfg, &Default::default()).unwrap();
-    assert!(sevit_distill::distill(&run, &cfg, 1, &RunOptions::default()).unwrap().complete);
+    assert!(
+        sevit_distill::distill(&run, &cfg, 1, &RunOptions::default())
+            .unwrap()
+            .complete
+    );
     let log = read_log(&run.log("step1")).unwrap();
     let lambda = cfg.distl.lambda;
     let mut corrections = 0;
@@ -553,7 +571,10 @@ fn without_self_training_the_unlabeled_loss_is_the_dino_term() {
             StepKind::Unlabeled => {
                 // the pseudo-label BCE is still logged, but not trained on
                 assert!(r.self_training.unwrap().is_finite());
-                assert!((r.loss - lambda * dino).abs() < 1e-5 * (1.0 + dino), "{r:?}");
+                assert!(
+                    (r.loss - lambda * dino).abs() < 1e-5 * (1.0 + dino),
+                    "{r:?}"
+                );
             }
             StepKind::Correction => {
                 corrections += 1;

@@ -40,7 +40,12 @@ fn main() {
         .flag("-isystem")
         .flag(include.to_str().expect("utf-8 LIBTORCH"))
         .flag("-isystem")
-        .flag(include.join("torch/csrc/api/include").to_str().expect("utf-8 LIBTORCH"))
+        .flag(
+            include
+                .join("torch/csrc/api/include")
+                .to_str()
+                .expect("utf-8 LIBTORCH"),
+        )
         .warnings(false)
         .debug(false);
     if x86 {
@@ -51,17 +56,35 @@ fn main() {
     // loads (the wheel ships `lib/libgomp.so.1`; same soname, so one runtime and one pool).
     bridge.flag("-fopenmp");
     bridge.compile("sevit_autocast");
-    println!("cargo:rustc-link-search=native={}", libtorch.join("lib").display());
+    println!(
+        "cargo:rustc-link-search=native={}",
+        libtorch.join("lib").display()
+    );
     println!("cargo:rustc-link-lib=dylib=gomp");
     // The CPU kernels (short-sequence attention, bias + GELU, bias + residual), once per
     // instruction set (the bridges pick one at run time, cpp/isa.h): (name, vector width in
     // floats, register tile rows, vectors per row, flags). Elsewhere than x86 all three are
     // baseline code, so that every build's entry points exist.
-    let avx512 = ["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mavx2", "-mfma"];
+    let avx512 = [
+        "-mavx512f",
+        "-mavx512vl",
+        "-mavx512dq",
+        "-mavx512bw",
+        "-mavx2",
+        "-mfma",
+    ];
     let variants: [(&str, i32, i32, i32, &[&str]); 3] = if x86 {
-        [("base", 4, 4, 2, &[]), ("avx2", 8, 4, 2, &["-mavx2", "-mfma"]), ("avx512", 16, 4, 4, &avx512)]
+        [
+            ("base", 4, 4, 2, &[]),
+            ("avx2", 8, 4, 2, &["-mavx2", "-mfma"]),
+            ("avx512", 16, 4, 4, &avx512),
+        ]
     } else {
-        [("base", 4, 4, 2, &[]), ("avx2", 4, 4, 2, &[]), ("avx512", 4, 4, 2, &[])]
+        [
+            ("base", 4, 4, 2, &[]),
+            ("avx2", 4, 4, 2, &[]),
+            ("avx512", 4, 4, 2, &[]),
+        ]
     };
     for (isa, vw, mr, nv, flags) in variants {
         let mut k = cc::Build::new();
@@ -73,12 +96,30 @@ fn main() {
             .define("SEVIT_VW", vw.to_string().as_str())
             .define("SEVIT_MR", mr.to_string().as_str())
             .define("SEVIT_NV", nv.to_string().as_str())
-            .define("SEVIT_SA_FORWARD", format!("sevit_sa_forward_{isa}").as_str())
-            .define("SEVIT_SA_BACKWARD", format!("sevit_sa_backward_{isa}").as_str())
-            .define("SEVIT_BG_FORWARD", format!("sevit_bg_forward_{isa}").as_str())
-            .define("SEVIT_BG_BACKWARD", format!("sevit_bg_backward_{isa}").as_str())
-            .define("SEVIT_BR_FORWARD", format!("sevit_br_forward_{isa}").as_str())
-            .define("SEVIT_BR_BACKWARD", format!("sevit_br_backward_{isa}").as_str())
+            .define(
+                "SEVIT_SA_FORWARD",
+                format!("sevit_sa_forward_{isa}").as_str(),
+            )
+            .define(
+                "SEVIT_SA_BACKWARD",
+                format!("sevit_sa_backward_{isa}").as_str(),
+            )
+            .define(
+                "SEVIT_BG_FORWARD",
+                format!("sevit_bg_forward_{isa}").as_str(),
+            )
+            .define(
+                "SEVIT_BG_BACKWARD",
+                format!("sevit_bg_backward_{isa}").as_str(),
+            )
+            .define(
+                "SEVIT_BR_FORWARD",
+                format!("sevit_br_forward_{isa}").as_str(),
+            )
+            .define(
+                "SEVIT_BR_BACKWARD",
+                format!("sevit_br_backward_{isa}").as_str(),
+            )
             // Kernels are always optimised (tests build the rest at -O1), with multiply-adds
             // fused as the ISA allows (-std=c++17 alone turns that off).
             .opt_level(3)

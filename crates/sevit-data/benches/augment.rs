@@ -10,7 +10,9 @@
 
 use rayon::prelude::*;
 use sevit_data::loader::sample_views;
-use sevit_data::{multi_crop_loader, synth, Dataset, LoaderConfig, MultiCropConfig, Sample, SynthConfig};
+use sevit_data::{
+    multi_crop_loader, synth, Dataset, LoaderConfig, MultiCropConfig, Sample, SynthConfig,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -28,26 +30,50 @@ fn main() -> anyhow::Result<()> {
     let _tmp;
     let (samples, source): (Vec<Sample>, String) = if kermany.is_file() {
         let ds = Dataset::from_manifest(&kermany, "pneumonia", None)?;
-        (ds.samples.into_iter().take(N).collect(), "../shared/data/kermany_pediatric_224src".into())
+        (
+            ds.samples.into_iter().take(N).collect(),
+            "../shared/data/kermany_pediatric_224src".into(),
+        )
     } else {
-        eprintln!("note: {} absent; benchmarking on synthetic phantoms", kermany.display());
+        eprintln!(
+            "note: {} absent; benchmarking on synthetic phantoms",
+            kermany.display()
+        );
         _tmp = tempfile::tempdir()?;
         let desc = synth::generate(_tmp.path(), N, &SynthConfig::default())?;
-        (Dataset::from_descriptor(&desc)?.samples, "synthetic (sevit synth, 256 px)".into())
+        (
+            Dataset::from_descriptor(&desc)?.samples,
+            "synthetic (sevit synth, 256 px)".into(),
+        )
     };
     let crop = MultiCropConfig::default();
     let n = samples.len();
 
     let augment_pass = |epoch: usize| -> f64 {
         let t0 = Instant::now();
-        let views: usize = samples.par_iter().enumerate().map(|(i, s)| sample_views(s, i, &crop, 0, epoch).expect("readable image").len()).sum();
+        let views: usize = samples
+            .par_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                sample_views(s, i, &crop, 0, epoch)
+                    .expect("readable image")
+                    .len()
+            })
+            .sum();
         assert_eq!(views, n * crop.num_views());
         n as f64 / t0.elapsed().as_secs_f64()
     };
     augment_pass(0);
     let (med, min, max) = stats((1..=RUNS).map(augment_pass).collect());
 
-    let cfg = LoaderConfig { batch_size: 32, shuffle: true, drop_last: false, seed: 0, skip_bad: false, prefetch: 2 };
+    let cfg = LoaderConfig {
+        batch_size: 32,
+        shuffle: true,
+        drop_last: false,
+        seed: 0,
+        skip_bad: false,
+        prefetch: 2,
+    };
     let loader_pass = |epoch: usize| -> f64 {
         let t0 = Instant::now();
         let mut seen = 0;

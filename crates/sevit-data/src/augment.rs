@@ -64,20 +64,41 @@ impl ViewAugment {
     /// DISTL local views: scale 0.2–0.6, flip 0.5, rotation ±15°, autocontrast, equalisation
     /// and blur each with p = 0.5.
     pub fn distl_local() -> Self {
-        ViewAugment { scale: [0.2, 0.6], autocontrast_p: 0.5, equalize_p: 0.5, blur_p: 0.5, ..Self::distl_global() }
+        ViewAugment {
+            scale: [0.2, 0.6],
+            autocontrast_p: 0.5,
+            equalize_p: 0.5,
+            blur_p: 0.5,
+            ..Self::distl_global()
+        }
     }
 
     /// Checks ranges (probabilities in [0,1], ordered ranges, positive scales).
     pub fn validate(&self, what: &str) -> anyhow::Result<()> {
         let p_ok = |p: f64| (0.0..=1.0).contains(&p);
         anyhow::ensure!(
-            p_ok(self.flip_p) && p_ok(self.autocontrast_p) && p_ok(self.equalize_p) && p_ok(self.blur_p),
+            p_ok(self.flip_p)
+                && p_ok(self.autocontrast_p)
+                && p_ok(self.equalize_p)
+                && p_ok(self.blur_p),
             "{what}: probabilities must be in [0, 1]"
         );
-        anyhow::ensure!(self.scale[0] > 0.0 && self.scale[0] <= self.scale[1] && self.scale[1] <= 1.0, "{what}: scale must satisfy 0 < min <= max <= 1");
-        anyhow::ensure!(self.ratio[0] > 0.0 && self.ratio[0] <= self.ratio[1], "{what}: ratio must satisfy 0 < min <= max");
-        anyhow::ensure!(self.blur_radius[0] >= 0.0 && self.blur_radius[0] <= self.blur_radius[1], "{what}: blur radius must satisfy 0 <= min <= max");
-        anyhow::ensure!(self.rotation_deg >= 0.0, "{what}: rotation_deg must be >= 0");
+        anyhow::ensure!(
+            self.scale[0] > 0.0 && self.scale[0] <= self.scale[1] && self.scale[1] <= 1.0,
+            "{what}: scale must satisfy 0 < min <= max <= 1"
+        );
+        anyhow::ensure!(
+            self.ratio[0] > 0.0 && self.ratio[0] <= self.ratio[1],
+            "{what}: ratio must satisfy 0 < min <= max"
+        );
+        anyhow::ensure!(
+            self.blur_radius[0] >= 0.0 && self.blur_radius[0] <= self.blur_radius[1],
+            "{what}: blur radius must satisfy 0 <= min <= max"
+        );
+        anyhow::ensure!(
+            self.rotation_deg >= 0.0,
+            "{what}: rotation_deg must be >= 0"
+        );
         Ok(())
     }
 }
@@ -107,7 +128,16 @@ struct ViewAugmentPatch {
 impl ViewAugmentPatch {
     fn apply(self, mut base: ViewAugment) -> ViewAugment {
         macro_rules! set { ($($f:ident),*) => { $( if let Some(v) = self.$f { base.$f = v; } )* } }
-        set!(scale, ratio, flip_p, rotation_deg, autocontrast_p, equalize_p, blur_p, blur_radius);
+        set!(
+            scale,
+            ratio,
+            flip_p,
+            rotation_deg,
+            autocontrast_p,
+            equalize_p,
+            blur_p,
+            blur_radius
+        );
         base
     }
 }
@@ -180,16 +210,25 @@ impl MultiCropConfig {
     /// Reads a TOML file of (some) `MultiCropConfig` fields and validates it.
     pub fn from_toml_file(path: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read multi-crop config {}", path.display()))?;
-        let cfg: MultiCropConfig = toml::from_str(&text).with_context(|| format!("invalid multi-crop config {}", path.display()))?;
-        cfg.validate().with_context(|| format!("multi-crop config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read multi-crop config {}", path.display()))?;
+        let cfg: MultiCropConfig = toml::from_str(&text)
+            .with_context(|| format!("invalid multi-crop config {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("multi-crop config {}", path.display()))?;
         Ok(cfg)
     }
 
     /// Checks sizes and the view parameters.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.global_size > 0 && self.local_size > 0, "multi-crop sizes must be positive");
-        anyhow::ensure!(self.inference_blur_radius >= 0.0, "inference blur radius must be >= 0");
+        anyhow::ensure!(
+            self.global_size > 0 && self.local_size > 0,
+            "multi-crop sizes must be positive"
+        );
+        anyhow::ensure!(
+            self.inference_blur_radius >= 0.0,
+            "inference blur radius must be >= 0"
+        );
         self.global2.validate("global2")?;
         self.local.validate("local")
     }
@@ -198,7 +237,13 @@ impl MultiCropConfig {
 /// torchvision `RandomResizedCrop.get_params`: returns `(top, left, height, width)` of a crop
 /// whose area is a `scale` fraction of the image and whose aspect ratio is log-uniform in
 /// `ratio`; after 10 failed tries, the central crop clamped to the ratio range.
-pub fn random_resized_crop_params<R: Rng>(width: u32, height: u32, scale: [f64; 2], ratio: [f64; 2], rng: &mut R) -> (u32, u32, u32, u32) {
+pub fn random_resized_crop_params<R: Rng>(
+    width: u32,
+    height: u32,
+    scale: [f64; 2],
+    ratio: [f64; 2],
+    rng: &mut R,
+) -> (u32, u32, u32, u32) {
     let area = (width as f64) * (height as f64);
     let (lr0, lr1) = (ratio[0].ln(), ratio[1].ln());
     for _ in 0..10 {
@@ -214,9 +259,15 @@ pub fn random_resized_crop_params<R: Rng>(width: u32, height: u32, scale: [f64; 
     }
     let in_ratio = width as f64 / height as f64;
     let (w, h) = if in_ratio < ratio[0] {
-        (width, ((width as f64 / ratio[0]).round() as u32).clamp(1, height))
+        (
+            width,
+            ((width as f64 / ratio[0]).round() as u32).clamp(1, height),
+        )
     } else if in_ratio > ratio[1] {
-        (((height as f64 * ratio[1]).round() as u32).clamp(1, width), height)
+        (
+            ((height as f64 * ratio[1]).round() as u32).clamp(1, width),
+            height,
+        )
     } else {
         (width, height)
     };
@@ -233,7 +284,8 @@ fn uniform<R: Rng>(rng: &mut R, lo: f64, hi: f64) -> f64 {
 
 /// Crops `(top, left, h, w)` and resizes to `size x size` with Pillow's antialiased bicubic.
 pub fn resized_crop(img: &GrayImage, top: u32, left: u32, h: u32, w: u32, size: u32) -> GrayImage {
-    img.crop(left, top, w, h).resize(size, size, Filter::Bicubic)
+    img.crop(left, top, w, h)
+        .resize(size, size, Filter::Bicubic)
 }
 
 /// Mirror left-right.
@@ -284,7 +336,11 @@ pub fn rotate(img: &GrayImage, angle_deg: f64) -> GrayImage {
         a2 += a1;
         a5 += a4;
     }
-    GrayImage { width: img.width, height: img.height, data }
+    GrayImage {
+        width: img.width,
+        height: img.height,
+        data,
+    }
 }
 
 /// `ImageOps.autocontrast` (cutoff 0): stretches `[min, max]` to `[0, 1]`; a constant image
@@ -295,7 +351,15 @@ pub fn autocontrast(img: &GrayImage) -> GrayImage {
         return img.clone();
     }
     let range = hi - lo;
-    GrayImage { width: img.width, height: img.height, data: img.data.iter().map(|&v| ((v - lo) / range).clamp(0.0, 1.0)).collect() }
+    GrayImage {
+        width: img.width,
+        height: img.height,
+        data: img
+            .data
+            .iter()
+            .map(|&v| ((v - lo) / range).clamp(0.0, 1.0))
+            .collect(),
+    }
 }
 
 /// The 8-bit level of a value: `round(255 v)` clamped to 0..=255 (half away from zero, as
@@ -316,7 +380,11 @@ pub fn equalize(img: &GrayImage) -> GrayImage {
     }
     let nonzero: Vec<usize> = hist.iter().copied().filter(|&c| c > 0).collect();
     let mut lut = [0f32; 256];
-    let step = if nonzero.len() <= 1 { 0 } else { (nonzero.iter().sum::<usize>() - nonzero[nonzero.len() - 1]) / 256 };
+    let step = if nonzero.len() <= 1 {
+        0
+    } else {
+        (nonzero.iter().sum::<usize>() - nonzero[nonzero.len() - 1]) / 256
+    };
     if step == 0 {
         for (i, l) in lut.iter_mut().enumerate() {
             *l = i as f32 / 255.0;
@@ -328,7 +396,11 @@ pub fn equalize(img: &GrayImage) -> GrayImage {
             n += hist[i];
         }
     }
-    GrayImage { width: img.width, height: img.height, data: levels.iter().map(|&l| lut[l as usize]).collect() }
+    GrayImage {
+        width: img.width,
+        height: img.height,
+        data: levels.iter().map(|&l| lut[l as usize]).collect(),
+    }
 }
 
 /// Pillow's box radius for a Gaussian of standard deviation `sigma` approximated by `passes`
@@ -337,7 +409,8 @@ pub fn box_radius_for_sigma(sigma: f64, passes: u32) -> f64 {
     let sigma2 = sigma * sigma / passes as f64;
     let big_l = (12.0 * sigma2 + 1.0).sqrt();
     let l = ((big_l - 1.0) / 2.0).floor();
-    let a = (2.0 * l + 1.0) * (l * (l + 1.0) - 3.0 * sigma2) / (6.0 * (sigma2 - (l + 1.0) * (l + 1.0)));
+    let a =
+        (2.0 * l + 1.0) * (l * (l + 1.0) - 3.0 * sigma2) / (6.0 * (sigma2 - (l + 1.0) * (l + 1.0)));
     l + a
 }
 
@@ -345,7 +418,14 @@ pub fn box_radius_for_sigma(sigma: f64, passes: u32) -> f64 {
 /// once (vectorisable): `out[y] = ww * sum(in[y-r..=y+r]) + fw * (in[y-r-1] + in[y+r+1])`
 /// with rows clamped at the edges, `r = floor(radius)`, `ww = 1 / (2 radius + 1)`,
 /// `fw = (radius - r) ww` (Pillow `ImagingLineBoxBlur`).
-fn box_blur_vertical(src: &[f32], dst: &mut [f32], w: usize, h: usize, radius: f64, acc: &mut Vec<f32>) {
+fn box_blur_vertical(
+    src: &[f32],
+    dst: &mut [f32],
+    w: usize,
+    h: usize,
+    radius: f64,
+    acc: &mut Vec<f32>,
+) {
     let r = radius.floor() as i64;
     let ww = (1.0 / (2.0 * radius + 1.0)) as f32;
     let fw = ((radius - r as f64) / (2.0 * radius + 1.0)) as f32;
@@ -376,7 +456,14 @@ fn box_blur_vertical(src: &[f32], dst: &mut [f32], w: usize, h: usize, radius: f
 
 /// One extended-box pass along each row (same formula as [`box_blur_vertical`]), rows padded
 /// with their edge values and processed four at a time so the running sums are independent.
-fn box_blur_rows(src: &[f32], dst: &mut [f32], w: usize, h: usize, radius: f64, pad: &mut Vec<f32>) {
+fn box_blur_rows(
+    src: &[f32],
+    dst: &mut [f32],
+    w: usize,
+    h: usize,
+    radius: f64,
+    pad: &mut Vec<f32>,
+) {
     let r = radius.floor() as usize;
     let ww = (1.0 / (2.0 * radius + 1.0)) as f32;
     let fw = ((radius - r as f64) / (2.0 * radius + 1.0)) as f32;
@@ -437,13 +524,23 @@ pub fn gaussian_blur(img: &GrayImage, radius: f64) -> GrayImage {
         box_blur_vertical(&a, &mut b, w, h, br, &mut tmp);
         std::mem::swap(&mut a, &mut b);
     }
-    GrayImage { width: img.width, height: img.height, data: a }
+    GrayImage {
+        width: img.width,
+        height: img.height,
+        data: a,
+    }
 }
 
 /// One augmented view: random resized crop to `size`, flip, rotation, autocontrast,
 /// equalisation and blur with the probabilities of `aug` (in that order), drawing from `rng`.
-pub fn augment_view<R: Rng>(img: &GrayImage, size: u32, aug: &ViewAugment, rng: &mut R) -> GrayImage {
-    let (top, left, h, w) = random_resized_crop_params(img.width, img.height, aug.scale, aug.ratio, rng);
+pub fn augment_view<R: Rng>(
+    img: &GrayImage,
+    size: u32,
+    aug: &ViewAugment,
+    rng: &mut R,
+) -> GrayImage {
+    let (top, left, h, w) =
+        random_resized_crop_params(img.width, img.height, aug.scale, aug.ratio, rng);
     let mut v = resized_crop(img, top, left, h, w, size);
     if rng.gen::<f64>() < aug.flip_p {
         v = hflip(&v);
@@ -471,9 +568,19 @@ pub fn augment_view<R: Rng>(img: &GrayImage, size: u32, aug: &ViewAugment, rng: 
 pub fn multi_crop(img: &GrayImage, cfg: &MultiCropConfig, seed: u64) -> Vec<GrayImage> {
     let mut views = Vec::with_capacity(cfg.num_views());
     views.push(img.resize(cfg.global_size, cfg.global_size, Filter::Bilinear));
-    views.push(augment_view(img, cfg.global_size, &cfg.global2, &mut rng_for(&[seed, 1])));
+    views.push(augment_view(
+        img,
+        cfg.global_size,
+        &cfg.global2,
+        &mut rng_for(&[seed, 1]),
+    ));
     for v in 0..cfg.n_local {
-        views.push(augment_view(img, cfg.local_size, &cfg.local, &mut rng_for(&[seed, 2 + v as u64])));
+        views.push(augment_view(
+            img,
+            cfg.local_size,
+            &cfg.local,
+            &mut rng_for(&[seed, 2 + v as u64]),
+        ));
     }
     views
 }
@@ -497,19 +604,27 @@ mod tests {
         let mut rng = rng_for(&[1]);
         for &(w, h) in &[(256u32, 256u32), (300, 200), (50, 400), (7, 5)] {
             for _ in 0..500 {
-                let (top, left, ch, cw) = random_resized_crop_params(w, h, [0.2, 0.6], [0.75, 4.0 / 3.0], &mut rng);
-                assert!(ch >= 1 && cw >= 1 && top + ch <= h && left + cw <= w, "{w}x{h}: {top} {left} {ch} {cw}");
+                let (top, left, ch, cw) =
+                    random_resized_crop_params(w, h, [0.2, 0.6], [0.75, 4.0 / 3.0], &mut rng);
+                assert!(
+                    ch >= 1 && cw >= 1 && top + ch <= h && left + cw <= w,
+                    "{w}x{h}: {top} {left} {ch} {cw}"
+                );
             }
         }
         for _ in 0..200 {
-            let (_, _, ch, cw) = random_resized_crop_params(256, 256, [0.75, 1.0], [0.75, 4.0 / 3.0], &mut rng);
+            let (_, _, ch, cw) =
+                random_resized_crop_params(256, 256, [0.75, 1.0], [0.75, 4.0 / 3.0], &mut rng);
             let frac = (ch * cw) as f64 / 65536.0;
             assert!(frac > 0.7 && frac <= 1.0, "{frac}");
             let ratio = cw as f64 / ch as f64;
             assert!(ratio > 0.74 && ratio < 1.35, "{ratio}");
         }
         // Impossible scale forces the fallback: central crop clamped to the ratio range.
-        assert_eq!(random_resized_crop_params(100, 400, [2.0, 3.0], [0.75, 4.0 / 3.0], &mut rng), (133, 0, 133, 100));
+        assert_eq!(
+            random_resized_crop_params(100, 400, [2.0, 3.0], [0.75, 4.0 / 3.0], &mut rng),
+            (133, 0, 133, 100)
+        );
     }
 
     #[test]
@@ -598,7 +713,10 @@ mod tests {
             assert!((b.mean() - img.mean()).abs() < 1e-5, "radius {r}");
         }
         let c = GrayImage::filled(10, 7, 0.7);
-        assert!(gaussian_blur(&c, 1.3).data.iter().all(|&v| (v - 0.7).abs() < 1e-5));
+        assert!(gaussian_blur(&c, 1.3)
+            .data
+            .iter()
+            .all(|&v| (v - 0.7).abs() < 1e-5));
         let var = |g: &GrayImage| {
             let m = g.mean();
             g.data.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>()
@@ -614,15 +732,28 @@ mod tests {
         img.set(50, 0, 1.0);
         for r in [0.5f64, 1.0, 2.0] {
             let b = gaussian_blur(&img, r);
-            let var: f64 = b.data.iter().enumerate().map(|(i, &v)| v as f64 * (i as f64 - 50.0).powi(2)).sum();
-            assert!((var - r * r).abs() < 0.02 * r * r + 1e-3, "radius {r}: variance {var}");
+            let var: f64 = b
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| v as f64 * (i as f64 - 50.0).powi(2))
+                .sum();
+            assert!(
+                (var - r * r).abs() < 0.02 * r * r + 1e-3,
+                "radius {r}: variance {var}"
+            );
         }
     }
 
     #[test]
     fn multi_crop_shapes_ranges_and_determinism() {
         let img = noise(64, 64, 7);
-        let cfg = MultiCropConfig { global_size: 32, local_size: 16, n_local: 4, ..Default::default() };
+        let cfg = MultiCropConfig {
+            global_size: 32,
+            local_size: 16,
+            n_local: 4,
+            ..Default::default()
+        };
         let a = multi_crop(&img, &cfg, 42);
         assert_eq!(a.len(), 6);
         assert_eq!((a[0].width, a[1].width, a[2].width), (32, 32, 16));
@@ -649,7 +780,13 @@ mod tests {
         let round: MultiCropConfig = toml::from_str(&toml::to_string(&d).unwrap()).unwrap();
         assert_eq!(round, d);
         assert!(toml::from_str::<MultiCropConfig>("bogus = 1").is_err());
-        let bad = MultiCropConfig { local: ViewAugment { blur_p: 1.5, ..ViewAugment::distl_local() }, ..Default::default() };
+        let bad = MultiCropConfig {
+            local: ViewAugment {
+                blur_p: 1.5,
+                ..ViewAugment::distl_local()
+            },
+            ..Default::default()
+        };
         assert!(bad.validate().is_err());
     }
 }

@@ -96,8 +96,10 @@ pub struct Descriptor {
 impl Descriptor {
     /// Parses a descriptor file.
     pub fn read(path: &Path) -> Result<Descriptor> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read dataset descriptor {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid dataset descriptor {}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read dataset descriptor {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("invalid dataset descriptor {}", path.display()))
     }
 }
 
@@ -127,7 +129,11 @@ impl Dataset {
             Layout::Manifest => {
                 let manifest = root.join(d.manifest.as_deref().unwrap_or("manifest.csv"));
                 if !manifest.is_file() {
-                    bail!("manifest {} named by descriptor {} does not exist", manifest.display(), path.display());
+                    bail!(
+                        "manifest {} named by descriptor {} does not exist",
+                        manifest.display(),
+                        path.display()
+                    );
                 }
                 Self::from_manifest_opts(&manifest, &d.positive, d.keep.as_deref(), skip_bad)
             }
@@ -156,24 +162,44 @@ impl Dataset {
 
     /// As [`Dataset::from_manifest`]; with `skip_bad`, rows whose image file is missing are
     /// skipped with a warning (and counted in an info log) instead of failing.
-    pub fn from_manifest_opts(csv: &Path, positive: &str, keep: Option<&[String]>, skip_bad: bool) -> Result<Dataset> {
-        let root = csv.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+    pub fn from_manifest_opts(
+        csv: &Path,
+        positive: &str,
+        keep: Option<&[String]>,
+        skip_bad: bool,
+    ) -> Result<Dataset> {
+        let root = csv
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
         let mut rdr = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_path(csv)
             .with_context(|| format!("cannot open manifest {}", csv.display()))?;
-        let headers = rdr.headers().with_context(|| format!("cannot read the header of manifest {}", csv.display()))?.clone();
+        let headers = rdr
+            .headers()
+            .with_context(|| format!("cannot read the header of manifest {}", csv.display()))?
+            .clone();
         let col = |name: &str| headers.iter().position(|h| h == name);
         let (Some(fi), Some(li)) = (col("file"), col("label")) else {
-            bail!("manifest {} line 1: header must have `file` and `label` columns (found: {})", csv.display(), headers.iter().collect::<Vec<_>>().join(","));
+            bail!(
+                "manifest {} line 1: header must have `file` and `label` columns (found: {})",
+                csv.display(),
+                headers.iter().collect::<Vec<_>>().join(",")
+            );
         };
         let pi = col("patient_id");
         let mut samples = Vec::new();
         let mut seen: HashMap<String, u64> = HashMap::new();
         let mut skipped = 0usize;
         for rec in rdr.records() {
-            let rec = rec.with_context(|| format!("malformed row in manifest {}", csv.display()))?;
+            let rec =
+                rec.with_context(|| format!("malformed row in manifest {}", csv.display()))?;
             let line = rec.position().map(|p| p.line()).unwrap_or(0);
             let at = || format!("manifest {} line {}", csv.display(), line);
             let file = rec.get(fi).unwrap_or("").to_string();
@@ -185,7 +211,12 @@ impl Dataset {
                 bail!("{}: empty `label` for {}", at(), file);
             }
             if let Some(prev) = seen.insert(file.clone(), line) {
-                bail!("{}: duplicate entry {} (first listed on line {})", at(), file, prev);
+                bail!(
+                    "{}: duplicate entry {} (first listed on line {})",
+                    at(),
+                    file,
+                    prev
+                );
             }
             if let Some(k) = keep {
                 if !k.contains(&label) {
@@ -195,20 +226,41 @@ impl Dataset {
             let path = root.join(&file);
             if !path.is_file() {
                 if skip_bad {
-                    tracing::warn!("{}: image file {} is missing; skipped", at(), path.display());
+                    tracing::warn!(
+                        "{}: image file {} is missing; skipped",
+                        at(),
+                        path.display()
+                    );
                     skipped += 1;
                     continue;
                 }
                 bail!("{}: image file {} does not exist", at(), path.display());
             }
-            let patient_id = pi.and_then(|i| rec.get(i)).filter(|s| !s.is_empty()).map(str::to_string).unwrap_or_else(|| file.clone());
-            samples.push(Sample { path, label, target: 0.0, patient_id });
+            let patient_id = pi
+                .and_then(|i| rec.get(i))
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .unwrap_or_else(|| file.clone());
+            samples.push(Sample {
+                path,
+                label,
+                target: 0.0,
+                patient_id,
+            });
         }
         if skipped > 0 {
-            tracing::info!("skipped {skipped} manifest rows with missing images in {}", csv.display());
+            tracing::info!(
+                "skipped {skipped} manifest rows with missing images in {}",
+                csv.display()
+            );
         }
-        let name = root.canonicalize().ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "dataset".into());
-        finish(name, root, positive, samples, keep).with_context(|| format!("manifest {}", csv.display()))
+        let name = root
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "dataset".into());
+        finish(name, root, positive, samples, keep)
+            .with_context(|| format!("manifest {}", csv.display()))
     }
 
     /// Imports a folder tree `root/<label>/**/<image>` (png, jpg, jpeg, dcm, dicom; hidden
@@ -231,12 +283,26 @@ impl Dataset {
             collect_images(&root.join(&label), &mut files)?;
             files.sort();
             for path in files {
-                let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-                samples.push(Sample { path, label: label.clone(), target: 0.0, patient_id: rel });
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned();
+                samples.push(Sample {
+                    path,
+                    label: label.clone(),
+                    target: 0.0,
+                    patient_id: rel,
+                });
             }
         }
-        let name = root.canonicalize().ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "dataset".into());
-        finish(name, root.to_path_buf(), positive, samples, None).with_context(|| format!("dataset folder {}", root.display()))
+        let name = root
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "dataset".into());
+        finish(name, root.to_path_buf(), positive, samples, None)
+            .with_context(|| format!("dataset folder {}", root.display()))
     }
 
     /// Decodes every image (in parallel) to check that it is readable. Strict: the first
@@ -244,8 +310,11 @@ impl Dataset {
     /// images are removed, each logged as a warning; returns how many were removed.
     pub fn verify_images(&mut self, skip_bad: bool) -> Result<usize> {
         use rayon::prelude::*;
-        let results: Vec<Option<anyhow::Error>> =
-            self.samples.par_iter().map(|s| crate::load::load_gray_native(&s.path).err()).collect();
+        let results: Vec<Option<anyhow::Error>> = self
+            .samples
+            .par_iter()
+            .map(|s| crate::load::load_gray_native(&s.path).err())
+            .collect();
         let mut bad = 0;
         let mut keep = Vec::with_capacity(self.samples.len());
         for (s, err) in std::mem::take(&mut self.samples).into_iter().zip(results) {
@@ -255,7 +324,12 @@ impl Dataset {
                     tracing::warn!("skipping unreadable image: {e:#}");
                     bad += 1;
                 }
-                Some(e) => return Err(e.context(format!("dataset {}: unreadable image (use --skip-bad to skip such images)", self.name))),
+                Some(e) => {
+                    return Err(e.context(format!(
+                        "dataset {}: unreadable image (use --skip-bad to skip such images)",
+                        self.name
+                    )))
+                }
             }
         }
         self.samples = keep;
@@ -277,7 +351,11 @@ impl Dataset {
 
     /// Number of distinct patients.
     pub fn num_patients(&self) -> usize {
-        self.samples.iter().map(|s| s.patient_id.as_str()).collect::<std::collections::HashSet<_>>().len()
+        self.samples
+            .iter()
+            .map(|s| s.patient_id.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
     }
 }
 
@@ -290,7 +368,11 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
         if p.is_dir() {
             collect_images(&p, out)?;
-        } else if p.extension().map(|x| IMAGE_EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str())).unwrap_or(false) {
+        } else if p
+            .extension()
+            .map(|x| IMAGE_EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str()))
+            .unwrap_or(false)
+        {
             out.push(p);
         }
     }
@@ -315,7 +397,9 @@ fn check_labels(samples: &[Sample], positive: &str, keep: Option<&[String]>) -> 
         }
         for l in k {
             if !present.contains(&l.as_str()) {
-                bail!("unknown label {l:?} in `keep`: no image has it (labels present: {present:?})");
+                bail!(
+                    "unknown label {l:?} in `keep`: no image has it (labels present: {present:?})"
+                );
             }
         }
     }
@@ -328,12 +412,26 @@ fn check_labels(samples: &[Sample], positive: &str, keep: Option<&[String]>) -> 
     Ok(())
 }
 
-fn finish(name: String, root: PathBuf, positive: &str, mut samples: Vec<Sample>, keep: Option<&[String]>) -> Result<Dataset> {
+fn finish(
+    name: String,
+    root: PathBuf,
+    positive: &str,
+    mut samples: Vec<Sample>,
+    keep: Option<&[String]>,
+) -> Result<Dataset> {
     check_labels(&samples, positive, keep)?;
     for s in &mut samples {
         s.target = if s.label == positive { 1.0 } else { 0.0 };
     }
-    Ok(Dataset { name, root, positive_label: positive.to_string(), samples, test_prefix: None, source: None, license: None })
+    Ok(Dataset {
+        name,
+        root,
+        positive_label: positive.to_string(),
+        samples,
+        test_prefix: None,
+        source: None,
+        license: None,
+    })
 }
 
 #[cfg(test)]
@@ -342,7 +440,9 @@ mod tests {
 
     fn touch_png(p: &Path) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        image::GrayImage::from_fn(4, 4, |x, y| image::Luma([(x * 40 + y) as u8])).save(p).unwrap();
+        image::GrayImage::from_fn(4, 4, |x, y| image::Luma([(x * 40 + y) as u8]))
+            .save(p)
+            .unwrap();
     }
 
     fn manifest(dir: &Path, rows: &[&str]) -> PathBuf {
@@ -363,22 +463,47 @@ mod tests {
     #[test]
     fn manifest_reads_labels_targets_and_patients() {
         let d = tempfile::tempdir().unwrap();
-        let m = manifest(d.path(), &["images/a.png,normal,p1,x", "images/b.png,pneumonia,p2,y", "images/c.png,covid,,z"]);
+        let m = manifest(
+            d.path(),
+            &[
+                "images/a.png,normal,p1,x",
+                "images/b.png,pneumonia,p2,y",
+                "images/c.png,covid,,z",
+            ],
+        );
         let ds = Dataset::from_manifest(&m, "pneumonia", None).unwrap();
         assert_eq!(ds.samples.len(), 3);
         assert_eq!(ds.samples[1].target, 1.0);
         assert_eq!(ds.samples[0].target, 0.0);
         assert_eq!(ds.samples[2].patient_id, "images/c.png");
-        let kept = Dataset::from_manifest(&m, "pneumonia", Some(&["normal".into(), "pneumonia".into()])).unwrap();
+        let kept = Dataset::from_manifest(
+            &m,
+            "pneumonia",
+            Some(&["normal".into(), "pneumonia".into()]),
+        )
+        .unwrap();
         assert_eq!(kept.samples.len(), 2);
     }
 
     #[test]
     fn missing_file_names_the_line() {
         let d = tempfile::tempdir().unwrap();
-        let m = manifest(d.path(), &["a.png,normal,p1,", "missing.png,pneumonia,p2,", "b.png,pneumonia,p3,"]);
-        let err = format!("{:#}", Dataset::from_manifest(&m, "pneumonia", None).unwrap_err());
-        assert!(err.contains("line 3") && err.contains("missing.png"), "{err}");
+        let m = manifest(
+            d.path(),
+            &[
+                "a.png,normal,p1,",
+                "missing.png,pneumonia,p2,",
+                "b.png,pneumonia,p3,",
+            ],
+        );
+        let err = format!(
+            "{:#}",
+            Dataset::from_manifest(&m, "pneumonia", None).unwrap_err()
+        );
+        assert!(
+            err.contains("line 3") && err.contains("missing.png"),
+            "{err}"
+        );
         let ds = Dataset::from_manifest_opts(&m, "pneumonia", None, true).unwrap();
         assert_eq!(ds.samples.len(), 2);
     }
@@ -386,18 +511,41 @@ mod tests {
     #[test]
     fn duplicate_entry_names_both_lines() {
         let d = tempfile::tempdir().unwrap();
-        let m = manifest(d.path(), &["a.png,normal,p1,", "b.png,pneumonia,p2,", "a.png,normal,p1,"]);
-        let err = format!("{:#}", Dataset::from_manifest(&m, "pneumonia", None).unwrap_err());
-        assert!(err.contains("line 4") && err.contains("duplicate") && err.contains("line 2"), "{err}");
+        let m = manifest(
+            d.path(),
+            &[
+                "a.png,normal,p1,",
+                "b.png,pneumonia,p2,",
+                "a.png,normal,p1,",
+            ],
+        );
+        let err = format!(
+            "{:#}",
+            Dataset::from_manifest(&m, "pneumonia", None).unwrap_err()
+        );
+        assert!(
+            err.contains("line 4") && err.contains("duplicate") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_labels_are_errors() {
         let d = tempfile::tempdir().unwrap();
         let m = manifest(d.path(), &["a.png,normal,p1,", "b.png,pneumonia,p2,"]);
-        let err = format!("{:#}", Dataset::from_manifest(&m, "tuberculosis", None).unwrap_err());
-        assert!(err.contains("unknown positive label") && err.contains("manifest.csv"), "{err}");
-        let err = format!("{:#}", Dataset::from_manifest(&m, "pneumonia", Some(&["pneumonia".into(), "covid".into()])).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Dataset::from_manifest(&m, "tuberculosis", None).unwrap_err()
+        );
+        assert!(
+            err.contains("unknown positive label") && err.contains("manifest.csv"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Dataset::from_manifest(&m, "pneumonia", Some(&["pneumonia".into(), "covid".into()]))
+                .unwrap_err()
+        );
         assert!(err.contains("unknown label \"covid\""), "{err}");
     }
 
@@ -407,7 +555,10 @@ mod tests {
         let p = d.path().join("m.csv");
         std::fs::write(&p, "file,label\na.png,\n").unwrap();
         let err = format!("{:#}", Dataset::from_manifest(&p, "x", None).unwrap_err());
-        assert!(err.contains("line 2") && err.contains("empty `label`"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("empty `label`"),
+            "{err}"
+        );
         std::fs::write(&p, "path,class\na.png,x\n").unwrap();
         let err = format!("{:#}", Dataset::from_manifest(&p, "x", None).unwrap_err());
         assert!(err.contains("line 1") && err.contains("`file`"), "{err}");
@@ -416,7 +567,14 @@ mod tests {
     #[test]
     fn verify_images_fails_or_skips_corrupt_files() {
         let d = tempfile::tempdir().unwrap();
-        let m = manifest(d.path(), &["a.png,normal,p1,", "b.png,pneumonia,p2,", "c.png,pneumonia,p3,"]);
+        let m = manifest(
+            d.path(),
+            &[
+                "a.png,normal,p1,",
+                "b.png,pneumonia,p2,",
+                "c.png,pneumonia,p3,",
+            ],
+        );
         std::fs::write(d.path().join("b.png"), b"garbage").unwrap();
         let mut ds = Dataset::from_manifest(&m, "pneumonia", None).unwrap();
         let err = format!("{:#}", ds.clone().verify_images(false).unwrap_err());
@@ -452,6 +610,9 @@ mod tests {
         assert_eq!(ds.license.as_deref(), Some("CC0"));
         std::fs::write(&desc, "root = \"../nowhere\"\npositive = \"pneumonia\"\n").unwrap();
         let err = format!("{:#}", Dataset::from_descriptor(&desc).unwrap_err());
-        assert!(err.contains("nowhere") && err.contains("relative to the descriptor"), "{err}");
+        assert!(
+            err.contains("nowhere") && err.contains("relative to the descriptor"),
+            "{err}"
+        );
     }
 }

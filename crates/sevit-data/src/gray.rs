@@ -58,15 +58,28 @@ impl Filter {
 impl GrayImage {
     /// An image filled with `value`.
     pub fn filled(width: u32, height: u32, value: f32) -> Self {
-        GrayImage { width, height, data: vec![value; width as usize * height as usize] }
+        GrayImage {
+            width,
+            height,
+            data: vec![value; width as usize * height as usize],
+        }
     }
 
     /// Wraps `data` (row-major); fails when the length is not `width * height`.
     pub fn from_vec(width: u32, height: u32, data: Vec<f32>) -> Result<Self> {
         if data.len() != width as usize * height as usize {
-            bail!("image buffer has {} values, expected {}x{}", data.len(), width, height);
+            bail!(
+                "image buffer has {} values, expected {}x{}",
+                data.len(),
+                width,
+                height
+            );
         }
-        Ok(GrayImage { width, height, data })
+        Ok(GrayImage {
+            width,
+            height,
+            data,
+        })
     }
 
     /// Pixel at `(x, y)`.
@@ -87,7 +100,11 @@ impl GrayImage {
         if self.data.is_empty() {
             return (0.0, 0.0);
         }
-        self.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        self.data
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            })
     }
 
     /// Mean value.
@@ -106,19 +123,28 @@ impl GrayImage {
             self.data.iter_mut().for_each(|v| *v = 0.0);
             return;
         }
-        self.data.iter_mut().for_each(|v| *v = ((*v - lo) / range).clamp(0.0, 1.0));
+        self.data
+            .iter_mut()
+            .for_each(|v| *v = ((*v - lo) / range).clamp(0.0, 1.0));
     }
 
     /// The sub-image with top-left corner `(left, top)` and size `w x h`; the region must lie
     /// inside the image.
     pub fn crop(&self, left: u32, top: u32, w: u32, h: u32) -> GrayImage {
-        assert!(left + w <= self.width && top + h <= self.height, "crop outside the image");
+        assert!(
+            left + w <= self.width && top + h <= self.height,
+            "crop outside the image"
+        );
         let mut data = Vec::with_capacity(w as usize * h as usize);
         for y in top..top + h {
             let row = y as usize * self.width as usize;
             data.extend_from_slice(&self.data[row + left as usize..row + (left + w) as usize]);
         }
-        GrayImage { width: w, height: h, data }
+        GrayImage {
+            width: w,
+            height: h,
+            data,
+        }
     }
 
     /// Resizes to `w x h` with Pillow's separable convolution resampling (antialiased when
@@ -129,8 +155,16 @@ impl GrayImage {
             return self.clone();
         }
         // Horizontal pass then vertical pass (Pillow order).
-        let horiz = if w != self.width { resample_rows(self, w, filter) } else { self.clone() };
-        let out = if h != self.height { resample_cols(&horiz, h, filter) } else { horiz };
+        let horiz = if w != self.width {
+            resample_rows(self, w, filter)
+        } else {
+            self.clone()
+        };
+        let out = if h != self.height {
+            resample_cols(&horiz, h, filter)
+        } else {
+            horiz
+        };
         if filter == Filter::Bicubic {
             let mut out = out;
             out.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
@@ -142,7 +176,11 @@ impl GrayImage {
 
     /// Converts to an 8-bit image (`round(v * 255)`, clamped).
     pub fn to_luma8(&self) -> image::GrayImage {
-        let buf = self.data.iter().map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+        let buf = self
+            .data
+            .iter()
+            .map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect();
         image::GrayImage::from_raw(self.width, self.height, buf).expect("buffer size matches")
     }
 }
@@ -161,7 +199,11 @@ fn resample_cols(img: &GrayImage, out_h: u32, filter: Filter) -> GrayImage {
             }
         }
     }
-    GrayImage { width: img.width, height: out_h, data }
+    GrayImage {
+        width: img.width,
+        height: out_h,
+        data,
+    }
 }
 
 /// Pillow `precompute_coeffs`: for each output index, the first input index and the weights.
@@ -175,8 +217,12 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> (Vec<usize>,
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         let xmin = ((center - support + 0.5).floor().max(0.0)) as usize;
-        let xmax = ((center + support + 0.5).floor() as isize).min(in_size as isize).max(xmin as isize) as usize;
-        let mut ws: Vec<f64> = (xmin..xmax).map(|x| filter.eval((x as f64 - center + 0.5) * ss)).collect();
+        let xmax = ((center + support + 0.5).floor() as isize)
+            .min(in_size as isize)
+            .max(xmin as isize) as usize;
+        let mut ws: Vec<f64> = (xmin..xmax)
+            .map(|x| filter.eval((x as f64 - center + 0.5) * ss))
+            .collect();
         let total: f64 = ws.iter().sum();
         if total != 0.0 {
             ws.iter_mut().for_each(|w| *w /= total);
@@ -211,7 +257,12 @@ fn resample_rows(img: &GrayImage, out_w: u32, filter: Filter) -> GrayImage {
         for xx in 0..ow {
             let w = &flat[xx * kmax..(xx + 1) * kmax];
             let s = st[xx];
-            let (r0, r1, r2, r3) = (&r[0][s..s + kmax], &r[1][s..s + kmax], &r[2][s..s + kmax], &r[3][s..s + kmax]);
+            let (r0, r1, r2, r3) = (
+                &r[0][s..s + kmax],
+                &r[1][s..s + kmax],
+                &r[2][s..s + kmax],
+                &r[3][s..s + kmax],
+            );
             let mut acc = [0f32; 4];
             for k in 0..kmax {
                 let wk = w[k];
@@ -230,10 +281,18 @@ fn resample_rows(img: &GrayImage, out_w: u32, filter: Filter) -> GrayImage {
         let row = &src[y * in_w..(y + 1) * in_w];
         for xx in 0..ow {
             let s = st[xx];
-            data[y * ow + xx] = flat[xx * kmax..(xx + 1) * kmax].iter().zip(&row[s..s + kmax]).map(|(w, v)| w * v).sum();
+            data[y * ow + xx] = flat[xx * kmax..(xx + 1) * kmax]
+                .iter()
+                .zip(&row[s..s + kmax])
+                .map(|(w, v)| w * v)
+                .sum();
         }
     }
-    GrayImage { width: out_w, height: img.height, data }
+    GrayImage {
+        width: out_w,
+        height: img.height,
+        data,
+    }
 }
 
 #[cfg(test)]
@@ -241,7 +300,9 @@ mod tests {
     use super::*;
 
     fn ramp(w: u32, h: u32) -> GrayImage {
-        let data = (0..w * h).map(|i| ((i % w) + (i / w)) as f32 / (w + h) as f32).collect();
+        let data = (0..w * h)
+            .map(|i| ((i % w) + (i / w)) as f32 / (w + h) as f32)
+            .collect();
         GrayImage::from_vec(w, h, data).unwrap()
     }
 

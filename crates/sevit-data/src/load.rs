@@ -25,23 +25,37 @@ pub fn load_gray(path: &Path, size: u32) -> Result<GrayImage> {
 
 /// Loads `path` at its own resolution, min-max normalised to `[0, 1]`.
 pub fn load_gray_native(path: &Path) -> Result<GrayImage> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read image file {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read image file {}", path.display()))?;
     let mut img = if is_dicom(&bytes) {
         crate::dicom::decode_dicom(path)?
     } else {
-        let dynimg = decode_bytes(&bytes).with_context(|| format!("cannot decode image {}", path.display()))?;
+        let dynimg = decode_bytes(&bytes)
+            .with_context(|| format!("cannot decode image {}", path.display()))?;
         if let DynamicImage::ImageLuma8(b) = &dynimg {
             // Fast path (the common case): min-max normalisation through a 256-entry table.
             let raw = b.as_raw();
-            let (lo, hi) = raw.iter().fold((255u8, 0u8), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let (lo, hi) = raw
+                .iter()
+                .fold((255u8, 0u8), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             let mut lut = [0f32; 256];
             if hi > lo {
-                for (v, l) in lut.iter_mut().enumerate().take(hi as usize + 1).skip(lo as usize) {
+                for (v, l) in lut
+                    .iter_mut()
+                    .enumerate()
+                    .take(hi as usize + 1)
+                    .skip(lo as usize)
+                {
                     *l = (v as f32 - lo as f32) / (hi - lo) as f32;
                 }
             }
             let data = raw.iter().map(|&v| lut[v as usize]).collect();
-            return Ok(GrayImage { width: b.width(), height: b.height(), data }).and_then(|g: GrayImage| {
+            return Ok(GrayImage {
+                width: b.width(),
+                height: b.height(),
+                data,
+            })
+            .and_then(|g: GrayImage| {
                 if g.width == 0 || g.height == 0 {
                     bail!("image {} is empty", path.display());
                 }
@@ -51,7 +65,12 @@ pub fn load_gray_native(path: &Path) -> Result<GrayImage> {
         to_gray(&dynimg)
     };
     if img.width == 0 || img.height == 0 {
-        bail!("image {} is empty ({}x{})", path.display(), img.width, img.height);
+        bail!(
+            "image {} is empty ({}x{})",
+            path.display(),
+            img.width,
+            img.height
+        );
     }
     img.normalize_min_max();
     Ok(img)
@@ -65,7 +84,10 @@ pub fn is_dicom(bytes: &[u8]) -> bool {
 /// True when the file at `path` starts like a DICOM Part-10 file.
 pub fn is_dicom_file(path: &Path) -> bool {
     let mut buf = [0u8; 132];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf)).map(|_| is_dicom(&buf)).unwrap_or(false)
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map(|_| is_dicom(&buf))
+        .unwrap_or(false)
 }
 
 fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage> {
@@ -84,15 +106,30 @@ pub(crate) fn to_gray(img: &DynamicImage) -> GrayImage {
     let (w, h) = (img.width(), img.height());
     let data: Vec<f32> = match img {
         DynamicImage::ImageLuma8(b) => b.as_raw().iter().map(|&v| v as f32 / 255.0).collect(),
-        DynamicImage::ImageLumaA8(b) => b.as_raw().chunks_exact(2).map(|p| p[0] as f32 / 255.0).collect(),
+        DynamicImage::ImageLumaA8(b) => b
+            .as_raw()
+            .chunks_exact(2)
+            .map(|p| p[0] as f32 / 255.0)
+            .collect(),
         DynamicImage::ImageLuma16(b) => b.as_raw().iter().map(|&v| v as f32 / 65535.0).collect(),
-        DynamicImage::ImageLumaA16(b) => b.as_raw().chunks_exact(2).map(|p| p[0] as f32 / 65535.0).collect(),
+        DynamicImage::ImageLumaA16(b) => b
+            .as_raw()
+            .chunks_exact(2)
+            .map(|p| p[0] as f32 / 65535.0)
+            .collect(),
         other => {
             let rgb = other.to_rgb32f();
-            rgb.as_raw().chunks_exact(3).map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).collect()
+            rgb.as_raw()
+                .chunks_exact(3)
+                .map(|p| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2])
+                .collect()
         }
     };
-    GrayImage { width: w, height: h, data }
+    GrayImage {
+        width: w,
+        height: h,
+        data,
+    }
 }
 
 #[cfg(test)]
@@ -104,7 +141,8 @@ mod tests {
     fn png8_is_min_max_normalised_and_resized() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.png");
-        let img: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(8, 6, |x, y| Luma([50 + (x + y) as u8 * 10]));
+        let img: ImageBuffer<Luma<u8>, Vec<u8>> =
+            ImageBuffer::from_fn(8, 6, |x, y| Luma([50 + (x + y) as u8 * 10]));
         img.save(&p).unwrap();
         let g = load_gray(&p, 0).unwrap();
         assert_eq!((g.width, g.height), (8, 6));
@@ -118,7 +156,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("b.png");
         // Values differ only below 8-bit resolution.
-        let img: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_fn(4, 1, |x, _| Luma([1000 + x as u16]));
+        let img: ImageBuffer<Luma<u16>, Vec<u16>> =
+            ImageBuffer::from_fn(4, 1, |x, _| Luma([1000 + x as u16]));
         img.save(&p).unwrap();
         let g = load_gray(&p, 0).unwrap();
         let expect = [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0];
@@ -131,8 +170,13 @@ mod tests {
     fn jpeg_rgb_is_converted_to_luminance() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.jpg");
-        let img: ImageBuffer<Rgb<u8>, Vec<u8>> =
-            ImageBuffer::from_fn(16, 16, |x, _| if x < 8 { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) });
+        let img: ImageBuffer<Rgb<u8>, Vec<u8>> = ImageBuffer::from_fn(16, 16, |x, _| {
+            if x < 8 {
+                Rgb([0, 0, 0])
+            } else {
+                Rgb([255, 255, 255])
+            }
+        });
         img.save(&p).unwrap();
         let g = load_gray(&p, 0).unwrap();
         assert!(g.get(1, 8) < 0.1 && g.get(14, 8) > 0.9);
@@ -141,7 +185,10 @@ mod tests {
     #[test]
     fn missing_file_error_names_the_file() {
         let err = load_gray(Path::new("/nonexistent/dir/x.png"), 8).unwrap_err();
-        assert!(format!("{err:#}").contains("/nonexistent/dir/x.png"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("/nonexistent/dir/x.png"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -153,7 +200,8 @@ mod tests {
         assert!(format!("{err:#}").contains("junk.png"), "{err:#}");
 
         let good = dir.path().join("good.png");
-        let img: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(64, 64, |x, y| Luma([(x * y) as u8]));
+        let img: ImageBuffer<Luma<u8>, Vec<u8>> =
+            ImageBuffer::from_fn(64, 64, |x, y| Luma([(x * y) as u8]));
         img.save(&good).unwrap();
         let bytes = std::fs::read(&good).unwrap();
         let trunc = dir.path().join("trunc.png");

@@ -46,7 +46,14 @@ pub struct LoaderConfig {
 impl Default for LoaderConfig {
     /// Batch 8 (DISTL per-GPU batch), shuffled, drop_last, seed 0, strict, prefetch 2.
     fn default() -> Self {
-        LoaderConfig { batch_size: 8, shuffle: true, drop_last: true, seed: 0, skip_bad: false, prefetch: 2 }
+        LoaderConfig {
+            batch_size: 8,
+            shuffle: true,
+            drop_last: true,
+            seed: 0,
+            skip_bad: false,
+            prefetch: 2,
+        }
     }
 }
 
@@ -97,22 +104,32 @@ pub fn stack_gray(images: &[&GrayImage]) -> Tensor {
     let (h, w) = (images[0].height as usize, images[0].width as usize);
     let hw = h * w;
     for im in images {
-        assert_eq!((im.height as usize, im.width as usize), (h, w), "images of one batch must have one size");
+        assert_eq!(
+            (im.height as usize, im.width as usize),
+            (h, w),
+            "images of one batch must have one size"
+        );
     }
     let b = images.len();
-    let t = Tensor::empty([b as i64, 3, h as i64, w as i64], (Kind::Float, Device::Cpu));
+    let t = Tensor::empty(
+        [b as i64, 3, h as i64, w as i64],
+        (Kind::Float, Device::Cpu),
+    );
     if b * hw == 0 {
         return t;
     }
     // SAFETY: `t` is a freshly allocated, contiguous CPU f32 tensor of exactly b*3*h*w
     // elements that nothing else references while this slice is alive; the slice is dropped
     // before `t` is returned.
-    let buf: &mut [f32] = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, b * 3 * hw) };
-    buf.par_chunks_mut(3 * hw).zip(images.par_iter()).for_each(|(chunk, im)| {
-        for c in 0..3 {
-            chunk[c * hw..(c + 1) * hw].copy_from_slice(&im.data);
-        }
-    });
+    let buf: &mut [f32] =
+        unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, b * 3 * hw) };
+    buf.par_chunks_mut(3 * hw)
+        .zip(images.par_iter())
+        .for_each(|(chunk, im)| {
+            for c in 0..3 {
+                chunk[c * hw..(c + 1) * hw].copy_from_slice(&im.data);
+            }
+        });
     t
 }
 
@@ -157,7 +174,13 @@ impl<T: Send + 'static> Prefetcher<T> {
                 }
             })
             .expect("spawning the loader thread");
-        Prefetcher { rx: Some(rx), handle: Some(handle), num_batches, skipped, failed: false }
+        Prefetcher {
+            rx: Some(rx),
+            handle: Some(handle),
+            num_batches,
+            skipped,
+            failed: false,
+        }
     }
 
     fn next(&mut self) -> Option<Result<T>> {
@@ -190,7 +213,8 @@ fn load_batch<V: Send>(
     skipped: &AtomicUsize,
     f: impl Fn(usize, &Sample) -> Result<V> + Sync,
 ) -> Result<Vec<(usize, V)>> {
-    let results: Vec<(usize, Result<V>)> = idx.par_iter().map(|&i| (i, f(i, &samples[i]))).collect();
+    let results: Vec<(usize, Result<V>)> =
+        idx.par_iter().map(|&i| (i, f(i, &samples[i]))).collect();
     let mut out = Vec::with_capacity(results.len());
     for (i, r) in results {
         match r {
@@ -239,13 +263,28 @@ impl Iterator for MultiCropLoader {
 
 /// Views of sample `index` for `epoch`: load at the global size, then [`multi_crop`] with the
 /// seed `derive_seed([seed, epoch, index])`.
-pub fn sample_views(sample: &Sample, index: usize, crop: &MultiCropConfig, seed: u64, epoch: usize) -> Result<Vec<GrayImage>> {
+pub fn sample_views(
+    sample: &Sample,
+    index: usize,
+    crop: &MultiCropConfig,
+    seed: u64,
+    epoch: usize,
+) -> Result<Vec<GrayImage>> {
     let img = load_gray(&sample.path, crop.global_size)?;
-    Ok(multi_crop(&img, crop, derive_seed(&[seed, epoch as u64, index as u64])))
+    Ok(multi_crop(
+        &img,
+        crop,
+        derive_seed(&[seed, epoch as u64, index as u64]),
+    ))
 }
 
 /// Multi-crop batches of `samples` for one `epoch`, produced ahead in a background thread.
-pub fn multi_crop_loader(samples: Vec<Sample>, crop: &MultiCropConfig, cfg: &LoaderConfig, epoch: usize) -> MultiCropLoader {
+pub fn multi_crop_loader(
+    samples: Vec<Sample>,
+    crop: &MultiCropConfig,
+    cfg: &LoaderConfig,
+    epoch: usize,
+) -> MultiCropLoader {
     let order = epoch_order(samples.len(), cfg.seed, epoch, cfg.shuffle);
     let plan = batches(order, cfg.batch_size, cfg.drop_last);
     multi_crop_loader_plan(samples, crop, cfg, epoch, plan, None)
@@ -272,7 +311,10 @@ pub fn shard_plan(n: usize, cfg: &LoaderConfig, epoch: usize, shard: Shard) -> V
         .into_iter()
         .filter(|b| b.len() >= world)
         .map(|b| {
-            let (lo, hi) = (shard.rank * b.len() / world, (shard.rank + 1) * b.len() / world);
+            let (lo, hi) = (
+                shard.rank * b.len() / world,
+                (shard.rank + 1) * b.len() / world,
+            );
             b[lo..hi].to_vec()
         })
         .collect()
@@ -282,7 +324,13 @@ pub fn shard_plan(n: usize, cfg: &LoaderConfig, epoch: usize, shard: Shard) -> V
 /// global batch; see [`shard_plan`]). The views of an image are those it gets in
 /// [`multi_crop_loader`] (keyed by its position in `samples`). With `skip_bad`, a part whose
 /// every image is unreadable is an error (skipping it would leave the ranks out of step).
-pub fn multi_crop_loader_sharded(samples: Vec<Sample>, crop: &MultiCropConfig, cfg: &LoaderConfig, epoch: usize, shard: Shard) -> MultiCropLoader {
+pub fn multi_crop_loader_sharded(
+    samples: Vec<Sample>,
+    crop: &MultiCropConfig,
+    cfg: &LoaderConfig,
+    epoch: usize,
+    shard: Shard,
+) -> MultiCropLoader {
     let plan = shard_plan(samples.len(), cfg, epoch, shard);
     multi_crop_loader_plan(samples, crop, cfg, epoch, plan, Some(shard))
 }
@@ -299,7 +347,9 @@ fn multi_crop_loader_plan(
     let (seed, skip_bad) = (cfg.seed, cfg.skip_bad);
     let samples = Arc::new(samples);
     let inner = Prefetcher::spawn(plan, cfg.prefetch, move |idx, skipped| {
-        let loaded = load_batch(&samples, idx, skip_bad, skipped, |i, s| sample_views(s, i, &crop, seed, epoch))?;
+        let loaded = load_batch(&samples, idx, skip_bad, skipped, |i, s| {
+            sample_views(s, i, &crop, seed, epoch)
+        })?;
         if loaded.is_empty() {
             if let Some(sh) = shard {
                 anyhow::bail!(
@@ -313,9 +363,15 @@ fn multi_crop_loader_plan(
             return Ok(None);
         }
         let nv = crop.num_views();
-        let views = (0..nv).map(|v| stack_gray(&loaded.iter().map(|(_, vs)| &vs[v]).collect::<Vec<_>>())).collect();
+        let views = (0..nv)
+            .map(|v| stack_gray(&loaded.iter().map(|(_, vs)| &vs[v]).collect::<Vec<_>>()))
+            .collect();
         let t: Vec<f32> = loaded.iter().map(|(i, _)| samples[*i].target).collect();
-        Ok(Some(MultiCropBatch { views, targets: Tensor::from_slice(&t), indices: loaded.iter().map(|(i, _)| *i).collect() }))
+        Ok(Some(MultiCropBatch {
+            views,
+            targets: Tensor::from_slice(&t),
+            indices: loaded.iter().map(|(i, _)| *i).collect(),
+        }))
     });
     MultiCropLoader { inner }
 }
@@ -353,17 +409,37 @@ impl Iterator for EvalLoader {
 
 /// Evaluation batches: each image loaded at `size` and passed through the inference transform
 /// (Gaussian blur radius 0.5), in sample order.
-pub fn eval_loader(samples: Vec<Sample>, size: u32, batch_size: usize, skip_bad: bool) -> EvalLoader {
-    eval_loader_with(samples, size, batch_size, skip_bad, MultiCropConfig::default().inference_blur_radius, 2)
+pub fn eval_loader(
+    samples: Vec<Sample>,
+    size: u32,
+    batch_size: usize,
+    skip_bad: bool,
+) -> EvalLoader {
+    eval_loader_with(
+        samples,
+        size,
+        batch_size,
+        skip_bad,
+        MultiCropConfig::default().inference_blur_radius,
+        2,
+    )
 }
 
 /// As [`eval_loader`] with an explicit blur radius and prefetch depth.
-pub fn eval_loader_with(samples: Vec<Sample>, size: u32, batch_size: usize, skip_bad: bool, blur_radius: f64, prefetch: usize) -> EvalLoader {
+pub fn eval_loader_with(
+    samples: Vec<Sample>,
+    size: u32,
+    batch_size: usize,
+    skip_bad: bool,
+    blur_radius: f64,
+    prefetch: usize,
+) -> EvalLoader {
     let plan = batches((0..samples.len()).collect(), batch_size, false);
     let samples = Arc::new(samples);
     let inner = Prefetcher::spawn(plan, prefetch, move |idx, skipped| {
         let loaded = load_batch(&samples, idx, skip_bad, skipped, |_, s| {
-            let img = load_gray(&s.path, size).with_context(|| format!("evaluation image {}", s.path.display()))?;
+            let img = load_gray(&s.path, size)
+                .with_context(|| format!("evaluation image {}", s.path.display()))?;
             Ok(inference_transform(&img, blur_radius))
         })?;
         if loaded.is_empty() {
@@ -371,7 +447,11 @@ pub fn eval_loader_with(samples: Vec<Sample>, size: u32, batch_size: usize, skip
         }
         let images = stack_gray(&loaded.iter().map(|(_, g)| g).collect::<Vec<_>>());
         let t: Vec<f32> = loaded.iter().map(|(i, _)| samples[*i].target).collect();
-        Ok(Some(EvalBatch { images, targets: Tensor::from_slice(&t), indices: loaded.iter().map(|(i, _)| *i).collect() }))
+        Ok(Some(EvalBatch {
+            images,
+            targets: Tensor::from_slice(&t),
+            indices: loaded.iter().map(|(i, _)| *i).collect(),
+        }))
     });
     EvalLoader { inner }
 }
@@ -385,21 +465,38 @@ mod tests {
         (0..n)
             .map(|i| {
                 let p = dir.join(format!("img{i}.png"));
-                image::GrayImage::from_fn(24, 20, |x, y| image::Luma([((x * 7 + y * 3 + i as u32 * 11) % 256) as u8])).save(&p).unwrap();
-                Sample { path: p, label: if i % 2 == 0 { "a".into() } else { "b".into() }, target: (i % 2) as f32, patient_id: format!("p{i}") }
+                image::GrayImage::from_fn(24, 20, |x, y| {
+                    image::Luma([((x * 7 + y * 3 + i as u32 * 11) % 256) as u8])
+                })
+                .save(&p)
+                .unwrap();
+                Sample {
+                    path: p,
+                    label: if i % 2 == 0 { "a".into() } else { "b".into() },
+                    target: (i % 2) as f32,
+                    patient_id: format!("p{i}"),
+                }
             })
             .collect()
     }
 
     fn small_crop() -> MultiCropConfig {
-        MultiCropConfig { global_size: 16, local_size: 8, n_local: 3, ..Default::default() }
+        MultiCropConfig {
+            global_size: 16,
+            local_size: 8,
+            n_local: 3,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn batches_have_the_right_shapes_and_targets() {
         let d = tempfile::tempdir().unwrap();
         let samples = write_pngs(d.path(), 7);
-        let cfg = LoaderConfig { batch_size: 3, ..Default::default() };
+        let cfg = LoaderConfig {
+            batch_size: 3,
+            ..Default::default()
+        };
         let loader = multi_crop_loader(samples.clone(), &small_crop(), &cfg, 0);
         assert_eq!(loader.num_batches(), 2);
         let batches: Vec<_> = loader.map(|b| b.unwrap()).collect();
@@ -415,22 +512,36 @@ mod tests {
         let min = b.views[1].min().double_value(&[]);
         assert!(min >= 0.0 && max <= 1.0);
         // Channels are replicas.
-        let diff = (b.views[0].narrow(1, 0, 1) - b.views[0].narrow(1, 2, 1)).abs().max().double_value(&[]);
+        let diff = (b.views[0].narrow(1, 0, 1) - b.views[0].narrow(1, 2, 1))
+            .abs()
+            .max()
+            .double_value(&[]);
         assert_eq!(diff, 0.0);
     }
 
     #[test]
     fn shards_partition_the_global_batches() {
-        let cfg = LoaderConfig { batch_size: 5, shuffle: true, drop_last: false, seed: 3, ..Default::default() };
+        let cfg = LoaderConfig {
+            batch_size: 5,
+            shuffle: true,
+            drop_last: false,
+            seed: 3,
+            ..Default::default()
+        };
         // 12 images: global batches of 5, 5, 2; with 3 ranks the last one (2 < 3) is dropped
         let whole = batches(epoch_order(12, 3, 1, true), 5, false);
-        let parts: Vec<Vec<Vec<usize>>> = (0..3).map(|r| shard_plan(12, &cfg, 1, Shard { rank: r, world: 3 })).collect();
+        let parts: Vec<Vec<Vec<usize>>> = (0..3)
+            .map(|r| shard_plan(12, &cfg, 1, Shard { rank: r, world: 3 }))
+            .collect();
         for p in &parts {
             assert_eq!(p.len(), 2);
         }
         for (b, global) in whole.iter().take(2).enumerate() {
             let joined: Vec<usize> = (0..3).flat_map(|r| parts[r][b].clone()).collect();
-            assert_eq!(&joined, global, "the parts of batch {b} in rank order are the global batch");
+            assert_eq!(
+                &joined, global,
+                "the parts of batch {b} in rank order are the global batch"
+            );
             assert!(parts.iter().all(|p| (1..=2).contains(&p[b].len())));
         }
         // one rank is the plain loader's plan
@@ -441,8 +552,16 @@ mod tests {
     fn same_seed_and_epoch_give_identical_batches() {
         let d = tempfile::tempdir().unwrap();
         let samples = write_pngs(d.path(), 6);
-        let cfg = LoaderConfig { batch_size: 2, prefetch: 1, ..Default::default() };
-        let run = |epoch| -> Vec<MultiCropBatch> { multi_crop_loader(samples.clone(), &small_crop(), &cfg, epoch).map(|b| b.unwrap()).collect() };
+        let cfg = LoaderConfig {
+            batch_size: 2,
+            prefetch: 1,
+            ..Default::default()
+        };
+        let run = |epoch| -> Vec<MultiCropBatch> {
+            multi_crop_loader(samples.clone(), &small_crop(), &cfg, epoch)
+                .map(|b| b.unwrap())
+                .collect()
+        };
         let (a, b, c) = (run(0), run(0), run(1));
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x.indices, y.indices);
@@ -450,7 +569,8 @@ mod tests {
                 assert!(vx.equal(vy));
             }
         }
-        let order = |r: &[MultiCropBatch]| r.iter().flat_map(|b| b.indices.clone()).collect::<Vec<_>>();
+        let order =
+            |r: &[MultiCropBatch]| r.iter().flat_map(|b| b.indices.clone()).collect::<Vec<_>>();
         assert_ne!(order(&a), order(&c), "epochs are shuffled differently");
         assert_eq!(order(&a), epoch_order(6, 0, 0, true));
     }
@@ -462,12 +582,20 @@ mod tests {
         let bad = d.path().join("bad.png");
         std::fs::write(&bad, b"\x89PNG\r\n\x1a\n truncated").unwrap();
         samples[2].path = bad;
-        let strict = LoaderConfig { batch_size: 4, shuffle: false, drop_last: false, ..Default::default() };
+        let strict = LoaderConfig {
+            batch_size: 4,
+            shuffle: false,
+            drop_last: false,
+            ..Default::default()
+        };
         let mut it = multi_crop_loader(samples.clone(), &small_crop(), &strict, 0);
         let err = it.next().unwrap().unwrap_err();
         assert!(format!("{err:#}").contains("bad.png"));
         assert!(it.next().is_none());
-        let lenient = LoaderConfig { skip_bad: true, ..strict };
+        let lenient = LoaderConfig {
+            skip_bad: true,
+            ..strict
+        };
         let mut it = multi_crop_loader(samples.clone(), &small_crop(), &lenient, 0);
         let b = it.next().unwrap().unwrap();
         assert_eq!(b.indices, vec![0, 1, 3]);
@@ -485,9 +613,17 @@ mod tests {
     fn eval_loader_keeps_order_and_applies_the_inference_blur() {
         let d = tempfile::tempdir().unwrap();
         let samples = write_pngs(d.path(), 5);
-        let batches: Vec<_> = eval_loader(samples.clone(), 16, 2, false).map(|b| b.unwrap()).collect();
+        let batches: Vec<_> = eval_loader(samples.clone(), 16, 2, false)
+            .map(|b| b.unwrap())
+            .collect();
         assert_eq!(batches.len(), 3);
-        assert_eq!(batches.iter().flat_map(|b| b.indices.clone()).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            batches
+                .iter()
+                .flat_map(|b| b.indices.clone())
+                .collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
         let expect = inference_transform(&load_gray(&samples[0].path, 16).unwrap(), 0.5);
         let got: Vec<f32> = Vec::try_from(batches[0].images.get(0).get(1).flatten(0, -1)).unwrap();
         assert_eq!(got, expect.data);
@@ -497,7 +633,11 @@ mod tests {
     fn dropping_a_loader_early_stops_its_thread() {
         let d = tempfile::tempdir().unwrap();
         let samples = write_pngs(d.path(), 8);
-        let cfg = LoaderConfig { batch_size: 1, prefetch: 1, ..Default::default() };
+        let cfg = LoaderConfig {
+            batch_size: 1,
+            prefetch: 1,
+            ..Default::default()
+        };
         let mut it = multi_crop_loader(samples, &small_crop(), &cfg, 0);
         assert!(it.next().is_some());
         drop(it); // must not hang

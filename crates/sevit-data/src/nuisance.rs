@@ -147,10 +147,16 @@ impl FromStr for NuisanceKind {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim().to_ascii_lowercase();
-        NuisanceKind::ALL.into_iter().find(|k| k.name() == s).with_context(|| {
-            let names: Vec<_> = NuisanceKind::ALL.iter().map(|k| k.name()).collect();
-            format!("unknown nuisance {s:?}; expected one of {}", names.join(", "))
-        })
+        NuisanceKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .with_context(|| {
+                let names: Vec<_> = NuisanceKind::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown nuisance {s:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -175,7 +181,9 @@ impl Nuisance {
 
     /// The parameter value of this corruption (see [`NuisanceKind::parameter`]).
     pub fn parameter(&self) -> f64 {
-        self.kind.parameter(self.severity).expect("validated by Nuisance::new")
+        self.kind
+            .parameter(self.severity)
+            .expect("validated by Nuisance::new")
     }
 
     /// Applies the corruption to `img` (values in `[0, 1]`; the result is clamped to
@@ -187,11 +195,25 @@ impl Nuisance {
             return img.clone();
         }
         let p = self.parameter();
-        let mut rng = rng_for(&[seed, 0x4E55_4953, self.kind.id(), self.severity as u64, index]);
+        let mut rng = rng_for(&[
+            seed,
+            0x4E55_4953,
+            self.kind.id(),
+            self.severity as u64,
+            index,
+        ]);
         let out = match self.kind {
             NuisanceKind::Noise => {
-                let data = img.data.iter().map(|&v| v + (p * standard_normal(&mut rng)) as f32).collect();
-                GrayImage { width: img.width, height: img.height, data }
+                let data = img
+                    .data
+                    .iter()
+                    .map(|&v| v + (p * standard_normal(&mut rng)) as f32)
+                    .collect();
+                GrayImage {
+                    width: img.width,
+                    height: img.height,
+                    data,
+                }
             }
             NuisanceKind::Blur => gaussian_blur(img, p * img.width as f64 / 256.0),
             NuisanceKind::Contrast => {
@@ -208,7 +230,8 @@ impl Nuisance {
             NuisanceKind::Downsample => {
                 let w = ((img.width as f64 / p).round() as u32).max(1);
                 let h = ((img.height as f64 / p).round() as u32).max(1);
-                img.resize(w, h, Filter::Bilinear).resize(img.width, img.height, Filter::Bilinear)
+                img.resize(w, h, Filter::Bilinear)
+                    .resize(img.width, img.height, Filter::Bilinear)
             }
         };
         clamp01(out)
@@ -236,7 +259,11 @@ pub fn grid(kinds: &[NuisanceKind], severities: &[u32]) -> Result<Vec<Nuisance>>
 }
 
 fn map(img: &GrayImage, f: impl Fn(f32) -> f32) -> GrayImage {
-    GrayImage { width: img.width, height: img.height, data: img.data.iter().map(|&v| f(v)).collect() }
+    GrayImage {
+        width: img.width,
+        height: img.height,
+        data: img.data.iter().map(|&v| f(v)).collect(),
+    }
 }
 
 fn clamp01(mut img: GrayImage) -> GrayImage {
@@ -255,13 +282,20 @@ fn standard_normal<R: Rng>(rng: &mut R) -> f64 {
 fn jpeg_round_trip(img: &GrayImage, quality: u8) -> GrayImage {
     let luma = img.to_luma8();
     let mut bytes = Vec::new();
-    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality.clamp(1, 100));
+    let encoder =
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality.clamp(1, 100));
     let decoded = luma
         .write_with_encoder(encoder)
         .map_err(anyhow::Error::from)
-        .and_then(|_| Ok(image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)?.to_luma8()));
+        .and_then(|_| {
+            Ok(image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)?.to_luma8())
+        });
     match decoded {
-        Ok(d) => GrayImage { width: d.width(), height: d.height(), data: d.as_raw().iter().map(|&b| b as f32 / 255.0).collect() },
+        Ok(d) => GrayImage {
+            width: d.width(),
+            height: d.height(),
+            data: d.as_raw().iter().map(|&b| b as f32 / 255.0).collect(),
+        },
         // In-memory encoding of a valid 8-bit image cannot fail; keep the image if it ever does.
         Err(e) => {
             tracing::warn!("JPEG round trip failed ({e:#}); image left unchanged");
@@ -281,7 +315,9 @@ mod tests {
         for y in 0..size {
             for x in 0..size {
                 let r = ((x as f32 - c).powi(2) + (y as f32 - c * 0.8).powi(2)).sqrt();
-                let v = 0.2 + 0.5 * x as f32 / size as f32 + if r < size as f32 / 5.0 { 0.3 } else { 0.0 };
+                let v = 0.2
+                    + 0.5 * x as f32 / size as f32
+                    + if r < size as f32 / 5.0 { 0.3 } else { 0.0 };
                 img.set(x, y, v);
             }
         }
@@ -290,11 +326,20 @@ mod tests {
 
     fn variance(img: &GrayImage) -> f64 {
         let m = img.mean();
-        img.data.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / img.data.len() as f64
+        img.data
+            .iter()
+            .map(|&v| (v as f64 - m).powi(2))
+            .sum::<f64>()
+            / img.data.len() as f64
     }
 
     fn mad(a: &GrayImage, b: &GrayImage) -> f64 {
-        a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs() as f64).sum::<f64>() / a.data.len() as f64
+        a.data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).abs() as f64)
+            .sum::<f64>()
+            / a.data.len() as f64
     }
 
     /// High-frequency energy: mean squared horizontal difference.
@@ -326,7 +371,10 @@ mod tests {
         for n in grid(&NuisanceKind::ALL, &[1, 3, 5]).unwrap() {
             let out = n.apply(&img, 1, 0);
             assert_eq!((out.width, out.height), (64, 64), "{n}");
-            assert!(out.data.iter().all(|v| (0.0..=1.0).contains(v)), "{n}: out of [0,1]");
+            assert!(
+                out.data.iter().all(|v| (0.0..=1.0).contains(v)),
+                "{n}: out of [0,1]"
+            );
             assert!(mad(&out, &img) > 1e-4, "{n}: image unchanged");
         }
     }
@@ -346,19 +394,45 @@ mod tests {
         let img = GrayImage::filled(32, 32, 0.5);
         let n = Nuisance::new(NuisanceKind::Noise, 3).unwrap();
         let a = n.apply(&img, 9, 4);
-        assert!(variance(&a) > 0.5 * 0.08 * 0.08, "variance {}", variance(&a));
-        assert!((variance(&a).sqrt() - 0.08).abs() < 0.01, "σ {}", variance(&a).sqrt());
-        assert_eq!(a, n.apply(&img, 9, 4), "same (seed, index) must give the same noise");
-        assert_ne!(a, n.apply(&img, 9, 5), "another image index must give other noise");
-        assert_ne!(a, n.apply(&img, 10, 4), "another seed must give other noise");
-        let v1 = variance(&Nuisance::new(NuisanceKind::Noise, 1).unwrap().apply(&img, 9, 4));
+        assert!(
+            variance(&a) > 0.5 * 0.08 * 0.08,
+            "variance {}",
+            variance(&a)
+        );
+        assert!(
+            (variance(&a).sqrt() - 0.08).abs() < 0.01,
+            "σ {}",
+            variance(&a).sqrt()
+        );
+        assert_eq!(
+            a,
+            n.apply(&img, 9, 4),
+            "same (seed, index) must give the same noise"
+        );
+        assert_ne!(
+            a,
+            n.apply(&img, 9, 5),
+            "another image index must give other noise"
+        );
+        assert_ne!(
+            a,
+            n.apply(&img, 10, 4),
+            "another seed must give other noise"
+        );
+        let v1 = variance(
+            &Nuisance::new(NuisanceKind::Noise, 1)
+                .unwrap()
+                .apply(&img, 9, 4),
+        );
         assert!(v1 < variance(&a));
     }
 
     #[test]
     fn blur_smooths_and_scales_with_width() {
         let img = phantom(64);
-        let b = Nuisance::new(NuisanceKind::Blur, 4).unwrap().apply(&img, 0, 0);
+        let b = Nuisance::new(NuisanceKind::Blur, 4)
+            .unwrap()
+            .apply(&img, 0, 0);
         assert!(roughness(&b) < roughness(&img));
         // sigma 3.5 px at 256 px is 0.875 px at 64 px: the same as Pillow's blur of that radius.
         assert_eq!(b, clamp01(gaussian_blur(&img, 3.5 * 64.0 / 256.0)));
@@ -367,10 +441,17 @@ mod tests {
     #[test]
     fn contrast_and_gamma() {
         let img = phantom(32);
-        let c = Nuisance::new(NuisanceKind::Contrast, 2).unwrap().apply(&img, 0, 0);
-        assert!((variance(&c) - 0.36 * variance(&img)).abs() < 1e-6, "variance scales by c^2");
+        let c = Nuisance::new(NuisanceKind::Contrast, 2)
+            .unwrap()
+            .apply(&img, 0, 0);
+        assert!(
+            (variance(&c) - 0.36 * variance(&img)).abs() < 1e-6,
+            "variance scales by c^2"
+        );
         assert!((c.mean() - img.mean()).abs() < 1e-5, "mean kept");
-        let g = Nuisance::new(NuisanceKind::Gamma, 3).unwrap().apply(&img, 0, 0);
+        let g = Nuisance::new(NuisanceKind::Gamma, 3)
+            .unwrap()
+            .apply(&img, 0, 0);
         for (o, n) in img.data.iter().zip(&g.data) {
             assert!((n - o.powf(2.0)).abs() < 1e-6);
         }
@@ -379,9 +460,17 @@ mod tests {
     #[test]
     fn jpeg_round_trip_stays_close_and_quality_matters() {
         let img = phantom(64);
-        let q75 = Nuisance::new(NuisanceKind::Jpeg, 1).unwrap().apply(&img, 0, 0);
-        let q5 = Nuisance::new(NuisanceKind::Jpeg, 5).unwrap().apply(&img, 0, 0);
-        assert!(mad(&q75, &img) < 0.02, "quality 75 error {}", mad(&q75, &img));
+        let q75 = Nuisance::new(NuisanceKind::Jpeg, 1)
+            .unwrap()
+            .apply(&img, 0, 0);
+        let q5 = Nuisance::new(NuisanceKind::Jpeg, 5)
+            .unwrap()
+            .apply(&img, 0, 0);
+        assert!(
+            mad(&q75, &img) < 0.02,
+            "quality 75 error {}",
+            mad(&q75, &img)
+        );
         assert!(mad(&q5, &img) > mad(&q75, &img));
     }
 
@@ -393,15 +482,22 @@ mod tests {
         let outs: Vec<_> = (0..16).map(|i| r.apply(&img, 2, i)).collect();
         let plus = rotate(&img, 30.0);
         let minus = rotate(&img, -30.0);
-        assert!(outs.iter().all(|o| *o == clamp01(plus.clone()) || *o == clamp01(minus.clone())));
-        assert!(outs.contains(&plus) && outs.contains(&minus), "both directions occur");
+        assert!(outs
+            .iter()
+            .all(|o| *o == clamp01(plus.clone()) || *o == clamp01(minus.clone())));
+        assert!(
+            outs.contains(&plus) && outs.contains(&minus),
+            "both directions occur"
+        );
         assert_eq!(outs[3], r.apply(&img, 2, 3));
     }
 
     #[test]
     fn downsample_loses_detail_keeps_size() {
         let img = phantom(64);
-        let d = Nuisance::new(NuisanceKind::Downsample, 5).unwrap().apply(&img, 0, 0);
+        let d = Nuisance::new(NuisanceKind::Downsample, 5)
+            .unwrap()
+            .apply(&img, 0, 0);
         assert_eq!((d.width, d.height), (64, 64));
         assert!(roughness(&d) < roughness(&img));
     }

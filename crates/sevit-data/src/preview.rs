@@ -63,12 +63,17 @@ fn draw_label(canvas: &mut image::GrayImage, x0: u32, y0: u32, text: &str, scale
 
 /// Arranges `views` (`[global1, global2, locals..]`) into one labelled 8-bit image.
 pub fn grid(views: &[GrayImage]) -> image::GrayImage {
-    let g = views[0].width.max(views.get(1).map(|v| v.width).unwrap_or(0));
+    let g = views[0]
+        .width
+        .max(views.get(1).map(|v| v.width).unwrap_or(0));
     let l = views.iter().skip(2).map(|v| v.width).max().unwrap_or(0);
     let n_local = views.len().saturating_sub(2) as u32;
     // Locals in (at most) two rows, or as many rows as fit the width of the global row.
     let top_width = GAP + 2 * (g + GAP);
-    let per_row = n_local.div_ceil(2).max(((top_width - GAP) / (l + GAP).max(1)).min(n_local)).max(1);
+    let per_row = n_local
+        .div_ceil(2)
+        .max(((top_width - GAP) / (l + GAP).max(1)).min(n_local))
+        .max(1);
     let width = top_width.max(GAP + per_row * (l + GAP));
     let local_rows = n_local.div_ceil(per_row);
     let height = GAP + g + GAP + local_rows * (l + GAP);
@@ -88,14 +93,23 @@ pub fn grid(views: &[GrayImage]) -> image::GrayImage {
     }
     for (k, v) in views.iter().skip(2).enumerate() {
         let (row, col) = (k as u32 / per_row, k as u32 % per_row);
-        place(v, GAP + col * (l + GAP), 2 * GAP + g + row * (l + GAP), &format!("L{}", k + 1));
+        place(
+            v,
+            GAP + col * (l + GAP),
+            2 * GAP + g + row * (l + GAP),
+            &format!("L{}", k + 1),
+        );
     }
     canvas
 }
 
 /// Loads `image`, makes its views with `seed` (the loader's draw for epoch 0, index 0 of a
 /// run with that seed) and returns the labelled grid.
-pub fn augment_preview(image: &Path, crop: &MultiCropConfig, seed: u64) -> Result<image::GrayImage> {
+pub fn augment_preview(
+    image: &Path,
+    crop: &MultiCropConfig,
+    seed: u64,
+) -> Result<image::GrayImage> {
     crop.validate()?;
     let img = load_gray(image, crop.global_size)?;
     let views = multi_crop(&img, crop, derive_seed(&[seed, 0, 0]));
@@ -103,9 +117,15 @@ pub fn augment_preview(image: &Path, crop: &MultiCropConfig, seed: u64) -> Resul
 }
 
 /// [`augment_preview`] written to `out` as PNG (atomically).
-pub fn write_augment_preview(image: &Path, out: &Path, crop: &MultiCropConfig, seed: u64) -> Result<()> {
+pub fn write_augment_preview(
+    image: &Path,
+    out: &Path,
+    crop: &MultiCropConfig,
+    seed: u64,
+) -> Result<()> {
     let g = augment_preview(image, crop, seed)?;
-    crate::util::write_png_atomic(out, &g).with_context(|| format!("writing preview {}", out.display()))
+    crate::util::write_png_atomic(out, &g)
+        .with_context(|| format!("writing preview {}", out.display()))
 }
 
 #[cfg(test)]
@@ -116,8 +136,15 @@ mod tests {
     fn grid_has_all_tiles_and_labels() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x.png");
-        image::GrayImage::from_fn(40, 40, |x, y| image::Luma([(x * 6 + y) as u8])).save(&p).unwrap();
-        let crop = MultiCropConfig { global_size: 32, local_size: 16, n_local: 8, ..Default::default() };
+        image::GrayImage::from_fn(40, 40, |x, y| image::Luma([(x * 6 + y) as u8]))
+            .save(&p)
+            .unwrap();
+        let crop = MultiCropConfig {
+            global_size: 32,
+            local_size: 16,
+            n_local: 8,
+            ..Default::default()
+        };
         let out = d.path().join("grid.png");
         write_augment_preview(&p, &out, &crop, 1).unwrap();
         let g = image::open(&out).unwrap().to_luma8();

@@ -126,7 +126,13 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { seed: 0, labeled_fraction: 0.1, folds: 3, val_fraction: 0.0, test: TestSelection::Fraction(0.2) }
+        SplitConfig {
+            seed: 0,
+            labeled_fraction: 0.1,
+            folds: 3,
+            val_fraction: 0.0,
+            test: TestSelection::Fraction(0.2),
+        }
     }
 }
 
@@ -135,10 +141,16 @@ impl SplitConfig {
     pub fn validate(&self) -> Result<()> {
         let in_open = |x: f64| x > 0.0 && x < 1.0;
         if !in_open(self.labeled_fraction) {
-            bail!("labeled fraction {} is out of range: must be in (0, 1)", self.labeled_fraction);
+            bail!(
+                "labeled fraction {} is out of range: must be in (0, 1)",
+                self.labeled_fraction
+            );
         }
         if !(self.val_fraction >= 0.0 && self.val_fraction < 1.0) {
-            bail!("validation fraction {} is out of range: must be in [0, 1)", self.val_fraction);
+            bail!(
+                "validation fraction {} is out of range: must be in [0, 1)",
+                self.val_fraction
+            );
         }
         if self.labeled_fraction + self.val_fraction >= 1.0 {
             bail!(
@@ -151,7 +163,9 @@ impl SplitConfig {
             bail!("the number of unlabeled folds must be at least 1");
         }
         match &self.test {
-            TestSelection::Fraction(f) if !(*f >= 0.0 && *f < 1.0) => bail!("test fraction {f} is out of range: must be in [0, 1)"),
+            TestSelection::Fraction(f) if !(*f >= 0.0 && *f < 1.0) => {
+                bail!("test fraction {f} is out of range: must be in [0, 1)")
+            }
             TestSelection::Prefix(p) if p.is_empty() => bail!("empty test prefix"),
             _ => Ok(()),
         }
@@ -219,17 +233,33 @@ impl Split {
             }
             TestSelection::Manifest(path) => {
                 fixed_test = true;
-                let test = Dataset::from_manifest(path, &ds.positive_label, None).with_context(|| format!("reading the test manifest {}", path.display()))?;
+                let test = Dataset::from_manifest(path, &ds.positive_label, None)
+                    .with_context(|| format!("reading the test manifest {}", path.display()))?;
                 let before = test.samples.len();
-                let extra: Vec<Sample> = test.samples.into_iter().filter(|s| labels.contains(s.label.as_str())).collect();
+                let extra: Vec<Sample> = test
+                    .samples
+                    .into_iter()
+                    .filter(|s| labels.contains(s.label.as_str()))
+                    .collect();
                 if extra.len() < before {
-                    tracing::info!("test manifest {}: dropped {} images whose label is not in the dataset", path.display(), before - extra.len());
+                    tracing::info!(
+                        "test manifest {}: dropped {} images whose label is not in the dataset",
+                        path.display(),
+                        before - extra.len()
+                    );
                 }
-                let own: HashSet<PathBuf> = samples.iter().map(|s| s.path.canonicalize().unwrap_or_else(|_| s.path.clone())).collect();
+                let own: HashSet<PathBuf> = samples
+                    .iter()
+                    .map(|s| s.path.canonicalize().unwrap_or_else(|_| s.path.clone()))
+                    .collect();
                 for s in extra {
                     let c = s.path.canonicalize().unwrap_or_else(|_| s.path.clone());
                     if own.contains(&c) {
-                        bail!("test manifest {} lists {} which is also in the training dataset", path.display(), s.path.display());
+                        bail!(
+                            "test manifest {} lists {} which is also in the training dataset",
+                            path.display(),
+                            s.path.display()
+                        );
                     }
                     samples.push(Sample { path: c, ..s });
                     subset.push(Some(Subset::Test));
@@ -238,8 +268,18 @@ impl Split {
             _ => {}
         }
         if fixed_test {
-            let test_pat: HashSet<&str> = samples.iter().zip(&subset).filter(|(_, s)| **s == Some(Subset::Test)).map(|(s, _)| s.patient_id.as_str()).collect();
-            let train_pat: HashSet<&str> = samples.iter().zip(&subset).filter(|(_, s)| s.is_none()).map(|(s, _)| s.patient_id.as_str()).collect();
+            let test_pat: HashSet<&str> = samples
+                .iter()
+                .zip(&subset)
+                .filter(|(_, s)| **s == Some(Subset::Test))
+                .map(|(s, _)| s.patient_id.as_str())
+                .collect();
+            let train_pat: HashSet<&str> = samples
+                .iter()
+                .zip(&subset)
+                .filter(|(_, s)| s.is_none())
+                .map(|(s, _)| s.patient_id.as_str())
+                .collect();
             let both = test_pat.intersection(&train_pat).count();
             if both > 0 {
                 tracing::warn!(
@@ -263,7 +303,8 @@ impl Split {
             targets.push((Subset::Val, cfg.val_fraction * pool_share));
         }
         targets.push((Subset::Labeled, cfg.labeled_fraction * pool_share));
-        let fold_share = (1.0 - cfg.labeled_fraction - cfg.val_fraction) * pool_share / cfg.folds as f64;
+        let fold_share =
+            (1.0 - cfg.labeled_fraction - cfg.val_fraction) * pool_share / cfg.folds as f64;
         for k in 0..cfg.folds {
             targets.push((Subset::Fold(k), fold_share));
         }
@@ -307,8 +348,14 @@ impl Split {
         for (i, s) in assignment {
             subset[i] = Some(s);
         }
-        let entries: Vec<SplitEntry> =
-            samples.into_iter().zip(subset).map(|(sample, s)| SplitEntry { sample, subset: s.expect("every image assigned") }).collect();
+        let entries: Vec<SplitEntry> = samples
+            .into_iter()
+            .zip(subset)
+            .map(|(sample, s)| SplitEntry {
+                sample,
+                subset: s.expect("every image assigned"),
+            })
+            .collect();
         let split = Split {
             name: ds.name.clone(),
             root,
@@ -330,7 +377,9 @@ impl Split {
         let mut counts: BTreeMap<(Subset, &str), usize> = BTreeMap::new();
         let mut per_label: BTreeMap<&str, usize> = BTreeMap::new();
         for e in &self.entries {
-            *counts.entry((e.subset, e.sample.label.as_str())).or_insert(0) += 1;
+            *counts
+                .entry((e.subset, e.sample.label.as_str()))
+                .or_insert(0) += 1;
             if e.subset != Subset::Test {
                 *per_label.entry(e.sample.label.as_str()).or_insert(0) += 1;
             }
@@ -342,7 +391,11 @@ impl Split {
         if !matches!(cfg.test, TestSelection::None | TestSelection::Fraction(0.0)) {
             required.push(Subset::Test);
         }
-        let all_labels: BTreeSet<&str> = self.entries.iter().map(|e| e.sample.label.as_str()).collect();
+        let all_labels: BTreeSet<&str> = self
+            .entries
+            .iter()
+            .map(|e| e.sample.label.as_str())
+            .collect();
         for &sub in &required {
             for &label in &all_labels {
                 if counts.get(&(sub, label)).copied().unwrap_or(0) == 0 {
@@ -356,12 +409,17 @@ impl Split {
         }
         for k in 0..self.folds {
             let sub = Subset::Fold(k);
-            let n: usize = all_labels.iter().map(|l| counts.get(&(sub, *l)).copied().unwrap_or(0)).sum();
+            let n: usize = all_labels
+                .iter()
+                .map(|l| counts.get(&(sub, *l)).copied().unwrap_or(0))
+                .sum();
             if n == 0 {
                 bail!("the split leaves unlabeled fold {k} empty; use fewer folds or more data");
             }
             for &label in &all_labels {
-                if counts.get(&(sub, label)).copied().unwrap_or(0) == 0 && per_label.get(label).copied().unwrap_or(0) > 0 {
+                if counts.get(&(sub, label)).copied().unwrap_or(0) == 0
+                    && per_label.get(label).copied().unwrap_or(0) > 0
+                {
                     tracing::warn!("unlabeled fold {k} has no image labelled {label:?}");
                 }
             }
@@ -371,12 +429,20 @@ impl Split {
 
     /// The images of one subset, in dataset order.
     pub fn samples(&self, s: Subset) -> Vec<Sample> {
-        self.entries.iter().filter(|e| e.subset == s).map(|e| e.sample.clone()).collect()
+        self.entries
+            .iter()
+            .filter(|e| e.subset == s)
+            .map(|e| e.sample.clone())
+            .collect()
     }
 
     /// The unlabeled images of folds `0..t` (DISTL step T uses `unlabeled_upto(T)`).
     pub fn unlabeled_upto(&self, t: usize) -> Vec<Sample> {
-        self.entries.iter().filter(|e| matches!(e.subset, Subset::Fold(k) if k < t)).map(|e| e.sample.clone()).collect()
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.subset, Subset::Fold(k) if k < t))
+            .map(|e| e.sample.clone())
+            .collect()
     }
 
     /// Number of unlabeled folds.
@@ -394,15 +460,28 @@ impl Split {
     pub fn counts(&self) -> BTreeMap<Subset, BTreeMap<String, usize>> {
         let mut m: BTreeMap<Subset, BTreeMap<String, usize>> = BTreeMap::new();
         for e in &self.entries {
-            *m.entry(e.subset).or_default().entry(e.sample.label.clone()).or_insert(0) += 1;
+            *m.entry(e.subset)
+                .or_default()
+                .entry(e.sample.label.clone())
+                .or_insert(0) += 1;
         }
         m
     }
 
     /// A plain-text table of image and patient counts per subset and label.
     pub fn summary_table(&self) -> String {
-        let labels: BTreeSet<&str> = self.entries.iter().map(|e| e.sample.label.as_str()).collect();
-        let mut subsets: Vec<Subset> = self.entries.iter().map(|e| e.subset).collect::<BTreeSet<_>>().into_iter().collect();
+        let labels: BTreeSet<&str> = self
+            .entries
+            .iter()
+            .map(|e| e.sample.label.as_str())
+            .collect();
+        let mut subsets: Vec<Subset> = self
+            .entries
+            .iter()
+            .map(|e| e.subset)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         subsets.sort();
         let mut out = format!("{:<10}", "subset");
         for l in &labels {
@@ -417,14 +496,26 @@ impl Split {
                 out += &format!(" {:>12}", c.get(*l).copied().unwrap_or(0));
             }
             let n: usize = c.values().sum();
-            let pats: HashSet<&str> = self.entries.iter().filter(|e| e.subset == sub).map(|e| e.sample.patient_id.as_str()).collect();
+            let pats: HashSet<&str> = self
+                .entries
+                .iter()
+                .filter(|e| e.subset == sub)
+                .map(|e| e.sample.patient_id.as_str())
+                .collect();
             out += &format!(" {:>8} {:>9}\n", n, pats.len());
         }
         out += &format!("{:<10}", "total");
         for l in &labels {
-            out += &format!(" {:>12}", self.entries.iter().filter(|e| e.sample.label == *l).count());
+            out += &format!(
+                " {:>12}",
+                self.entries.iter().filter(|e| e.sample.label == *l).count()
+            );
         }
-        let pats: HashSet<&str> = self.entries.iter().map(|e| e.sample.patient_id.as_str()).collect();
+        let pats: HashSet<&str> = self
+            .entries
+            .iter()
+            .map(|e| e.sample.patient_id.as_str())
+            .collect();
         out += &format!(" {:>8} {:>9}\n", self.entries.len(), pats.len());
         out
     }
@@ -438,26 +529,37 @@ impl Split {
         head += &format!("# positive: {}\n", one_line(&self.positive));
         head += &format!("# folds: {}\n", self.folds);
         head += &format!("# config: {}\n", one_line(&self.description));
-        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
         w.write_record(["file", "label", "patient_id", "subset"])?;
         for e in &self.entries {
             let file = rel_file(&self.root, &e.sample.path);
-            w.write_record([file.as_str(), e.sample.label.as_str(), e.sample.patient_id.as_str(), e.subset.to_string().as_str()])?;
+            w.write_record([
+                file.as_str(),
+                e.sample.label.as_str(),
+                e.sample.patient_id.as_str(),
+                e.subset.to_string().as_str(),
+            ])?;
         }
         let body = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
         let mut bytes = head.into_bytes();
         bytes.extend_from_slice(&body);
-        crate::util::write_atomic(path, &bytes).with_context(|| format!("writing split {}", path.display()))
+        crate::util::write_atomic(path, &bytes)
+            .with_context(|| format!("writing split {}", path.display()))
     }
 
     /// Reads a `split.csv` written by [`Split::write_csv`]. Errors name the file and line.
     pub fn read_csv(path: &Path) -> Result<Split> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read split file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read split file {}", path.display()))?;
         let mut meta: BTreeMap<String, String> = BTreeMap::new();
         let mut body_start = 0;
         let mut header_lines = 0u64;
         for line in text.split_inclusive('\n') {
-            let Some(rest) = line.strip_prefix('#') else { break };
+            let Some(rest) = line.strip_prefix('#') else {
+                break;
+            };
             header_lines += 1;
             body_start += line.len();
             if let Some((k, v)) = rest.trim().split_once(':') {
@@ -466,21 +568,37 @@ impl Split {
         }
         let at = |line: u64| format!("split file {} line {}", path.display(), line);
         if meta.get("sevit-split").map(String::as_str) != Some("1") {
-            bail!("{}: not a sevit split file (missing `# sevit-split: 1` header)", at(1));
+            bail!(
+                "{}: not a sevit split file (missing `# sevit-split: 1` header)",
+                at(1)
+            );
         }
-        let get = |k: &str| meta.get(k).cloned().with_context(|| format!("split file {}: missing `# {k}:` header line", path.display()));
+        let get = |k: &str| {
+            meta.get(k).cloned().with_context(|| {
+                format!(
+                    "split file {}: missing `# {k}:` header line",
+                    path.display()
+                )
+            })
+        };
         let root = PathBuf::from(get("root")?);
         let positive = get("positive")?;
-        let folds: usize = get("folds")?.parse().with_context(|| format!("split file {}: bad `# folds:` value", path.display()))?;
+        let folds: usize = get("folds")?
+            .parse()
+            .with_context(|| format!("split file {}: bad `# folds:` value", path.display()))?;
         let mut rdr = csv::ReaderBuilder::new().from_reader(&text.as_bytes()[body_start..]);
         let headers = rdr.headers().with_context(|| at(header_lines + 1))?.clone();
         if headers.iter().collect::<Vec<_>>() != ["file", "label", "patient_id", "subset"] {
-            bail!("{}: header must be file,label,patient_id,subset", at(header_lines + 1));
+            bail!(
+                "{}: header must be file,label,patient_id,subset",
+                at(header_lines + 1)
+            );
         }
         let mut entries = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         for rec in rdr.records() {
-            let rec = rec.with_context(|| format!("malformed row in split file {}", path.display()))?;
+            let rec =
+                rec.with_context(|| format!("malformed row in split file {}", path.display()))?;
             let line = header_lines + rec.position().map(|p| p.line()).unwrap_or(0);
             let (file, label, pid, sub) = (&rec[0], &rec[1], &rec[2], &rec[3]);
             if file.is_empty() || label.is_empty() || pid.is_empty() {
@@ -507,9 +625,19 @@ impl Split {
             bail!("split file {} has no rows", path.display());
         }
         if !entries.iter().any(|e| e.sample.label == positive) {
-            bail!("split file {}: unknown positive label {positive:?}: no row has it", path.display());
+            bail!(
+                "split file {}: unknown positive label {positive:?}: no row has it",
+                path.display()
+            );
         }
-        Ok(Split { name: meta.get("dataset").cloned().unwrap_or_default(), root, positive, folds, description: meta.get("config").cloned().unwrap_or_default(), entries })
+        Ok(Split {
+            name: meta.get("dataset").cloned().unwrap_or_default(),
+            root,
+            positive,
+            folds,
+            description: meta.get("config").cloned().unwrap_or_default(),
+            entries,
+        })
     }
 }
 
@@ -519,12 +647,20 @@ fn one_line(s: &str) -> String {
 
 /// `path` relative to `root` with `/` separators, or the full path when outside `root`.
 fn rel_file(root: &Path, path: &Path) -> String {
-    let rel = path.strip_prefix(root).ok().map(Path::to_path_buf).or_else(|| {
-        let c = path.canonicalize().ok()?;
-        c.strip_prefix(root).ok().map(Path::to_path_buf)
-    });
+    let rel = path
+        .strip_prefix(root)
+        .ok()
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            let c = path.canonicalize().ok()?;
+            c.strip_prefix(root).ok().map(Path::to_path_buf)
+        });
     match rel {
-        Some(r) => r.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/"),
+        Some(r) => r
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/"),
         None => path.to_string_lossy().into_owned(),
     }
 }
@@ -541,7 +677,11 @@ mod tests {
             let label = if p % 5 < 2 { "pos" } else { "neg" };
             let imgs = if p % 3 == 0 { 2 } else { 1 };
             for k in 0..imgs {
-                let pre = if prefix_every > 0 && p % prefix_every == 0 { "test_" } else { "train_" };
+                let pre = if prefix_every > 0 && p % prefix_every == 0 {
+                    "test_"
+                } else {
+                    "train_"
+                };
                 samples.push(Sample {
                     path: PathBuf::from(format!("/data/x/{pre}{p}_{k}.png")),
                     label: label.into(),
@@ -550,14 +690,26 @@ mod tests {
                 });
             }
         }
-        Dataset { name: "fake".into(), root: PathBuf::from("/data/x"), positive_label: "pos".into(), samples, test_prefix: None, source: None, license: None }
+        Dataset {
+            name: "fake".into(),
+            root: PathBuf::from("/data/x"),
+            positive_label: "pos".into(),
+            samples,
+            test_prefix: None,
+            source: None,
+            license: None,
+        }
     }
 
     fn patients_disjoint(split: &Split) {
         let mut owner: HashMap<&str, Subset> = HashMap::new();
         for e in &split.entries {
             if let Some(prev) = owner.insert(&e.sample.patient_id, e.subset) {
-                assert_eq!(prev, e.subset, "patient {} in two subsets", e.sample.patient_id);
+                assert_eq!(
+                    prev, e.subset,
+                    "patient {} in two subsets",
+                    e.sample.patient_id
+                );
             }
         }
     }
@@ -581,7 +733,10 @@ mod tests {
             let all: usize = m.values().sum();
             assert!((pos / all as f64 - 0.4).abs() < 0.08, "{sub}: {m:?}");
         }
-        assert_eq!(split.unlabeled_upto(2).len() as f64, total(Subset::Fold(0)) + total(Subset::Fold(1)));
+        assert_eq!(
+            split.unlabeled_upto(2).len() as f64,
+            total(Subset::Fold(0)) + total(Subset::Fold(1))
+        );
         assert!(split.unlabeled_upto(0).is_empty());
     }
 
@@ -589,14 +744,20 @@ mod tests {
     fn same_seed_same_bytes_other_seed_differs() {
         let ds = fake(200, 0);
         let d = tempfile::tempdir().unwrap();
-        let cfg = SplitConfig { val_fraction: 0.1, ..Default::default() };
+        let cfg = SplitConfig {
+            val_fraction: 0.1,
+            ..Default::default()
+        };
         let a = d.path().join("a.csv");
         let b = d.path().join("b.csv");
         Split::create(&ds, &cfg).unwrap().write_csv(&a).unwrap();
         Split::create(&ds, &cfg).unwrap().write_csv(&b).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         let c = d.path().join("c.csv");
-        Split::create(&ds, &SplitConfig { seed: 1, ..cfg }).unwrap().write_csv(&c).unwrap();
+        Split::create(&ds, &SplitConfig { seed: 1, ..cfg })
+            .unwrap()
+            .write_csv(&c)
+            .unwrap();
         assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
     }
 
@@ -605,7 +766,14 @@ mod tests {
         let ds = fake(120, 0);
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("run/split.csv");
-        let split = Split::create(&ds, &SplitConfig { val_fraction: 0.1, ..Default::default() }).unwrap();
+        let split = Split::create(
+            &ds,
+            &SplitConfig {
+                val_fraction: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         split.write_csv(&p).unwrap();
         let back = Split::read_csv(&p).unwrap();
         assert_eq!(back.entries, split.entries);
@@ -617,14 +785,30 @@ mod tests {
     #[test]
     fn prefix_test_keeps_train_patients_grouped() {
         let ds = fake(300, 4);
-        let cfg = SplitConfig { test: TestSelection::Prefix("test_".into()), ..Default::default() };
+        let cfg = SplitConfig {
+            test: TestSelection::Prefix("test_".into()),
+            ..Default::default()
+        };
         let split = Split::create(&ds, &cfg).unwrap();
         patients_disjoint(&split);
         for e in &split.entries {
-            let is_test = e.sample.path.file_name().unwrap().to_string_lossy().starts_with("test_");
+            let is_test = e
+                .sample
+                .path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("test_");
             assert_eq!(is_test, e.subset == Subset::Test);
         }
-        let err = Split::create(&ds, &SplitConfig { test: TestSelection::Prefix("nope_".into()), ..Default::default() }).unwrap_err();
+        let err = Split::create(
+            &ds,
+            &SplitConfig {
+                test: TestSelection::Prefix("nope_".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("matches no file"));
     }
 
@@ -632,15 +816,37 @@ mod tests {
     fn fractions_out_of_range_are_errors() {
         let ds = fake(50, 0);
         for cfg in [
-            SplitConfig { labeled_fraction: 0.0, ..Default::default() },
-            SplitConfig { labeled_fraction: 1.2, ..Default::default() },
-            SplitConfig { val_fraction: -0.1, ..Default::default() },
-            SplitConfig { labeled_fraction: 0.6, val_fraction: 0.5, ..Default::default() },
-            SplitConfig { test: TestSelection::Fraction(1.0), ..Default::default() },
-            SplitConfig { folds: 0, ..Default::default() },
+            SplitConfig {
+                labeled_fraction: 0.0,
+                ..Default::default()
+            },
+            SplitConfig {
+                labeled_fraction: 1.2,
+                ..Default::default()
+            },
+            SplitConfig {
+                val_fraction: -0.1,
+                ..Default::default()
+            },
+            SplitConfig {
+                labeled_fraction: 0.6,
+                val_fraction: 0.5,
+                ..Default::default()
+            },
+            SplitConfig {
+                test: TestSelection::Fraction(1.0),
+                ..Default::default()
+            },
+            SplitConfig {
+                folds: 0,
+                ..Default::default()
+            },
         ] {
             let err = format!("{:#}", Split::create(&ds, &cfg).unwrap_err());
-            assert!(err.contains("range") || err.contains("folds") || err.contains("< 1"), "{err}");
+            assert!(
+                err.contains("range") || err.contains("folds") || err.contains("< 1"),
+                "{err}"
+            );
         }
     }
 
@@ -658,8 +864,14 @@ mod tests {
                 true
             }
         });
-        let err = format!("{:#}", Split::create(&ds, &SplitConfig::default()).unwrap_err());
-        assert!(err.contains("no image in subset") && err.contains("\"pos\""), "{err}");
+        let err = format!(
+            "{:#}",
+            Split::create(&ds, &SplitConfig::default()).unwrap_err()
+        );
+        assert!(
+            err.contains("no image in subset") && err.contains("\"pos\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -667,14 +879,25 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("s.csv");
         let head = "# sevit-split: 1\n# dataset: d\n# root: /r\n# positive: pos\n# folds: 2\nfile,label,patient_id,subset\n";
-        std::fs::write(&p, format!("{head}a.png,pos,p1,labeled\nb.png,neg,p2,fold7\n")).unwrap();
+        std::fs::write(
+            &p,
+            format!("{head}a.png,pos,p1,labeled\nb.png,neg,p2,fold7\n"),
+        )
+        .unwrap();
         let err = format!("{:#}", Split::read_csv(&p).unwrap_err());
         assert!(err.contains("line 8") && err.contains("fold7"), "{err}");
-        std::fs::write(&p, format!("{head}a.png,pos,p1,labeled\na.png,neg,p2,fold0\n")).unwrap();
+        std::fs::write(
+            &p,
+            format!("{head}a.png,pos,p1,labeled\na.png,neg,p2,fold0\n"),
+        )
+        .unwrap();
         let err = format!("{:#}", Split::read_csv(&p).unwrap_err());
         assert!(err.contains("line 8") && err.contains("duplicate"), "{err}");
         std::fs::write(&p, format!("{head}a.png,pos,p1,training\n")).unwrap();
         let err = format!("{:#}", Split::read_csv(&p).unwrap_err());
-        assert!(err.contains("line 7") && err.contains("unknown subset"), "{err}");
+        assert!(
+            err.contains("line 7") && err.contains("unknown subset"),
+            "{err}"
+        );
     }
 }

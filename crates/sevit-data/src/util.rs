@@ -8,7 +8,8 @@ use std::path::Path;
 /// renamed over `path`. Creates the parent directory when missing.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating directory {}", dir.display()))?;
     }
     let mut file = atomic_write_file::AtomicWriteFile::open(path)
         .with_context(|| format!("creating a temporary file for {}", path.display()))?;

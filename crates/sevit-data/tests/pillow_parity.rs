@@ -30,7 +30,12 @@ for k, v in res.items():
 
 fn gray8(path: &Path) -> GrayImage {
     let im = image::open(path).unwrap().to_luma8();
-    GrayImage::from_vec(im.width(), im.height(), im.as_raw().iter().map(|&v| v as f32 / 255.0).collect()).unwrap()
+    GrayImage::from_vec(
+        im.width(),
+        im.height(),
+        im.as_raw().iter().map(|&v| v as f32 / 255.0).collect(),
+    )
+    .unwrap()
 }
 
 /// (max abs difference in 8-bit levels, share of pixels differing by more than `tol` levels).
@@ -54,7 +59,11 @@ fn transforms_match_pillow() {
         eprintln!("note: SEVIT_TORCH_PYTHON not set; skipping the Pillow parity test");
         return;
     };
-    let has_pil = Command::new(&py).args(["-c", "import PIL"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let has_pil = Command::new(&py)
+        .args(["-c", "import PIL"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !has_pil {
         eprintln!("note: {py} has no Pillow (bench/torchvision_augment.py installs it); skipping the Pillow parity test");
         return;
@@ -65,11 +74,23 @@ fn transforms_match_pillow() {
     let img = image::GrayImage::from_fn(40, 32, |x, y| {
         let t = (x * 37 + y * 91) % 23;
         let base = (x * 3 + y * 2 + t * 2).min(200);
-        let block = if (10..18).contains(&x) && (8..20).contains(&y) { 50 } else { 0 };
+        let block = if (10..18).contains(&x) && (8..20).contains(&y) {
+            50
+        } else {
+            0
+        };
         image::Luma([(base + block).min(255) as u8])
     });
     img.save(&src).unwrap();
-    let status = Command::new(&py).args(["-c", SCRIPT, src.to_str().unwrap(), d.path().to_str().unwrap()]).status().unwrap();
+    let status = Command::new(&py)
+        .args([
+            "-c",
+            SCRIPT,
+            src.to_str().unwrap(),
+            d.path().to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
     assert!(status.success());
     let ours_in = gray8(&src);
     let pil = |k: &str| gray8(&d.path().join(format!("{k}.png")));
@@ -78,7 +99,10 @@ fn transforms_match_pillow() {
     eprintln!("rotate 13.7: max {max} levels, {share} of pixels differ");
     assert!(share < 0.02, "rotate: {share} of pixels differ (max {max})");
     let (max, share) = compare(&rotate(&ours_in, -8.2), &pil("rotate_neg"), 0.5);
-    assert!(share < 0.02, "rotate -8.2: {share} of pixels differ (max {max})");
+    assert!(
+        share < 0.02,
+        "rotate -8.2: {share} of pixels differ (max {max})"
+    );
     let (max, _) = compare(&equalize(&ours_in), &pil("equalize"), 0.5);
     eprintln!("equalize: max {max} levels");
     assert!(max < 0.5, "equalize differs by {max} levels");
@@ -91,10 +115,21 @@ fn transforms_match_pillow() {
     assert!(max <= 2.0 + 1e-3, "blur 1.3 differs by {max} levels");
     let (max, _) = compare(&gaussian_blur(&ours_in, 0.5), &pil("blur_small"), 2.0);
     assert!(max <= 2.0 + 1e-3, "blur 0.5 differs by {max} levels");
-    let (max, _) = compare(&resized_crop(&ours_in, 3, 5, 22, 30, 24), &pil("crop_bicubic"), 1.0);
+    let (max, _) = compare(
+        &resized_crop(&ours_in, 3, 5, 22, 30, 24),
+        &pil("crop_bicubic"),
+        1.0,
+    );
     eprintln!("bicubic crop: max {max} levels");
-    assert!(max <= 1.0 + 1e-3, "bicubic downscale differs by {max} levels");
-    let (max, _) = compare(&resized_crop(&ours_in, 2, 2, 12, 14, 32), &pil("up_bicubic"), 1.0);
+    assert!(
+        max <= 1.0 + 1e-3,
+        "bicubic downscale differs by {max} levels"
+    );
+    let (max, _) = compare(
+        &resized_crop(&ours_in, 2, 2, 12, 14, 32),
+        &pil("up_bicubic"),
+        1.0,
+    );
     assert!(max <= 1.0 + 1e-3, "bicubic upscale differs by {max} levels");
     let (max, _) = compare(&hflip(&ours_in), &pil("flip"), 0.0);
     assert_eq!(max, 0.0);

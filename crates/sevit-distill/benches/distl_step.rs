@@ -40,11 +40,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use sevit_distill::clip::{cancel_gradients_last_layer, clip_gradients};
-use sevit_distill::ema::{copy_weights, update_momentum};
 use sevit_distill::config::parse_device;
-use sevit_distill::precision::{check_training, Autocast, Precision};
+use sevit_distill::ema::{copy_weights, update_momentum};
 use sevit_distill::loss::{combine, correction_bce, self_training_loss, DinoLoss};
 use sevit_distill::optim::AdamW;
+use sevit_distill::precision::{check_training, Autocast, Precision};
 use sevit_model::{DinoHeadConfig, DistlNet, ModelConfig, ViTConfig};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -167,7 +167,11 @@ fn sync(device: Device) {
 fn gpu_memory_used_mib(device: Device) -> Option<f64> {
     let Device::Cuda(i) = device else { return None };
     let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i"])
+        .args([
+            "--query-gpu=memory.used",
+            "--format=csv,noheader,nounits",
+            "-i",
+        ])
         .arg(i.to_string())
         .output()
         .ok()?;
@@ -339,7 +343,11 @@ fn main() -> anyhow::Result<()> {
     if a.mode == "matmul" {
         let n = a.matmul_n;
         // the rate of the step's own matrix products: f32, or bf16 under --precision bf16
-        let kind = if a.precision == Precision::Bf16 { Kind::BFloat16 } else { Kind::Float };
+        let kind = if a.precision == Precision::Bf16 {
+            Kind::BFloat16
+        } else {
+            Kind::Float
+        };
         let x = Tensor::randn([n, n], (kind, device));
         let y = Tensor::randn([n, n], (kind, device));
         for i in 0..a.warmup + a.iters {
@@ -454,7 +462,9 @@ fn main() -> anyhow::Result<()> {
                         clip_gradients(&mut grads, CLIP);
                         cancel_gradients_last_layer(&names, &mut grads, EPOCH, 1);
                     });
-                    phases.time("optimizer", || opt.step(&grads, lr, wd).expect("AdamW step"));
+                    phases.time("optimizer", || {
+                        opt.step(&grads, lr, wd).expect("AdamW step")
+                    });
                     drop(grads);
                     if !correction {
                         phases.time("ema", || {
@@ -482,7 +492,9 @@ fn main() -> anyhow::Result<()> {
                 for i in 0..a.warmup + a.iters {
                     let t0 = Instant::now();
                     let _autocast = Autocast::enter(device, a.precision);
-                    let p = tch::no_grad(|| s.teacher.classify(&x, false).to_kind(Kind::Float).sigmoid());
+                    let p = tch::no_grad(|| {
+                        s.teacher.classify(&x, false).to_kind(Kind::Float).sigmoid()
+                    });
                     let _ = p.double_value(&[0]);
                     if i >= a.warmup {
                         times.push(t0.elapsed().as_secs_f64());

@@ -62,7 +62,10 @@ mod tests {
         clip_gradients(&mut g, 2.0);
         for (i, (a, b)) in g.iter().zip(&expected).enumerate() {
             let err = (a - b).abs().max().double_value(&[]);
-            assert!(err < 1e-6 * (1.0 + b.abs().max().double_value(&[])), "tensor {i}: {err}");
+            assert!(
+                err < 1e-6 * (1.0 + b.abs().max().double_value(&[])),
+                "tensor {i}: {err}"
+            );
         }
     }
 

@@ -572,9 +572,21 @@ mod tests {
 
     #[test]
     fn input_norm_reaches_the_backbone() {
-        let c = TrainConfig::default_with_overrides(&["model.input_norm=[0.5, 0.25]".into()]).unwrap();
-        assert_eq!(c.model.model_config().unwrap().vit.input_norm, Some((0.5, 0.25)));
-        assert_eq!(TrainConfig::default().model.model_config().unwrap().vit.input_norm, None);
+        let c =
+            TrainConfig::default_with_overrides(&["model.input_norm=[0.5, 0.25]".into()]).unwrap();
+        assert_eq!(
+            c.model.model_config().unwrap().vit.input_norm,
+            Some((0.5, 0.25))
+        );
+        assert_eq!(
+            TrainConfig::default()
+                .model
+                .model_config()
+                .unwrap()
+                .vit
+                .input_norm,
+            None
+        );
         let bad = TrainConfig::default_with_overrides(&["model.input_norm=[0.5, 0.0]".into()]);
         let err = match bad {
             Ok(c) => c.model.model_config().unwrap_err(),
@@ -641,10 +653,24 @@ mod tests {
         assert!(TrainConfig::default_with_overrides(&["pretrain.restarts=0".into()]).is_err());
         let err = TrainConfig::default_with_overrides(&["pretrain.restarts=3".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("best_val"), "{err:#}");
-        let ok = ["pretrain.restarts=3".into(), "pretrain.select=\"best_val\"".into()];
-        assert_eq!(TrainConfig::default_with_overrides(&ok).unwrap().pretrain.restarts, 3);
+        let ok = [
+            "pretrain.restarts=3".into(),
+            "pretrain.select=\"best_val\"".into(),
+        ];
+        assert_eq!(
+            TrainConfig::default_with_overrides(&ok)
+                .unwrap()
+                .pretrain
+                .restarts,
+            3
+        );
         let no_st = || "distl.self_training=false".to_string();
-        assert!(!TrainConfig::default_with_overrides(&[no_st()]).unwrap().distl.self_training);
+        assert!(
+            !TrainConfig::default_with_overrides(&[no_st()])
+                .unwrap()
+                .distl
+                .self_training
+        );
         let err = TrainConfig::default_with_overrides(&[no_st(), "distl.ssl_epochs=2".into()])
             .unwrap_err();
         assert!(format!("{err:#}").contains("no loss"), "{err:#}");

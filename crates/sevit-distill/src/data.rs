@@ -40,7 +40,12 @@ pub fn iters_per_epoch(n: usize, batch_size: usize, drop_last: bool) -> usize {
 /// process (global batch `batch_size * world`), as [`iters_per_epoch`] on the global batch
 /// except that a last batch with fewer images than processes is dropped
 /// (`sevit_data::loader::shard_plan`). Equal to [`iters_per_epoch`] for one process.
-pub fn iters_per_epoch_sharded(n: usize, batch_size: usize, drop_last: bool, world: usize) -> usize {
+pub fn iters_per_epoch_sharded(
+    n: usize,
+    batch_size: usize,
+    drop_last: bool,
+    world: usize,
+) -> usize {
     let world = world.max(1);
     let global = batch_size * world;
     let full = n / global;
@@ -206,7 +211,10 @@ mod tests {
         assert_eq!(iters_per_epoch(5, 8, true), 1);
         assert_eq!(iters_per_epoch(16, 8, true), 2);
         for (n, bs, dl) in [(20, 8, true), (20, 8, false), (5, 8, true), (16, 8, true)] {
-            assert_eq!(iters_per_epoch_sharded(n, bs, dl, 1), iters_per_epoch(n, bs, dl));
+            assert_eq!(
+                iters_per_epoch_sharded(n, bs, dl, 1),
+                iters_per_epoch(n, bs, dl)
+            );
         }
         // 2 ranks x 4 = global 8: 20 images -> 2 full (+ a last batch of 4 without drop_last)
         assert_eq!(iters_per_epoch_sharded(20, 4, true, 2), 2);
@@ -217,12 +225,25 @@ mod tests {
         assert_eq!(iters_per_epoch_sharded(5, 4, true, 2), 1);
         assert_eq!(iters_per_epoch_sharded(1, 4, true, 2), 0);
         // the count matches the shard plan of every rank
-        for (n, bs, dl, w) in [(13usize, 2usize, false, 3usize), (20, 4, true, 2), (5, 4, true, 2), (23, 3, false, 4)] {
+        for (n, bs, dl, w) in [
+            (13usize, 2usize, false, 3usize),
+            (20, 4, true, 2),
+            (5, 4, true, 2),
+            (23, 3, false, 4),
+        ] {
             let g = bs * w;
-            let cfg = LoaderConfig { batch_size: g, drop_last: effective_drop_last(n, g, dl), ..Default::default() };
+            let cfg = LoaderConfig {
+                batch_size: g,
+                drop_last: effective_drop_last(n, g, dl),
+                ..Default::default()
+            };
             for r in 0..w {
                 let plan = sevit_data::shard_plan(n, &cfg, 0, Shard { rank: r, world: w });
-                assert_eq!(plan.len(), iters_per_epoch_sharded(n, bs, dl, w), "n={n} bs={bs} w={w}");
+                assert_eq!(
+                    plan.len(),
+                    iters_per_epoch_sharded(n, bs, dl, w),
+                    "n={n} bs={bs} w={w}"
+                );
             }
         }
     }

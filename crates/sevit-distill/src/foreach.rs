@@ -52,7 +52,11 @@ fn ptrs(ts: &[&Tensor]) -> Vec<*const c_void> {
 fn check_alike(what: &str, firsts: &[&Tensor], others: &[&[&Tensor]]) -> anyhow::Result<()> {
     let device = firsts.first().map(|t| t.device());
     for (i, p) in firsts.iter().enumerate() {
-        ensure!(Some(p.device()) == device, "{what}: tensor {i} is on {:?}, tensor 0 on {device:?}", p.device());
+        ensure!(
+            Some(p.device()) == device,
+            "{what}: tensor {i} is on {:?}, tensor 0 on {device:?}",
+            p.device()
+        );
         for list in others {
             let t = list[i];
             ensure!(

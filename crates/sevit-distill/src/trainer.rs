@@ -380,8 +380,7 @@ impl Trainer {
             .iter()
             .map(|t| t.detach().to_kind(Kind::Double).reshape([1]))
             .collect();
-        let mut v: Vec<f64> =
-            Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))?;
+        let mut v: Vec<f64> = Vec::<f64>::try_from(Tensor::cat(&parts, 0).to_device(Device::Cpu))?;
         if let Some(d) = &self.dist {
             let n = n_images as f64;
             let mut w: Vec<f64> = v.iter().map(|x| x * n).collect();

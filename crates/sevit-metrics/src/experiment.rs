@@ -311,11 +311,10 @@ pub fn summarize(entries: &[Entry], level: f64) -> anyhow::Result<ExperimentResu
     let mut aggregate = Vec::new();
     let keys: BTreeSet<(Arm, usize)> = models.iter().map(|m| (m.arm, m.t)).collect();
     for (arm, t) in keys {
-        let ms: Vec<&ModelResult> = models
-            .iter()
-            .filter(|m| m.arm == arm && m.t == t)
-            .collect();
-        let pick = |f: &dyn Fn(&ModelResult) -> f64| MeanSd::of(&ms.iter().map(|m| f(m)).collect::<Vec<_>>());
+        let ms: Vec<&ModelResult> = models.iter().filter(|m| m.arm == arm && m.t == t).collect();
+        let pick = |f: &dyn Fn(&ModelResult) -> f64| {
+            MeanSd::of(&ms.iter().map(|m| f(m)).collect::<Vec<_>>())
+        };
         aggregate.push(AggregateRow {
             arm,
             t,
@@ -345,8 +344,8 @@ fn paired(
     b: &Predictions,
     level: f64,
 ) -> anyhow::Result<PairedResult> {
-    let (_, labels, a_scores, b_scores) =
-        pair_predictions(a, b, "model A", "model B").with_context(|| format!("seed {seed}: {label}"))?;
+    let (_, labels, a_scores, b_scores) = pair_predictions(a, b, "model A", "model B")
+        .with_context(|| format!("seed {seed}: {label}"))?;
     let test = delong_paired_level(&labels, &a_scores, &b_scores, level)
         .with_context(|| format!("seed {seed}: {label}"))?;
     Ok(PairedResult {
@@ -381,12 +380,12 @@ fn targets(
         }
         let steps: Vec<usize> = (1..=t_max).collect();
         let all = |other: Arm, other_t: &dyn Fn(usize) -> usize| {
-            steps.iter().all(|&t| {
-                match (auc(s, Arm::Distl, t), auc(s, other, other_t(t))) {
+            steps.iter().all(
+                |&t| match (auc(s, Arm::Distl, t), auc(s, other, other_t(t))) {
                     (Some(d), Some(o)) => d >= o,
                     _ => false,
-                }
-            })
+                },
+            )
         };
         if all(Arm::Supervised, &|t| t) {
             distl_ge_sup += 1;
@@ -636,8 +635,16 @@ impl ExperimentResults {
             }
             let significant = |p: &&PairedResult| p.test.p_value < 1.0 - self.level;
             let ge = rows.iter().filter(|p| p.test.diff >= 0.0).count();
-            let better = rows.iter().filter(|p| p.test.diff > 0.0).filter(significant).count();
-            let worse = rows.iter().filter(|p| p.test.diff < 0.0).filter(significant).count();
+            let better = rows
+                .iter()
+                .filter(|p| p.test.diff > 0.0)
+                .filter(significant)
+                .count();
+            let worse = rows
+                .iter()
+                .filter(|p| p.test.diff < 0.0)
+                .filter(significant)
+                .count();
             let _ = writeln!(
                 s,
                 "* DISTL ≥ {other} in {ge} of {} (seed, T) comparisons; significantly better (paired DeLong p < {:.2}) in {better}, significantly worse in {worse}.",
@@ -691,7 +698,16 @@ impl ExperimentResults {
             let _ = writeln!(
                 s,
                 "{},{},{},{},{},{},{},{},{},{}",
-                p.seed, p.t, p.label, t.auc_a, t.auc_b, t.diff, t.ci_diff.0, t.ci_diff.1, t.z, t.p_value
+                p.seed,
+                p.t,
+                p.label,
+                t.auc_a,
+                t.auc_b,
+                t.diff,
+                t.ci_diff.0,
+                t.ci_diff.1,
+                t.z,
+                t.p_value
             );
         }
         s
@@ -748,9 +764,15 @@ impl ExperimentResults {
         auc_vs_t_png(
             &dir.join("auc_vs_t.png"),
             &if self.seeds.len() == 1 {
-                format!("Test AUC against T (DeLong {:.0}% CI, 1 seed)", self.level * 100.0)
+                format!(
+                    "Test AUC against T (DeLong {:.0}% CI, 1 seed)",
+                    self.level * 100.0
+                )
             } else {
-                format!("Test AUC against T (mean ± sd over {} seeds)", self.seeds.len())
+                format!(
+                    "Test AUC against T (mean ± sd over {} seeds)",
+                    self.seeds.len()
+                )
             },
             &self.auc_series(),
         )
@@ -938,7 +960,10 @@ mod tests {
             ..Default::default()
         });
         assert!(md.contains("| 2 | 0.") && md.contains("DISTL T=2 vs supervised T=2"));
-        assert!(md.contains("## Summary") && md.contains("in 6 of 6 (seed, T) comparisons"), "{md}");
+        assert!(
+            md.contains("## Summary") && md.contains("in 6 of 6 (seed, T) comparisons"),
+            "{md}"
+        );
         assert!(md.contains("The claim is reproduced"), "{md}");
         assert!(!md.contains("labeled-only control") && r.distl_vs_control.is_empty());
         assert_eq!(r.auc_series().len(), 2);
@@ -961,7 +986,9 @@ mod tests {
         for s in [0u64, 1] {
             for t in 1..=2usize {
                 // a control that separates the classes better than DISTL at every T
-                let p = d.path().join(format!("seed-{s}/eval/control-T{t}/predictions.csv"));
+                let p = d
+                    .path()
+                    .join(format!("seed-{s}/eval/control-T{t}/predictions.csv"));
                 write_predictions_csv(&p, &ids, &labels, &scores(&labels, 3.0, s + 5)).unwrap();
             }
         }
@@ -979,9 +1006,17 @@ mod tests {
             assert!(p.test.diff < 0.0, "{p:?}");
         }
         let md = r.to_markdown(&MarkdownOptions::default());
-        assert!(md.contains("| T | DISTL AUC | supervised AUC | labeled-only control AUC |"), "{md}");
+        assert!(
+            md.contains("| T | DISTL AUC | supervised AUC | labeled-only control AUC |"),
+            "{md}"
+        );
         assert!(md.contains("DISTL T=2 vs control T=2"), "{md}");
-        assert!(md.contains("labeled-only control (as many more updates on the labeled images alone) in 0 of 4"), "{md}");
+        assert!(
+            md.contains(
+                "labeled-only control (as many more updates on the labeled images alone) in 0 of 4"
+            ),
+            "{md}"
+        );
         assert_eq!(r.auc_series().len(), 3);
         assert_eq!(r.paired_csv().lines().count(), 1 + 3 * 4);
         // the per-seed table lists the control from T = 1 on
@@ -1002,7 +1037,10 @@ mod tests {
             &[0.9, 0.1, 0.6, 0.4],
         )
         .unwrap();
-        let e = format!("{:#}", summarize(&collect(d.path()).unwrap(), 0.95).unwrap_err());
+        let e = format!(
+            "{:#}",
+            summarize(&collect(d.path()).unwrap(), 0.95).unwrap_err()
+        );
         assert!(e.contains("seed 3") && e.contains("distl-T0"), "{e}");
         // different cases in the two models
         write_predictions_csv(
@@ -1012,7 +1050,10 @@ mod tests {
             &[0.9, 0.1, 0.3, 0.4],
         )
         .unwrap();
-        let e = format!("{:#}", summarize(&collect(d.path()).unwrap(), 0.95).unwrap_err());
+        let e = format!(
+            "{:#}",
+            summarize(&collect(d.path()).unwrap(), 0.95).unwrap_err()
+        );
         assert!(e.contains("not on the same cases"), "{e}");
     }
 
@@ -1062,12 +1103,18 @@ mod tests {
     #[test]
     fn links_are_relative_to_the_markdown() {
         let d = tempfile::tempdir().unwrap();
-        let (docs, img) = (d.path().join("docs"), d.path().join("runs/exp/attention/T1/a.png"));
+        let (docs, img) = (
+            d.path().join("docs"),
+            d.path().join("runs/exp/attention/T1/a.png"),
+        );
         std::fs::create_dir_all(&docs).unwrap();
         std::fs::create_dir_all(img.parent().unwrap()).unwrap();
         std::fs::write(&img, b"png").unwrap();
         assert_eq!(relative_to(&img, &docs), "../runs/exp/attention/T1/a.png");
-        assert_eq!(relative_to(&docs.join("missing.png"), &docs), docs.join("missing.png").to_string_lossy());
+        assert_eq!(
+            relative_to(&docs.join("missing.png"), &docs),
+            docs.join("missing.png").to_string_lossy()
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@ use anyhow::Context;
 /// Any I/O failure, with the path in the message.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating directory {}", dir.display()))?;
     }
     let mut file = atomic_write_file::AtomicWriteFile::open(path)
         .with_context(|| format!("creating a temporary file for {}", path.display()))?;

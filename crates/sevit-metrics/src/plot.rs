@@ -288,7 +288,10 @@ pub fn line_png_with_legend(
         }
     }
     if let Some((lo, hi)) = plot.y_range {
-        anyhow::ensure!(lo.is_finite() && hi.is_finite() && lo < hi, "invalid y range {lo}..{hi}");
+        anyhow::ensure!(
+            lo.is_finite() && hi.is_finite() && lo < hi,
+            "invalid y range {lo}..{hi}"
+        );
     }
     let (xmin, xmax) = min_max(&xs);
     let xpad = if xmax > xmin {

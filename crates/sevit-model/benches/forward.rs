@@ -57,7 +57,11 @@ fn bench(case: &Case, device: Device, precision: Precision, runs: usize) -> serd
     tch::manual_seed(0);
     let vs = VarStore::new(device);
     let net = DistlNet::new(&vs.root(), &ModelConfig::new(case.vit.clone()), 0.1);
-    let batch = if device.is_cuda() { case.batch_cuda } else { case.batch_cpu };
+    let batch = if device.is_cuda() {
+        case.batch_cuda
+    } else {
+        case.batch_cpu
+    };
     let x = Tensor::rand([batch, 3, case.img, case.img], (Kind::Float, device));
     let fwd = time_runs(runs, 1, device, || {
         tch::no_grad(|| {
@@ -70,7 +74,11 @@ fn bench(case: &Case, device: Device, precision: Precision, runs: usize) -> serd
     let fwd_bwd = time_runs(runs, 1, device, || {
         let loss = with_autocast(device, precision, || {
             let out = net.forward_multi(std::slice::from_ref(&x), 1, true);
-            out.dino.to_kind(Kind::Float).pow_tensor_scalar(2).mean(Kind::Float) + out.cls_logits.to_kind(Kind::Float).mean(Kind::Float)
+            out.dino
+                .to_kind(Kind::Float)
+                .pow_tensor_scalar(2)
+                .mean(Kind::Float)
+                + out.cls_logits.to_kind(Kind::Float).mean(Kind::Float)
         });
         loss.backward();
         for t in vs.trainable_variables() {
@@ -109,16 +117,34 @@ fn bench(case: &Case, device: Device, precision: Precision, runs: usize) -> serd
 }
 
 fn main() {
-    let runs: usize = std::env::var("SEVIT_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
+    let runs: usize = std::env::var("SEVIT_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let cases = [
-        Case { name: "tiny/16", vit: ViTConfig::tiny(16), img: 128, batch_cpu: 8, batch_cuda: 64 },
-        Case { name: "small/8", vit: ViTConfig::small(8), img: 256, batch_cpu: 2, batch_cuda: 16 },
+        Case {
+            name: "tiny/16",
+            vit: ViTConfig::tiny(16),
+            img: 128,
+            batch_cpu: 8,
+            batch_cuda: 64,
+        },
+        Case {
+            name: "small/8",
+            vit: ViTConfig::small(8),
+            img: 256,
+            batch_cpu: 2,
+            batch_cuda: 16,
+        },
     ];
     let mut rows = Vec::new();
     for case in &cases {
         rows.push(bench(case, Device::Cpu, Precision::F32, runs));
     }
-    let cpu_only = std::env::var("SEVIT_BENCH_CPU_ONLY").map(|v| v == "1").unwrap_or(false);
+    let cpu_only = std::env::var("SEVIT_BENCH_CPU_ONLY")
+        .map(|v| v == "1")
+        .unwrap_or(false);
     if tch::Cuda::is_available() && !cpu_only {
         for case in &cases {
             for p in [Precision::F32, Precision::F16, Precision::Bf16] {
@@ -133,6 +159,10 @@ fn main() {
         "results": rows,
     });
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/model.json");
-    write_atomic(&out, serde_json::to_string_pretty(&report).unwrap().as_bytes()).expect("writing the bench report");
+    write_atomic(
+        &out,
+        serde_json::to_string_pretty(&report).unwrap().as_bytes(),
+    )
+    .expect("writing the bench report");
     println!("wrote {}", out.display());
 }

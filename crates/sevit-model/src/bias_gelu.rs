@@ -51,9 +51,8 @@ fn run(z: &Tensor, b: &Tensor, isa: i64) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
     use crate::kernels::{kernel_set, kernel_sets, max_diff};
-
+    use tch::{Device, Kind};
 
     #[test]
     fn values_and_gradients_match_libtorch() {
@@ -61,31 +60,53 @@ mod tests {
         tch::manual_seed(21);
         for isa in kernel_sets() {
             // widths around the vector sizes and the MLP's; row counts around the 64-row blocks
-            for &(shape, cols) in &[(&[2080i64][..], 768i64), (&[3, 7], 19), (&[130], 16), (&[1], 5), (&[2, 65], 64)] {
+            for &(shape, cols) in &[
+                (&[2080i64][..], 768i64),
+                (&[3, 7], 19),
+                (&[130], 16),
+                (&[1], 5),
+                (&[2, 65], 64),
+            ] {
                 let mut dims = shape.to_vec();
                 dims.push(cols);
                 let z0 = Tensor::randn(dims.as_slice(), (Kind::Float, Device::Cpu)) * 3.0;
                 let b0 = Tensor::randn([cols], (Kind::Float, Device::Cpu));
                 let g = Tensor::randn(dims.as_slice(), (Kind::Float, Device::Cpu));
 
-                let (z, b) = (z0.detach().set_requires_grad(true), b0.detach().set_requires_grad(true));
+                let (z, b) = (
+                    z0.detach().set_requires_grad(true),
+                    b0.detach().set_requires_grad(true),
+                );
                 let h = run(&z, &b, isa).unwrap();
                 (&h * &g).sum(Kind::Float).backward();
 
                 let zr = z0.to_kind(Kind::Double).set_requires_grad(true);
                 let br = b0.to_kind(Kind::Double).set_requires_grad(true);
                 let want = (&zr + &br).gelu("none");
-                (&want * g.to_kind(Kind::Double)).sum(Kind::Double).backward();
+                (&want * g.to_kind(Kind::Double))
+                    .sum(Kind::Double)
+                    .backward();
 
                 let what = format!("{} {dims:?}", kernel_set(isa).0);
-                assert!(max_diff(&h, &want) < 1e-5, "{what}: values off by {}", max_diff(&h, &want));
-                assert!(max_diff(&z.grad(), &zr.grad()) < 1e-5, "{what}: input gradient off by {}", max_diff(&z.grad(), &zr.grad()));
+                assert!(
+                    max_diff(&h, &want) < 1e-5,
+                    "{what}: values off by {}",
+                    max_diff(&h, &want)
+                );
+                assert!(
+                    max_diff(&z.grad(), &zr.grad()) < 1e-5,
+                    "{what}: input gradient off by {}",
+                    max_diff(&z.grad(), &zr.grad())
+                );
                 let rows = z0.numel() as f64 / cols as f64;
                 let gb = max_diff(&b.grad(), &br.grad());
                 assert!(gb < 1e-6 * rows + 1e-5, "{what}: bias gradient off by {gb}");
 
                 let plain = tch::no_grad(|| run(&z0, &b0, isa).unwrap());
-                assert!(!plain.requires_grad() && plain.equal(&h.detach()), "{what}: no-grad forward differs");
+                assert!(
+                    !plain.requires_grad() && plain.equal(&h.detach()),
+                    "{what}: no-grad forward differs"
+                );
             }
         }
     }
@@ -95,7 +116,11 @@ mod tests {
         let z = Tensor::zeros([4, 6], (Kind::Float, Device::Cpu));
         let e = bias_gelu(&z, &Tensor::zeros([5], (Kind::Float, Device::Cpu))).unwrap_err();
         assert!(e.to_string().contains("do not match"), "{e}");
-        let e = bias_gelu(&z.to_kind(Kind::Double), &Tensor::zeros([6], (Kind::Double, Device::Cpu))).unwrap_err();
+        let e = bias_gelu(
+            &z.to_kind(Kind::Double),
+            &Tensor::zeros([6], (Kind::Double, Device::Cpu)),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("f32"), "{e}");
     }
 }

@@ -46,16 +46,24 @@ fn run(x: &Tensor, z: &Tensor, b: &Tensor, s: Option<&Tensor>, isa: i64) -> Resu
     let s_ptr = s.map_or(std::ptr::null(), |t| t.as_ptr().cast());
     // SAFETY: the tensors outlive the call.
     crate::kernels::run_bridge(|out, err, len| unsafe {
-        sevit_bias_residual(x.as_ptr().cast(), z.as_ptr().cast(), b.as_ptr().cast(), s_ptr, isa, out, err, len)
+        sevit_bias_residual(
+            x.as_ptr().cast(),
+            z.as_ptr().cast(),
+            b.as_ptr().cast(),
+            s_ptr,
+            isa,
+            out,
+            err,
+            len,
+        )
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
     use crate::kernels::{kernel_set, kernel_sets, max_diff};
-
+    use tch::{Device, Kind};
 
     #[test]
     fn values_and_gradients_match_libtorch() {
@@ -98,17 +106,31 @@ mod tests {
                     }
                     None => &xr + branch,
                 };
-                (&want * g.to_kind(Kind::Double)).sum(Kind::Double).backward();
+                (&want * g.to_kind(Kind::Double))
+                    .sum(Kind::Double)
+                    .backward();
 
                 let what = format!("{} {dims:?} factor {with_factor}", kernel_set(isa).0);
                 assert!(max_diff(&out, &want) < 1e-5, "{what}: values");
-                assert!(max_diff(&x.grad(), &xr.grad()) < 1e-6, "{what}: residual gradient");
-                assert!(max_diff(&z.grad(), &zr.grad()) < 1e-5, "{what}: branch gradient");
+                assert!(
+                    max_diff(&x.grad(), &xr.grad()) < 1e-6,
+                    "{what}: residual gradient"
+                );
+                assert!(
+                    max_diff(&z.grad(), &zr.grad()) < 1e-5,
+                    "{what}: branch gradient"
+                );
                 let rows = x0.numel() as f64 / c as f64;
-                assert!(max_diff(&b.grad(), &br.grad()) < 1e-6 * rows + 1e-5, "{what}: bias gradient");
+                assert!(
+                    max_diff(&b.grad(), &br.grad()) < 1e-6 * rows + 1e-5,
+                    "{what}: bias gradient"
+                );
 
                 let plain = tch::no_grad(|| run(&x0, &z0, &b0, s.as_ref(), isa).unwrap());
-                assert!(!plain.requires_grad() && plain.equal(&out.detach()), "{what}: no-grad forward");
+                assert!(
+                    !plain.requires_grad() && plain.equal(&out.detach()),
+                    "{what}: no-grad forward"
+                );
             }
         }
     }
@@ -118,12 +140,24 @@ mod tests {
         let x = Tensor::zeros([4, 3, 6], (Kind::Float, Device::Cpu));
         let b = Tensor::zeros([6], (Kind::Float, Device::Cpu));
         let z = Tensor::zeros([4, 3, 5], (Kind::Float, Device::Cpu));
-        assert!(bias_residual(&x, &z, &b, None).unwrap_err().to_string().contains("differ"));
+        assert!(bias_residual(&x, &z, &b, None)
+            .unwrap_err()
+            .to_string()
+            .contains("differ"));
         let b5 = Tensor::zeros([5], (Kind::Float, Device::Cpu));
-        assert!(bias_residual(&x, &x, &b5, None).unwrap_err().to_string().contains("bias"));
+        assert!(bias_residual(&x, &x, &b5, None)
+            .unwrap_err()
+            .to_string()
+            .contains("bias"));
         let s = Tensor::ones([3], (Kind::Float, Device::Cpu));
-        assert!(bias_residual(&x, &x, &b, Some(&s)).unwrap_err().to_string().contains("per-sample"));
+        assert!(bias_residual(&x, &x, &b, Some(&s))
+            .unwrap_err()
+            .to_string()
+            .contains("per-sample"));
         let xd = x.to_kind(Kind::Double);
-        assert!(bias_residual(&xd, &xd, &b, None).unwrap_err().to_string().contains("f32"));
+        assert!(bias_residual(&xd, &xd, &b, None)
+            .unwrap_err()
+            .to_string()
+            .contains("f32"));
     }
 }

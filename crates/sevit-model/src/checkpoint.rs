@@ -80,7 +80,8 @@ pub(crate) fn tensor_bytes(t: &Tensor) -> Vec<u8> {
 /// fsynced and renamed over `path`; the directory is fsynced too where the OS allows.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating directory {}", dir.display()))?;
     }
     let mut file = atomic_write_file::AtomicWriteFile::open(path)
         .with_context(|| format!("creating a temporary file for {}", path.display()))?;
@@ -107,11 +108,17 @@ impl Checkpoint {
         }
         let views = raw
             .iter()
-            .map(|(n, d, s, b)| Ok((*n, TensorView::new(*d, s.clone(), b).map_err(|e| anyhow!("tensor {n}: {e:?}"))?)))
+            .map(|(n, d, s, b)| {
+                Ok((
+                    *n,
+                    TensorView::new(*d, s.clone(), b).map_err(|e| anyhow!("tensor {n}: {e:?}"))?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         let meta = if meta.is_empty() { None } else { Some(meta) };
-        safetensors::tensor::serialize(views, &meta).map_err(|e| anyhow!("serialising checkpoint: {e:?}"))
+        safetensors::tensor::serialize(views, &meta)
+            .map_err(|e| anyhow!("serialising checkpoint: {e:?}"))
     }
 
     /// Parses safetensors bytes; `origin` names the source in errors.
@@ -119,7 +126,8 @@ impl Checkpoint {
         let st = SafeTensors::deserialize(bytes).map_err(|e| {
             anyhow!("{origin} is not a valid safetensors checkpoint (corrupt or truncated file?): {e:?}")
         })?;
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{origin}: bad header: {e:?}"))?;
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| anyhow!("{origin}: bad header: {e:?}"))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let kind = to_kind(view.dtype()).with_context(|| format!("{origin}: tensor {name}"))?;
@@ -128,14 +136,22 @@ impl Checkpoint {
                 .with_context(|| format!("{origin}: tensor {name}"))?;
             tensors.insert(name, t);
         }
-        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let metadata = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         Ok(Checkpoint { tensors, metadata })
     }
 
     /// Writes the checkpoint to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = self.to_bytes().with_context(|| format!("saving checkpoint {}", path.display()))?;
-        write_atomic(path, &bytes).with_context(|| format!("saving checkpoint {}", path.display()))?;
+        let bytes = self
+            .to_bytes()
+            .with_context(|| format!("saving checkpoint {}", path.display()))?;
+        write_atomic(path, &bytes)
+            .with_context(|| format!("saving checkpoint {}", path.display()))?;
         tracing::debug!(path = %path.display(), tensors = self.tensors.len(), bytes = bytes.len(), "checkpoint saved");
         Ok(())
     }
@@ -145,11 +161,15 @@ impl Checkpoint {
         if !path.exists() {
             bail!("checkpoint {} does not exist", path.display());
         }
-        let bytes = fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
+        let bytes =
+            fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
         let ck = Self::from_bytes(&bytes, &format!("checkpoint {}", path.display()))?;
         if let Some(v) = ck.metadata.get(FORMAT_KEY) {
             if v != FORMAT_VERSION {
-                bail!("checkpoint {} has format version {v}, this build reads {FORMAT_VERSION}", path.display());
+                bail!(
+                    "checkpoint {} has format version {v}, this build reads {FORMAT_VERSION}",
+                    path.display()
+                );
             }
         }
         Ok(ck)
@@ -166,7 +186,10 @@ impl Checkpoint {
 
     /// Names (without the prefix) of the tensors stored under `prefix`.
     pub fn keys_under(&self, prefix: &str) -> Vec<String> {
-        self.tensors.keys().filter_map(|k| k.strip_prefix(prefix).map(str::to_string)).collect()
+        self.tensors
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
+            .collect()
     }
 
     /// Copies the tensors stored under `prefix` into the variables of `vs` (device and float
@@ -182,7 +205,11 @@ impl Checkpoint {
         tch::no_grad(|| -> Result<()> {
             for (name, var) in &vars {
                 let src = &self.tensors[&format!("{prefix}{name}")];
-                let src = if is_float(var.kind()) { src.to_kind(var.kind()) } else { src.shallow_clone() };
+                let src = if is_float(var.kind()) {
+                    src.to_kind(var.kind())
+                } else {
+                    src.shallow_clone()
+                };
                 var.shallow_clone()
                     .f_copy_(&src.to_device(var.device()))
                     .with_context(|| format!("copying {prefix}{name}"))?;
@@ -197,9 +224,11 @@ impl Checkpoint {
         for (name, var) in vars {
             match self.tensors.get(&format!("{prefix}{name}")) {
                 None => r.missing.push(name.clone()),
-                Some(t) if t.size() != var.size() => {
-                    r.mismatched.push(format!("{name}: checkpoint {:?}, model {:?}", t.size(), var.size()))
-                }
+                Some(t) if t.size() != var.size() => r.mismatched.push(format!(
+                    "{name}: checkpoint {:?}, model {:?}",
+                    t.size(),
+                    var.size()
+                )),
                 Some(_) => {}
             }
         }
@@ -216,20 +245,26 @@ impl Checkpoint {
 
     /// Stores `value` as JSON under metadata key `key`.
     pub fn put_json<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
-        let s = serde_json::to_string(value).with_context(|| format!("serialising metadata {key}"))?;
+        let s =
+            serde_json::to_string(value).with_context(|| format!("serialising metadata {key}"))?;
         self.metadata.insert(key.to_string(), s);
         Ok(())
     }
 
     /// Reads the JSON value under metadata key `key`.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
-        let s = self.metadata.get(key).ok_or_else(|| anyhow!("checkpoint has no metadata entry {key:?}"))?;
+        let s = self
+            .metadata
+            .get(key)
+            .ok_or_else(|| anyhow!("checkpoint has no metadata entry {key:?}"))?;
         serde_json::from_str(s).with_context(|| format!("parsing checkpoint metadata {key:?}"))
     }
 
     /// The tensor `name`, or an error naming it.
     pub fn tensor(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| anyhow!("checkpoint has no tensor {name:?}"))
+        self.tensors
+            .get(name)
+            .ok_or_else(|| anyhow!("checkpoint has no tensor {name:?}"))
     }
 }
 
@@ -254,9 +289,11 @@ impl KeyReport {
 impl std::fmt::Display for KeyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const SHOW: usize = 25;
-        for (title, list) in
-            [("missing keys", &self.missing), ("unexpected keys", &self.unexpected), ("shape mismatches", &self.mismatched)]
-        {
+        for (title, list) in [
+            ("missing keys", &self.missing),
+            ("unexpected keys", &self.unexpected),
+            ("shape mismatches", &self.mismatched),
+        ] {
             if list.is_empty() {
                 continue;
             }
@@ -290,10 +327,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/ck.safetensors");
         let mut ck = Checkpoint::new();
-        ck.tensors.insert("f".into(), Tensor::randn([2, 3], (Kind::Float, Device::Cpu)));
-        ck.tensors.insert("h".into(), Tensor::randn([4], (Kind::Half, Device::Cpu)));
-        ck.tensors.insert("b".into(), Tensor::randn([4], (Kind::BFloat16, Device::Cpu)));
-        ck.tensors.insert("i".into(), Tensor::from_slice(&[1i64, 2, 3]));
+        ck.tensors.insert(
+            "f".into(),
+            Tensor::randn([2, 3], (Kind::Float, Device::Cpu)),
+        );
+        ck.tensors
+            .insert("h".into(), Tensor::randn([4], (Kind::Half, Device::Cpu)));
+        ck.tensors.insert(
+            "b".into(),
+            Tensor::randn([4], (Kind::BFloat16, Device::Cpu)),
+        );
+        ck.tensors
+            .insert("i".into(), Tensor::from_slice(&[1i64, 2, 3]));
         ck.tensors.insert("s".into(), Tensor::from(5.0f64));
         ck.put_json("seed", &42u64).unwrap();
         ck.save(&path).unwrap();
@@ -305,7 +350,10 @@ mod tests {
             assert!(back.tensors[k].equal(t), "{k}");
         }
         // No temporary file left behind.
-        let names: Vec<_> = fs::read_dir(dir.path().join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1);
     }
 
@@ -315,16 +363,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.safetensors");
         let e = Checkpoint::load(&missing).unwrap_err().to_string();
-        assert!(e.contains("does not exist") && e.contains("nope.safetensors"), "{e}");
+        assert!(
+            e.contains("does not exist") && e.contains("nope.safetensors"),
+            "{e}"
+        );
 
         let path = dir.path().join("ck.safetensors");
         let mut ck = Checkpoint::new();
-        ck.tensors.insert("w".into(), Tensor::randn([64, 64], (Kind::Float, Device::Cpu)));
+        ck.tensors.insert(
+            "w".into(),
+            Tensor::randn([64, 64], (Kind::Float, Device::Cpu)),
+        );
         ck.save(&path).unwrap();
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
         let e = format!("{:#}", Checkpoint::load(&path).unwrap_err());
-        assert!(e.contains("corrupt or truncated") && e.contains("ck.safetensors"), "{e}");
+        assert!(
+            e.contains("corrupt or truncated") && e.contains("ck.safetensors"),
+            "{e}"
+        );
         fs::write(&path, b"garbage").unwrap();
         assert!(Checkpoint::load(&path).is_err());
     }
@@ -355,15 +412,27 @@ mod tests {
         let mut ck = Checkpoint::new();
         ck.put_vars("student.", &src);
         ck.tensors.remove("student.backbone.norm.bias");
-        ck.tensors.insert("student.extra.weight".into(), Tensor::zeros([1], (Kind::Float, Device::Cpu)));
+        ck.tensors.insert(
+            "student.extra.weight".into(),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        );
         let mut other = cfg.clone();
         other.head.out_dim = 64;
         let mut dst = model(2, &other);
         let before = dst.variables()["backbone.cls_token"].copy();
         let e = ck.load_vars("student.", &mut dst).unwrap_err().to_string();
-        assert!(e.contains("missing keys") && e.contains("backbone.norm.bias"), "{e}");
-        assert!(e.contains("unexpected keys") && e.contains("extra.weight"), "{e}");
-        assert!(e.contains("head.last_layer.weight_v: checkpoint [128, 16], model [64, 16]"), "{e}");
+        assert!(
+            e.contains("missing keys") && e.contains("backbone.norm.bias"),
+            "{e}"
+        );
+        assert!(
+            e.contains("unexpected keys") && e.contains("extra.weight"),
+            "{e}"
+        );
+        assert!(
+            e.contains("head.last_layer.weight_v: checkpoint [128, 16], model [64, 16]"),
+            "{e}"
+        );
         // Nothing was copied.
         assert!(dst.variables()["backbone.cls_token"].equal(&before));
     }

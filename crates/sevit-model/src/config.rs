@@ -47,7 +47,10 @@ impl ViTConfig {
 
     /// A very small ViT for tests: embed 32, depth 2, 2 heads, patch 8, sized for 32 px images.
     pub fn micro() -> Self {
-        ViTConfig { img_size: 32, ..Self::with(8, 32, 2, 2) }
+        ViTConfig {
+            img_size: 32,
+            ..Self::with(8, 32, 2, 2)
+        }
     }
 
     /// ViT-Tiny: embed 192, depth 12, 3 heads.
@@ -69,12 +72,15 @@ impl ViTConfig {
     /// `/16` (the patch size; `/16` when omitted). `vit_small/8` style names are accepted too.
     pub fn preset(name: &str) -> Result<Self> {
         let lower = name.trim().to_ascii_lowercase();
-        let lower = lower.strip_prefix("vit_").or_else(|| lower.strip_prefix("vit-")).unwrap_or(&lower);
+        let lower = lower
+            .strip_prefix("vit_")
+            .or_else(|| lower.strip_prefix("vit-"))
+            .unwrap_or(&lower);
         let (arch, patch) = match lower.split_once(['/', '@']) {
             Some((a, p)) => {
-                let p: i64 = p
-                    .parse()
-                    .with_context(|| format!("model preset {name:?}: patch size {p:?} is not an integer"))?;
+                let p: i64 = p.parse().with_context(|| {
+                    format!("model preset {name:?}: patch size {p:?} is not an integer")
+                })?;
                 (a, Some(p))
             }
             None => (lower, None),
@@ -103,12 +109,24 @@ impl ViTConfig {
             bail!("ViT config {self:?}: sizes must be positive");
         }
         if self.embed_dim % self.num_heads != 0 {
-            bail!("ViT config: embed_dim {} is not divisible by num_heads {}", self.embed_dim, self.num_heads);
+            bail!(
+                "ViT config: embed_dim {} is not divisible by num_heads {}",
+                self.embed_dim,
+                self.num_heads
+            );
         }
         if self.img_size % self.patch_size != 0 {
-            bail!("ViT config: img_size {} is not a multiple of patch_size {}", self.img_size, self.patch_size);
+            bail!(
+                "ViT config: img_size {} is not a multiple of patch_size {}",
+                self.img_size,
+                self.patch_size
+            );
         }
-        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 || self.ln_eps.is_nan() || self.ln_eps <= 0.0 {
+        if self.mlp_ratio.is_nan()
+            || self.mlp_ratio <= 0.0
+            || self.ln_eps.is_nan()
+            || self.ln_eps <= 0.0
+        {
             bail!("ViT config: mlp_ratio and ln_eps must be positive");
         }
         Ok(())
@@ -148,14 +166,26 @@ pub struct DinoHeadConfig {
 impl Default for DinoHeadConfig {
     /// The reference DINO/DISTL head: 2048 hidden, 256 bottleneck, 3 layers, 65536 out, normed.
     fn default() -> Self {
-        DinoHeadConfig { out_dim: 65536, hidden_dim: 2048, bottleneck_dim: 256, nlayers: 3, norm_last_layer: true }
+        DinoHeadConfig {
+            out_dim: 65536,
+            hidden_dim: 2048,
+            bottleneck_dim: 256,
+            nlayers: 3,
+            norm_last_layer: true,
+        }
     }
 }
 
 impl DinoHeadConfig {
     /// A very small head for tests (64 hidden, 16 bottleneck, 3 layers, 128 out).
     pub fn micro() -> Self {
-        DinoHeadConfig { out_dim: 128, hidden_dim: 64, bottleneck_dim: 16, nlayers: 3, norm_last_layer: true }
+        DinoHeadConfig {
+            out_dim: 128,
+            hidden_dim: 64,
+            bottleneck_dim: 16,
+            nlayers: 3,
+            norm_last_layer: true,
+        }
     }
 }
 
@@ -173,12 +203,20 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// The reference heads on the given backbone.
     pub fn new(vit: ViTConfig) -> Self {
-        ModelConfig { vit, head: DinoHeadConfig::default(), cls_hidden_dim: 256 }
+        ModelConfig {
+            vit,
+            head: DinoHeadConfig::default(),
+            cls_hidden_dim: 256,
+        }
     }
 
     /// Micro backbone and micro heads, for tests.
     pub fn micro() -> Self {
-        ModelConfig { vit: ViTConfig::micro(), head: DinoHeadConfig::micro(), cls_hidden_dim: 32 }
+        ModelConfig {
+            vit: ViTConfig::micro(),
+            head: DinoHeadConfig::micro(),
+            cls_hidden_dim: 32,
+        }
     }
 
     /// Checks the configuration.
@@ -189,7 +227,10 @@ impl ModelConfig {
             bail!("DINO head config {h:?}: sizes must be positive and nlayers >= 1");
         }
         if self.cls_hidden_dim <= 0 {
-            bail!("class head hidden dim must be positive, got {}", self.cls_hidden_dim);
+            bail!(
+                "class head hidden dim must be positive, got {}",
+                self.cls_hidden_dim
+            );
         }
         Ok(())
     }
@@ -202,7 +243,10 @@ mod tests {
     #[test]
     fn presets_parse() {
         assert_eq!(ViTConfig::preset("small/8").unwrap(), ViTConfig::small(8));
-        assert_eq!(ViTConfig::preset("vit_tiny/16").unwrap(), ViTConfig::tiny(16));
+        assert_eq!(
+            ViTConfig::preset("vit_tiny/16").unwrap(),
+            ViTConfig::tiny(16)
+        );
         assert_eq!(ViTConfig::preset("base").unwrap(), ViTConfig::base(16));
         assert_eq!(ViTConfig::preset("micro").unwrap(), ViTConfig::micro());
         assert_eq!(ViTConfig::preset("micro/16").unwrap().patch_size, 16);
@@ -217,7 +261,10 @@ mod tests {
     #[test]
     fn reference_values() {
         let s = ViTConfig::small(8);
-        assert_eq!((s.embed_dim, s.depth, s.num_heads, s.mlp_hidden()), (384, 12, 6, 1536));
+        assert_eq!(
+            (s.embed_dim, s.depth, s.num_heads, s.mlp_hidden()),
+            (384, 12, 6, 1536)
+        );
         assert_eq!(s.ln_eps, 1e-6);
         assert_eq!(s.tokens_for(256, 256), 32 * 32 + 1);
         let m = ModelConfig::new(s);

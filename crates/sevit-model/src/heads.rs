@@ -22,7 +22,10 @@ impl DinoHead {
     /// Creates the head under `p` for `in_dim`-wide features.
     pub fn new(p: &Path, in_dim: i64, cfg: &DinoHeadConfig) -> Self {
         let mut dims = vec![in_dim];
-        dims.extend(std::iter::repeat_n(cfg.hidden_dim, (cfg.nlayers.max(1) - 1) as usize));
+        dims.extend(std::iter::repeat_n(
+            cfg.hidden_dim,
+            (cfg.nlayers.max(1) - 1) as usize,
+        ));
         dims.push(cfg.bottleneck_dim);
         let mlp = Mlp::new(&p.sub("mlp"), &dims, Activation::Gelu);
         let last = p.sub("last_layer");
@@ -31,14 +34,25 @@ impl DinoHead {
         } else {
             last.ones("weight_g", &[cfg.out_dim, 1])
         };
-        let weight_v = torch_default_uniform(&last, "weight_v", &[cfg.out_dim, cfg.bottleneck_dim], cfg.bottleneck_dim);
-        DinoHead { mlp, weight_g, weight_v }
+        let weight_v = torch_default_uniform(
+            &last,
+            "weight_v",
+            &[cfg.out_dim, cfg.bottleneck_dim],
+            cfg.bottleneck_dim,
+        );
+        DinoHead {
+            mlp,
+            weight_g,
+            weight_v,
+        }
     }
 
     /// `[B, in_dim]` -> `[B, out_dim]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let h = self.mlp.forward(x);
-        let norm = h.norm_scalaropt_dim(2.0, [-1i64].as_slice(), true).clamp_min(1e-12);
+        let norm = h
+            .norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)
+            .clamp_min(1e-12);
         let h = h / norm;
         let w = Tensor::internal_weight_norm(&self.weight_v, &self.weight_g, 0);
         h.linear(&w.to_kind(h.kind()), None::<Tensor>)
@@ -55,7 +69,13 @@ pub struct ClassHead {
 impl ClassHead {
     /// Creates the head under `p`.
     pub fn new(p: &Path, in_dim: i64, hidden: i64) -> Self {
-        ClassHead { mlp: Mlp::new(&p.sub("mlp"), &[in_dim, hidden, hidden, 1], Activation::Relu) }
+        ClassHead {
+            mlp: Mlp::new(
+                &p.sub("mlp"),
+                &[in_dim, hidden, hidden, 1],
+                Activation::Relu,
+            ),
+        }
     }
 
     /// `[B, D]` -> logits `[B]`.
@@ -96,7 +116,14 @@ mod tests {
         assert_eq!(y.size(), [3, cfg.out_dim]);
 
         let vs2 = VarStore::new(Device::Cpu);
-        let _ = DinoHead::new(&vs2.root(), 32, &DinoHeadConfig { norm_last_layer: false, ..cfg });
+        let _ = DinoHead::new(
+            &vs2.root(),
+            32,
+            &DinoHeadConfig {
+                norm_last_layer: false,
+                ..cfg
+            },
+        );
         assert_eq!(vs2.trainable_variables().len(), 8);
     }
 
@@ -104,7 +131,10 @@ mod tests {
     fn last_layer_rows_have_unit_norm_with_g_one() {
         let _rng = crate::torch_rng();
         let vs = VarStore::new(Device::Cpu);
-        let cfg = DinoHeadConfig { nlayers: 1, ..DinoHeadConfig::micro() };
+        let cfg = DinoHeadConfig {
+            nlayers: 1,
+            ..DinoHeadConfig::micro()
+        };
         let head = DinoHead::new(&vs.root(), 8, &cfg);
         assert!(vs.variables().contains_key("mlp.weight"));
         let w = Tensor::internal_weight_norm(&head.weight_v, &head.weight_g, 0);
@@ -118,6 +148,10 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let h = ClassHead::new(&vs.root().sub("cls_head"), 32, 16);
         assert!(vs.variables().contains_key("cls_head.mlp.4.weight"));
-        assert_eq!(h.forward(&Tensor::randn([5, 32], (Kind::Float, Device::Cpu))).size(), [5]);
+        assert_eq!(
+            h.forward(&Tensor::randn([5, 32], (Kind::Float, Device::Cpu)))
+                .size(),
+            [5]
+        );
     }
 }

@@ -44,10 +44,12 @@ impl ConfigSource {
     pub fn parse(spec: &str) -> Result<Self> {
         let path = Path::new(spec);
         if spec.ends_with(".json") || path.is_file() {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading model config {spec}"))?;
-            let cfg: ModelConfig =
-                serde_json::from_str(&text).with_context(|| format!("{spec} is not a JSON model config"))?;
-            cfg.validate().with_context(|| format!("model config {spec}"))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading model config {spec}"))?;
+            let cfg: ModelConfig = serde_json::from_str(&text)
+                .with_context(|| format!("{spec} is not a JSON model config"))?;
+            cfg.validate()
+                .with_context(|| format!("model config {spec}"))?;
             return Ok(ConfigSource::Exact(cfg));
         }
         Ok(ConfigSource::Backbone(ViTConfig::preset(spec)?))
@@ -65,7 +67,10 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions { config: ConfigSource::Infer, seed: 0 }
+        ImportOptions {
+            config: ConfigSource::Infer,
+            seed: 0,
+        }
     }
 }
 
@@ -105,7 +110,11 @@ impl std::fmt::Display for ImportSummary {
         )?;
         for r in &self.roles {
             writeln!(f, "{}: {} tensors from {}", r.role, r.loaded, r.source)?;
-            let report = KeyReport { missing: r.missing.clone(), unexpected: r.unexpected.clone(), mismatched: vec![] };
+            let report = KeyReport {
+                missing: r.missing.clone(),
+                unexpected: r.unexpected.clone(),
+                mismatched: vec![],
+            };
             if !report.is_empty() {
                 write!(f, "{report}")?;
             }
@@ -129,11 +138,17 @@ pub fn normalise_keys(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     let has_prefix = stripped.iter().any(|(k, _)| {
         k.starts_with("backbone.") || k.starts_with("head.") || k.starts_with("cls_head.")
     });
-    let looks_vit = stripped
-        .iter()
-        .any(|(k, _)| k == "cls_token" || k == "pos_embed" || k.starts_with("blocks.") || k.starts_with("patch_embed."));
+    let looks_vit = stripped.iter().any(|(k, _)| {
+        k == "cls_token"
+            || k == "pos_embed"
+            || k.starts_with("blocks.")
+            || k.starts_with("patch_embed.")
+    });
     if !has_prefix && looks_vit {
-        stripped.into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect()
+        stripped
+            .into_iter()
+            .map(|(k, t)| (format!("backbone.{k}"), t))
+            .collect()
     } else {
         stripped
     }
@@ -162,7 +177,10 @@ fn find_state_dicts(root: &Value) -> Result<Found> {
     if found.is_empty() {
         match root {
             Value::Dict(_) => found.push(("(root)".to_string(), root.clone())),
-            other => bail!("the file holds a {}, not a dict of weights", other.type_name()),
+            other => bail!(
+                "the file holds a {}, not a dict of weights",
+                other.type_name()
+            ),
         }
     }
     Ok((found, args))
@@ -171,7 +189,10 @@ fn find_state_dicts(root: &Value) -> Result<Found> {
 fn to_map(v: &Value) -> BTreeMap<String, Tensor> {
     let mut flat = Vec::new();
     flatten_tensors(v, "", &mut flat);
-    normalise_keys(flat).into_iter().map(|(k, t)| (k, t.to_kind(Kind::Float))).collect()
+    normalise_keys(flat)
+        .into_iter()
+        .map(|(k, t)| (k, t.to_kind(Kind::Float)))
+        .collect()
 }
 
 fn dim(t: &BTreeMap<String, Tensor>, key: &str, i: usize) -> Option<i64> {
@@ -180,17 +201,26 @@ fn dim(t: &BTreeMap<String, Tensor>, key: &str, i: usize) -> Option<i64> {
 
 /// Infers a backbone configuration from the shapes of `backbone.*` tensors.
 pub fn infer_vit(t: &BTreeMap<String, Tensor>) -> Result<ViTConfig> {
-    let d = dim(t, "backbone.cls_token", 2).ok_or_else(|| anyhow!("no backbone.cls_token in the weights"))?;
+    let d = dim(t, "backbone.cls_token", 2)
+        .ok_or_else(|| anyhow!("no backbone.cls_token in the weights"))?;
     let p = dim(t, "backbone.patch_embed.proj.weight", 3)
         .ok_or_else(|| anyhow!("no backbone.patch_embed.proj.weight in the weights"))?;
-    let n = dim(t, "backbone.pos_embed", 1).ok_or_else(|| anyhow!("no backbone.pos_embed in the weights"))? - 1;
+    let n = dim(t, "backbone.pos_embed", 1)
+        .ok_or_else(|| anyhow!("no backbone.pos_embed in the weights"))?
+        - 1;
     let grid = (n as f64).sqrt().round() as i64;
     if grid * grid != n {
         bail!("backbone.pos_embed has {n} patch positions, not a square grid");
     }
     let depth = t
         .keys()
-        .filter_map(|k| k.strip_prefix("backbone.blocks.")?.split('.').next()?.parse::<i64>().ok())
+        .filter_map(|k| {
+            k.strip_prefix("backbone.blocks.")?
+                .split('.')
+                .next()?
+                .parse::<i64>()
+                .ok()
+        })
         .max()
         .map(|m| m + 1)
         .ok_or_else(|| anyhow!("no backbone.blocks.* in the weights"))?;
@@ -212,12 +242,20 @@ pub fn infer_vit(t: &BTreeMap<String, Tensor>) -> Result<ViTConfig> {
 }
 
 /// Infers the heads from `head.*` / `cls_head.*` tensors (reference values where absent).
-pub fn infer_heads(t: &BTreeMap<String, Tensor>, vit: ViTConfig, args: Option<&Value>) -> ModelConfig {
+pub fn infer_heads(
+    t: &BTreeMap<String, Tensor>,
+    vit: ViTConfig,
+    args: Option<&Value>,
+) -> ModelConfig {
     let mut cfg = ModelConfig::new(vit);
     if let Some(out) = dim(t, "head.last_layer.weight_v", 0) {
         cfg.head.out_dim = out;
-        cfg.head.bottleneck_dim = dim(t, "head.last_layer.weight_v", 1).unwrap_or(cfg.head.bottleneck_dim);
-        let layers = t.keys().filter(|k| k.starts_with("head.mlp.") && k.ends_with(".weight")).count() as i64;
+        cfg.head.bottleneck_dim =
+            dim(t, "head.last_layer.weight_v", 1).unwrap_or(cfg.head.bottleneck_dim);
+        let layers = t
+            .keys()
+            .filter(|k| k.starts_with("head.mlp.") && k.ends_with(".weight"))
+            .count() as i64;
         if t.contains_key("head.mlp.weight") {
             cfg.head.nlayers = 1;
         } else if layers > 0 {
@@ -225,7 +263,11 @@ pub fn infer_heads(t: &BTreeMap<String, Tensor>, vit: ViTConfig, args: Option<&V
             cfg.head.hidden_dim = dim(t, "head.mlp.0.weight", 0).unwrap_or(cfg.head.hidden_dim);
         }
         let from_args = args.and_then(|a| match a {
-            Value::Object(o) => o.borrow().state.as_ref().and_then(|s| s.get("norm_last_layer")),
+            Value::Object(o) => o
+                .borrow()
+                .state
+                .as_ref()
+                .and_then(|s| s.get("norm_last_layer")),
             _ => None,
         });
         cfg.head.norm_last_layer = match from_args {
@@ -236,8 +278,17 @@ pub fn infer_heads(t: &BTreeMap<String, Tensor>, vit: ViTConfig, args: Option<&V
                 .unwrap_or(true),
         };
     } else if let Some(Value::Object(o)) = args {
-        if let Some(out) = o.borrow().state.as_ref().and_then(|s| s.get("out_dim")).and_then(|v| v.as_int()) {
-            cfg.head = DinoHeadConfig { out_dim: out, ..cfg.head };
+        if let Some(out) = o
+            .borrow()
+            .state
+            .as_ref()
+            .and_then(|s| s.get("out_dim"))
+            .and_then(|v| v.as_int())
+        {
+            cfg.head = DinoHeadConfig {
+                out_dim: out,
+                ..cfg.head
+            };
         }
     }
     if let Some(h) = dim(t, "cls_head.mlp.0.weight", 0) {
@@ -257,9 +308,14 @@ fn fresh_model(cfg: &ModelConfig, seed: i64) -> HashMap<String, Tensor> {
 pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, ImportSummary)> {
     let root = load_pth(input)?;
     let (dicts, args) = find_state_dicts(&root).with_context(|| format!("{}", input.display()))?;
-    let maps: Vec<(String, BTreeMap<String, Tensor>)> = dicts.iter().map(|(s, v)| (s.clone(), to_map(v))).collect();
+    let maps: Vec<(String, BTreeMap<String, Tensor>)> =
+        dicts.iter().map(|(s, v)| (s.clone(), to_map(v))).collect();
     if maps.iter().all(|(_, m)| m.is_empty()) {
-        bail!("{}: no tensors found in {:?}", input.display(), maps.iter().map(|(s, _)| s).collect::<Vec<_>>());
+        bail!(
+            "{}: no tensors found in {:?}",
+            input.display(),
+            maps.iter().map(|(s, _)| s).collect::<Vec<_>>()
+        );
     }
     let first = &maps[0].1;
     let cfg = match &opts.config {
@@ -267,7 +323,10 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
         ConfigSource::Backbone(v) => {
             // The preset's image size only sizes pos_embed: take the file's grid instead.
             let mut v = v.clone();
-            if let (Some(n), Some(p)) = (dim(first, "backbone.pos_embed", 1), dim(first, "backbone.patch_embed.proj.weight", 3)) {
+            if let (Some(n), Some(p)) = (
+                dim(first, "backbone.pos_embed", 1),
+                dim(first, "backbone.patch_embed.proj.weight", 3),
+            ) {
                 let g = ((n - 1) as f64).sqrt().round() as i64;
                 if g * g == n - 1 && p == v.patch_size {
                     v.img_size = g * p;
@@ -276,7 +335,8 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
             infer_heads(first, v, args.as_ref())
         }
         ConfigSource::Infer => {
-            let vit = infer_vit(first).with_context(|| format!("inferring the model config from {}", input.display()))?;
+            let vit = infer_vit(first)
+                .with_context(|| format!("inferring the model config from {}", input.display()))?;
             infer_heads(first, vit, args.as_ref())
         }
     };
@@ -287,26 +347,54 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
     let mut roles = Vec::new();
     let mut problems = String::new();
     for (source, map) in &maps {
-        let role = if source == "teacher" && maps.len() > 1 { "teacher" } else { "student" };
+        let role = if source == "teacher" && maps.len() > 1 {
+            "teacher"
+        } else {
+            "student"
+        };
         let probe = Checkpoint {
-            tensors: map.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect(),
+            tensors: map
+                .iter()
+                .map(|(k, t)| (k.clone(), t.shallow_clone()))
+                .collect(),
             metadata: BTreeMap::new(),
         };
         let report: KeyReport = probe.compare("", &fresh);
         let partial_backbone = map.keys().any(|k| k.starts_with("backbone."))
             && report.missing.iter().any(|k| k.starts_with("backbone."));
         if partial_backbone {
-            let missing: Vec<String> = report.missing.iter().filter(|k| k.starts_with("backbone.")).cloned().collect();
-            let r = KeyReport { missing, unexpected: report.unexpected.clone(), mismatched: report.mismatched.clone() };
-            problems.push_str(&format!(" {role} (from {source}): backbone incomplete for this config:\n{r}"));
+            let missing: Vec<String> = report
+                .missing
+                .iter()
+                .filter(|k| k.starts_with("backbone."))
+                .cloned()
+                .collect();
+            let r = KeyReport {
+                missing,
+                unexpected: report.unexpected.clone(),
+                mismatched: report.mismatched.clone(),
+            };
+            problems.push_str(&format!(
+                " {role} (from {source}): backbone incomplete for this config:\n{r}"
+            ));
             continue;
         }
         if !report.mismatched.is_empty() {
-            problems.push_str(&format!(" {role} (from {source}):\n{}", KeyReport { missing: vec![], unexpected: vec![], ..report.clone() }));
+            problems.push_str(&format!(
+                " {role} (from {source}):\n{}",
+                KeyReport {
+                    missing: vec![],
+                    unexpected: vec![],
+                    ..report.clone()
+                }
+            ));
             continue;
         }
         for (name, init) in &fresh {
-            let t = map.get(name).map(|t| t.shallow_clone()).unwrap_or_else(|| init.copy());
+            let t = map
+                .get(name)
+                .map(|t| t.shallow_clone())
+                .unwrap_or_else(|| init.copy());
             ck.tensors.insert(format!("{role}.{name}"), t);
         }
         roles.push(RoleSummary {
@@ -328,7 +416,10 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
         let student: Vec<(String, Tensor)> = ck
             .tensors
             .iter()
-            .filter_map(|(k, t)| k.strip_prefix("student.").map(|n| (format!("teacher.{n}"), t.copy())))
+            .filter_map(|(k, t)| {
+                k.strip_prefix("student.")
+                    .map(|n| (format!("teacher.{n}"), t.copy()))
+            })
             .collect();
         ck.tensors.extend(student);
         let s = &roles[0];
@@ -341,10 +432,12 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
         });
     }
     ck.put_json(MODEL_CONFIG_KEY, &cfg)?;
-    ck.metadata.insert("import.source".into(), input.display().to_string());
+    ck.metadata
+        .insert("import.source".into(), input.display().to_string());
     ck.metadata.insert("seed".into(), opts.seed.to_string());
     if let Some(a) = &args {
-        ck.metadata.insert("import.args".into(), a.to_json().to_string());
+        ck.metadata
+            .insert("import.args".into(), a.to_json().to_string());
     }
     for r in &roles {
         tracing::info!(role = %r.role, source = %r.source, loaded = r.loaded, missing = r.missing.len(), unexpected = r.unexpected.len(), "imported");

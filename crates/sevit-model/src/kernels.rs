@@ -28,15 +28,24 @@ pub fn enabled(name: &str) -> bool {
     static CHOSEN: OnceLock<Option<Vec<String>>> = OnceLock::new();
     let chosen = CHOSEN.get_or_init(|| {
         let v = std::env::var("SEVIT_KERNELS").ok()?;
-        let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let list: Vec<String> = v
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         for k in &list {
             if k != "none" && !NAMES.contains(&k.as_str()) {
-                tracing::warn!("SEVIT_KERNELS: unknown kernel {k:?} (known: {}, none)", NAMES.join(", "));
+                tracing::warn!(
+                    "SEVIT_KERNELS: unknown kernel {k:?} (known: {}, none)",
+                    NAMES.join(", ")
+                );
             }
         }
         Some(list)
     });
-    chosen.as_ref().is_none_or(|list| list.iter().any(|k| k == name))
+    chosen
+        .as_ref()
+        .is_none_or(|list| list.iter().any(|k| k == name))
 }
 
 /// Whether kernel `name` runs here: enabled (see [`enabled`]) and worth it on this CPU.
@@ -48,7 +57,9 @@ pub fn active(name: &str) -> bool {
 /// are f32 on the CPU, and no CPU autocast region is open (it would make the products around
 /// the kernel bf16).
 pub fn serves(name: &str, tensors: &[&Tensor]) -> bool {
-    tensors.iter().all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu)
+    tensors
+        .iter()
+        .all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu)
         && active(name)
         && crate::precision::current(Device::Cpu).is_none()
 }
@@ -84,7 +95,9 @@ pub(crate) fn kernel_sets() -> Vec<i64> {
 /// Calls a kernel bridge's C entry point `call(out, err, err_len)`, which either writes a new
 /// heap tensor (`new at::Tensor`) to `out` and returns 0, or writes its message to `err`, and
 /// takes ownership of the tensor.
-pub(crate) fn run_bridge(call: impl FnOnce(*mut *mut c_void, *mut c_char, usize) -> i32) -> Result<Tensor> {
+pub(crate) fn run_bridge(
+    call: impl FnOnce(*mut *mut c_void, *mut c_char, usize) -> i32,
+) -> Result<Tensor> {
     let mut out: *mut c_void = std::ptr::null_mut();
     let mut err = [0u8; 512];
     let rc = call(&mut out, err.as_mut_ptr().cast(), err.len());
@@ -100,7 +113,12 @@ pub(crate) fn run_bridge(call: impl FnOnce(*mut *mut c_void, *mut c_char, usize)
 #[cfg(test)]
 pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     use tch::Kind;
-    f64::try_from((a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max()).unwrap()
+    f64::try_from(
+        (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+            .abs()
+            .max(),
+    )
+    .unwrap()
 }
 
 #[cfg(test)]

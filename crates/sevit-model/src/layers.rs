@@ -12,7 +12,14 @@ pub const INIT_STD: f64 = 0.02;
 /// Creates a trainable variable drawn from N(0, std²) truncated to [-2, 2] (DINO's
 /// `trunc_normal_(std=.02)`, whose bounds are absolute values, not multiples of std).
 pub fn trunc_normal(p: &Path, name: &str, dims: &[i64], std: f64) -> Tensor {
-    let mut t = p.var(name, dims, Init::Randn { mean: 0.0, stdev: std });
+    let mut t = p.var(
+        name,
+        dims,
+        Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        },
+    );
     tch::no_grad(|| {
         let _ = t.clamp_(-2.0, 2.0);
     });
@@ -23,7 +30,14 @@ pub fn trunc_normal(p: &Path, name: &str, dims: &[i64], std: f64) -> Tensor {
 /// (kaiming-uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 pub fn torch_default_uniform(p: &Path, name: &str, dims: &[i64], fan_in: i64) -> Tensor {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    p.var(name, dims, Init::Uniform { lo: -bound, up: bound })
+    p.var(
+        name,
+        dims,
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )
 }
 
 /// A fully connected layer `y = x Wᵀ + b`, weight `[out, in]`.
@@ -70,12 +84,23 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Creates the layer under `p` (`weight`, `bias`).
     pub fn new(p: &Path, dim: i64, eps: f64) -> Self {
-        LayerNorm { weight: p.ones("weight", &[dim]), bias: p.zeros("bias", &[dim]), dim, eps }
+        LayerNorm {
+            weight: p.ones("weight", &[dim]),
+            bias: p.zeros("bias", &[dim]),
+            dim,
+            eps,
+        }
     }
 
     /// Normalises the last dimension of `x`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm([self.dim], Some(&self.weight), Some(&self.bias), self.eps, true)
+        x.layer_norm(
+            [self.dim],
+            Some(&self.weight),
+            Some(&self.bias),
+            self.eps,
+            true,
+        )
     }
 }
 
@@ -109,7 +134,10 @@ pub struct Mlp {
 impl Mlp {
     /// `dims` lists the widths: `[in, hidden.., out]` (at least two entries).
     pub fn new(p: &Path, dims: &[i64], act: Activation) -> Self {
-        assert!(dims.len() >= 2, "an MLP needs at least an input and an output width");
+        assert!(
+            dims.len() >= 2,
+            "an MLP needs at least an input and an output width"
+        );
         let n = dims.len() - 1;
         let layers = (0..n)
             .map(|i| {
@@ -163,7 +191,10 @@ pub(crate) fn drop_path_scale(like: &Tensor, p: f64) -> Tensor {
 
 /// True when `kind` is a floating-point kind.
 pub(crate) fn is_float(kind: Kind) -> bool {
-    matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
+    matches!(
+        kind,
+        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+    )
 }
 
 #[cfg(test)]
@@ -180,7 +211,14 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["m.0.bias", "m.0.weight", "m.2.bias", "m.2.weight", "m.4.bias", "m.4.weight"]
+            [
+                "m.0.bias",
+                "m.0.weight",
+                "m.2.bias",
+                "m.2.weight",
+                "m.4.bias",
+                "m.4.weight"
+            ]
         );
     }
 
@@ -192,7 +230,10 @@ mod tests {
         let l = Linear::new(&vs.root(), 256, 512, true);
         let std = f64::try_from(l.weight.std(true)).unwrap();
         assert!((std - INIT_STD).abs() < 1e-3, "std {std}");
-        assert_eq!(f64::try_from(l.bias.as_ref().unwrap().abs().sum(Kind::Float)).unwrap(), 0.0);
+        assert_eq!(
+            f64::try_from(l.bias.as_ref().unwrap().abs().sum(Kind::Float)).unwrap(),
+            0.0
+        );
     }
 
     #[test]
@@ -216,7 +257,9 @@ mod tests {
         let lin = Linear::new(&vs.root(), 8, 12, true);
         let x = Tensor::randn([3, 5, 8], (Kind::Float, Device::Cpu));
         let want = lin.forward(&x).narrow(-1, 4, 6);
-        assert!(lin.forward_outputs(&x, 4, 6).allclose(&want, 1e-6, 1e-6, false));
+        assert!(lin
+            .forward_outputs(&x, 4, 6)
+            .allclose(&want, 1e-6, 1e-6, false));
     }
 
     #[test]
@@ -229,13 +272,20 @@ mod tests {
             let fused = add_drop_path(&x, &y, p, train);
             tch::manual_seed(7);
             let plain = &x + drop_path(&y, p, train);
-            assert!(fused.allclose(&plain, 1e-6, 1e-6, false), "p {p} train {train}");
+            assert!(
+                fused.allclose(&plain, 1e-6, 1e-6, false),
+                "p {p} train {train}"
+            );
         }
         // the mask does drop whole samples of the branch
         tch::manual_seed(7);
         let z = add_drop_path(&x, &y, 0.5, true) - &x;
-        let per_sample: Vec<f32> =
-            Vec::try_from(z.abs().sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Float)).unwrap();
+        let per_sample: Vec<f32> = Vec::try_from(z.abs().sum_dim_intlist(
+            [1i64, 2].as_slice(),
+            false,
+            Kind::Float,
+        ))
+        .unwrap();
         assert!(per_sample.contains(&0.0) && per_sample.iter().any(|&s| s > 0.0));
     }
 }

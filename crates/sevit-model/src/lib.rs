@@ -48,5 +48,6 @@ pub use vit::VisionTransformer;
 #[cfg(test)]
 pub(crate) fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
     static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    RNG.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

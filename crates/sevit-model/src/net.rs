@@ -45,7 +45,12 @@ impl DistlNet {
         let backbone = VisionTransformer::new(&root.sub("backbone"), &cfg.vit, drop_path_rate);
         let head = DinoHead::new(&root.sub("head"), cfg.vit.embed_dim, &cfg.head);
         let cls_head = ClassHead::new(&root.sub("cls_head"), cfg.vit.embed_dim, cfg.cls_hidden_dim);
-        DistlNet { cfg: cfg.clone(), backbone, head, cls_head }
+        DistlNet {
+            cfg: cfg.clone(),
+            backbone,
+            head,
+            cls_head,
+        }
     }
 
     /// The configuration.
@@ -90,13 +95,21 @@ impl DistlNet {
             bail!("forward_multi: no views");
         }
         if n_global > views.len() {
-            bail!("forward_multi: n_global {n_global} > number of views {}", views.len());
+            bail!(
+                "forward_multi: n_global {n_global} > number of views {}",
+                views.len()
+            );
         }
         let b = views[0].size().first().copied().unwrap_or(0);
         for (i, v) in views.iter().enumerate() {
-            self.backbone.check_input(v).map_err(|e| e.context(format!("view {i}")))?;
+            self.backbone
+                .check_input(v)
+                .map_err(|e| e.context(format!("view {i}")))?;
             if v.size()[0] != b {
-                bail!("forward_multi: view {i} has batch {} but view 0 has {b}", v.size()[0]);
+                bail!(
+                    "forward_multi: view {i} has batch {} but view 0 has {b}",
+                    v.size()[0]
+                );
             }
         }
         Ok(())
@@ -119,14 +132,28 @@ impl DistlNet {
             while end < views.len() && &views[end].size()[2..] == hw {
                 end += 1;
             }
-            let batch = if end - start == 1 { views[start].shallow_clone() } else { Tensor::cat(&views[start..end], 0) };
+            let batch = if end - start == 1 {
+                views[start].shallow_clone()
+            } else {
+                Tensor::cat(&views[start..end], 0)
+            };
             feats.push(self.backbone.forward(&batch, train));
             start = end;
         }
-        let features = if feats.len() == 1 { feats.pop().unwrap() } else { Tensor::cat(&feats, 0) };
+        let features = if feats.len() == 1 {
+            feats.pop().unwrap()
+        } else {
+            Tensor::cat(&feats, 0)
+        };
         let dino = self.head.forward(&features);
-        let cls_logits = self.cls_head.forward(&features.narrow(0, 0, n_global as i64 * b));
-        MultiCropOutput { dino, cls_logits, features }
+        let cls_logits = self
+            .cls_head
+            .forward(&features.narrow(0, 0, n_global as i64 * b));
+        MultiCropOutput {
+            dino,
+            cls_logits,
+            features,
+        }
     }
 }
 
@@ -159,10 +186,18 @@ mod tests {
         for (i, v) in views.iter().enumerate() {
             let f = n.features(v, false);
             let d = n.dino_head(&f);
-            assert!(d.allclose(&out.dino.narrow(0, i as i64 * b, b), 1e-4, 1e-5, false), "view {i}");
+            assert!(
+                d.allclose(&out.dino.narrow(0, i as i64 * b, b), 1e-4, 1e-5, false),
+                "view {i}"
+            );
             if i < 2 {
                 let c = n.classify(v, false);
-                assert!(c.allclose(&out.cls_logits.narrow(0, i as i64 * b, b), 1e-4, 1e-5, false));
+                assert!(c.allclose(
+                    &out.cls_logits.narrow(0, i as i64 * b, b),
+                    1e-4,
+                    1e-5,
+                    false
+                ));
             }
         }
     }
@@ -206,7 +241,8 @@ mod tests {
             Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)),
         ];
         let out = n.forward_multi(&views, 2, true);
-        let loss = out.dino.pow_tensor_scalar(2).mean(Kind::Float) + out.cls_logits.mean(Kind::Float);
+        let loss =
+            out.dino.pow_tensor_scalar(2).mean(Kind::Float) + out.cls_logits.mean(Kind::Float);
         loss.backward();
         for t in vs.trainable_variables() {
             assert!(t.grad().defined(), "a trainable variable got no gradient");

@@ -99,7 +99,11 @@ impl Value {
     /// Entry `key` of a dict with string keys.
     pub fn get(&self, key: &str) -> Option<Value> {
         match self {
-            Value::Dict(d) => d.borrow().iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v.clone()),
+            Value::Dict(d) => d
+                .borrow()
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v.clone()),
             _ => None,
         }
     }
@@ -133,10 +137,14 @@ impl Value {
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
             Value::BigInt(_) => J::String("<big int>".into()),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::Str(s) => J::String(s.clone()),
             Value::Bytes(b) => J::String(format!("<{} bytes>", b.len())),
-            Value::List(l) | Value::Set(l) => J::Array(l.borrow().iter().map(Value::to_json).collect()),
+            Value::List(l) | Value::Set(l) => {
+                J::Array(l.borrow().iter().map(Value::to_json).collect())
+            }
             Value::Tuple(t) => J::Array(t.iter().map(Value::to_json).collect()),
             Value::Dict(d) => {
                 let mut m = serde_json::Map::new();
@@ -174,7 +182,10 @@ pub struct NoResolver;
 
 impl Resolver for NoResolver {
     fn persistent_load(&mut self, pid: Value) -> Result<Value> {
-        bail!("unexpected persistent id {:?} in a plain pickle", pid.to_json())
+        bail!(
+            "unexpected persistent id {:?} in a plain pickle",
+            pid.to_json()
+        )
     }
     fn reduce(&mut self, _: &str, _: &str, _: &[Value]) -> Result<Option<Value>> {
         Ok(None)
@@ -189,7 +200,11 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.data.len() - self.pos < n {
-            bail!("pickle truncated: wanted {n} bytes at offset {}, {} left", self.pos, self.data.len() - self.pos);
+            bail!(
+                "pickle truncated: wanted {n} bytes at offset {}, {} left",
+                self.pos,
+                self.data.len() - self.pos
+            );
         }
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -209,7 +224,10 @@ impl<'a> Reader<'a> {
     }
     fn line(&mut self) -> Result<&'a str> {
         let rest = &self.data[self.pos..];
-        let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("pickle truncated: no newline"))?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| anyhow!("pickle truncated: no newline"))?;
         self.pos += end + 1;
         let s = &rest[..end];
         let s = s.strip_suffix(b"\r").unwrap_or(s);
@@ -248,7 +266,10 @@ fn text_int(s: &str) -> Result<Value> {
     match s {
         "00" => Ok(Value::Bool(false)),
         "01" => Ok(Value::Bool(true)),
-        _ => Ok(Value::Int(s.parse().with_context(|| format!("bad INT literal {s:?}"))?)),
+        _ => Ok(Value::Int(
+            s.parse()
+                .with_context(|| format!("bad INT literal {s:?}"))?,
+        )),
     }
 }
 
@@ -267,23 +288,37 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 bail!("pickle stack underflow (pop below mark)");
             }
         }
-        self.stack.pop().ok_or_else(|| anyhow!("pickle stack underflow"))
+        self.stack
+            .pop()
+            .ok_or_else(|| anyhow!("pickle stack underflow"))
     }
     fn top(&mut self) -> Result<&mut Value> {
-        self.stack.last_mut().ok_or_else(|| anyhow!("pickle stack empty"))
+        self.stack
+            .last_mut()
+            .ok_or_else(|| anyhow!("pickle stack empty"))
     }
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
-        let m = self.marks.pop().ok_or_else(|| anyhow!("pickle MARK missing"))?;
+        let m = self
+            .marks
+            .pop()
+            .ok_or_else(|| anyhow!("pickle MARK missing"))?;
         if m > self.stack.len() {
             bail!("pickle mark beyond stack");
         }
         Ok(self.stack.split_off(m))
     }
     fn memo_get(&self, k: u64) -> Result<Value> {
-        self.memo.get(&k).cloned().ok_or_else(|| anyhow!("pickle memo key {k} not found"))
+        self.memo
+            .get(&k)
+            .cloned()
+            .ok_or_else(|| anyhow!("pickle memo key {k} not found"))
     }
     fn memo_put(&mut self, k: u64) -> Result<()> {
-        let v = self.stack.last().cloned().ok_or_else(|| anyhow!("pickle PUT on empty stack"))?;
+        let v = self
+            .stack
+            .last()
+            .cloned()
+            .ok_or_else(|| anyhow!("pickle PUT on empty stack"))?;
         self.memo.insert(k, v);
         Ok(())
     }
@@ -294,8 +329,10 @@ impl<'r, R: Resolver> Vm<'r, R> {
             Value::Global(m, n) => (m, n),
             other => bail!("pickle REDUCE on a non-class value {}", other.type_name()),
         };
-        if let Some(v) =
-            self.resolver.reduce(&module, &name, &args).with_context(|| format!("calling {module}.{name}"))?
+        if let Some(v) = self
+            .resolver
+            .reduce(&module, &name, &args)
+            .with_context(|| format!("calling {module}.{name}"))?
         {
             return Ok(v);
         }
@@ -315,13 +352,21 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 let items = args.first().and_then(Value::as_seq).unwrap_or_default();
                 Value::Set(Rc::new(RefCell::new(items)))
             }
-            ("builtins", "list") => Value::List(Rc::new(RefCell::new(args.first().and_then(Value::as_seq).unwrap_or_default()))),
-            ("builtins", "tuple") => Value::Tuple(args.first().and_then(Value::as_seq).unwrap_or_default()),
+            ("builtins", "list") => Value::List(Rc::new(RefCell::new(
+                args.first().and_then(Value::as_seq).unwrap_or_default(),
+            ))),
+            ("builtins", "tuple") => {
+                Value::Tuple(args.first().and_then(Value::as_seq).unwrap_or_default())
+            }
             ("builtins", "bytearray") | ("__builtin__", "bytearray") => match args.first() {
                 Some(Value::Bytes(b)) => Value::Bytes(b.clone()),
                 _ => Value::Bytes(vec![]),
             },
-            _ => Value::Object(Rc::new(RefCell::new(Object { class: (module, name), args, state: None }))),
+            _ => Value::Object(Rc::new(RefCell::new(Object {
+                class: (module, name),
+                args,
+                state: None,
+            }))),
         })
     }
 
@@ -340,7 +385,9 @@ impl<'r, R: Resolver> Vm<'r, R> {
         loop {
             let at = r.pos;
             let op = r.u8().context("pickle ended without STOP")?;
-            let step = self.step(op, &mut r).with_context(|| format!("pickle opcode 0x{op:02x} at offset {at}"))?;
+            let step = self
+                .step(op, &mut r)
+                .with_context(|| format!("pickle opcode 0x{op:02x} at offset {at}"))?;
             if let Some(v) = step {
                 return Ok(v);
             }
@@ -406,7 +453,10 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 if items.len() % 2 != 0 {
                     bail!("DICT with an odd number of items");
                 }
-                let pairs = items.chunks(2).map(|c| (c[0].clone(), c[1].clone())).collect();
+                let pairs = items
+                    .chunks(2)
+                    .map(|c| (c[0].clone(), c[1].clone()))
+                    .collect();
                 self.stack.push(Value::new_dict(pairs));
             }
             0x91 => {
@@ -474,10 +524,16 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 let s = r.line()?;
                 self.stack.push(text_int(s)?);
             }
-            b'G' => self.stack.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into().unwrap()))),
+            b'G' => self.stack.push(Value::Float(f64::from_be_bytes(
+                r.take(8)?.try_into().unwrap(),
+            ))),
             b'F' => {
                 let s = r.line()?;
-                self.stack.push(Value::Float(s.trim().parse().with_context(|| format!("bad FLOAT {s:?}"))?));
+                self.stack.push(Value::Float(
+                    s.trim()
+                        .parse()
+                        .with_context(|| format!("bad FLOAT {s:?}"))?,
+                ));
             }
             // strings and bytes
             b'X' => {
@@ -511,7 +567,9 @@ impl<'r, R: Resolver> Vm<'r, R> {
             }
             b'S' => {
                 let s = r.line()?;
-                self.stack.push(Value::Str(s.trim_matches(|c| c == '\'' || c == '"').to_string()));
+                self.stack.push(Value::Str(
+                    s.trim_matches(|c| c == '\'' || c == '"').to_string(),
+                ));
             }
             b'B' => {
                 let n = r.u32()? as u64;
@@ -577,14 +635,18 @@ impl<'r, R: Resolver> Vm<'r, R> {
             b'R' => {
                 let args = self.pop()?;
                 let callable = self.pop()?;
-                let args = args.as_seq().ok_or_else(|| anyhow!("REDUCE arguments are not a tuple"))?;
+                let args = args
+                    .as_seq()
+                    .ok_or_else(|| anyhow!("REDUCE arguments are not a tuple"))?;
                 let v = self.call(callable, args)?;
                 self.stack.push(v);
             }
             0x81 => {
                 let args = self.pop()?;
                 let cls = self.pop()?;
-                let args = args.as_seq().ok_or_else(|| anyhow!("NEWOBJ arguments are not a tuple"))?;
+                let args = args
+                    .as_seq()
+                    .ok_or_else(|| anyhow!("NEWOBJ arguments are not a tuple"))?;
                 let v = self.call(cls, args)?;
                 self.stack.push(v);
             }
@@ -592,7 +654,9 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 let _kwargs = self.pop()?;
                 let args = self.pop()?;
                 let cls = self.pop()?;
-                let args = args.as_seq().ok_or_else(|| anyhow!("NEWOBJ_EX arguments are not a tuple"))?;
+                let args = args
+                    .as_seq()
+                    .ok_or_else(|| anyhow!("NEWOBJ_EX arguments are not a tuple"))?;
                 let v = self.call(cls, args)?;
                 self.stack.push(v);
             }
@@ -636,7 +700,12 @@ impl<'r, R: Resolver> Vm<'r, R> {
 
 /// Unpickles `data` with `resolver` for persistent ids and calls.
 pub fn unpickle<R: Resolver>(data: &[u8], resolver: &mut R) -> Result<Value> {
-    let mut vm = Vm { stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), resolver };
+    let mut vm = Vm {
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        resolver,
+    };
     vm.run(data)
 }
 
@@ -667,7 +736,10 @@ mod tests {
         let data = b"\x80\x02cargparse\nNamespace\nq\x00)\x81q\x01}q\x02(X\x02\x00\x00\x00lrq\x03G?\xe0\x00\x00\x00\x00\x00\x00X\x04\x00\x00\x00archq\x04X\t\x00\x00\x00vit_smallq\x05ub.";
         let v = unpickle(data, &mut NoResolver).unwrap();
         match &v {
-            Value::Object(o) => assert_eq!(o.borrow().class, ("argparse".to_string(), "Namespace".to_string())),
+            Value::Object(o) => assert_eq!(
+                o.borrow().class,
+                ("argparse".to_string(), "Namespace".to_string())
+            ),
             other => panic!("got {}", other.type_name()),
         }
         let j = v.to_json();

@@ -126,7 +126,10 @@ mod tests {
             assert_eq!(current(cpu), Some(Precision::Bf16));
             assert_eq!(a.matmul(&w).kind(), Kind::BFloat16);
             // losses that need f32 ask for it (CPU autocast keeps softmax in bf16)
-            assert_eq!(a.matmul(&w).log_softmax(-1, Kind::Float).kind(), Kind::Float);
+            assert_eq!(
+                a.matmul(&w).log_softmax(-1, Kind::Float).kind(),
+                Kind::Float
+            );
             {
                 let _inner = Autocast::enter(cpu, Precision::F32);
                 assert_eq!(current(cpu), Some(Precision::Bf16), "f32 changes nothing");

@@ -48,7 +48,12 @@ pub fn applies(x: &Tensor) -> bool {
 /// is then the product without it): the heads' outputs `[B, N, C]`, heads side by side (what
 /// DINO's `(attn @ v).transpose(1, 2).reshape(B, N, C)` gives). Differentiable with respect to
 /// `qkv` and `bias`.
-pub fn short_attention(qkv: &Tensor, bias: Option<&Tensor>, heads: i64, scale: f64) -> Result<Tensor> {
+pub fn short_attention(
+    qkv: &Tensor,
+    bias: Option<&Tensor>,
+    heads: i64,
+    scale: f64,
+) -> Result<Tensor> {
     run(qkv, bias, heads, scale, -1)
 }
 
@@ -58,26 +63,36 @@ fn run(qkv: &Tensor, bias: Option<&Tensor>, heads: i64, scale: f64, isa: i64) ->
     let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr().cast());
     // SAFETY: the tensors outlive the call.
     crate::kernels::run_bridge(|out, err, len| unsafe {
-        sevit_short_attention(qkv.as_ptr().cast(), bias_ptr, heads, scale, isa, out, err, len)
+        sevit_short_attention(
+            qkv.as_ptr().cast(),
+            bias_ptr,
+            heads,
+            scale,
+            isa,
+            out,
+            err,
+            len,
+        )
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, Kind};
     use crate::kernels::{kernel_set, kernel_sets, max_diff};
+    use tch::{Device, Kind};
 
     /// DINO's explicit attention in f64 on the same qkv.
     fn reference(qkv: &Tensor, heads: i64, scale: f64) -> Tensor {
         let (b, n, c3) = qkv.size3().unwrap();
         let c = c3 / 3;
-        let qkv = qkv.reshape([b, n, 3, heads, c / heads]).permute([2, 0, 3, 1, 4]);
+        let qkv = qkv
+            .reshape([b, n, 3, heads, c / heads])
+            .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let attn = (q.matmul(&k.transpose(-2, -1)) * scale).softmax(-1, None::<Kind>);
         attn.matmul(&v).transpose(1, 2).reshape([b, n, c])
     }
-
 
     #[test]
     fn values_and_gradients_match_explicit_attention() {
@@ -108,25 +123,50 @@ mod tests {
 
                     let xr = base.to_kind(Kind::Double).set_requires_grad(true);
                     let br = bias0.to_kind(Kind::Double).set_requires_grad(true);
-                    let want = if with_bias { reference(&(&xr + &br), h, scale) } else { reference(&xr, h, scale) };
-                    (&want * g.to_kind(Kind::Double)).sum(Kind::Double).backward();
+                    let want = if with_bias {
+                        reference(&(&xr + &br), h, scale)
+                    } else {
+                        reference(&xr, h, scale)
+                    };
+                    (&want * g.to_kind(Kind::Double))
+                        .sum(Kind::Double)
+                        .backward();
 
-                    let what = format!("{} b {b} n {n} h {h} d {d} bias {with_bias}", kernel_set(isa).0);
+                    let what = format!(
+                        "{} b {b} n {n} h {h} d {d} bias {with_bias}",
+                        kernel_set(isa).0
+                    );
                     assert_eq!(out.size(), [b, n, c], "{what}");
-                    assert!(max_diff(&out, &want) < 2e-5, "{what}: values off by {}", max_diff(&out, &want));
+                    assert!(
+                        max_diff(&out, &want) < 2e-5,
+                        "{what}: values off by {}",
+                        max_diff(&out, &want)
+                    );
                     let (gx, gr) = (x.grad(), xr.grad());
-                    assert!(max_diff(&gx, &gr) < 2e-4, "{what}: gradients off by {}", max_diff(&gx, &gr));
+                    assert!(
+                        max_diff(&gx, &gr) < 2e-4,
+                        "{what}: gradients off by {}",
+                        max_diff(&gx, &gr)
+                    );
                     if with_bias {
                         let tol = 2e-4 * (b * n) as f64;
-                        assert!(max_diff(&bias.grad(), &br.grad()) < tol, "{what}: bias gradient");
+                        assert!(
+                            max_diff(&bias.grad(), &br.grad()) < tol,
+                            "{what}: bias gradient"
+                        );
                     } else {
                         assert!(!bias.grad().defined(), "{what}: no bias, no bias gradient");
                     }
 
                     // without gradients: the same values, no autograd node
-                    let plain = tch::no_grad(|| run(&base, with_bias.then_some(&bias0), h, scale, isa).unwrap());
+                    let plain = tch::no_grad(|| {
+                        run(&base, with_bias.then_some(&bias0), h, scale, isa).unwrap()
+                    });
                     assert!(!plain.requires_grad());
-                    assert!(plain.equal(&out.detach()), "{what}: no-grad forward differs");
+                    assert!(
+                        plain.equal(&out.detach()),
+                        "{what}: no-grad forward differs"
+                    );
                 }
             }
         }
@@ -143,13 +183,34 @@ mod tests {
         let base = Tensor::randn([b, n, 3 * c], (Kind::Float, Device::Cpu));
         let g = Tensor::randn([b, n, c], (Kind::Float, Device::Cpu));
         let x = base.detach().set_requires_grad(true);
-        (short_attention(&x, None, h, scale).unwrap() * &g).sum(Kind::Float).backward();
+        (short_attention(&x, None, h, scale).unwrap() * &g)
+            .sum(Kind::Float)
+            .backward();
         let y = base.detach().set_requires_grad(true);
         let parts = y.reshape([b, n, 3, h, d]).unbind(2);
-        let (q, k, v) = (parts[0].transpose(1, 2), parts[1].transpose(1, 2), parts[2].transpose(1, 2));
-        let o = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, scale, false);
-        (o.transpose(1, 2).reshape([b, n, c]) * &g).sum(Kind::Float).backward();
-        assert!(max_diff(&x.grad(), &y.grad()) < 1e-4, "{}", max_diff(&x.grad(), &y.grad()));
+        let (q, k, v) = (
+            parts[0].transpose(1, 2),
+            parts[1].transpose(1, 2),
+            parts[2].transpose(1, 2),
+        );
+        let o = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            false,
+            scale,
+            false,
+        );
+        (o.transpose(1, 2).reshape([b, n, c]) * &g)
+            .sum(Kind::Float)
+            .backward();
+        assert!(
+            max_diff(&x.grad(), &y.grad()) < 1e-4,
+            "{}",
+            max_diff(&x.grad(), &y.grad())
+        );
     }
 
     #[test]
@@ -174,16 +235,31 @@ mod tests {
         let e = short_attention(&x, None, 3, 1.0).unwrap_err().to_string();
         assert!(e.contains("heads"), "{e}");
         let x = Tensor::zeros([2, 5, 18], (Kind::Double, Device::Cpu));
-        assert!(short_attention(&x, None, 3, 1.0).unwrap_err().to_string().contains("f32"));
+        assert!(short_attention(&x, None, 3, 1.0)
+            .unwrap_err()
+            .to_string()
+            .contains("f32"));
         let x = Tensor::zeros([5, 18], (Kind::Float, Device::Cpu));
-        assert!(short_attention(&x, None, 3, 1.0).unwrap_err().to_string().contains("[B, N, 3C]"));
+        assert!(short_attention(&x, None, 3, 1.0)
+            .unwrap_err()
+            .to_string()
+            .contains("[B, N, 3C]"));
         let x = Tensor::zeros([2, 5, 18], (Kind::Float, Device::Cpu));
         let short_bias = Tensor::zeros([6], (Kind::Float, Device::Cpu));
-        let e = short_attention(&x, Some(&short_bias), 3, 1.0).unwrap_err().to_string();
+        let e = short_attention(&x, Some(&short_bias), 3, 1.0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("qkv bias"), "{e}");
         for i in 0..3 {
             if !kernel_set(i).1 {
-                let e = run(&Tensor::zeros([1, 2, 6], (Kind::Float, Device::Cpu)), None, 1, 1.0, i).unwrap_err();
+                let e = run(
+                    &Tensor::zeros([1, 2, 6], (Kind::Float, Device::Cpu)),
+                    None,
+                    1,
+                    1.0,
+                    i,
+                )
+                .unwrap_err();
                 assert!(e.to_string().contains("not available"), "{e}");
             }
         }

@@ -7,8 +7,11 @@ use tch::nn::Path;
 use tch::{Kind, Tensor};
 
 use crate::config::ViTConfig;
+use crate::layers::{
+    add_drop_path, drop_path_scale, torch_default_uniform, trunc_normal, LayerNorm, Linear,
+    INIT_STD,
+};
 use crate::{bias_gelu, bias_residual, short_attention};
-use crate::layers::{add_drop_path, drop_path_scale, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD};
 
 /// Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`).
 #[derive(Debug)]
@@ -37,11 +40,19 @@ impl Attention {
         if !want_attn && short_attention::applies(x) {
             // the kernel adds the projection's bias as it reads q, k and v
             let qkv = x.linear(&self.qkv.weight, None::<Tensor>);
-            let out = short_attention::short_attention(&qkv, self.qkv.bias.as_ref(), self.num_heads, self.scale)
-                .expect("short attention on a [B, N, 3C] f32 CPU projection");
+            let out = short_attention::short_attention(
+                &qkv,
+                self.qkv.bias.as_ref(),
+                self.num_heads,
+                self.scale,
+            )
+            .expect("short attention on a [B, N, 3C] f32 CPU projection");
             return (out, None);
         }
-        let qkv = self.qkv.forward(x).reshape([b, n, 3, self.num_heads, c / self.num_heads]);
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, self.num_heads, c / self.num_heads]);
         // Split before moving the heads forward: unbind's backward (a stack on dim 2) then
         // writes the qkv gradient in the linear layer's [B, N, 3C] layout, with no extra
         // copy; indexing a permuted tensor three times would scatter into three zeroed
@@ -60,8 +71,14 @@ impl Attention {
     fn heads_cls(&self, x: &Tensor) -> Tensor {
         let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
         let (h, d) = (self.num_heads, c / self.num_heads);
-        let q = self.qkv.forward_outputs(&x.narrow(1, 0, 1), 0, c).reshape([b, 1, h, d]);
-        let kv = self.qkv.forward_outputs(x, c, 2 * c).reshape([b, n, 2, h, d]);
+        let q = self
+            .qkv
+            .forward_outputs(&x.narrow(1, 0, 1), 0, c)
+            .reshape([b, 1, h, d]);
+        let kv = self
+            .qkv
+            .forward_outputs(x, c, 2 * c)
+            .reshape([b, n, 2, h, d]);
         let (k, v) = match kv.unbind(2).as_slice() {
             [k, v] => (k.transpose(1, 2), v.transpose(1, 2)),
             _ => unreachable!("kv has 2 parts by construction"),
@@ -72,18 +89,34 @@ impl Attention {
 
     /// `softmax(q kᵀ · scale) v` for `[B, heads, N_q, d]` queries and `[B, heads, N, d]` keys
     /// and values; the attention maps too when `want_attn`.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, want_attn: bool) -> (Tensor, Option<Tensor>) {
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        want_attn: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let n = k.size()[2];
         // On short sequences libtorch's CPU flash-attention kernel is slower in bf16 than two
         // AMX/AVX512-bf16 matrix products and a softmax (PyTorch tiny/16 DISTL step: 16 vs
         // 25 img/s, bench `--precision bf16`), so bf16 on the CPU takes the explicit path up
         // to 256 tokens; longer sequences keep the fused kernel, which stores no [N, N] maps.
-        let explicit = want_attn || (q.kind() == Kind::BFloat16 && q.device() == tch::Device::Cpu && n <= 256);
+        let explicit =
+            want_attn || (q.kind() == Kind::BFloat16 && q.device() == tch::Device::Cpu && n <= 256);
         if explicit {
             let attn = (q.matmul(&k.transpose(-2, -1)) * self.scale).softmax(-1, None::<Kind>);
             (attn.matmul(v), want_attn.then_some(attn))
         } else {
-            let out = Tensor::scaled_dot_product_attention(q, k, v, None::<Tensor>, 0.0, false, self.scale, false);
+            let out = Tensor::scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                None::<Tensor>,
+                0.0,
+                false,
+                self.scale,
+                false,
+            );
             (out, None)
         }
     }
@@ -126,7 +159,8 @@ impl Block {
         let x = self.norm2.forward(x);
         match &self.fc1.bias {
             Some(b) if bias_gelu::applies(&x, b) => {
-                bias_gelu::bias_gelu(&x.linear(&self.fc1.weight, None::<Tensor>), b).expect("bias + GELU on f32 CPU tensors")
+                bias_gelu::bias_gelu(&x.linear(&self.fc1.weight, None::<Tensor>), b)
+                    .expect("bias + GELU on f32 CPU tensors")
             }
             _ => self.fc1.forward(&x).gelu("none"),
         }
@@ -140,7 +174,8 @@ impl Block {
                 let z = h.linear(&layer.weight, None::<Tensor>);
                 let factor = (train && self.drop_path > 0.0)
                     .then(|| drop_path_scale(&z, self.drop_path).reshape([-1]));
-                bias_residual::bias_residual(x, &z, b, factor.as_ref()).expect("bias + residual on f32 CPU tensors")
+                bias_residual::bias_residual(x, &z, b, factor.as_ref())
+                    .expect("bias + residual on f32 CPU tensors")
             }
             _ => add_drop_path(x, &layer.forward(h), self.drop_path, train),
         }
@@ -193,9 +228,19 @@ impl VisionTransformer {
         let pos_embed = trunc_normal(p, "pos_embed", &[1, grid * grid + 1, d], INIT_STD);
         let rates = drop_path_rates(drop_path_rate, cfg.depth);
         let bp = p.sub("blocks");
-        let blocks = (0..cfg.depth as usize).map(|i| Block::new(&bp.sub(i), cfg, rates[i])).collect();
+        let blocks = (0..cfg.depth as usize)
+            .map(|i| Block::new(&bp.sub(i), cfg, rates[i]))
+            .collect();
         let norm = LayerNorm::new(&p.sub("norm"), d, cfg.ln_eps);
-        VisionTransformer { cfg: cfg.clone(), cls_token, pos_embed, patch_w, patch_b, blocks, norm }
+        VisionTransformer {
+            cfg: cfg.clone(),
+            cls_token,
+            pos_embed,
+            patch_w,
+            patch_b,
+            blocks,
+            norm,
+        }
     }
 
     /// The configuration.
@@ -211,7 +256,11 @@ impl VisionTransformer {
         }
         let ps = self.cfg.patch_size;
         if size[2] % ps != 0 || size[3] % ps != 0 || size[2] == 0 || size[3] == 0 {
-            bail!("ViT input {}x{} is not a positive multiple of the patch size {ps}", size[2], size[3]);
+            bail!(
+                "ViT input {}x{} is not a positive multiple of the patch size {ps}",
+                size[2],
+                size[3]
+            );
         }
         Ok(())
     }
@@ -228,9 +277,16 @@ impl VisionTransformer {
         let dim = self.cfg.embed_dim;
         let g = (n as f64).sqrt() as i64;
         let class_pos = self.pos_embed.narrow(1, 0, 1);
-        let patch_pos = self.pos_embed.narrow(1, 1, n).reshape([1, g, g, dim]).permute([0, 3, 1, 2]);
+        let patch_pos = self
+            .pos_embed
+            .narrow(1, 1, n)
+            .reshape([1, g, g, dim])
+            .permute([0, 3, 1, 2]);
         let (sh, sw) = ((h0 as f64 + 0.1) / g as f64, (w0 as f64 + 0.1) / g as f64);
-        let (oh, ow) = ((g as f64 * sh).floor() as i64, (g as f64 * sw).floor() as i64);
+        let (oh, ow) = (
+            (g as f64 * sh).floor() as i64,
+            (g as f64 * sw).floor() as i64,
+        );
         let patch_pos = patch_pos.upsample_bicubic2d([oh, ow], false, sh, sw);
         let patch_pos = patch_pos.permute([0, 2, 3, 1]).reshape([1, -1, dim]);
         let patch_pos = patch_pos.to_kind(class_pos.kind());
@@ -249,7 +305,14 @@ impl VisionTransformer {
             }
             None => x,
         };
-        let t = x.conv2d(&self.patch_w, Some(&self.patch_b), [ps, ps], [0, 0], [1, 1], 1);
+        let t = x.conv2d(
+            &self.patch_w,
+            Some(&self.patch_b),
+            [ps, ps],
+            [0, 0],
+            [1, 1],
+            1,
+        );
         let t = t.flatten(2, -1).transpose(1, 2);
         let cls = self.cls_token.expand([b, -1, -1], false).to_kind(t.kind());
         let t = Tensor::cat(&[cls, t], 1);
@@ -271,7 +334,10 @@ impl VisionTransformer {
     /// sixth of a block's work), forward and backward.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let mut t = self.prepare_tokens(x);
-        let (last, rest) = self.blocks.split_last().expect("a ViT has at least one block");
+        let (last, rest) = self
+            .blocks
+            .split_last()
+            .expect("a ViT has at least one block");
         for block in rest {
             t = block.forward(&t, train, false).0;
         }
@@ -317,12 +383,17 @@ mod tests {
         assert_eq!(vit.forward(&x, false).size(), [2, 32]);
         let x2 = Tensor::rand([2, 3, 48, 64], (Kind::Float, Device::Cpu));
         assert_eq!(vit.forward(&x2, true).size(), [2, 32]);
-        assert_eq!(vit.interpolate_pos_encoding(48, 64).size(), [1, 6 * 8 + 1, 32]);
+        assert_eq!(
+            vit.interpolate_pos_encoding(48, 64).size(),
+            [1, 6 * 8 + 1, 32]
+        );
         let a = vit.last_self_attention(&x2);
         assert_eq!(a.size(), [2, 2, 49, 49]);
         let rows = a.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
         assert!(rows.allclose(&rows.ones_like(), 1e-5, 1e-5, false));
-        assert!(vit.check_input(&Tensor::zeros([1, 3, 30, 32], (Kind::Float, Device::Cpu))).is_err());
+        assert!(vit
+            .check_input(&Tensor::zeros([1, 3, 30, 32], (Kind::Float, Device::Cpu)))
+            .is_err());
     }
 
     #[test]
@@ -349,12 +420,17 @@ mod tests {
                 // kernel), so the bound is relative to the gradient's scale, not per element.
                 let diff = f64::try_from((a - b).abs().max()).unwrap();
                 let scale = f64::try_from(b.abs().max()).unwrap();
-                assert!(diff <= 1e-5 * scale + 1e-6, "train {train}: gradients differ by {diff} (max {scale})");
+                assert!(
+                    diff <= 1e-5 * scale + 1e-6,
+                    "train {train}: gradients differ by {diff} (max {scale})"
+                );
             }
         }
         // with p = 0.5 over 6 images, the training forward really dropped something
         tch::manual_seed(11);
-        assert!(!vit.forward(&x, true).allclose(&vit.forward(&x, false), 1e-4, 1e-4, false));
+        assert!(!vit
+            .forward(&x, true)
+            .allclose(&vit.forward(&x, false), 1e-4, 1e-4, false));
     }
 
     #[test]
@@ -367,14 +443,27 @@ mod tests {
         let vit = VisionTransformer::new(&vs.root(), &ViTConfig::micro(), 0.0);
         let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));
         let f32_out = vit.forward(&x, true);
-        let bf16_out = crate::with_autocast(Device::Cpu, crate::Precision::Bf16, || vit.forward(&x, true));
+        let bf16_out = crate::with_autocast(Device::Cpu, crate::Precision::Bf16, || {
+            vit.forward(&x, true)
+        });
         assert_eq!(f32_out.kind(), Kind::Float);
-        assert_eq!(bf16_out.kind(), Kind::Float, "the final LayerNorm runs in f32 under autocast");
+        assert_eq!(
+            bf16_out.kind(),
+            Kind::Float,
+            "the final LayerNorm runs in f32 under autocast"
+        );
         let diff = f64::try_from((&f32_out - &bf16_out).abs().max()).unwrap();
         assert!(diff < 0.1, "bf16 and f32 features differ by {diff}");
         for out in [f32_out, bf16_out] {
-            let g = Tensor::run_backward(&[out.sum(Kind::Float)], &vs.trainable_variables(), false, false);
-            assert!(g.iter().all(|t| f64::try_from(t.isfinite().all().to_kind(Kind::Double)).unwrap() == 1.0));
+            let g = Tensor::run_backward(
+                &[out.sum(Kind::Float)],
+                &vs.trainable_variables(),
+                false,
+                false,
+            );
+            assert!(g
+                .iter()
+                .all(|t| f64::try_from(t.isfinite().all().to_kind(Kind::Double)).unwrap() == 1.0));
         }
     }
 
@@ -423,7 +512,10 @@ mod tests {
         let (got, maps) = att.heads(&x.to_kind(Kind::BFloat16), false);
         assert!(maps.is_none(), "maps only when asked for");
         assert_eq!(got.kind(), Kind::BFloat16);
-        let err = (got.to_kind(Kind::Float) - &want).abs().max().double_value(&[]);
+        let err = (got.to_kind(Kind::Float) - &want)
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(err < 0.05, "bf16 attention differs from f32 by {err}");
     }
 }

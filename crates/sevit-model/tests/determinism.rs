@@ -28,5 +28,8 @@ fn same_seed_same_model_and_outputs() {
     let b = n2.forward_multi(&[x.shallow_clone()], 1, true);
     assert!(a.dino.equal(&b.dino) && a.cls_logits.equal(&b.cls_logits));
     let c = n3.forward_multi(&[x], 1, false);
-    assert!(!a.dino.allclose(&c.dino, 1e-3, 1e-3, false), "different seeds gave the same model");
+    assert!(
+        !a.dino.allclose(&c.dino, 1e-3, 1e-3, false),
+        "different seeds gave the same model"
+    );
 }

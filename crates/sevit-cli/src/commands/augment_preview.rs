@@ -27,6 +27,11 @@ pub fn run(a: Args) -> Result<()> {
         None => MultiCropConfig::default(),
     };
     preview::write_augment_preview(&a.image, &a.out, &crop, a.seed)?;
-    println!("wrote {} ({} views: G1 = image, G2 = augmented global, L1..L{} = local)", a.out.display(), crop.num_views(), crop.n_local);
+    println!(
+        "wrote {} ({} views: G1 = image, G2 = augmented global, L1..L{} = local)",
+        a.out.display(),
+        crop.num_views(),
+        crop.n_local
+    );
     Ok(())
 }

@@ -20,7 +20,10 @@ pub struct Args {
     #[arg(long, default_value = "docs/results")]
     pub assets: PathBuf,
     /// Title of the report.
-    #[arg(long, default_value = "DISTL on Kermany pediatric chest X-rays: AUC against T")]
+    #[arg(
+        long,
+        default_value = "DISTL on Kermany pediatric chest X-rays: AUC against T"
+    )]
     pub title: String,
     /// Markdown file(s) placed before the tables (repeatable).
     #[arg(long)]

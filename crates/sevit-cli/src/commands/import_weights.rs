@@ -32,9 +32,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(spec) => ConfigSource::parse(spec)?,
         None => ConfigSource::Infer,
     };
-    let (ck, summary) = import_pth(&args.input, &ImportOptions { config, seed: args.seed })?;
-    ck.save(&args.output).with_context(|| format!("writing {}", args.output.display()))?;
+    let (ck, summary) = import_pth(
+        &args.input,
+        &ImportOptions {
+            config,
+            seed: args.seed,
+        },
+    )?;
+    ck.save(&args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     print!("{summary}");
-    println!("wrote {} ({} tensors)", args.output.display(), ck.tensors.len());
+    println!(
+        "wrote {} ({} tensors)",
+        args.output.display(),
+        ck.tensors.len()
+    );
     Ok(())
 }

@@ -9,14 +9,23 @@ pub struct Args {}
 pub fn run(_args: Args) -> anyhow::Result<()> {
     println!("sevit {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch threads: {}", tch::get_num_threads());
-    for var in ["GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GLIBC_TUNABLES"] {
+    for var in [
+        "GOMP_SPINCOUNT",
+        "OMP_WAIT_POLICY",
+        "OMP_NUM_THREADS",
+        "GLIBC_TUNABLES",
+    ] {
         let v = std::env::var(var).unwrap_or_else(|_| "(unset)".into());
         println!("{var}: {v}");
     }
     let kernels = sevit_model::kernels::in_use();
     println!(
         "cpu kernels (f32): {} [{}] (SEVIT_KERNELS: {})",
-        if kernels.is_empty() { "none".to_string() } else { kernels.join(", ") },
+        if kernels.is_empty() {
+            "none".to_string()
+        } else {
+            kernels.join(", ")
+        },
         sevit_model::kernels::isa(),
         std::env::var("SEVIT_KERNELS").unwrap_or_else(|_| "(unset: all)".into())
     );

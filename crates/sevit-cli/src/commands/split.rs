@@ -66,7 +66,9 @@ pub fn run(a: Args) -> Result<()> {
         }
         ds
     } else {
-        let Some(p) = &a.positive else { bail!("--positive LABEL is required with --manifest or --folder") };
+        let Some(p) = &a.positive else {
+            bail!("--positive LABEL is required with --manifest or --folder")
+        };
         match (&a.manifest, &a.folder) {
             (Some(m), _) => Dataset::from_manifest_opts(m, p, None, a.skip_bad)?,
             (_, Some(f)) => Dataset::from_folder(f, p)?,
@@ -85,11 +87,23 @@ pub fn run(a: Args) -> Result<()> {
         (_, _, Some(m)) => TestSelection::Manifest(m.clone()),
         _ => TestSelection::default_for(&ds),
     };
-    let cfg = SplitConfig { seed: a.seed, labeled_fraction: a.labeled_fraction, folds: a.folds, val_fraction: a.val_fraction, test };
+    let cfg = SplitConfig {
+        seed: a.seed,
+        labeled_fraction: a.labeled_fraction,
+        folds: a.folds,
+        val_fraction: a.val_fraction,
+        test,
+    };
     let split = Split::create(&ds, &cfg)?;
     let path = a.out.join("split.csv");
     split.write_csv(&path)?;
-    println!("dataset {} ({} images, positive {:?}), {}", split.name, split.entries.len(), split.positive_label(), split.description);
+    println!(
+        "dataset {} ({} images, positive {:?}), {}",
+        split.name,
+        split.entries.len(),
+        split.positive_label(),
+        split.description
+    );
     print!("{}", split.summary_table());
     println!("wrote {}", path.display());
     Ok(())

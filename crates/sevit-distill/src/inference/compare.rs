@@ -35,9 +35,7 @@ pub fn load_predictions(path: &Path) -> anyhow::Result<Predictions> {
     Ok(preds)
 }
 
-pub use sevit_metrics::pairing::{
-    pair_predictions as pair, PairedPredictions as Paired,
-};
+pub use sevit_metrics::pairing::{pair_predictions as pair, PairedPredictions as Paired};
 
 /// Reads two prediction files (or evaluation folders), matches them and runs the paired DeLong
 /// test at `level`; models are named `name_a` / `name_b`.

@@ -74,7 +74,13 @@ where
         let mut c = cfg.clone();
         c.seed = restart_seed(cfg.seed, r);
         let dir = restart_dir(stage_dir, r);
-        tracing::info!(restart = r, of = k, seed = c.seed, "training restart {}", dir.display());
+        tracing::info!(
+            restart = r,
+            of = k,
+            seed = c.seed,
+            "training restart {}",
+            dir.display()
+        );
         let outcome = train(&c, &dir)?;
         if !outcome.complete {
             return Ok(outcome);

@@ -159,8 +159,7 @@ impl DinoLoss {
                 None => t.mean_dim(0, true, Kind::Float),
                 Some(dist) => {
                     let rows = Tensor::from_slice(&[t.size()[0] as f32]).to_device(t.device());
-                    let mut buf =
-                        Tensor::cat(&[t.sum_dim_intlist(0, false, Kind::Float), rows], 0);
+                    let mut buf = Tensor::cat(&[t.sum_dim_intlist(0, false, Kind::Float), rows], 0);
                     dist.all_reduce_sum(&mut buf)?;
                     let d = buf.size()[0] - 1;
                     buf.narrow(0, 0, d).view([1, d]) / buf.narrow(0, d, 1)
