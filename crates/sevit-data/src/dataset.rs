@@ -2,8 +2,11 @@
 //! `manifest.csv`, or a folder tree whose sub-folder names are the labels.
 //!
 //! Manifest CSV: a header with at least `file` and `label` (`patient_id` optional, more columns
-//! ignored); `file` is relative to the manifest's directory (or absolute). An empty or absent
-//! `patient_id` makes the image its own patient (its `file` is used as id).
+//! ignored); `file` is relative to the manifest's directory. Absolute entries and `..` entries
+//! that leave that directory are refused unless allowed ([`LoadOptions::allow_outside_root`]).
+//! Paths are made absolute and clean once, on reading ([`crate::paths`]), so two spellings of
+//! one file are one (duplicate) entry. An empty or absent `patient_id` makes the image its own
+//! patient (its path relative to the root is used as id).
 //!
 //! Descriptor TOML (paths relative to the descriptor file):
 //! ```toml
@@ -16,6 +19,7 @@
 //! test_prefix = "images/test_"     # optional default test selection for `sevit split`
 //! source = "Kermany et al. 2018, ..."
 //! license = "CC BY 4.0"
+//! allow_outside_root = false       # optional: accept manifest entries outside the root
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -91,6 +95,18 @@ pub struct Descriptor {
     pub license: Option<String>,
     /// Free-text description.
     pub description: Option<String>,
+    /// Accept manifest entries that leave the root (absolute or `..` paths).
+    #[serde(default)]
+    pub allow_outside_root: bool,
+}
+
+/// How tolerant dataset reading is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Skip manifest rows whose image file is missing (each logged) instead of failing.
+    pub skip_bad: bool,
+    /// Accept manifest entries outside the manifest's folder (absolute or `..` paths).
+    pub allow_outside_root: bool,
 }
 
 impl Descriptor {
@@ -108,15 +124,19 @@ const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "dcm", "dicom"];
 impl Dataset {
     /// Reads a TOML descriptor and the dataset it names.
     pub fn from_descriptor(path: &Path) -> Result<Dataset> {
-        Self::from_descriptor_opts(path, false)
+        Self::from_descriptor_opts(path, LoadOptions::default())
     }
 
-    /// As [`Dataset::from_descriptor`]; with `skip_bad`, manifest rows whose image file is
-    /// missing are skipped (each logged as a warning) instead of failing.
-    pub fn from_descriptor_opts(path: &Path, skip_bad: bool) -> Result<Dataset> {
+    /// As [`Dataset::from_descriptor`], with `opts` (the descriptor's own
+    /// `allow_outside_root = true` also allows entries outside the root).
+    pub fn from_descriptor_opts(path: &Path, opts: LoadOptions) -> Result<Dataset> {
         let d = Descriptor::read(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let root = base.join(&d.root);
+        let root = crate::paths::absolute_clean(&base.join(&d.root))?;
+        let opts = LoadOptions {
+            allow_outside_root: opts.allow_outside_root || d.allow_outside_root,
+            ..opts
+        };
         if !root.is_dir() {
             bail!(
                 "dataset root {} does not exist (from `root = {:?}` in {}; paths in a descriptor are relative to the descriptor file)",
@@ -135,7 +155,7 @@ impl Dataset {
                         path.display()
                     );
                 }
-                Self::from_manifest_opts(&manifest, &d.positive, d.keep.as_deref(), skip_bad)
+                Self::from_manifest_opts(&manifest, &d.positive, d.keep.as_deref(), opts)
             }
             Layout::Folder => {
                 let ds = Self::from_folder(&root, &d.positive)?;
@@ -157,26 +177,29 @@ impl Dataset {
     /// to keep, each of which must occur. Missing image files, empty fields and duplicate
     /// files are errors naming the CSV line.
     pub fn from_manifest(csv: &Path, positive: &str, keep: Option<&[String]>) -> Result<Dataset> {
-        Self::from_manifest_opts(csv, positive, keep, false)
+        Self::from_manifest_opts(csv, positive, keep, LoadOptions::default())
     }
 
-    /// As [`Dataset::from_manifest`]; with `skip_bad`, rows whose image file is missing are
-    /// skipped with a warning (and counted in an info log) instead of failing.
+    /// As [`Dataset::from_manifest`], with `opts`: `skip_bad` skips rows whose image file is
+    /// missing (each a warning, counted in an info log); `allow_outside_root` accepts
+    /// absolute and `..` entries.
     pub fn from_manifest_opts(
         csv: &Path,
         positive: &str,
         keep: Option<&[String]>,
-        skip_bad: bool,
+        opts: LoadOptions,
     ) -> Result<Dataset> {
-        let root = csv
+        if csv.is_dir() {
+            bail!(
+                "manifest {} is a directory; give the CSV file inside it (or use --folder for a folder tree)",
+                csv.display()
+            );
+        }
+        let csv_abs = crate::paths::absolute_clean(csv)?;
+        let root = csv_abs
             .parent()
             .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let root = if root.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            root
-        };
+            .unwrap_or_else(|| PathBuf::from("/"));
         let mut rdr = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_path(csv)
@@ -195,7 +218,7 @@ impl Dataset {
         };
         let pi = col("patient_id");
         let mut samples = Vec::new();
-        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut seen: HashMap<PathBuf, (u64, String)> = HashMap::new();
         let mut skipped = 0usize;
         for rec in rdr.records() {
             let rec =
@@ -210,11 +233,16 @@ impl Dataset {
             if label.is_empty() {
                 bail!("{}: empty `label` for {}", at(), file);
             }
-            if let Some(prev) = seen.insert(file.clone(), line) {
+            let path = crate::paths::resolve_entry(&root, &file, opts.allow_outside_root)
+                .with_context(at)?;
+            // Two spellings of one file (`./x`, `a/../x`, a symlink) are one entry.
+            let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if let Some((prev, prev_file)) = seen.insert(key, (line, file.clone())) {
                 bail!(
-                    "{}: duplicate entry {} (first listed on line {})",
+                    "{}: duplicate entry {} (the same file as {} on line {})",
                     at(),
                     file,
+                    prev_file,
                     prev
                 );
             }
@@ -223,9 +251,15 @@ impl Dataset {
                     continue;
                 }
             }
-            let path = root.join(&file);
+            if path.is_dir() {
+                bail!(
+                    "{}: {} is a directory, not an image file",
+                    at(),
+                    path.display()
+                );
+            }
             if !path.is_file() {
-                if skip_bad {
+                if opts.skip_bad {
                     tracing::warn!(
                         "{}: image file {} is missing; skipped",
                         at(),
@@ -240,7 +274,7 @@ impl Dataset {
                 .and_then(|i| rec.get(i))
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
-                .unwrap_or_else(|| file.clone());
+                .unwrap_or_else(|| crate::paths::relative_to(&root, &path));
             samples.push(Sample {
                 path,
                 label,
@@ -267,9 +301,16 @@ impl Dataset {
     /// entries ignored, order sorted). Each image is its own patient (id = its relative path),
     /// since a folder tree carries no patient information.
     pub fn from_folder(root: &Path, positive: &str) -> Result<Dataset> {
+        if root.is_file() {
+            bail!(
+                "dataset folder {} is a file, not a folder (a manifest CSV goes to --manifest)",
+                root.display()
+            );
+        }
         if !root.is_dir() {
             bail!("dataset folder {} does not exist", root.display());
         }
+        let root = &crate::paths::absolute_clean(root)?;
         let mut samples = Vec::new();
         let mut labels: Vec<_> = std::fs::read_dir(root)
             .with_context(|| format!("cannot list {}", root.display()))?
@@ -278,23 +319,18 @@ impl Dataset {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         labels.sort();
-        for label in labels {
-            let mut files = Vec::new();
-            collect_images(&root.join(&label), &mut files)?;
-            files.sort();
-            for path in files {
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned();
-                samples.push(Sample {
-                    path,
-                    label: label.clone(),
-                    target: 0.0,
-                    patient_id: rel,
-                });
-            }
+        // One walk over every label folder, so a folder linked from two labels counts once.
+        let dirs: Vec<PathBuf> = labels.iter().map(|l| root.join(l)).collect();
+        let walk = crate::paths::walk_files(root, &dirs, &|p| has_image_extension(p))?;
+        for path in walk.files {
+            let rel = crate::paths::relative_to(root, &path);
+            let label = rel.split('/').next().unwrap_or_default().to_string();
+            samples.push(Sample {
+                path,
+                label,
+                target: 0.0,
+                patient_id: rel,
+            });
         }
         let name = root
             .canonicalize()
@@ -359,24 +395,10 @@ impl Dataset {
     }
 }
 
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let e = e?;
-        let p = e.path();
-        if e.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if p.is_dir() {
-            collect_images(&p, out)?;
-        } else if p
-            .extension()
-            .map(|x| IMAGE_EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str()))
-            .unwrap_or(false)
-        {
-            out.push(p);
-        }
-    }
-    Ok(())
+fn has_image_extension(p: &Path) -> bool {
+    p.extension()
+        .map(|x| IMAGE_EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
 }
 
 fn filter_keep(mut ds: Dataset, keep: Option<&[String]>) -> Result<Dataset> {
@@ -504,7 +526,16 @@ mod tests {
             err.contains("line 3") && err.contains("missing.png"),
             "{err}"
         );
-        let ds = Dataset::from_manifest_opts(&m, "pneumonia", None, true).unwrap();
+        let ds = Dataset::from_manifest_opts(
+            &m,
+            "pneumonia",
+            None,
+            LoadOptions {
+                skip_bad: true,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap();
         assert_eq!(ds.samples.len(), 2);
     }
 
@@ -527,6 +558,115 @@ mod tests {
             err.contains("line 4") && err.contains("duplicate") && err.contains("line 2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn aliased_spellings_of_one_file_are_one_duplicate_entry() {
+        let d = tempfile::tempdir().unwrap();
+        touch_png(&d.path().join("images/x.png"));
+        touch_png(&d.path().join("images/y.png"));
+        let m = d.path().join("manifest.csv");
+        std::fs::write(
+            &m,
+            "file,label\n./images/x.png,normal\nimages/y.png,pneumonia\nimages/sub/../x.png,pneumonia\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            Dataset::from_manifest(&m, "pneumonia", None).unwrap_err()
+        );
+        assert!(
+            err.contains("line 4") && err.contains("duplicate") && err.contains("line 2"),
+            "{err}"
+        );
+        std::fs::write(
+            &m,
+            "file,label\n./images/x.png,normal\nimages//y.png,pneumonia\n",
+        )
+        .unwrap();
+        let ds = Dataset::from_manifest(&m, "pneumonia", None).unwrap();
+        let root = crate::paths::absolute_clean(d.path()).unwrap();
+        assert_eq!(ds.samples[0].path, root.join("images/x.png"));
+        assert_eq!(ds.samples[0].patient_id, "images/x.png");
+        assert_eq!(ds.samples[1].path, root.join("images/y.png"));
+    }
+
+    #[test]
+    fn entries_outside_the_root_need_permission() {
+        let d = tempfile::tempdir().unwrap();
+        touch_png(&d.path().join("outside/o.png"));
+        touch_png(&d.path().join("set/a.png"));
+        let m = d.path().join("set/manifest.csv");
+        let abs = d.path().join("outside/o.png");
+        for entry in [
+            "../outside/o.png".to_string(),
+            abs.display().to_string(),
+            "../../../../../../etc/passwd".into(),
+        ] {
+            std::fs::write(&m, format!("file,label\na.png,normal\n{entry},pneumonia\n")).unwrap();
+            let err = format!(
+                "{:#}",
+                Dataset::from_manifest(&m, "pneumonia", None).unwrap_err()
+            );
+            assert!(
+                err.contains("line 3") && err.contains("leaves the dataset root"),
+                "{entry}: {err}"
+            );
+        }
+        std::fs::write(&m, "file,label\na.png,normal\n../outside/o.png,pneumonia\n").unwrap();
+        let opts = LoadOptions {
+            allow_outside_root: true,
+            ..LoadOptions::default()
+        };
+        let ds = Dataset::from_manifest_opts(&m, "pneumonia", None, opts).unwrap();
+        assert_eq!(
+            ds.samples[1].path,
+            crate::paths::absolute_clean(&abs).unwrap()
+        );
+        let desc = d.path().join("set.toml");
+        std::fs::write(&desc, "root = \"set\"\npositive = \"pneumonia\"\n").unwrap();
+        assert!(Dataset::from_descriptor(&desc).is_err());
+        std::fs::write(
+            &desc,
+            "root = \"set\"\npositive = \"pneumonia\"\nallow_outside_root = true\n",
+        )
+        .unwrap();
+        assert_eq!(Dataset::from_descriptor(&desc).unwrap().samples.len(), 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folder_links_neither_loop_nor_relabel() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            touch_png(&d.path().join(format!("normal/n{i}.png")));
+            touch_png(&d.path().join(format!("opacity/o{i}.png")));
+        }
+        std::os::unix::fs::symlink("..", d.path().join("normal/up")).unwrap();
+        std::os::unix::fs::symlink("../..", d.path().join("opacity/up")).unwrap();
+        let ds = Dataset::from_folder(d.path(), "opacity").unwrap();
+        assert_eq!(ds.samples.len(), 6);
+        assert_eq!(ds.label_counts()["normal"], 3);
+        assert!(ds.samples.iter().all(|s| s
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&s.label[..1])));
+    }
+
+    #[test]
+    fn directories_given_as_files_and_files_as_folders_say_so() {
+        let d = tempfile::tempdir().unwrap();
+        let err = format!(
+            "{:#}",
+            Dataset::from_manifest(d.path(), "x", None).unwrap_err()
+        );
+        assert!(err.contains("is a directory"), "{err}");
+        let f = d.path().join("m.csv");
+        std::fs::write(&f, "file,label\n").unwrap();
+        let err = format!("{:#}", Dataset::from_folder(&f, "x").unwrap_err());
+        assert!(err.contains("is a file"), "{err}");
     }
 
     #[test]

@@ -128,6 +128,12 @@ fn decode_inner(path: &Path) -> Result<GrayImage> {
         }
     };
     let slope = float_attr(&obj, tags::RESCALE_SLOPE)?.unwrap_or(1.0);
+    if slope == 0.0 || !slope.is_finite() {
+        bail!(
+            "DICOM {}: Rescale Slope is {slope}, which maps every pixel to the same value; the file's modality LUT is broken",
+            path.display()
+        );
+    }
     let intercept = float_attr(&obj, tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);
     let center = float_attr(&obj, tags::WINDOW_CENTER)?;
     let width = float_attr(&obj, tags::WINDOW_WIDTH)?;
@@ -317,6 +323,29 @@ mod tests {
                 assert!((a - b).abs() < 1e-6, "{ts}: {:?}", g.data);
             }
         }
+    }
+
+    #[test]
+    fn a_zero_rescale_slope_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "slope0.dcm",
+            &TestDicom {
+                ts: EXPLICIT_VR_LE,
+                photometric: "MONOCHROME2",
+                pixels: &PIX,
+                cols: 3,
+                rows: 2,
+                rescale: Some((0.0, 5.0)),
+                window: None,
+            },
+        );
+        let err = format!("{:#}", load_gray(&p, 0).unwrap_err());
+        assert!(
+            err.contains("Rescale Slope is 0") && err.contains("slope0.dcm"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod gray;
 pub mod load;
 pub mod loader;
 pub mod nuisance;
+pub mod paths;
 pub mod preview;
 pub mod rng;
 pub mod split;

@@ -24,7 +24,53 @@ pub fn load_gray(path: &Path, size: u32) -> Result<GrayImage> {
 }
 
 /// Loads `path` at its own resolution, min-max normalised to `[0, 1]`.
+///
+/// A constant image (nothing to normalise: it becomes all zeros) and an image smaller than
+/// [`SMALL_IMAGE_SIDE`] on a side load, with a warning, once per file and process.
 pub fn load_gray_native(path: &Path) -> Result<GrayImage> {
+    let img = decode_gray_native(path)?;
+    warn_if_degenerate(path, &img);
+    Ok(img)
+}
+
+/// Images with a side below this many pixels are loaded with a warning: a CXR that small
+/// carries almost nothing a model can read, and is more likely a thumbnail or an icon.
+pub const SMALL_IMAGE_SIDE: u32 = 32;
+
+fn warn_if_degenerate(path: &Path, img: &GrayImage) {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static WARNED: OnceLock<Mutex<HashSet<std::path::PathBuf>>> = OnceLock::new();
+    let (lo, hi) = img.min_max();
+    let small = img.width < SMALL_IMAGE_SIDE || img.height < SMALL_IMAGE_SIDE;
+    if hi > lo && !small {
+        return;
+    }
+    let first = WARNED
+        .get_or_init(Default::default)
+        .lock()
+        .map(|mut w| w.insert(path.to_path_buf()))
+        .unwrap_or(true);
+    if !first {
+        return;
+    }
+    if hi <= lo {
+        tracing::warn!(
+            "image {} is constant (every pixel the same value): it carries no information and is scored as an all-black image",
+            path.display()
+        );
+    }
+    if small {
+        tracing::warn!(
+            "image {} is only {}x{} pixels (under {SMALL_IMAGE_SIDE} on a side): it is upsampled to the model's size",
+            path.display(),
+            img.width,
+            img.height
+        );
+    }
+}
+
+fn decode_gray_native(path: &Path) -> Result<GrayImage> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read image file {}", path.display()))?;
     let mut img = if is_dicom(&bytes) {
@@ -94,10 +140,35 @@ fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .context("cannot detect the image format")?;
-    if reader.format().is_none() {
-        bail!("unknown image format (expected PNG, JPEG or DICOM)");
+    match reader.format() {
+        None => bail!("unknown image format (expected PNG, JPEG or DICOM)"),
+        Some(image::ImageFormat::Jpeg) => check_jpeg_complete(bytes)?,
+        Some(_) => {}
     }
     Ok(reader.decode()?)
+}
+
+/// A JPEG decoder fills what is missing from a truncated file with flat gray and succeeds;
+/// a complete file has its end-of-image marker (`FF D9`) after the first scan. Inside
+/// entropy-coded data a `FF` byte is always followed by `00` or a restart marker, so the
+/// marker cannot occur there by chance.
+fn check_jpeg_complete(bytes: &[u8]) -> Result<()> {
+    let find = |from: usize, marker: u8| {
+        bytes
+            .get(from..)
+            .and_then(|b| b.windows(2).position(|w| w == [0xFF, marker]))
+            .map(|i| from + i)
+    };
+    let Some(sos) = find(2, 0xDA) else {
+        bail!("truncated JPEG: no image data (start-of-scan marker missing)");
+    };
+    if find(sos + 2, 0xD9).is_none() {
+        bail!(
+            "truncated JPEG: the end-of-image marker is missing ({} bytes; the file was cut short)",
+            bytes.len()
+        );
+    }
+    Ok(())
 }
 
 /// Converts any decoded image to a single `f32` channel in the source's value scale divided by
@@ -208,5 +279,29 @@ mod tests {
         std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
         let err = load_gray(&trunc, 8).unwrap_err();
         assert!(format!("{err:#}").contains("trunc.png"), "{err:#}");
+    }
+
+    #[test]
+    fn truncated_jpegs_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.jpg");
+        let img: ImageBuffer<Luma<u8>, Vec<u8>> =
+            ImageBuffer::from_fn(64, 64, |x, y| Luma([(x * 3 + y * 5) as u8]));
+        img.save(&good).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        assert!(load_gray(&good, 0).is_ok());
+        // Trailing bytes after the end marker are common and harmless.
+        let padded = dir.path().join("padded.jpg");
+        std::fs::write(&padded, [bytes.as_slice(), &[0u8; 16]].concat()).unwrap();
+        assert!(load_gray(&padded, 0).is_ok());
+        for cut in [bytes.len() - 2, bytes.len() * 2 / 3, 300] {
+            let trunc = dir.path().join(format!("trunc{cut}.jpg"));
+            std::fs::write(&trunc, &bytes[..cut]).unwrap();
+            let err = format!("{:#}", load_gray(&trunc, 0).unwrap_err());
+            assert!(
+                err.contains("truncated JPEG") && err.contains("trunc"),
+                "{cut}: {err}"
+            );
+        }
     }
 }

@@ -207,9 +207,27 @@ impl Split {
         if ds.samples.is_empty() {
             bail!("dataset {} has no images", ds.name);
         }
-        let root = ds.root.canonicalize().unwrap_or_else(|_| ds.root.clone());
+        // Paths as absolute and clean as the dataset readers make them, also for datasets
+        // built by hand; symlinks are not resolved, so files keep the names they were listed
+        // under and split.csv stays relative to the root.
+        let root = crate::paths::absolute_clean(&ds.root)?;
         let labels: BTreeSet<&str> = ds.samples.iter().map(|s| s.label.as_str()).collect();
-        let mut samples: Vec<Sample> = ds.samples.clone();
+        let mut samples: Vec<Sample> = ds
+            .samples
+            .iter()
+            .map(|s| {
+                Ok(Sample {
+                    path: crate::paths::absolute_clean(&s.path)?,
+                    ..s.clone()
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut seen: HashSet<PathBuf> = HashSet::new();
+        for s in &samples {
+            if !seen.insert(s.path.clone()) {
+                bail!("dataset {} lists {} twice", ds.name, s.path.display());
+            }
+        }
         let mut subset: Vec<Option<Subset>> = vec![None; samples.len()];
 
         // 1. Test images chosen outside the stratified assignment.
@@ -261,7 +279,7 @@ impl Split {
                             s.path.display()
                         );
                     }
-                    samples.push(Sample { path: c, ..s });
+                    samples.push(s);
                     subset.push(Some(Subset::Test));
                 }
             }
@@ -647,22 +665,7 @@ fn one_line(s: &str) -> String {
 
 /// `path` relative to `root` with `/` separators, or the full path when outside `root`.
 fn rel_file(root: &Path, path: &Path) -> String {
-    let rel = path
-        .strip_prefix(root)
-        .ok()
-        .map(Path::to_path_buf)
-        .or_else(|| {
-            let c = path.canonicalize().ok()?;
-            c.strip_prefix(root).ok().map(Path::to_path_buf)
-        });
-    match rel {
-        Some(r) => r
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/"),
-        None => path.to_string_lossy().into_owned(),
-    }
+    crate::paths::relative_to(root, path)
 }
 
 #[cfg(test)]

@@ -90,6 +90,21 @@ impl ModelSection {
     }
 }
 
+/// Fails unless `side` is a positive multiple of the model's `patch` size: other sizes would
+/// silently drop the image's last rows and columns of pixels in the patch embedding.
+pub fn check_patch_multiple(name: &str, side: u32, patch: i64) -> anyhow::Result<()> {
+    if side == 0 || patch <= 0 || i64::from(side) % patch != 0 {
+        let below = (i64::from(side) / patch.max(1)) * patch;
+        bail!(
+            "{name} = {side} is not a multiple of the model's patch size {patch} \
+             (nearest: {} or {})",
+            below.max(patch),
+            below + patch
+        );
+    }
+    Ok(())
+}
+
 /// Optimisation: AdamW, schedules, clipping, EMA.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -404,13 +419,25 @@ impl TrainConfig {
 
     /// Checks value ranges.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.model.model_config()?;
+        let model = self.model.model_config()?;
         self.precision()?;
         let o = &self.optim;
         if o.batch_size == 0 || o.epochs == 0 {
             bail!("optim.batch_size and optim.epochs must be at least 1");
         }
-        if o.lr.is_nan() || o.lr <= 0.0 || o.min_lr < 0.0 {
+        for (name, v) in [
+            ("optim.lr", o.lr),
+            ("optim.min_lr", o.min_lr),
+            ("optim.weight_decay", o.weight_decay),
+            ("optim.weight_decay_end", o.weight_decay_end),
+            ("optim.clip_grad", o.clip_grad),
+            ("optim.momentum_teacher", o.momentum_teacher),
+        ] {
+            if !v.is_finite() {
+                bail!("{name} = {v} is not a finite number");
+            }
+        }
+        if o.lr <= 0.0 || o.min_lr < 0.0 {
             bail!("optim.lr must be positive and optim.min_lr non-negative");
         }
         if !(0.0..=1.0).contains(&o.momentum_teacher) {
@@ -456,6 +483,16 @@ impl TrainConfig {
         }
         parse_device(&self.device)?;
         self.views.validate()?;
+        let patch = model.vit.patch_size;
+        for (name, side) in [
+            ("views.global_size", Some(self.views.global_size)),
+            ("views.local_size", Some(self.views.local_size)),
+            ("eval.image_size", self.eval.image_size),
+        ] {
+            if let Some(side) = side {
+                check_patch_multiple(name, side, patch)?;
+            }
+        }
         Ok(())
     }
 
@@ -674,6 +711,41 @@ mod tests {
         let err = TrainConfig::default_with_overrides(&[no_st(), "distl.ssl_epochs=2".into()])
             .unwrap_err();
         assert!(format!("{err:#}").contains("no loss"), "{err:#}");
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused() {
+        for o in [
+            "optim.lr=inf",
+            "optim.lr=nan",
+            "optim.min_lr=inf",
+            "optim.clip_grad=nan",
+            "optim.weight_decay=-inf",
+        ] {
+            let err = TrainConfig::default_with_overrides(&[o.into()]).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("not a finite number"),
+                "{o}: {err:#}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_sizes_must_be_patch_multiples() {
+        // The paper preset: ViT-S/8.
+        for (o, name) in [
+            ("views.global_size=250", "views.global_size = 250"),
+            ("views.local_size=100", "views.local_size = 100"),
+            ("eval.image_size=226", "eval.image_size = 226"),
+        ] {
+            let err = TrainConfig::default_with_overrides(&[o.into()]).unwrap_err();
+            let err = format!("{err:#}");
+            assert!(
+                err.contains(name) && err.contains("multiple of the model's patch size 8"),
+                "{err}"
+            );
+        }
+        assert!(TrainConfig::default_with_overrides(&["views.global_size=248".into()]).is_ok());
     }
 }
 

@@ -393,13 +393,20 @@ impl Trainer {
             v = w[..w.len() - 1].iter().map(|x| x / total).collect();
         }
         if !v[0].is_finite() {
+            let kept = if self.checkpoint_path().is_file() {
+                format!(
+                    "the last good checkpoint {} (after {} epoch(s)) is kept",
+                    self.checkpoint_path().display(),
+                    self.epoch
+                )
+            } else {
+                "no checkpoint of this stage had been written yet; check optim.lr and the data"
+                    .into()
+            };
             bail!(
-                "non-finite loss ({}) in stage {} at epoch {epoch}, iteration {iteration}: training stopped; \
-                 the last good checkpoint {} (epoch {}) is kept",
+                "non-finite loss ({}) in stage {} at epoch {epoch}, iteration {iteration}: training stopped; {kept}",
                 v[0],
                 self.stage,
-                self.checkpoint_path().display(),
-                self.epoch
             );
         }
         Ok(v)

@@ -6,15 +6,26 @@
 //! `argparse.Namespace` (or anything else a training script pickled) reads fine. The
 //! torch-specific parts (persistent storage ids, `_rebuild_tensor_v2`) are supplied by a
 //! [`Resolver`]; see `crate::pth`.
+//!
+//! Hostile input is bounded: containers nest at most [`MAX_DEPTH`] levels (deeper pickles are
+//! an error, not a stack overflow in whatever walks or drops the value), every container is
+//! shared by reference (so `DUP`/`GET` cannot double a structure's size per opcode), and a
+//! container may only be filled before it is placed inside another one, which rules out
+//! reference cycles and keeps the recorded depths exact. `torch.save` files never need more.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Context, Result};
 
 /// A shared, mutable list (Python lists are mutated after being memoised).
 pub type List = Rc<RefCell<Vec<Value>>>;
+/// A shared tuple.
+pub type Tuple = Rc<Vec<Value>>;
+
+/// The deepest container nesting a pickle may have (Python's own default recursion limit).
+pub const MAX_DEPTH: u32 = 1000;
 /// A shared, mutable dict as ordered `(key, value)` pairs.
 pub type Dict = Rc<RefCell<Vec<(Value, Value)>>>;
 
@@ -49,7 +60,7 @@ pub enum Value {
     /// A list.
     List(List),
     /// A tuple.
-    Tuple(Vec<Value>),
+    Tuple(Tuple),
     /// A dict (or OrderedDict).
     Dict(Dict),
     /// A set or frozenset, as its items.
@@ -68,6 +79,42 @@ impl Value {
     /// A new empty dict value.
     pub fn new_dict(items: Vec<(Value, Value)>) -> Value {
         Value::Dict(Rc::new(RefCell::new(items)))
+    }
+
+    /// A new tuple value.
+    pub fn new_tuple(items: Vec<Value>) -> Value {
+        Value::Tuple(Rc::new(items))
+    }
+
+    /// The address of a container's shared allocation; `None` for scalars.
+    fn container_id(&self) -> Option<usize> {
+        match self {
+            Value::List(l) | Value::Set(l) => Some(Rc::as_ptr(l) as *const () as usize),
+            Value::Tuple(t) => Some(Rc::as_ptr(t) as *const () as usize),
+            Value::Dict(d) => Some(Rc::as_ptr(d) as *const () as usize),
+            Value::Object(o) => Some(Rc::as_ptr(o) as *const () as usize),
+            _ => None,
+        }
+    }
+
+    /// Calls `f` on each direct child of a container.
+    fn for_each_child(&self, f: &mut dyn FnMut(&Value)) {
+        match self {
+            Value::List(l) | Value::Set(l) => l.borrow().iter().for_each(f),
+            Value::Tuple(t) => t.iter().for_each(f),
+            Value::Dict(d) => d.borrow().iter().for_each(|(k, v)| {
+                f(k);
+                f(v)
+            }),
+            Value::Object(o) => {
+                let o = o.borrow();
+                o.args.iter().for_each(&mut *f);
+                if let Some(s) = &o.state {
+                    f(s);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The string, if this is one.
@@ -90,7 +137,7 @@ impl Value {
     /// Items of a tuple or list.
     pub fn as_seq(&self) -> Option<Vec<Value>> {
         match self {
-            Value::Tuple(v) => Some(v.clone()),
+            Value::Tuple(v) => Some(v.as_ref().clone()),
             Value::List(l) => Some(l.borrow().clone()),
             _ => None,
         }
@@ -279,9 +326,78 @@ struct Vm<'r, R: Resolver> {
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
     resolver: &'r mut R,
+    /// Nesting depth of every container built so far, by allocation address.
+    depth: HashMap<usize, u32>,
+    /// Containers already placed inside another container (and so frozen).
+    nested: HashSet<usize>,
 }
 
 impl<'r, R: Resolver> Vm<'r, R> {
+    fn depth_of(&self, v: &Value) -> u32 {
+        v.container_id()
+            .map(|id| self.depth.get(&id).copied().unwrap_or(1))
+            .unwrap_or(0)
+    }
+
+    /// Records a container the VM has just built from `v`'s children (marking them nested),
+    /// or fails when it nests deeper than [`MAX_DEPTH`]; then pushes it.
+    fn push_new(&mut self, v: Value) -> Result<()> {
+        if let Some(id) = v.container_id() {
+            let mut deepest = 0;
+            let mut children = Vec::new();
+            v.for_each_child(&mut |c| {
+                deepest = deepest.max(self.depth_of(c));
+                children.extend(c.container_id());
+            });
+            if deepest + 1 > MAX_DEPTH {
+                bail!("containers nested deeper than {MAX_DEPTH} levels: refused (a checkpoint never needs that)");
+            }
+            self.nested.extend(children);
+            self.nested.remove(&id);
+            self.depth.insert(id, deepest + 1);
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+
+    /// Pushes a value a call or the resolver returned: an existing container stays as it is,
+    /// a new one is recorded as by [`Vm::push_new`].
+    fn push_returned(&mut self, v: Value) -> Result<()> {
+        match v.container_id() {
+            Some(id) if self.depth.contains_key(&id) => {
+                self.stack.push(v);
+                Ok(())
+            }
+            _ => self.push_new(v),
+        }
+    }
+
+    /// Checks that the container on top of the stack may take `items` (APPEND, SETITEM,
+    /// BUILD...) and records its new depth. A container already inside another one is
+    /// frozen: changing it could hide depth from its parents or close a reference cycle.
+    fn grow_top(&mut self, items: &[&Value]) -> Result<()> {
+        let top = self.top()?.clone();
+        let Some(id) = top.container_id() else {
+            return Ok(());
+        };
+        if items.iter().any(|v| v.container_id() == Some(id)) {
+            bail!("a container that contains itself: recursive structures are not supported");
+        }
+        if self.nested.contains(&id) && items.iter().any(|v| v.container_id().is_some()) {
+            bail!("a container is filled after it was placed inside another one: recursive structures are not supported");
+        }
+        let mut d = self.depth_of(&top).max(1);
+        for v in items {
+            d = d.max(self.depth_of(v) + 1);
+            self.nested.extend(v.container_id());
+        }
+        if d > MAX_DEPTH {
+            bail!("containers nested deeper than {MAX_DEPTH} levels: refused (a checkpoint never needs that)");
+        }
+        self.depth.insert(id, d);
+        Ok(())
+    }
+
     fn pop(&mut self) -> Result<Value> {
         if let Some(&m) = self.marks.last() {
             if self.stack.len() <= m {
@@ -356,7 +472,7 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 args.first().and_then(Value::as_seq).unwrap_or_default(),
             ))),
             ("builtins", "tuple") => {
-                Value::Tuple(args.first().and_then(Value::as_seq).unwrap_or_default())
+                Value::new_tuple(args.first().and_then(Value::as_seq).unwrap_or_default())
             }
             ("builtins", "bytearray") | ("__builtin__", "bytearray") => match args.first() {
                 Some(Value::Bytes(b)) => Value::Bytes(b.clone()),
@@ -374,6 +490,9 @@ impl<'r, R: Resolver> Vm<'r, R> {
     /// attributes, a rebuilt tensor's Python attributes) the state carries nothing the
     /// checkpoint readers need, so it is dropped.
     fn build(&mut self, state: Value) -> Result<()> {
+        if matches!(self.top()?, Value::Object(_)) {
+            self.grow_top(&[&state])?;
+        }
         if let Value::Object(o) = self.top()? {
             o.borrow_mut().state = Some(state);
         }
@@ -410,10 +529,10 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 return Ok(Some(v));
             }
             // containers
-            b'}' => self.stack.push(Value::new_dict(vec![])),
-            b']' => self.stack.push(Value::List(Rc::new(RefCell::new(vec![])))),
-            b')' => self.stack.push(Value::Tuple(vec![])),
-            0x8f => self.stack.push(Value::Set(Rc::new(RefCell::new(vec![])))),
+            b'}' => self.push_new(Value::new_dict(vec![]))?,
+            b']' => self.push_new(Value::List(Rc::new(RefCell::new(vec![]))))?,
+            b')' => self.push_new(Value::new_tuple(vec![]))?,
+            0x8f => self.push_new(Value::Set(Rc::new(RefCell::new(vec![]))))?,
             b'(' => self.marks.push(self.stack.len()),
             b'1' => {
                 self.pop_mark()?;
@@ -427,26 +546,26 @@ impl<'r, R: Resolver> Vm<'r, R> {
             }
             b't' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::Tuple(items));
+                self.push_new(Value::new_tuple(items))?;
             }
             0x85 => {
                 let a = self.pop()?;
-                self.stack.push(Value::Tuple(vec![a]));
+                self.push_new(Value::new_tuple(vec![a]))?;
             }
             0x86 => {
                 let b = self.pop()?;
                 let a = self.pop()?;
-                self.stack.push(Value::Tuple(vec![a, b]));
+                self.push_new(Value::new_tuple(vec![a, b]))?;
             }
             0x87 => {
                 let c = self.pop()?;
                 let b = self.pop()?;
                 let a = self.pop()?;
-                self.stack.push(Value::Tuple(vec![a, b, c]));
+                self.push_new(Value::new_tuple(vec![a, b, c]))?;
             }
             b'l' => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::List(Rc::new(RefCell::new(items))));
+                self.push_new(Value::List(Rc::new(RefCell::new(items))))?;
             }
             b'd' => {
                 let items = self.pop_mark()?;
@@ -457,14 +576,15 @@ impl<'r, R: Resolver> Vm<'r, R> {
                     .chunks(2)
                     .map(|c| (c[0].clone(), c[1].clone()))
                     .collect();
-                self.stack.push(Value::new_dict(pairs));
+                self.push_new(Value::new_dict(pairs))?;
             }
             0x91 => {
                 let items = self.pop_mark()?;
-                self.stack.push(Value::Set(Rc::new(RefCell::new(items))));
+                self.push_new(Value::Set(Rc::new(RefCell::new(items))))?;
             }
             b'a' => {
                 let v = self.pop()?;
+                self.grow_top(&[&v])?;
                 match self.top()? {
                     Value::List(l) => l.borrow_mut().push(v),
                     other => bail!("APPEND to {}", other.type_name()),
@@ -472,6 +592,7 @@ impl<'r, R: Resolver> Vm<'r, R> {
             }
             b'e' | 0x90 => {
                 let items = self.pop_mark()?;
+                self.grow_top(&items.iter().collect::<Vec<_>>())?;
                 match self.top()? {
                     Value::List(l) | Value::Set(l) => l.borrow_mut().extend(items),
                     Value::Object(o) => o.borrow_mut().args.extend(items),
@@ -481,6 +602,9 @@ impl<'r, R: Resolver> Vm<'r, R> {
             b's' => {
                 let v = self.pop()?;
                 let k = self.pop()?;
+                if matches!(self.top()?, Value::Dict(_)) {
+                    self.grow_top(&[&k, &v])?;
+                }
                 match self.top()? {
                     Value::Dict(d) => d.borrow_mut().push((k, v)),
                     Value::Object(_) => {}
@@ -491,6 +615,9 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 let items = self.pop_mark()?;
                 if items.len() % 2 != 0 {
                     bail!("SETITEMS with an odd number of items");
+                }
+                if matches!(self.top()?, Value::Dict(_)) {
+                    self.grow_top(&items.iter().collect::<Vec<_>>())?;
                 }
                 match self.top()? {
                     Value::Dict(d) => {
@@ -639,7 +766,7 @@ impl<'r, R: Resolver> Vm<'r, R> {
                     .as_seq()
                     .ok_or_else(|| anyhow!("REDUCE arguments are not a tuple"))?;
                 let v = self.call(callable, args)?;
-                self.stack.push(v);
+                self.push_returned(v)?;
             }
             0x81 => {
                 let args = self.pop()?;
@@ -648,7 +775,7 @@ impl<'r, R: Resolver> Vm<'r, R> {
                     .as_seq()
                     .ok_or_else(|| anyhow!("NEWOBJ arguments are not a tuple"))?;
                 let v = self.call(cls, args)?;
-                self.stack.push(v);
+                self.push_returned(v)?;
             }
             0x92 => {
                 let _kwargs = self.pop()?;
@@ -658,14 +785,14 @@ impl<'r, R: Resolver> Vm<'r, R> {
                     .as_seq()
                     .ok_or_else(|| anyhow!("NEWOBJ_EX arguments are not a tuple"))?;
                 let v = self.call(cls, args)?;
-                self.stack.push(v);
+                self.push_returned(v)?;
             }
             b'i' => {
                 let module = r.line()?.to_string();
                 let name = r.line()?.to_string();
                 let args = self.pop_mark()?;
                 let v = self.call(Value::Global(module, name), args)?;
-                self.stack.push(v);
+                self.push_returned(v)?;
             }
             b'o' => {
                 let mut items = self.pop_mark()?;
@@ -674,7 +801,7 @@ impl<'r, R: Resolver> Vm<'r, R> {
                 }
                 let cls = items.remove(0);
                 let v = self.call(cls, items)?;
-                self.stack.push(v);
+                self.push_returned(v)?;
             }
             b'b' => {
                 let state = self.pop()?;
@@ -683,12 +810,12 @@ impl<'r, R: Resolver> Vm<'r, R> {
             b'Q' => {
                 let pid = self.pop()?;
                 let v = self.resolver.persistent_load(pid)?;
-                self.stack.push(v);
+                self.push_returned(v)?;
             }
             b'P' => {
                 let pid = Value::Str(r.line()?.to_string());
                 let v = self.resolver.persistent_load(pid)?;
-                self.stack.push(v);
+                self.push_returned(v)?;
             }
             0x82..=0x84 => bail!("pickle extension registry opcodes (EXT1/2/4) are not supported"),
             0x97 | 0x98 => bail!("out-of-band pickle buffers are not supported"),
@@ -705,6 +832,8 @@ pub fn unpickle<R: Resolver>(data: &[u8], resolver: &mut R) -> Result<Value> {
         marks: Vec::new(),
         memo: HashMap::new(),
         resolver,
+        depth: HashMap::new(),
+        nested: HashSet::new(),
     };
     vm.run(data)
 }
@@ -759,6 +888,67 @@ mod tests {
         for inner in outer {
             assert_eq!(inner.as_seq().unwrap().len(), 1);
         }
+    }
+
+    /// `depth` nested one-element tuples (`)` then `TUPLE1` repeated), then STOP.
+    fn nested_tuples(depth: usize) -> Vec<u8> {
+        let mut p = vec![0x80, 2, b')'];
+        p.extend(std::iter::repeat_n(0x85u8, depth));
+        p.push(b'.');
+        p
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = unpickle(&nested_tuples(MAX_DEPTH as usize - 1), &mut NoResolver).unwrap();
+        assert!(ok.to_json().is_array());
+        // 200k levels aborted the process (stack overflow while dropping) before the bound.
+        for depth in [MAX_DEPTH as usize, 200_000] {
+            let e = format!(
+                "{:#}",
+                unpickle(&nested_tuples(depth), &mut NoResolver).unwrap_err()
+            );
+            assert!(e.contains("nested deeper than 1000"), "{e}");
+        }
+        // The same through lists: MARK x n, `]`, LIST x n.
+        let n = 200_000;
+        let mut p = vec![0x80, 2];
+        p.extend(std::iter::repeat_n(b'(', n));
+        p.push(b']');
+        p.extend(std::iter::repeat_n(b'l', n));
+        p.push(b'.');
+        let e = format!("{:#}", unpickle(&p, &mut NoResolver).unwrap_err());
+        assert!(e.contains("nested deeper than 1000"), "{e}");
+    }
+
+    #[test]
+    fn dup_cannot_double_a_structure_per_opcode() {
+        // `)` then 60 x (DUP, TUPLE2): 2^60 leaves if tuples were copied, 61 nodes if shared.
+        let mut p = vec![0x80, 2, b')'];
+        for _ in 0..60 {
+            p.extend([b'2', 0x86]);
+        }
+        p.push(b'.');
+        assert!(unpickle(&p, &mut NoResolver).is_ok());
+    }
+
+    #[test]
+    fn hidden_depth_and_cycles_are_refused() {
+        // A list memoised, placed in a tuple, then filled through the memo: refused (it
+        // would hide depth from the tuple, and is how reference cycles are built).
+        let p = [0x80, 2, b']', b'q', 0, 0x85, b'h', 0, b']', b'a', b'.'];
+        let e = format!("{:#}", unpickle(&p, &mut NoResolver).unwrap_err());
+        assert!(e.contains("recursive structures"), "{e}");
+        // A list appended to itself.
+        let p = [0x80, 2, b']', b'q', 0, b'h', 0, b'a', b'.'];
+        let e = format!("{:#}", unpickle(&p, &mut NoResolver).unwrap_err());
+        assert!(e.contains("contains itself"), "{e}");
+        // Filling a list with scalars after memoising it (what pickle.dumps does) is fine.
+        let p = [0x80, 2, b']', b'q', 0, b'(', b'K', 1, b'K', 2, b'e', b'.'];
+        assert_eq!(
+            unpickle(&p, &mut NoResolver).unwrap().to_json(),
+            serde_json::json!([1, 2])
+        );
     }
 
     #[test]

@@ -307,7 +307,7 @@ mod tests {
             "storage".into(),
             Rc::new(Storage(Tensor::arange(6, (Kind::Float, tch::Device::Cpu)))),
         );
-        let tuple = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
+        let tuple = |v: &[i64]| Value::new_tuple(v.iter().map(|&i| Value::Int(i)).collect());
         let ok = rebuild_tensor(&[
             storage.clone(),
             Value::Int(1),

@@ -25,6 +25,9 @@ pub struct Args {
     /// Score the `file` column of this manifest CSV (labels ignored).
     #[arg(long, conflicts_with = "images")]
     pub manifest: Option<PathBuf>,
+    /// Accept manifest entries outside the manifest's folder (absolute or `..` paths).
+    #[arg(long, requires = "manifest")]
+    pub allow_outside_root: bool,
     /// Output CSV.
     #[arg(long, default_value = "predictions.csv")]
     pub out: PathBuf,
@@ -50,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let list = if let Some(f) = &args.folder {
         ImageList::from_folder(f)?
     } else if let Some(m) = &args.manifest {
-        ImageList::from_manifest(m)?
+        ImageList::from_manifest(m, args.allow_outside_root)?
     } else {
         ImageList::from_files(&args.images)?
     };

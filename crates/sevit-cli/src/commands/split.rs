@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 use clap::{ArgGroup, Args as ClapArgs};
+use sevit_data::dataset::LoadOptions;
 use sevit_data::{Dataset, Split, SplitConfig, TestSelection};
 use std::path::PathBuf;
 
@@ -54,11 +55,18 @@ pub struct Args {
     /// Skip missing or unreadable images (each logged) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Accept manifest entries outside the manifest's folder (absolute or `..` paths).
+    #[arg(long)]
+    pub allow_outside_root: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let opts = LoadOptions {
+        skip_bad: a.skip_bad,
+        allow_outside_root: a.allow_outside_root,
+    };
     let mut ds = if let Some(d) = &a.dataset {
-        let ds = Dataset::from_descriptor_opts(d, a.skip_bad)?;
+        let ds = Dataset::from_descriptor_opts(d, opts)?;
         if let Some(p) = &a.positive {
             if *p != ds.positive_label {
                 bail!("--positive {p:?} differs from the descriptor's positive label {:?}; edit the descriptor or use --manifest", ds.positive_label);
@@ -70,7 +78,7 @@ pub fn run(a: Args) -> Result<()> {
             bail!("--positive LABEL is required with --manifest or --folder")
         };
         match (&a.manifest, &a.folder) {
-            (Some(m), _) => Dataset::from_manifest_opts(m, p, None, a.skip_bad)?,
+            (Some(m), _) => Dataset::from_manifest_opts(m, p, None, opts)?,
             (_, Some(f)) => Dataset::from_folder(f, p)?,
             _ => unreachable!("clap requires one source"),
         }

@@ -97,6 +97,11 @@ impl InferenceSettings {
         if s.image_size == 0 || s.batch_size == 0 {
             bail!("image size and batch size must be positive");
         }
+        crate::config::check_patch_multiple(
+            "the image size",
+            s.image_size,
+            model_cfg.vit.patch_size,
+        )?;
         if s.blur_radius < 0.0 {
             bail!(
                 "the inference blur radius must not be negative, got {}",

@@ -120,6 +120,21 @@ pub fn predict_images(
             continue;
         }
         let probs = model.score(&images)?;
+        let bad: Vec<&str> = kept
+            .iter()
+            .zip(&probs)
+            .filter(|(_, p)| !p.is_finite())
+            .map(|(&i, _)| list.ids[i].as_str())
+            .collect();
+        if !bad.is_empty() {
+            anyhow::bail!(
+                "the model gave a non-finite probability (NaN or infinite) for {} of {} image(s) in this batch, e.g. {}; \
+                 nothing was written. The checkpoint's weights are probably corrupt (a diverged run?): check them with `sevit info`",
+                bad.len(),
+                kept.len(),
+                bad.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+            );
+        }
         for (i, p) in kept.into_iter().zip(probs) {
             out.rows.push(PredictionRow {
                 id: list.ids[i].clone(),

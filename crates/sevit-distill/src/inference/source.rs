@@ -160,28 +160,17 @@ fn is_image_file(p: &Path) -> bool {
 /// # Errors
 /// A folder that cannot be listed.
 pub fn list_images(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-            let e = e.with_context(|| format!("cannot list {}", dir.display()))?;
-            if e.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out)?;
-            } else if is_image_file(&p) {
-                out.push(p);
-            }
-        }
-        Ok(())
+    if root.is_file() {
+        bail!(
+            "image folder {} is a file, not a folder (give single images with --image)",
+            root.display()
+        );
     }
     if !root.is_dir() {
         bail!("image folder {} does not exist", root.display());
     }
-    let mut out = Vec::new();
-    walk(root, &mut out)?;
-    out.sort();
-    Ok(out)
+    let root = sevit_data::paths::absolute_clean(root)?;
+    Ok(sevit_data::paths::walk_files(&root, std::slice::from_ref(&root), &is_image_file)?.files)
 }
 
 /// Unlabelled images to predict, with their ids.
@@ -203,17 +192,17 @@ impl ImageList {
                 root.display()
             );
         }
-        let ids = paths.iter().map(|p| case_id(root, p)).collect();
+        let root = sevit_data::paths::absolute_clean(root)?;
+        let ids = paths.iter().map(|p| case_id(&root, p)).collect();
         Ok(ImageList { paths, ids })
     }
 
-    /// The `file` column of a manifest CSV (paths relative to its directory); other columns,
-    /// labels included, are ignored. Quoted fields are understood; a record may not span lines.
-    pub fn from_manifest(csv: &Path) -> anyhow::Result<Self> {
-        let root = csv
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+    /// The `file` column of a manifest CSV (paths relative to its directory; absolute and
+    /// `..` entries that leave it only with `allow_outside_root`); other columns, labels
+    /// included, are ignored. Quoted fields are understood; a record may not span lines.
+    pub fn from_manifest(csv: &Path, allow_outside_root: bool) -> anyhow::Result<Self> {
+        let csv_abs = sevit_data::paths::absolute_clean(csv)?;
+        let root = csv_abs.parent().unwrap_or(Path::new("/"));
         let text = std::fs::read_to_string(csv)
             .with_context(|| format!("cannot read manifest {}", csv.display()))?;
         let mut lines = text
@@ -234,7 +223,9 @@ impl ImageList {
             if file.is_empty() {
                 bail!("manifest {} line {}: empty `file`", csv.display(), k + 1);
             }
-            out.paths.push(root.join(file));
+            let path = sevit_data::paths::resolve_entry(root, file, allow_outside_root)
+                .with_context(|| format!("manifest {} line {}", csv.display(), k + 1))?;
+            out.paths.push(path);
             out.ids.push(file.to_string());
         }
         if out.paths.is_empty() {
@@ -313,11 +304,11 @@ mod tests {
         assert_eq!(l.ids, vec!["b.png", "sub/a.JPG"]);
         let csv = d.path().join("m.csv");
         std::fs::write(&csv, "label,file\nx,\"sub/a.JPG\"\n\ny,b.png\n").unwrap();
-        let m = ImageList::from_manifest(&csv).unwrap();
+        let m = ImageList::from_manifest(&csv, false).unwrap();
         assert_eq!(m.ids, vec!["sub/a.JPG", "b.png"]);
         assert_eq!(m.paths[1], d.path().join("b.png"));
         std::fs::write(&csv, "label,path\nx,a\n").unwrap();
-        let e = ImageList::from_manifest(&csv).unwrap_err();
+        let e = ImageList::from_manifest(&csv, false).unwrap_err();
         assert!(format!("{e:#}").contains("no `file` column"), "{e:#}");
         assert!(ImageList::from_folder(&d.path().join("nope")).is_err());
     }
