@@ -1,6 +1,61 @@
 //! The run directory layout (see docs/architecture.md).
 
+use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
+
+/// The lock of a run directory (see [`RunLayout::lock`]); released on drop or process exit.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// Extensions of the files sevit writes atomically into run directories.
+const ATOMIC_OUTPUTS: &[&str] = &["safetensors", "json", "jsonl", "csv", "toml", "png", "txt"];
+
+/// True for the temporary name `.<file>.<6 letters or digits>` that an atomic write of `<file>`
+/// uses before its rename.
+fn is_atomic_temporary(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    let Some((file, suffix)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    suffix.len() == 6
+        && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        && file
+            .rsplit_once('.')
+            .is_some_and(|(stem, ext)| !stem.is_empty() && ATOMIC_OUTPUTS.contains(&ext))
+}
+
+/// Removes atomic-write temporaries in `root` and its direct sub-directories (the stages);
+/// returns how many. Only safe while the run's lock is held.
+fn remove_stale_temporaries(root: &Path) -> anyhow::Result<usize> {
+    let mut dirs = vec![root.to_path_buf()];
+    for e in std::fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            dirs.push(e.path());
+        }
+    }
+    let mut n = 0;
+    for d in dirs {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let e = e?;
+            if e.file_type()?.is_file() && is_atomic_temporary(&e.file_name().to_string_lossy()) {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("removing stale temporary {}", e.path().display()))?;
+                tracing::warn!(
+                    "removed {} ({size} bytes), left by an interrupted write",
+                    e.path().display()
+                );
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
 
 /// File name of a stage's checkpoint (last finished epoch).
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -57,6 +112,66 @@ impl RunLayout {
         write_atomic(&p, text.as_bytes())
     }
 
+    /// `RUN/.lock`: held (an advisory `flock`) by the process training in the run.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    /// Takes the run directory for this process: a second training process on the same run
+    /// is refused with the first one's PID (two writers would leave the last one's files).
+    /// The lock lives as long as the returned value and is released by the OS when the
+    /// process ends, however it ends, so a killed run never leaves a stale lock. Then removes
+    /// the temporary files that a crash in the middle of an atomic write left behind.
+    ///
+    /// # Errors
+    /// Another process holds the run; the directory cannot be created or the lock file opened.
+    pub fn lock(&self) -> anyhow::Result<RunLock> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating run directory {}", self.root.display()))?;
+        let path = self.lock_file();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the run lock {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                bail!(
+                    "run directory {} is in use by another sevit process ({}); wait for it to finish or stop it, then retry",
+                    self.root.display(),
+                    if holder.is_empty() { "PID unknown".to_string() } else { holder.to_string() }
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+        let me = format!(
+            "PID {} ({})\n",
+            std::process::id(),
+            std::env::args().collect::<Vec<_>>().join(" ")
+        );
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(me.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        let removed = remove_stale_temporaries(&self.root)?;
+        if removed > 0 {
+            tracing::info!(
+                "removed {removed} temporary file(s) left in {} by an interrupted write",
+                self.root.display()
+            );
+        }
+        Ok(RunLock { _file: file })
+    }
+
     /// `RUN/summary.json`.
     pub fn summary_json(&self) -> PathBuf {
         self.root.join("summary.json")
@@ -88,4 +203,48 @@ pub mod stage_name {
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     sevit_model::checkpoint::write_atomic(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_are_recognised() {
+        assert!(is_atomic_temporary(".checkpoint.safetensors.a1B2c3"));
+        assert!(is_atomic_temporary(".summary.json.ZZZZZZ"));
+        for name in [
+            ".DS_Store",
+            ".gitignore",
+            ".lock",
+            "checkpoint.safetensors",
+            ".checkpoint.safetensors.abc",
+            ".notes.md.abcdef",
+            ".bashrc.backup",
+        ] {
+            assert!(!is_atomic_temporary(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_with_the_holders_pid_and_stale_temporaries_go() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunLayout::new(d.path().join("run"));
+        std::fs::create_dir_all(run.stage_dir("pretrain")).unwrap();
+        let stale = run
+            .stage_dir("pretrain")
+            .join(".checkpoint.safetensors.Xy12Ab");
+        std::fs::write(&stale, vec![0u8; 1000]).unwrap();
+        let keep = run.stage_dir("pretrain").join("checkpoint.safetensors");
+        std::fs::write(&keep, b"x").unwrap();
+        let first = run.lock().unwrap();
+        assert!(!stale.exists() && keep.exists());
+        let err = format!("{:#}", run.lock().unwrap_err());
+        assert!(
+            err.contains(&format!("PID {}", std::process::id())) && err.contains("in use"),
+            "{err}"
+        );
+        drop(first);
+        run.lock().unwrap();
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! Writing is atomic (temporary file in the same directory, fsync, rename), so a crash
 //! leaves either the old or the new file. Loading names the file and says what is wrong
-//! (missing, truncated, corrupt). [`Checkpoint::put_vars`] / [`Checkpoint::load_vars`] copy
+//! (missing, truncated, corrupt). Each file carries a CRC-32 of its tensors (names, types,
+//! shapes, bytes) and metadata under [`CHECKSUM_KEY`], verified on load, so flipped bytes in
+//! the weights are an error rather than a silently different model. [`Checkpoint::put_vars`] / [`Checkpoint::load_vars`] copy
 //! a `VarStore` out / in under a prefix such as `student.`; loading is strict and lists
 //! missing keys, unexpected keys and shape mismatches.
 
@@ -23,6 +25,30 @@ use crate::layers::is_float;
 pub const FORMAT_KEY: &str = "sevit.format";
 /// Current checkpoint format version.
 pub const FORMAT_VERSION: &str = "1";
+/// Metadata key holding the checksum (`crc32:<8 hex digits>`) of everything else in the file.
+pub const CHECKSUM_KEY: &str = "sevit.checksum";
+
+/// CRC-32 over the metadata (but the checksum itself) and the tensors, both in name order.
+fn checksum<'a>(
+    metadata: &BTreeMap<String, String>,
+    tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+) -> String {
+    let mut h = crc32fast::Hasher::new();
+    let mut field = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    for (k, v) in metadata.iter().filter(|(k, _)| *k != CHECKSUM_KEY) {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    for (name, dtype, shape, data) in tensors {
+        field(name.as_bytes());
+        field(format!("{dtype:?}{shape:?}").as_bytes());
+        field(data);
+    }
+    format!("crc32:{:08x}", h.finalize())
+}
 
 /// Named CPU tensors and string metadata, saved as one safetensors file.
 #[derive(Debug, Default)]
@@ -115,8 +141,15 @@ impl Checkpoint {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
-        let meta = if meta.is_empty() { None } else { Some(meta) };
+        let mut metadata = self.metadata.clone();
+        let sum = checksum(
+            &metadata,
+            raw.iter()
+                .map(|(n, d, s, b)| (*n, *d, s.as_slice(), b.as_slice())),
+        );
+        metadata.insert(CHECKSUM_KEY.into(), sum);
+        let meta: HashMap<String, String> = metadata.into_iter().collect();
+        let meta = Some(meta);
         safetensors::tensor::serialize(views, &meta)
             .map_err(|e| anyhow!("serialising checkpoint: {e:?}"))
     }
@@ -128,20 +161,39 @@ impl Checkpoint {
         })?;
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| anyhow!("{origin}: bad header: {e:?}"))?;
+        let mut metadata: BTreeMap<String, String> = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let mut views = st.tensors();
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(stored) = metadata.get(CHECKSUM_KEY) {
+            let actual = checksum(
+                &metadata,
+                views
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())),
+            );
+            if *stored != actual {
+                bail!(
+                    "{origin} is corrupt: its contents do not match the checksum stored in it \
+                     ({stored}, computed {actual}); the file was damaged after it was written \
+                     (disk or copy error): use another copy or an earlier checkpoint"
+                );
+            }
+        }
+        // A property of the file, verified above; in memory it would only go stale.
+        metadata.remove(CHECKSUM_KEY);
         let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
+        for (name, view) in views {
             let kind = to_kind(view.dtype()).with_context(|| format!("{origin}: tensor {name}"))?;
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let t = Tensor::f_from_data_size(view.data(), &shape, kind)
                 .with_context(|| format!("{origin}: tensor {name}"))?;
             tensors.insert(name, t);
         }
-        let metadata = header
-            .metadata()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
         Ok(Checkpoint { tensors, metadata })
     }
 
@@ -384,6 +436,35 @@ mod tests {
         );
         fs::write(&path, b"garbage").unwrap();
         assert!(Checkpoint::load(&path).is_err());
+    }
+
+    #[test]
+    fn flipped_bytes_fail_the_checksum() {
+        let _rng = crate::torch_rng();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let mut ck = Checkpoint::new();
+        ck.tensors.insert(
+            "w".into(),
+            Tensor::randn([64, 64], (Kind::Float, Device::Cpu)),
+        );
+        ck.put_json("seed", &7u64).unwrap();
+        ck.save(&path).unwrap();
+        let good = fs::read(&path).unwrap();
+        assert!(Checkpoint::load(&path).is_ok());
+        // One flipped bit in the weights (the data follows the header).
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[n - 1000] ^= 0x10;
+        fs::write(&path, &bad).unwrap();
+        let e = format!("{:#}", Checkpoint::load(&path).unwrap_err());
+        assert!(e.contains("is corrupt") && e.contains("checksum"), "{e}");
+        // A file written without a checksum (older sevit, other tools) still loads.
+        let st = SafeTensors::deserialize(&good).unwrap();
+        let views: Vec<(String, TensorView)> = st.tensors();
+        let plain = safetensors::tensor::serialize(views, &None).unwrap();
+        fs::write(&path, plain).unwrap();
+        assert!(Checkpoint::load(&path).unwrap().tensors.contains_key("w"));
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     /// Loads the config, applies the thread setting, joins the data-parallel job when launched
-    /// as one (`sevit launch`, torchrun variables), records the config in the run directory
-    /// (rank 0 only).
+    /// as one (`sevit launch`, torchrun variables), takes the run directory's lock and records
+    /// the config in it (rank 0 only).
     pub fn setup(&self) -> anyhow::Result<(RunLayout, TrainConfig, RunOptions)> {
         let Some(run_dir) = &self.run else {
             anyhow::bail!("give the run directory with --run DIR (made by `sevit split`)");
@@ -43,6 +43,11 @@ impl EngineArgs {
         let dist = sevit_distill::distributed::join(&mut cfg)?;
         let run = RunLayout::new(run_dir);
         if dist.as_ref().is_none_or(|d| d.is_main()) {
+            // Held until the process exits: one training process per run directory.
+            static RUN_LOCK: std::sync::OnceLock<sevit_distill::layout::RunLock> =
+                std::sync::OnceLock::new();
+            let lock = run.lock()?;
+            let _ = RUN_LOCK.set(lock);
             run.write_config_once(&cfg)?;
         }
         tracing::info!(run = %run_dir.display(), threads, device = ?cfg.device()?, "engine");
