@@ -75,3 +75,12 @@ cuda-check *flags='': setup
 # baselines, 3 seeds, paired DeLong tests -> docs/results.md (resumable: rerun continues)
 experiment config="configs/cpu.toml" seeds="0 1 2" exp="runs/experiment": build
     SEVIT={{sevit}} bash scripts/experiment.sh {{config}} "{{seeds}}" {{exp}}
+
+# coverage-guided fuzzing of the input parsers (cargo-fuzz, fuzz/): each target for `seconds`
+# (all targets when none named); findings in fuzz/artifacts/, one row per target in fuzz/last-run.csv
+fuzz seconds="600" *targets='': setup
+    bash scripts/fuzz.sh {{seconds}} {{targets}}
+
+# every fuzz target for 5 s: the harnesses build and run
+fuzz-smoke: setup
+    bash scripts/fuzz.sh 5
