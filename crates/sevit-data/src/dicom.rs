@@ -43,6 +43,88 @@ fn float_attr(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Result<Option<f
     }
 }
 
+/// Value representations whose length field is 4 bytes (after 2 reserved bytes) in explicit VR.
+const LONG_VRS: &[&[u8; 2]] = &[
+    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+];
+const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;
+
+/// Checks, before the DICOM parser sees the file, that every element's declared length fits
+/// in the bytes that follow it. The parser allocates a declared length up front, so a
+/// 156-byte file declaring a 4 GiB element would otherwise cost 4 GiB of memory before the
+/// read fails. Elements of undefined length and sequences are entered, so nested elements
+/// are checked too (in explicit VR; an implicit-VR sequence of defined length is checked as
+/// a whole). Transfer syntaxes the decoder does not support are left to it to reject.
+fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
+    let u16_at = |p: usize| u16::from_le_bytes([bytes[p], bytes[p + 1]]);
+    let u32_at =
+        |p: usize| u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]);
+    if !crate::load::is_dicom(bytes) {
+        bail!("not a DICOM Part-10 file (no `DICM` after the 128-byte preamble)");
+    }
+    let mut pos = 132;
+    let mut in_meta = true;
+    let mut implicit = false;
+    let mut transfer_syntax: Option<String> = None;
+    let mut in_encapsulated_pixels = false;
+    while bytes.len() - pos >= 8 {
+        let (group, elem) = (u16_at(pos), u16_at(pos + 2));
+        if in_meta && group != 0x0002 {
+            in_meta = false;
+            match transfer_syntax.as_deref() {
+                Some(IMPLICIT_VR_LE) => implicit = true,
+                Some(EXPLICIT_VR_LE) => {}
+                _ => return Ok(()),
+            }
+        }
+        // Items and delimiters (group FFFE) have no VR in either syntax.
+        let (len, vr, header) = if group == 0xFFFE || implicit {
+            (u32_at(pos + 4), None, 8)
+        } else {
+            let vr = [bytes[pos + 4], bytes[pos + 5]];
+            if LONG_VRS.contains(&&vr) {
+                if bytes.len() - pos < 12 {
+                    break;
+                }
+                (u32_at(pos + 8), Some(vr), 12)
+            } else {
+                (u32::from(u16_at(pos + 6)), Some(vr), 8)
+            }
+        };
+        pos += header;
+        let tag = format!("({group:04X},{elem:04X})");
+        if group == 0xFFFE {
+            match elem {
+                0xE0DD => in_encapsulated_pixels = false,
+                // A pixel fragment: skipped. A sequence item: entered.
+                0xE000 if in_encapsulated_pixels && len != UNDEFINED_LENGTH => {}
+                _ => continue,
+            }
+        } else if len == UNDEFINED_LENGTH {
+            in_encapsulated_pixels = (group, elem) == (0x7FE0, 0x0010);
+            continue;
+        } else if vr == Some(*b"SQ") {
+            continue;
+        }
+        let len = len as usize;
+        if len > bytes.len() - pos {
+            bail!(
+                "DICOM element {tag} declares {len} bytes but only {} follow in the file: it is truncated or corrupt",
+                bytes.len() - pos
+            );
+        }
+        if in_meta && (group, elem) == (0x0002, 0x0010) {
+            transfer_syntax = Some(
+                String::from_utf8_lossy(&bytes[pos..pos + len])
+                    .trim_end_matches(['\0', ' '])
+                    .to_string(),
+            );
+        }
+        pos += len;
+    }
+    Ok(())
+}
+
 /// Decodes the first frame of a DICOM file to a [`GrayImage`] (rescaled and windowed values;
 /// not yet min-max normalised).
 pub fn decode_dicom(path: &Path) -> Result<GrayImage> {
@@ -50,6 +132,8 @@ pub fn decode_dicom(path: &Path) -> Result<GrayImage> {
 }
 
 fn decode_inner(path: &Path) -> Result<GrayImage> {
+    let bytes = std::fs::read(path).context("cannot read the file")?;
+    check_declared_lengths(&bytes)?;
     let obj = open_file(path).context("cannot parse DICOM")?;
     let ts = obj
         .meta()
@@ -322,6 +406,50 @@ mod tests {
             for (a, b) in g.data.iter().zip(&expect) {
                 assert!((a - b).abs() < 1e-6, "{ts}: {:?}", g.data);
             }
+        }
+    }
+
+    #[test]
+    fn declared_lengths_beyond_the_file_are_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        // Found by the dicom_loader fuzz target: a meta element of VR UN declaring 4 GiB made
+        // the parser allocate 4 GiB before failing.
+        let mut b = vec![0u8; 128];
+        b.extend(b"DICM");
+        b.extend([
+            0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00, 0x0c, 0x00, 0x00, 0x00,
+        ]);
+        b.extend([
+            0x02, 0x00, 0x02, 0x00, b'U', b'N', 0x00, 0x00, 0x00, 0x00, 0x00, 0xf0,
+        ]);
+        let p = dir.path().join("bomb.dcm");
+        std::fs::write(&p, &b).unwrap();
+        let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
+        assert!(
+            e.contains("declares 4026531840 bytes") && e.contains("bomb.dcm"),
+            "{e}"
+        );
+        // A valid file passes the check, in both supported syntaxes.
+        for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
+            let ok = write(
+                dir.path(),
+                "ok.dcm",
+                &TestDicom {
+                    ts,
+                    photometric: "MONOCHROME2",
+                    pixels: &PIX,
+                    cols: 3,
+                    rows: 2,
+                    rescale: None,
+                    window: None,
+                },
+            );
+            check_declared_lengths(&std::fs::read(&ok).unwrap()).unwrap();
+            // Its pixel data cut short: refused by the same check.
+            let bytes = std::fs::read(&ok).unwrap();
+            std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+            let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
+            assert!(e.contains("(7FE0,0010) declares 12 bytes"), "{ts}: {e}");
         }
     }
 
