@@ -46,8 +46,8 @@ pub fn resolve_entry(root: &Path, file: &str, allow_outside_root: bool) -> Resul
     if !allow_outside_root && (given.is_absolute() || !path.starts_with(root)) {
         bail!(
             "{file:?} leaves the dataset root {} ({}); list images relative to the manifest's \
-             folder, or allow it explicitly (--allow-outside-root, or `allow_outside_root = true` \
-             in a dataset descriptor)",
+             folder, or allow it explicitly: `allow_outside_root = true` in a dataset descriptor, \
+             or --allow-outside-root of `sevit split` and `sevit predict`",
             root.display(),
             if given.is_absolute() {
                 "an absolute path"

@@ -9,7 +9,8 @@
 //!
 //! Hostile input is bounded: containers nest at most [`MAX_DEPTH`] levels (deeper pickles are
 //! an error, not a stack overflow in whatever walks or drops the value), every container is
-//! shared by reference (so `DUP`/`GET` cannot double a structure's size per opcode), and a
+//! shared by reference (so `DUP`/`GET` cannot double a structure's memory per opcode), a walk
+//! over the result visits at most [`MAX_EXPANDED_VALUES`] values, and a
 //! container may only be filled before it is placed inside another one, which rules out
 //! reference cycles and keeps the recorded depths exact. `torch.save` files never need more.
 
@@ -26,6 +27,10 @@ pub type Tuple = Rc<Vec<Value>>;
 
 /// The deepest container nesting a pickle may have (Python's own default recursion limit).
 pub const MAX_DEPTH: u32 = 1000;
+/// The most values a pickle's result may hold when shared containers are counted once per
+/// reference, as any walk over it (e.g. [`Value::to_json`]) visits them: sharing makes a
+/// structure of 2^n values from n opcodes. A checkpoint's metadata holds far fewer.
+pub const MAX_EXPANDED_VALUES: u64 = 1 << 20;
 /// A shared, mutable dict as ordered `(key, value)` pairs.
 pub type Dict = Rc<RefCell<Vec<(Value, Value)>>>;
 
@@ -326,35 +331,70 @@ struct Vm<'r, R: Resolver> {
     marks: Vec<usize>,
     memo: HashMap<u64, Value>,
     resolver: &'r mut R,
-    /// Nesting depth of every container built so far, by allocation address.
-    depth: HashMap<usize, u32>,
+    /// Nesting depth and expanded size of every container built so far, by allocation address.
+    depth: HashMap<usize, Extent>,
     /// Containers already placed inside another container (and so frozen).
     nested: HashSet<usize>,
 }
 
+/// How deep a value nests and how many values a walk over it visits.
+#[derive(Clone, Copy)]
+struct Extent {
+    depth: u32,
+    values: u64,
+}
+
+impl Extent {
+    fn check(self) -> Result<Self> {
+        if self.depth > MAX_DEPTH {
+            bail!("containers nested deeper than {MAX_DEPTH} levels: refused (a checkpoint never needs that)");
+        }
+        if self.values > MAX_EXPANDED_VALUES {
+            bail!(
+                "shared containers expand to more than {MAX_EXPANDED_VALUES} values: refused (a checkpoint never needs that)"
+            );
+        }
+        Ok(self)
+    }
+}
+
 impl<'r, R: Resolver> Vm<'r, R> {
-    fn depth_of(&self, v: &Value) -> u32 {
-        v.container_id()
-            .map(|id| self.depth.get(&id).copied().unwrap_or(1))
-            .unwrap_or(0)
+    fn extent_of(&self, v: &Value) -> Extent {
+        match v.container_id() {
+            Some(id) => self.depth.get(&id).copied().unwrap_or(Extent {
+                depth: 1,
+                values: 1,
+            }),
+            // A string is copied whole by a walk such as `to_json`: it weighs by its length.
+            None => Extent {
+                depth: 0,
+                values: match v {
+                    Value::Str(s) => 1 + s.len() as u64 / 64,
+                    _ => 1,
+                },
+            },
+        }
     }
 
     /// Records a container the VM has just built from `v`'s children (marking them nested),
     /// or fails when it nests deeper than [`MAX_DEPTH`]; then pushes it.
     fn push_new(&mut self, v: Value) -> Result<()> {
         if let Some(id) = v.container_id() {
-            let mut deepest = 0;
+            let mut e = Extent {
+                depth: 1,
+                values: 1,
+            };
             let mut children = Vec::new();
             v.for_each_child(&mut |c| {
-                deepest = deepest.max(self.depth_of(c));
+                let ce = self.extent_of(c);
+                e.depth = e.depth.max(ce.depth + 1);
+                e.values = e.values.saturating_add(ce.values);
                 children.extend(c.container_id());
             });
-            if deepest + 1 > MAX_DEPTH {
-                bail!("containers nested deeper than {MAX_DEPTH} levels: refused (a checkpoint never needs that)");
-            }
+            let e = e.check()?;
             self.nested.extend(children);
             self.nested.remove(&id);
-            self.depth.insert(id, deepest + 1);
+            self.depth.insert(id, e);
         }
         self.stack.push(v);
         Ok(())
@@ -386,15 +426,17 @@ impl<'r, R: Resolver> Vm<'r, R> {
         if self.nested.contains(&id) && items.iter().any(|v| v.container_id().is_some()) {
             bail!("a container is filled after it was placed inside another one: recursive structures are not supported");
         }
-        let mut d = self.depth_of(&top).max(1);
+        let mut e = self.extent_of(&top);
         for v in items {
-            d = d.max(self.depth_of(v) + 1);
+            let ve = self.extent_of(v);
+            e.depth = e.depth.max(ve.depth + 1);
+            e.values = e.values.saturating_add(ve.values);
+        }
+        let e = e.check()?;
+        for v in items {
             self.nested.extend(v.container_id());
         }
-        if d > MAX_DEPTH {
-            bail!("containers nested deeper than {MAX_DEPTH} levels: refused (a checkpoint never needs that)");
-        }
-        self.depth.insert(id, d);
+        self.depth.insert(id, e);
         Ok(())
     }
 
@@ -923,13 +965,24 @@ mod tests {
 
     #[test]
     fn dup_cannot_double_a_structure_per_opcode() {
-        // `)` then 60 x (DUP, TUPLE2): 2^60 leaves if tuples were copied, 61 nodes if shared.
-        let mut p = vec![0x80, 2, b')'];
-        for _ in 0..60 {
-            p.extend([b'2', 0x86]);
-        }
-        p.push(b'.');
-        assert!(unpickle(&p, &mut NoResolver).is_ok());
+        // `)` then n x (DUP, TUPLE2): 2^n values when walked, n + 1 containers in memory.
+        let doubling = |n: usize| {
+            let mut p = vec![0x80, 2, b')'];
+            for _ in 0..n {
+                p.extend([b'2', 0x86]);
+            }
+            p.push(b'.');
+            p
+        };
+        let v = unpickle(&doubling(10), &mut NoResolver).unwrap();
+        assert!(v.to_json().is_array());
+        // 60 levels: 2^60 values for to_json to visit (found by the pickle fuzz target as a
+        // 746-byte input that ran for minutes).
+        let e = format!(
+            "{:#}",
+            unpickle(&doubling(60), &mut NoResolver).unwrap_err()
+        );
+        assert!(e.contains("expand to more than"), "{e}");
     }
 
     #[test]
