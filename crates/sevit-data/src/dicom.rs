@@ -43,6 +43,17 @@ fn float_attr(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Result<Option<f
     }
 }
 
+fn check_transfer_syntax(ts: &str) -> Result<()> {
+    let ts = ts.trim_end_matches('\0').trim();
+    if ts != IMPLICIT_VR_LE && ts != EXPLICIT_VR_LE {
+        bail!(
+            "unsupported DICOM transfer syntax {ts} (only uncompressed little-endian {IMPLICIT_VR_LE} and \
+             {EXPLICIT_VR_LE} are supported; convert the file, e.g. `gdcmconv --raw` or `dcmdjpeg`)"
+        );
+    }
+    Ok(())
+}
+
 /// Value representations whose length field is 4 bytes (after 2 reserved bytes) in explicit VR.
 const LONG_VRS: &[&[u8; 2]] = &[
     b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
@@ -54,8 +65,9 @@ const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;
 /// 156-byte file declaring a 4 GiB element would otherwise cost 4 GiB of memory before the
 /// read fails. Elements of undefined length and sequences are entered, so nested elements
 /// are checked too (in explicit VR; an implicit-VR sequence of defined length is checked as
-/// a whole). Transfer syntaxes the decoder does not support are left to it to reject.
-fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
+/// a whole). Returns the transfer syntax of the file meta group; the data set of a syntax the
+/// decoder does not support is not scanned (the caller refuses it).
+fn check_declared_lengths(bytes: &[u8]) -> Result<Option<String>> {
     let u16_at = |p: usize| u16::from_le_bytes([bytes[p], bytes[p + 1]]);
     let u32_at =
         |p: usize| u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]);
@@ -74,7 +86,7 @@ fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
             match transfer_syntax.as_deref() {
                 Some(IMPLICIT_VR_LE) => implicit = true,
                 Some(EXPLICIT_VR_LE) => {}
-                _ => return Ok(()),
+                _ => return Ok(transfer_syntax),
             }
         }
         // Items and delimiters (group FFFE) have no VR in either syntax.
@@ -122,7 +134,7 @@ fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
         }
         pos += len;
     }
-    Ok(())
+    Ok(transfer_syntax)
 }
 
 /// Decodes the first frame of a DICOM file to a [`GrayImage`] (rescaled and windowed values;
@@ -133,20 +145,12 @@ pub fn decode_dicom(path: &Path) -> Result<GrayImage> {
 
 fn decode_inner(path: &Path) -> Result<GrayImage> {
     let bytes = std::fs::read(path).context("cannot read the file")?;
-    check_declared_lengths(&bytes)?;
-    let obj = open_file(path).context("cannot parse DICOM")?;
-    let ts = obj
-        .meta()
-        .transfer_syntax()
-        .trim_end_matches('\0')
-        .trim()
-        .to_string();
-    if ts != IMPLICIT_VR_LE && ts != EXPLICIT_VR_LE {
-        bail!(
-            "unsupported DICOM transfer syntax {ts} (only uncompressed little-endian {IMPLICIT_VR_LE} and \
-             {EXPLICIT_VR_LE} are supported; convert the file, e.g. `gdcmconv --raw` or `dcmdjpeg`)"
-        );
+    // Refused before the parser reads (and allocates for) the data set.
+    if let Some(ts) = check_declared_lengths(&bytes)? {
+        check_transfer_syntax(&ts)?;
     }
+    let obj = open_file(path).context("cannot parse DICOM")?;
+    check_transfer_syntax(obj.meta().transfer_syntax())?;
     let rows = int_attr(&obj, tags::ROWS, "Rows", None)?;
     let cols = int_attr(&obj, tags::COLUMNS, "Columns", None)?;
     let spp = int_attr(&obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel", Some(1))?;
@@ -427,6 +431,20 @@ mod tests {
         let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
         assert!(
             e.contains("declares 4026531840 bytes") && e.contains("bomb.dcm"),
+            "{e}"
+        );
+        // A compressed syntax is refused before its data set is parsed (found by the fuzz
+        // target: a JPEG-syntax file whose bogus element lengths cost seconds and gigabytes).
+        let mut b = vec![0u8; 128];
+        b.extend(b"DICM");
+        let ts = b"1.2.840.10008.1.2.4.50";
+        b.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0x00]);
+        b.extend(ts);
+        b.extend([0xa4; 9]);
+        std::fs::write(&p, &b).unwrap();
+        let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
+        assert!(
+            e.contains("unsupported DICOM transfer syntax 1.2.840.10008.1.2.4.50"),
             "{e}"
         );
         // A valid file passes the check, in both supported syntaxes.
