@@ -98,6 +98,7 @@ pub fn walk_files(
     let boundary_real = boundary
         .canonicalize()
         .with_context(|| format!("cannot resolve folder {}", boundary.display()))?;
+    let boundary_given = absolute_clean(boundary)?;
     let mut walker = Walker {
         boundary: boundary_real,
         visited: HashSet::new(),
@@ -109,7 +110,8 @@ pub fn walk_files(
         let real = d
             .canonicalize()
             .with_context(|| format!("cannot resolve folder {}", d.display()))?;
-        if d.is_symlink() {
+        // The walked folder itself may be a link (the user named it); links below it are checked.
+        if d.is_symlink() && d != boundary_given {
             if let Some(why) = walker.refuse_link(&real) {
                 walker.skip(d, why);
                 continue;
@@ -268,5 +270,10 @@ mod tests {
             .collect();
         assert_eq!(names, ["a/1.png", "a/ext/4.png", "a/sub/2.png"]);
         assert_eq!(w.skipped_links.len(), 5, "{:?}", w.skipped_links);
+        // A walked folder given through a link of its own is walked.
+        let link = d.path().join("link_to_root");
+        symlink(&root, &link).unwrap();
+        let w = walk_files(&link, std::slice::from_ref(&link), &accept).unwrap();
+        assert_eq!(w.files.len(), 4, "{:?}", w.files);
     }
 }
