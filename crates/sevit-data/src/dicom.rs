@@ -54,19 +54,25 @@ fn check_transfer_syntax(ts: &str) -> Result<()> {
     Ok(())
 }
 
-/// Value representations whose length field is 4 bytes (after 2 reserved bytes) in explicit VR.
-const LONG_VRS: &[&[u8; 2]] = &[
-    b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+/// Value representations whose explicit-VR length field is 2 bytes; every other VR, and an
+/// unknown one (read as UN), has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2), as
+/// `dicom-encoding` reads them.
+const SHORT_VRS: &[&[u8; 2]] = &[
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
 ];
 const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;
+const ITEM: [u8; 4] = [0xFE, 0xFF, 0x00, 0xE0];
 
 /// Checks, before the DICOM parser sees the file, that every element's declared length fits
 /// in the bytes that follow it. The parser allocates a declared length up front, so a
 /// 156-byte file declaring a 4 GiB element would otherwise cost 4 GiB of memory before the
-/// read fails. Elements of undefined length and sequences are entered, so nested elements
-/// are checked too (in explicit VR; an implicit-VR sequence of defined length is checked as
-/// a whole). Returns the transfer syntax of the file meta group; the data set of a syntax the
-/// decoder does not support is not scanned (the caller refuses it).
+/// read fails. The framing follows `dicom-object`'s: the file meta group is as long as its
+/// group length (0002,0000) says, whatever tags it holds; the data set follows in the meta
+/// group's transfer syntax. Sequences and elements of undefined length are entered, so nested
+/// elements are checked too. Returns the transfer syntax; the data set of a syntax the decoder
+/// does not support is not scanned (the caller refuses it). A meta group the parser itself
+/// refuses at once (no group length first) is left to it.
 fn check_declared_lengths(bytes: &[u8]) -> Result<Option<String>> {
     let u16_at = |p: usize| u16::from_le_bytes([bytes[p], bytes[p + 1]]);
     let u32_at =
@@ -74,37 +80,73 @@ fn check_declared_lengths(bytes: &[u8]) -> Result<Option<String>> {
     if !crate::load::is_dicom(bytes) {
         bail!("not a DICOM Part-10 file (no `DICM` after the 128-byte preamble)");
     }
-    let mut pos = 132;
-    let mut in_meta = true;
-    let mut implicit = false;
-    let mut transfer_syntax: Option<String> = None;
-    let mut in_encapsulated_pixels = false;
-    while bytes.len() - pos >= 8 {
-        let (group, elem) = (u16_at(pos), u16_at(pos + 2));
-        if in_meta && group != 0x0002 {
-            in_meta = false;
-            match transfer_syntax.as_deref() {
-                Some(IMPLICIT_VR_LE) => implicit = true,
-                Some(EXPLICIT_VR_LE) => {}
-                _ => return Ok(transfer_syntax),
-            }
+    // (group, element, value length, header length, is a sequence) of the element at `p`.
+    let header = |p: usize, implicit: bool| -> Option<(u16, u16, u32, usize, bool)> {
+        if bytes.len() - p < 8 {
+            return None;
         }
-        // Items and delimiters (group FFFE) have no VR in either syntax.
-        let (len, vr, header) = if group == 0xFFFE || implicit {
-            (u32_at(pos + 4), None, 8)
+        let (group, elem) = (u16_at(p), u16_at(p + 2));
+        if group == 0xFFFE || implicit {
+            let len = u32_at(p + 4);
+            // Implicit VR names no SQ: a value that starts with an item is read as one.
+            let seq = group != 0xFFFE
+                && (len == UNDEFINED_LENGTH || bytes.get(p + 8..p + 12) == Some(&ITEM[..]));
+            return Some((group, elem, len, 8, seq));
+        }
+        let vr = [bytes[p + 4], bytes[p + 5]];
+        if SHORT_VRS.contains(&&vr) {
+            Some((group, elem, u32::from(u16_at(p + 6)), 8, false))
+        } else if bytes.len() - p < 12 {
+            None
         } else {
-            let vr = [bytes[pos + 4], bytes[pos + 5]];
-            if LONG_VRS.contains(&&vr) {
-                if bytes.len() - pos < 12 {
-                    break;
-                }
-                (u32_at(pos + 8), Some(vr), 12)
-            } else {
-                (u32::from(u16_at(pos + 6)), Some(vr), 8)
-            }
+            Some((group, elem, u32_at(p + 8), 12, &vr == b"SQ"))
+        }
+    };
+    let too_long = |group: u16, elem: u16, len: usize, rest: usize| {
+        anyhow::anyhow!(
+            "DICOM element ({group:04X},{elem:04X}) declares {len} bytes but only {rest} follow in the file: it is truncated or corrupt"
+        )
+    };
+
+    // File meta information: (0002,0000) UL of length 4, then `group length` bytes of
+    // explicit-VR little-endian elements.
+    let mut pos = 132;
+    match header(pos, false) {
+        Some((0x0002, 0x0000, 4, 8, false)) if bytes.len() >= pos + 12 => {}
+        _ => return Ok(None),
+    }
+    let group_length = u32_at(pos + 8) as usize;
+    pos += 12;
+    let meta_start = pos;
+    let mut transfer_syntax: Option<String> = None;
+    while pos - meta_start < group_length {
+        let Some((group, elem, len, hlen, _)) = header(pos, false) else {
+            return Ok(transfer_syntax);
         };
-        pos += header;
-        let tag = format!("({group:04X},{elem:04X})");
+        pos += hlen;
+        let len = len as usize;
+        if len > bytes.len() - pos {
+            return Err(too_long(group, elem, len, bytes.len() - pos));
+        }
+        if (group, elem) == (0x0002, 0x0010) {
+            transfer_syntax = Some(
+                String::from_utf8_lossy(&bytes[pos..pos + len])
+                    .trim_end_matches(['\0', ' '])
+                    .to_string(),
+            );
+        }
+        pos += len;
+    }
+    let implicit = match transfer_syntax.as_deref() {
+        Some(IMPLICIT_VR_LE) => true,
+        Some(EXPLICIT_VR_LE) => false,
+        _ => return Ok(transfer_syntax),
+    };
+
+    // The data set.
+    let mut in_encapsulated_pixels = false;
+    while let Some((group, elem, len, hlen, seq)) = header(pos, implicit) {
+        pos += hlen;
         if group == 0xFFFE {
             match elem {
                 0xE0DD => in_encapsulated_pixels = false,
@@ -115,22 +157,15 @@ fn check_declared_lengths(bytes: &[u8]) -> Result<Option<String>> {
         } else if len == UNDEFINED_LENGTH {
             in_encapsulated_pixels = (group, elem) == (0x7FE0, 0x0010);
             continue;
-        } else if vr == Some(*b"SQ") {
+        } else if seq {
+            if len as usize > bytes.len() - pos {
+                return Err(too_long(group, elem, len as usize, bytes.len() - pos));
+            }
             continue;
         }
         let len = len as usize;
         if len > bytes.len() - pos {
-            bail!(
-                "DICOM element {tag} declares {len} bytes but only {} follow in the file: it is truncated or corrupt",
-                bytes.len() - pos
-            );
-        }
-        if in_meta && (group, elem) == (0x0002, 0x0010) {
-            transfer_syntax = Some(
-                String::from_utf8_lossy(&bytes[pos..pos + len])
-                    .trim_end_matches(['\0', ' '])
-                    .to_string(),
-            );
+            return Err(too_long(group, elem, len, bytes.len() - pos));
         }
         pos += len;
     }
@@ -438,6 +473,20 @@ mod tests {
         let mut b = vec![0u8; 128];
         b.extend(b"DICM");
         let ts = b"1.2.840.10008.1.2.4.50";
+        b.extend([
+            0x02,
+            0x00,
+            0x00,
+            0x00,
+            b'U',
+            b'L',
+            0x04,
+            0x00,
+            8 + ts.len() as u8,
+            0,
+            0,
+            0,
+        ]);
         b.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0x00]);
         b.extend(ts);
         b.extend([0xa4; 9]);
@@ -447,6 +496,33 @@ mod tests {
             e.contains("unsupported DICOM transfer syntax 1.2.840.10008.1.2.4.50"),
             "{e}"
         );
+        // The fuzz target's next find: an off-group tag inside the meta group (which the
+        // parser accepts) hid the implicit-VR data set and its 4 GiB OB element from an
+        // earlier version of this check.
+        let mut b = vec![0u8; 128];
+        b.extend(b"DICM");
+        let ts = b"1.2.840.10008.1.2\0";
+        b.extend([
+            0x02,
+            0x00,
+            0x00,
+            0x00,
+            b'U',
+            b'L',
+            0x04,
+            0x00,
+            14 + 8 + ts.len() as u8,
+            0,
+            0,
+            0,
+        ]);
+        b.extend([0x02, 0xFA, 0x01, 0x00, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 1]);
+        b.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0x00]);
+        b.extend(ts);
+        b.extend([0x09, 0x00, 0x10, 0x10, 0, 0, 0, 0xF0, 1, 2, 3]);
+        std::fs::write(&p, &b).unwrap();
+        let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
+        assert!(e.contains("(0009,1010) declares 4026531840 bytes"), "{e}");
         // A valid file passes the check, in both supported syntaxes.
         for ts in [EXPLICIT_VR_LE, IMPLICIT_VR_LE] {
             let ok = write(
