@@ -119,8 +119,6 @@ impl Descriptor {
     }
 }
 
-const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "dcm", "dicom"];
-
 impl Dataset {
     /// Reads a TOML descriptor and the dataset it names.
     pub fn from_descriptor(path: &Path) -> Result<Dataset> {
@@ -297,7 +295,8 @@ impl Dataset {
             .with_context(|| format!("manifest {}", csv.display()))
     }
 
-    /// Imports a folder tree `root/<label>/**/<image>` (png, jpg, jpeg, dcm, dicom; hidden
+    /// Imports a folder tree `root/<label>/**/<image>` (png, jpg, jpeg, dcm, dicom, or DICOM
+    /// recognised by content; hidden
     /// entries ignored, order sorted). Each image is its own patient (id = its relative path),
     /// since a folder tree carries no patient information.
     pub fn from_folder(root: &Path, positive: &str) -> Result<Dataset> {
@@ -321,7 +320,14 @@ impl Dataset {
         labels.sort();
         // One walk over every label folder, so a folder linked from two labels counts once.
         let dirs: Vec<PathBuf> = labels.iter().map(|l| root.join(l)).collect();
-        let walk = crate::paths::walk_files(root, &dirs, &|p| has_image_extension(p))?;
+        let walk = crate::paths::walk_files(root, &dirs, &crate::load::is_image_file)?;
+        if walk.other_files > 0 {
+            tracing::info!(
+                "dataset folder {}: {} file(s) that are not images (png, jpg, jpeg, dcm, dicom, or DICOM by content) ignored",
+                root.display(),
+                walk.other_files
+            );
+        }
         for path in walk.files {
             let rel = crate::paths::relative_to(root, &path);
             let label = rel.split('/').next().unwrap_or_default().to_string();
@@ -393,12 +399,6 @@ impl Dataset {
             .collect::<std::collections::HashSet<_>>()
             .len()
     }
-}
-
-fn has_image_extension(p: &Path) -> bool {
-    p.extension()
-        .map(|x| IMAGE_EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
 }
 
 fn filter_keep(mut ds: Dataset, keep: Option<&[String]>) -> Result<Dataset> {

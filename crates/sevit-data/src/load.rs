@@ -122,6 +122,20 @@ fn decode_gray_native(path: &Path) -> Result<GrayImage> {
     Ok(img)
 }
 
+/// File extensions of images sevit reads (lower case); see [`is_image_file`].
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "dcm", "dicom"];
+
+/// True for a file with an image extension ([`IMAGE_EXTENSIONS`], any case), and for any other
+/// file that starts like a DICOM Part-10 file: PACS exports often name files `IM0001` or by
+/// their instance UID, without a `.dcm` extension.
+pub fn is_image_file(path: &Path) -> bool {
+    let by_extension = path
+        .extension()
+        .map(|x| IMAGE_EXTENSIONS.contains(&x.to_string_lossy().to_ascii_lowercase().as_str()))
+        .unwrap_or(false);
+    by_extension || is_dicom_file(path)
+}
+
 /// True when `bytes` look like a DICOM Part-10 file (preamble + `DICM`).
 pub fn is_dicom(bytes: &[u8]) -> bool {
     bytes.len() >= 132 && &bytes[128..132] == b"DICM"

@@ -80,6 +80,8 @@ pub struct Walk {
     /// Directory symlinks left alone, with the reason (a cycle, a target inside the walked
     /// tree, a target already walked, or a broken link).
     pub skipped_links: Vec<(PathBuf, String)>,
+    /// Regular files (not hidden) that `accept` did not take.
+    pub other_files: usize,
 }
 
 /// Walks the folder trees of `dirs` (hidden entries skipped) and keeps the files `accept`
@@ -183,6 +185,8 @@ impl Walker<'_> {
                     self.walk(&p)?;
                 } else if (self.accept)(&p) {
                     self.out.files.push(p);
+                } else {
+                    self.out.other_files += 1;
                 }
             } else if ty.is_dir() {
                 if let Ok(real) = p.canonicalize() {
@@ -191,6 +195,8 @@ impl Walker<'_> {
                 self.walk(&p)?;
             } else if (self.accept)(&p) {
                 self.out.files.push(p);
+            } else {
+                self.out.other_files += 1;
             }
         }
         Ok(())

@@ -47,8 +47,8 @@ pub struct EvalOptions {
     pub model: String,
     /// Run description (run directory, split, dataset), copied into the report.
     pub run: String,
-    /// Any further key/value information to keep with the report.
-    pub info: BTreeMap<String, String>,
+    /// Any further key/value information to keep with the report (numbers as JSON numbers).
+    pub info: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for EvalOptions {
@@ -93,8 +93,8 @@ pub struct EvalReport {
     pub model: String,
     /// Run description.
     pub run: String,
-    /// Further information.
-    pub info: BTreeMap<String, String>,
+    /// Further information (numbers as JSON numbers).
+    pub info: BTreeMap<String, serde_json::Value>,
     /// Number of cases.
     pub n: usize,
     /// Number of positive cases.
@@ -243,7 +243,10 @@ impl fmt::Display for EvalReport {
             writeln!(f, "run:   {}", self.run)?;
         }
         for (k, v) in &self.info {
-            writeln!(f, "{k}: {v}")?;
+            match v {
+                serde_json::Value::String(s) => writeln!(f, "{k}: {s}")?,
+                other => writeln!(f, "{k}: {other}")?,
+            }
         }
         writeln!(
             f,

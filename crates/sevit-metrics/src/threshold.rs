@@ -22,7 +22,8 @@ pub struct ThresholdMetrics {
     pub fp: usize,
     /// True negatives.
     pub tn: usize,
-    /// False negatives.
+    /// False negatives (`fn` in JSON; `fn_`, as earlier reports wrote it, is read too).
+    #[serde(rename = "fn", alias = "fn_")]
     pub fn_: usize,
     /// `TP / (TP + FN)` (recall, true positive rate).
     #[serde(with = "nan_as_null")]

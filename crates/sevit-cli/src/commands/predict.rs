@@ -88,6 +88,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outcome.n_positive(),
         outcome.skipped.len()
     );
+    if list.ignored > 0 {
+        println!(
+            "{} file(s) in the folder are not images (png, jpg, jpeg, dcm, dicom, or DICOM by content) and were ignored",
+            list.ignored
+        );
+    }
     for (id, err) in outcome.skipped.iter().take(10) {
         println!("  skipped {id}: {err}");
     }

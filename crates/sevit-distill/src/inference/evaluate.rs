@@ -149,11 +149,11 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
     opts.model = format!("{} {wname} ({})", req.stage, req.checkpoint.display());
     opts.run = cases.description.clone();
     opts.info
-        .insert("positive_label".into(), cases.positive.clone());
+        .insert("positive_label".into(), cases.positive.clone().into());
     opts.info
-        .insert("image_size".into(), settings.image_size.to_string());
+        .insert("image_size".into(), settings.image_size.into());
     opts.info
-        .insert("inference_blur".into(), settings.blur_radius.to_string());
+        .insert("inference_blur".into(), settings.blur_radius.into());
     opts.info.insert("weights".into(), wname.into());
     let report = evaluate(&labels, &probs, &opts)
         .map_err(anyhow::Error::from)

@@ -146,23 +146,21 @@ impl CaseSource {
     }
 }
 
-/// Image file extensions recognised in folders (PNG, JPEG, DICOM), lower case.
-pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "dcm", "dicom"];
+pub use sevit_data::load::{is_image_file, IMAGE_EXTENSIONS};
 
-fn is_image_file(p: &Path) -> bool {
-    p.extension()
-        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
-}
-
-/// Every image file under `root` (recursively; hidden entries skipped), sorted.
+/// Every image file under `root` (recursively; hidden entries skipped; see
+/// [`is_image_file`]), sorted.
 ///
 /// # Errors
 /// A folder that cannot be listed.
 pub fn list_images(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(walk_images(root)?.files)
+}
+
+fn walk_images(root: &Path) -> anyhow::Result<sevit_data::paths::Walk> {
     if root.is_file() {
         bail!(
-            "image folder {} is a file, not a folder (give single images with --image)",
+            "image folder {} is a file, not a folder (give single images as arguments)",
             root.display()
         );
     }
@@ -170,7 +168,7 @@ pub fn list_images(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
         bail!("image folder {} does not exist", root.display());
     }
     let root = sevit_data::paths::absolute_clean(root)?;
-    Ok(sevit_data::paths::walk_files(&root, std::slice::from_ref(&root), &is_image_file)?.files)
+    sevit_data::paths::walk_files(&root, std::slice::from_ref(&root), &is_image_file)
 }
 
 /// Unlabelled images to predict, with their ids.
@@ -180,21 +178,28 @@ pub struct ImageList {
     pub paths: Vec<PathBuf>,
     /// One id per path (relative to the folder or manifest directory, else the path as given).
     pub ids: Vec<String>,
+    /// Files of a folder that are not images, left out.
+    pub ignored: usize,
 }
 
 impl ImageList {
     /// Every image under `root` (see [`list_images`]).
     pub fn from_folder(root: &Path) -> anyhow::Result<Self> {
-        let paths = list_images(root)?;
-        if paths.is_empty() {
+        let walk = walk_images(root)?;
+        if walk.files.is_empty() {
             bail!(
-                "no image (png, jpg, jpeg, dcm, dicom) under {}",
-                root.display()
+                "no image (png, jpg, jpeg, dcm, dicom, or DICOM without an extension) under {} ({} other file(s))",
+                root.display(),
+                walk.other_files
             );
         }
         let root = sevit_data::paths::absolute_clean(root)?;
-        let ids = paths.iter().map(|p| case_id(&root, p)).collect();
-        Ok(ImageList { paths, ids })
+        let ids = walk.files.iter().map(|p| case_id(&root, p)).collect();
+        Ok(ImageList {
+            paths: walk.files,
+            ids,
+            ignored: walk.other_files,
+        })
     }
 
     /// The `file` column of a manifest CSV (paths relative to its directory; absolute and
@@ -245,6 +250,7 @@ impl ImageList {
                 .iter()
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect(),
+            ignored: 0,
         })
     }
 }
@@ -302,6 +308,13 @@ mod tests {
         }
         let l = ImageList::from_folder(d.path()).unwrap();
         assert_eq!(l.ids, vec!["b.png", "sub/a.JPG"]);
+        assert_eq!(l.ignored, 1, "notes.txt");
+        // A DICOM file without an extension (as PACS exports name them) is an image.
+        let mut dcm = vec![0u8; 128];
+        dcm.extend(b"DICM");
+        std::fs::write(d.path().join("sub/IM0001"), &dcm).unwrap();
+        let l = ImageList::from_folder(d.path()).unwrap();
+        assert_eq!(l.ids, vec!["b.png", "sub/IM0001", "sub/a.JPG"]);
         let csv = d.path().join("m.csv");
         std::fs::write(&csv, "label,file\nx,\"sub/a.JPG\"\n\ny,b.png\n").unwrap();
         let m = ImageList::from_manifest(&csv, false).unwrap();

@@ -176,7 +176,15 @@ fn evaluate_writes_reports_and_robustness() {
     }
     let back = EvalReport::load_json(&o.files.report).unwrap();
     assert_eq!(back.n, 16);
-    assert_eq!(back.info["image_size"], "32");
+    assert_eq!(back.info["image_size"], 32);
+    // One key per count, `fn` as TP/FP/TN/FN are written everywhere else.
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&o.files.report).unwrap()).unwrap();
+    let youden = &raw["thresholds"]["youden"];
+    assert!(
+        youden.get("fn").is_some() && youden.get("fn_").is_none(),
+        "{youden}"
+    );
     let preds = sevit_metrics::read_predictions_csv(&o.files.predictions).unwrap();
     assert_eq!(preds.ids.len(), 16);
     assert!(preds.ids[0].starts_with("images/"), "{}", preds.ids[0]);
