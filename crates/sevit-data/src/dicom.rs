@@ -172,6 +172,47 @@ fn check_declared_lengths(bytes: &[u8]) -> Result<Option<String>> {
     Ok(transfer_syntax)
 }
 
+/// The data set walked with `dicom-parser`'s own reader, token by token: each declared length
+/// is checked against the file's size before the reader reads (and allocates) the value, so
+/// this check frames the file exactly as `open_file` will. It catches what the byte-level
+/// [`check_declared_lengths`] frames differently (found by the fuzz target: a data set whose
+/// parsed framing reached a 4 GB length that the byte scan never saw). Reader errors are left
+/// to the real parse to report.
+fn check_lengths_as_parsed(bytes: &[u8]) -> Result<()> {
+    use dicom_parser::dataset::{DataSetReader, DataToken};
+    use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+    let mut source = std::io::Cursor::new(&bytes[128..]);
+    let Ok(meta) = dicom_object::FileMetaTable::from_reader(&mut source) else {
+        return Ok(());
+    };
+    let Some(ts) = TransferSyntaxRegistry.get(meta.transfer_syntax()) else {
+        return Ok(());
+    };
+    let Ok(reader) = DataSetReader::new_with_ts(source, ts) else {
+        return Ok(());
+    };
+    for token in reader {
+        let Ok(token) = token else {
+            return Ok(());
+        };
+        let (what, len) = match &token {
+            DataToken::ElementHeader(h) => (format!("element {}", h.tag), h.len),
+            DataToken::SequenceStart { tag, len } => (format!("sequence {tag}"), *len),
+            DataToken::ItemStart { len } => ("an item".to_string(), *len),
+            _ => continue,
+        };
+        if let Some(n) = len.get() {
+            if n as usize > bytes.len() {
+                bail!(
+                    "DICOM {what} declares {n} bytes, more than the whole file ({} bytes): it is truncated or corrupt",
+                    bytes.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Decodes the first frame of a DICOM file to a [`GrayImage`] (rescaled and windowed values;
 /// not yet min-max normalised).
 pub fn decode_dicom(path: &Path) -> Result<GrayImage> {
@@ -184,6 +225,7 @@ fn decode_inner(path: &Path) -> Result<GrayImage> {
     if let Some(ts) = check_declared_lengths(&bytes)? {
         check_transfer_syntax(&ts)?;
     }
+    check_lengths_as_parsed(&bytes)?;
     let obj = open_file(path).context("cannot parse DICOM")?;
     check_transfer_syntax(obj.meta().transfer_syntax())?;
     let rows = int_attr(&obj, tags::ROWS, "Rows", None)?;
@@ -545,6 +587,16 @@ mod tests {
             let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
             assert!(e.contains("(7FE0,0010) declares 12 bytes"), "{ts}: {e}");
         }
+    }
+
+    #[test]
+    fn lengths_are_checked_in_the_parsers_own_framing() {
+        // Found by the dicom_loader fuzz target: 590 bytes on which dicom-object's reader
+        // reached a 4.2 GB value length that the byte-level scan frames differently.
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/fuzz-dicom-parsed-length-4g.dcm");
+        let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
+        assert!(e.contains("more than the whole file (590 bytes)"), "{e}");
     }
 
     #[test]
