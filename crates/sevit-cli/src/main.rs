@@ -4,7 +4,21 @@
 mod commands;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
+
+/// stderr, written above the progress bars (see `sevit_distill::log::write_above_progress`).
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sevit_distill::log::write_above_progress(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -124,9 +138,12 @@ fn main() {
         }
         _ => cli.log.clone(),
     };
+    // Colour only on a terminal (and never with NO_COLOR): redirected logs stay plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
+        .with_ansi(ansi)
         .with_target(false)
         .init();
     let result = match cli.command {

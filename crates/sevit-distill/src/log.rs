@@ -151,13 +151,28 @@ pub fn epoch_means(records: &[LogRecord], kind: StepKind) -> Vec<f64> {
         .collect()
 }
 
+/// The group every progress bar of this process draws in. Log output goes through
+/// [`write_above_progress`], so log lines print above the bars instead of over them.
+pub fn progress_group() -> &'static indicatif::MultiProgress {
+    static GROUP: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    GROUP.get_or_init(|| indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Writes `bytes` to stderr with the progress bars cleared first and redrawn after.
+pub fn write_above_progress(bytes: &[u8]) -> std::io::Result<()> {
+    progress_group().suspend(|| {
+        let mut err = std::io::stderr().lock();
+        err.write_all(bytes).and_then(|()| err.flush())
+    })
+}
+
 /// A progress bar on stderr, hidden when stderr is not a terminal (or when `enabled` is
 /// false).
 pub fn progress_bar(len: u64, prefix: &str, enabled: bool) -> ProgressBar {
     if !enabled || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    let pb = progress_group().add(ProgressBar::new(len));
     pb.set_style(
         ProgressStyle::with_template(
             "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta}) {msg}",

@@ -1,0 +1,58 @@
+//! Traps a new user met on the command line (issue 24), each reproduced as it was found.
+
+use std::path::Path;
+use std::process::Command;
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn redirected_logs_carry_no_colour_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
+        .args([
+            "synth",
+            "--out",
+            p(&data),
+            "--n",
+            "12",
+            "--size",
+            "32",
+            "--seed",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tree = tmp.path().join("tree");
+    for (i, e) in std::fs::read_dir(data.join("images")).unwrap().enumerate() {
+        let label = if i % 2 == 0 { "a" } else { "b" };
+        std::fs::create_dir_all(tree.join(label)).unwrap();
+        std::fs::copy(e.unwrap().path(), tree.join(label).join(format!("{i}.png"))).unwrap();
+    }
+    // A directory link that is not followed: a warning in the log.
+    std::os::unix::fs::symlink("..", tree.join("a/up")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
+        .args([
+            "split",
+            "--folder",
+            p(&tree),
+            "--positive",
+            "b",
+            "--out",
+            p(&tmp.path().join("run")),
+        ])
+        .env("SEVIT_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not following directory link"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escape codes in a redirected log: {err:?}"
+    );
+}
