@@ -166,6 +166,7 @@ fn main() {
         Command::Models(a) => commands::models::run(a),
     };
     if let Err(err) = result {
+        commands::pretrain::remove_created_run_dir_if_unused();
         match rank {
             Some(r) if std::env::var_os("WORLD_SIZE").is_some() => {
                 eprintln!("error (rank {r}): {err:#}")

@@ -56,3 +56,39 @@ fn redirected_logs_carry_no_colour_codes() {
         "ANSI escape codes in a redirected log: {err:?}"
     );
 }
+
+#[test]
+fn a_failed_training_command_leaves_no_empty_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("typo");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/micro.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
+        .args(["pretrain", "--run", p(&run), "--config", p(&config)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("split.csv"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !run.exists(),
+        "the failed command left {} behind",
+        run.display()
+    );
+}
+
+#[test]
+fn info_names_the_libtorch_it_runs_on() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
+        .arg("info")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("libtorch: "))
+        .unwrap_or_else(|| panic!("no libtorch line in:\n{text}"));
+    assert!(line.contains("2.13.0"), "{line}");
+}

@@ -46,6 +46,9 @@ impl EngineArgs {
             // Held until the process exits: one training process per run directory.
             static RUN_LOCK: std::sync::OnceLock<sevit_distill::layout::RunLock> =
                 std::sync::OnceLock::new();
+            if !run_dir.exists() {
+                let _ = CREATED_RUN_DIR.set(run_dir.clone());
+            }
             let lock = run.lock()?;
             let _ = RUN_LOCK.set(lock);
             run.write_config_once(&cfg)?;
@@ -58,6 +61,32 @@ impl EngineArgs {
             dist,
         };
         Ok((run, cfg, opts))
+    }
+}
+
+/// The run directory this process created (it did not exist before `setup`).
+static CREATED_RUN_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// After a failed engine command: removes the run directory it created, when the command
+/// left nothing in it but the lock and the recorded config, so that a typo'd `--run` or a
+/// missing split leaves no empty run behind.
+pub fn remove_created_run_dir_if_unused() {
+    let Some(dir) = CREATED_RUN_DIR.get() else {
+        return;
+    };
+    let layout = RunLayout::new(dir);
+    let ours = [layout.lock_file(), layout.config_toml()];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let only_ours = entries
+        .filter_map(Result::ok)
+        .all(|e| ours.contains(&e.path()));
+    if only_ours {
+        for f in &ours {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
