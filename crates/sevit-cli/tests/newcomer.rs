@@ -92,3 +92,68 @@ fn info_names_the_libtorch_it_runs_on() {
         .unwrap_or_else(|| panic!("no libtorch line in:\n{text}"));
     assert!(line.contains("2.13.0"), "{line}");
 }
+
+#[test]
+fn a_stopped_evolve_names_only_files_it_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = tmp.path().join("run");
+    let sevit = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    sevit(&[
+        "synth",
+        "--out",
+        p(&data),
+        "--n",
+        "40",
+        "--size",
+        "32",
+        "--seed",
+        "2",
+    ]);
+    sevit(&[
+        "split",
+        "--dataset",
+        p(&data.join("dataset.toml")),
+        "--out",
+        p(&run),
+        "--folds",
+        "1",
+        "--labeled-fraction",
+        "0.5",
+        "--test-fraction",
+        "0.25",
+    ]);
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/micro.toml");
+    let out = sevit(&[
+        "evolve",
+        "--run",
+        p(&run),
+        "--config",
+        p(&config),
+        "--set",
+        "threads=1",
+        "--stop-after-epochs",
+        "1",
+        "--no-progress",
+    ]);
+    for line in out.lines() {
+        if let Some(f) = line.strip_prefix("summary: ") {
+            assert!(
+                Path::new(f).is_file(),
+                "evolve names {f}, which it did not write:\n{out}"
+            );
+        }
+    }
+    assert!(out.contains("--resume"), "{out}");
+}

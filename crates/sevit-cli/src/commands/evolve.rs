@@ -109,6 +109,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !main {
         return Ok(()); // in a data-parallel job only rank 0 reports
     }
+    let last = eo.until.unwrap_or_else(|| {
+        sevit_data::Split::read_csv(&run.split_csv())
+            .map(|s| s.num_folds())
+            .unwrap_or(0)
+    });
+    let finished = rows.iter().any(|r| r.t == last);
+    if rows.is_empty() {
+        println!(
+            "stopped before the initial model finished: no summary yet; continue with `sevit evolve --run {} --resume`",
+            run.root.display()
+        );
+        return Ok(());
+    }
     println!(
         "{:>2}  {:<9} {:>6} {:>6}  {:>7}  95% CI",
         "T", "stage", "labels", "unlab", "AUC"
@@ -120,5 +133,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("summary: {}", run.summary_csv().display());
+    if !finished {
+        println!(
+            "stopped before T = {last} finished; continue with `sevit evolve --run {} --resume`",
+            run.root.display()
+        );
+    }
     Ok(())
 }
