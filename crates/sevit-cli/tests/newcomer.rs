@@ -157,3 +157,115 @@ fn a_stopped_evolve_names_only_files_it_wrote() {
     }
     assert!(out.contains("--resume"), "{out}");
 }
+
+/// `(epoch, val_auc)` of each log line of `what` ("validation" or "selected ...").
+fn epochs_logged(log: &str, what: &str) -> Vec<(usize, String)> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .map(|l| {
+            let field = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .unwrap_or_else(|| panic!("no {k} in {l}"))
+                    .to_string()
+            };
+            (field("epoch=").parse().unwrap(), field("val_auc="))
+        })
+        .collect()
+}
+
+#[test]
+fn model_selection_numbers_epochs_one_way_and_its_checkpoints_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = tmp.path().join("run");
+    let sevit = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
+            .args(args)
+            .env("SEVIT_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    sevit(&[
+        "synth",
+        "--out",
+        p(&data),
+        "--n",
+        "60",
+        "--size",
+        "32",
+        "--seed",
+        "5",
+    ]);
+    sevit(&[
+        "split",
+        "--dataset",
+        p(&data.join("dataset.toml")),
+        "--out",
+        p(&run),
+        "--folds",
+        "1",
+        "--labeled-fraction",
+        "0.4",
+        "--val-fraction",
+        "0.3",
+        "--test-fraction",
+        "0.2",
+    ]);
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/micro.toml");
+    let (_, log) = sevit(&[
+        "pretrain",
+        "--run",
+        p(&run),
+        "--config",
+        p(&config),
+        "--set",
+        "threads=1",
+        "--set",
+        "pretrain.epochs=4",
+        "--set",
+        "pretrain.val_every=1",
+        "--set",
+        "pretrain.select=\"best_val\"",
+        "--no-progress",
+    ]);
+    let validations = epochs_logged(&log, "INFO validation ");
+    assert_eq!(
+        validations.iter().map(|v| v.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4],
+        "{log}"
+    );
+    let selected = epochs_logged(&log, "selected the epoch");
+    assert_eq!(selected.len(), 1, "{log}");
+    assert!(
+        validations.contains(&selected[0]),
+        "{validations:?} vs {selected:?}"
+    );
+    let csv = std::fs::read_to_string(run.join("pretrain/val.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().starts_with("1,"), "{csv}");
+
+    // The stage checkpoint says which epoch's weights it holds; best.safetensors loads alone.
+    let ck = sevit_model::Checkpoint::load(&run.join("pretrain/checkpoint.safetensors")).unwrap();
+    assert_eq!(ck.metadata["epoch"], "4");
+    assert_eq!(ck.metadata["selected_epoch"], selected[0].0.to_string());
+    let img = data.join("images/synth_00000.png");
+    let best = run.join("pretrain/best.safetensors");
+    let (out, _) = sevit(&[
+        "predict",
+        "--checkpoint",
+        p(&best),
+        "--out",
+        p(&tmp.path().join("b.csv")),
+        p(&img),
+    ]);
+    assert!(out.contains("1 images scored"), "{out}");
+}

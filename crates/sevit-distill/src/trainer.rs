@@ -148,6 +148,9 @@ pub struct Trainer {
     pub ema_updates: usize,
     /// Correction-pass optimiser steps done by this process.
     pub correction_steps: usize,
+    /// When model selection put an earlier epoch's student weights back (counted from 1):
+    /// recorded in the checkpoint as `selected_epoch`, since `epoch` counts epochs done.
+    pub selected_epoch: Option<usize>,
     /// The data-parallel group (`None`: a single process).
     pub dist: Option<Dist>,
     /// Forward-pass precision (`precision` of the config).
@@ -222,6 +225,7 @@ impl Trainer {
             n_global,
             ema_updates: 0,
             correction_steps: 0,
+            selected_epoch: None,
             dist: None,
             precision: cfg.precision()?,
             dir: dir.to_path_buf(),
@@ -445,6 +449,9 @@ impl Trainer {
         m.insert("iters_per_epoch".into(), self.iters_per_epoch.to_string());
         m.insert("seed".into(), self.cfg.seed.to_string());
         m.insert("complete".into(), (self.epoch >= self.epochs).to_string());
+        if let Some(e) = self.selected_epoch {
+            m.insert("selected_epoch".into(), e.to_string());
+        }
         ck.save(&self.checkpoint_path())
     }
 
@@ -532,7 +539,7 @@ impl Trainer {
                 if main {
                     let ck = Checkpoint::load(&ck_path)?;
                     self.restore(&ck, &ck_path)?;
-                    tracing::info!(stage = %self.stage, epoch = self.epoch, iteration = self.iteration, "resumed from {}", ck_path.display());
+                    tracing::info!(stage = %self.stage, epochs_done = self.epoch, iteration = self.iteration, "resumed from {}", ck_path.display());
                 }
             } else {
                 bail!(
@@ -566,9 +573,11 @@ impl Trainer {
                 d.barrier()
                     .with_context(|| format!("stage {}: waiting for the checkpoint", self.stage))?;
             }
+            // Messages and CSV files count epochs from 1 (log.jsonl records from 0).
             tracing::info!(
                 stage = %self.stage,
-                epoch = e,
+                epoch = e + 1,
+                of = self.epochs,
                 iterations = self.iteration,
                 secs = format!("{:.1}", start.elapsed().as_secs_f64()),
                 "epoch done, checkpoint {}",

@@ -140,9 +140,10 @@ impl BestOnVal {
             self.rows.retain(|r| r.0 < done);
             self.rows.push((done, auc));
             let better = self.best.is_none_or(|(_, b)| auc > b);
+            // Epochs counted from 1, as in val.csv and the selection line below.
             tracing::info!(
                 stage = %tr.stage,
-                epoch,
+                epoch = done,
                 val_auc = format!("{auc:.4}"),
                 best = better,
                 "validation"
@@ -154,8 +155,11 @@ impl BestOnVal {
                 }
                 write_atomic(&self.csv_path, csv.as_bytes())?;
                 if better {
+                    // Loadable on its own (predict, eval): the model and training configs.
                     let mut ck = Checkpoint::new();
                     ck.put_vars("student.", &tr.student.vs);
+                    ck.put_json(sevit_model::import::MODEL_CONFIG_KEY, &tr.model_cfg)?;
+                    ck.put_json(crate::trainer::TRAIN_CONFIG_KEY, &tr.cfg)?;
                     ck.metadata.insert(EPOCH_KEY.into(), done.to_string());
                     ck.metadata.insert(AUC_KEY.into(), auc.to_string());
                     ck.save(&self.best_path)?;
@@ -174,6 +178,7 @@ impl BestOnVal {
             let ck = Checkpoint::load(&self.best_path)?;
             ck.load_vars("student.", &mut tr.student.vs)
                 .with_context(|| format!("loading {}", self.best_path.display()))?;
+            tr.selected_epoch = Some(best_epoch);
             tracing::info!(
                 stage = %tr.stage,
                 epoch = best_epoch,
