@@ -39,6 +39,9 @@ pub struct ModelSection {
     pub input_norm: Option<(f64, f64)>,
 }
 
+/// `model.preset` of a config whose backbone is given by a `[model.vit]` table.
+pub const CUSTOM_PRESET: &str = "custom";
+
 impl Default for ModelSection {
     fn default() -> Self {
         let h = DinoHeadConfig::default();
@@ -372,8 +375,20 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Parses TOML text; `origin` names the source in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> anyhow::Result<Self> {
-        let cfg: TrainConfig =
+        let mut cfg: TrainConfig =
             toml::from_str(text).with_context(|| format!("invalid training config {origin}"))?;
+        // A `[model.vit]` table replaces the preset: name it so, rather than keep the default
+        // preset's name beside a different model (in config.toml, `sevit info`, reports).
+        if cfg.model.vit.is_some() {
+            let p = cfg.model.preset.as_str();
+            if p != CUSTOM_PRESET && p != ModelSection::default().preset {
+                bail!(
+                    "invalid training config {origin}: model.preset = {p:?} and a [model.vit] table: \
+                     the table replaces the preset; keep one of them"
+                );
+            }
+            cfg.model.preset = CUSTOM_PRESET.into();
+        }
         cfg.validate()
             .with_context(|| format!("invalid training config {origin}"))?;
         Ok(cfg)
@@ -746,6 +761,19 @@ mod tests {
             );
         }
         assert!(TrainConfig::default_with_overrides(&["views.global_size=248".into()]).is_ok());
+    }
+    #[test]
+    fn a_vit_table_names_the_model_custom() {
+        let vit = "[model.vit]\nimg_size = 32\npatch_size = 8\nembed_dim = 48\ndepth = 3\nnum_heads = 3\nmlp_ratio = 4.0\nqkv_bias = true\nln_eps = 1e-6\n";
+        let cfg = TrainConfig::from_toml_with_overrides(vit, "t", &[]).unwrap();
+        assert_eq!(cfg.model.preset, "custom");
+        assert_eq!(cfg.model.model_config().unwrap().vit.depth, 3);
+        // What run directories record reads back the same.
+        let again = TrainConfig::from_toml_str(&cfg.to_toml().unwrap(), "back").unwrap();
+        assert_eq!(again, cfg);
+        let both = format!("[model]\npreset = \"tiny/16\"\n{vit}");
+        let err = TrainConfig::from_toml_with_overrides(&both, "t", &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("keep one of them"), "{err:#}");
     }
 }
 
