@@ -29,7 +29,9 @@ pub const MODEL_CONFIG_KEY: &str = "model_config";
 /// Where the model configuration comes from.
 #[derive(Clone, Debug, Default)]
 pub enum ConfigSource {
-    /// Infer everything from the tensor shapes (heads = embed/64, the ViT convention).
+    /// Infer everything from the tensor shapes; the number of attention heads (which no
+    /// shape shows) from [`ImportOptions::num_heads`], else the checkpoint's `args` (`arch`
+    /// such as `vit_small`), else the standard ViT widths (192, 384, 768, 1024).
     #[default]
     Infer,
     /// Use this backbone; infer the heads from the weights (reference heads where absent).
@@ -63,6 +65,8 @@ pub struct ImportOptions {
     pub config: ConfigSource,
     /// Seed of the fresh initialisation used for variables absent from the file.
     pub seed: i64,
+    /// Attention heads of the backbone, for [`ConfigSource::Infer`].
+    pub num_heads: Option<i64>,
 }
 
 impl Default for ImportOptions {
@@ -70,7 +74,28 @@ impl Default for ImportOptions {
         ImportOptions {
             config: ConfigSource::Infer,
             seed: 0,
+            num_heads: None,
         }
+    }
+}
+
+/// Attention heads named by a checkpoint's `args` (an `argparse.Namespace`): `num_heads`, or
+/// the DINO/DISTL `arch` names `vit_tiny`, `vit_small`, `vit_base`, `vit_large`.
+fn heads_from_args(args: Option<&Value>) -> Option<i64> {
+    let Some(Value::Object(o)) = args else {
+        return None;
+    };
+    let o = o.borrow();
+    let state = o.state.as_ref()?;
+    if let Some(n) = state.get("num_heads").and_then(|v| v.as_int()) {
+        return Some(n);
+    }
+    match state.get("arch")?.as_str()? {
+        "vit_tiny" => Some(3),
+        "vit_small" => Some(6),
+        "vit_base" => Some(12),
+        "vit_large" => Some(16),
+        _ => None,
     }
 }
 
@@ -199,8 +224,12 @@ fn dim(t: &BTreeMap<String, Tensor>, key: &str, i: usize) -> Option<i64> {
     t.get(key).and_then(|x| x.size().get(i).copied())
 }
 
-/// Infers a backbone configuration from the shapes of `backbone.*` tensors.
-pub fn infer_vit(t: &BTreeMap<String, Tensor>) -> Result<ViTConfig> {
+/// Infers a backbone configuration from the shapes of `backbone.*` tensors. The number of
+/// attention heads is `num_heads` when given, else the standard one of the ViT widths 192
+/// (tiny, 3), 384 (small, 6), 768 (base, 12) and 1024 (large, 16); any other width is an
+/// error that asks for it, since a wrong head count loads without complaint and computes a
+/// different model.
+pub fn infer_vit(t: &BTreeMap<String, Tensor>, num_heads: Option<i64>) -> Result<ViTConfig> {
     let d = dim(t, "backbone.cls_token", 2)
         .ok_or_else(|| anyhow!("no backbone.cls_token in the weights"))?;
     let p = dim(t, "backbone.patch_embed.proj.weight", 3)
@@ -224,16 +253,22 @@ pub fn infer_vit(t: &BTreeMap<String, Tensor>) -> Result<ViTConfig> {
         .max()
         .map(|m| m + 1)
         .ok_or_else(|| anyhow!("no backbone.blocks.* in the weights"))?;
-    if d % 64 != 0 {
-        bail!("cannot infer the number of heads for embed dim {d} (not a multiple of 64); give --model-config");
-    }
+    let num_heads = match (num_heads, d) {
+        (Some(h), _) if h > 0 && d % h == 0 => h,
+        (Some(h), _) => bail!("{h} attention heads do not divide the embedding width {d}"),
+        (None, 192 | 384 | 768 | 1024) => d / 64,
+        (None, _) => bail!(
+            "the number of attention heads of a {d}-wide backbone is not in the weights and the \
+             checkpoint's args do not name it: give --num-heads N (or a full --model-config)"
+        ),
+    };
     let hidden = dim(t, "backbone.blocks.0.mlp.fc1.weight", 0).unwrap_or(4 * d);
     Ok(ViTConfig {
         img_size: grid * p,
         patch_size: p,
         embed_dim: d,
         depth,
-        num_heads: d / 64,
+        num_heads,
         mlp_ratio: hidden as f64 / d as f64,
         qkv_bias: t.contains_key("backbone.blocks.0.attn.qkv.bias"),
         ln_eps: 1e-6,
@@ -335,7 +370,8 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
             infer_heads(first, v, args.as_ref())
         }
         ConfigSource::Infer => {
-            let vit = infer_vit(first)
+            let heads = opts.num_heads.or_else(|| heads_from_args(args.as_ref()));
+            let vit = infer_vit(first, heads)
                 .with_context(|| format!("inferring the model config from {}", input.display()))?;
             infer_heads(first, vit, args.as_ref())
         }
@@ -443,4 +479,63 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
         tracing::info!(role = %r.role, source = %r.source, loaded = r.loaded, missing = r.missing.len(), unexpected = r.unexpected.len(), "imported");
     }
     Ok((ck, ImportSummary { config: cfg, roles }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backbone(width: i64) -> BTreeMap<String, Tensor> {
+        let z = |s: &[i64]| Tensor::zeros(s, (tch::Kind::Float, Device::Cpu));
+        BTreeMap::from([
+            ("backbone.cls_token".to_string(), z(&[1, 1, width])),
+            ("backbone.pos_embed".to_string(), z(&[1, 17, width])),
+            (
+                "backbone.patch_embed.proj.weight".to_string(),
+                z(&[width, 1, 8, 8]),
+            ),
+            (
+                "backbone.blocks.0.mlp.fc1.weight".to_string(),
+                z(&[4 * width, width]),
+            ),
+        ])
+    }
+
+    #[test]
+    fn head_count_is_never_guessed() {
+        // A 128-wide, 2-head backbone imported as 128/64 = 2 heads only by luck, and a
+        // 2-head 192-wide one as 3: the width does not tell.
+        let e = format!("{:#}", infer_vit(&backbone(128), None).unwrap_err());
+        assert!(e.contains("--num-heads"), "{e}");
+        assert_eq!(infer_vit(&backbone(128), Some(2)).unwrap().num_heads, 2);
+        assert!(infer_vit(&backbone(128), Some(3)).is_err());
+        assert_eq!(infer_vit(&backbone(384), None).unwrap().num_heads, 6);
+        assert_eq!(infer_vit(&backbone(192), Some(2)).unwrap().num_heads, 2);
+    }
+
+    #[test]
+    fn head_count_from_the_checkpoint_args() {
+        let ns = |k: &str, v: Value| {
+            Value::Object(std::rc::Rc::new(std::cell::RefCell::new(
+                crate::pickle::Object {
+                    class: ("argparse".into(), "Namespace".into()),
+                    args: vec![],
+                    state: Some(Value::new_dict(vec![(Value::Str(k.into()), v)])),
+                },
+            )))
+        };
+        assert_eq!(
+            heads_from_args(Some(&ns("arch", Value::Str("vit_small".into())))),
+            Some(6)
+        );
+        assert_eq!(
+            heads_from_args(Some(&ns("num_heads", Value::Int(2)))),
+            Some(2)
+        );
+        assert_eq!(
+            heads_from_args(Some(&ns("arch", Value::Str("resnet50".into())))),
+            None
+        );
+        assert_eq!(heads_from_args(None), None);
+    }
 }

@@ -179,7 +179,7 @@ fn import_distl_pth_and_dino_backbone() {
     // The DISTL training checkpoint: student (module.*), teacher, args Namespace, optimizer...
     let opts = ImportOptions {
         config: ConfigSource::Exact(cfg.clone()),
-        seed: 0,
+        ..Default::default()
     };
     let (ck, summary) = import_pth(&d.join("distl.pth"), &opts).unwrap();
     assert_eq!(summary.roles.len(), 2);
@@ -274,7 +274,7 @@ fn import_distl_pth_and_dino_backbone() {
             &d.join("distl.pth"),
             &ImportOptions {
                 config: ConfigSource::Exact(wrong),
-                seed: 0
+                ..Default::default()
             }
         )
         .unwrap_err()
@@ -305,7 +305,7 @@ fn import_infers_tiny_config() {
         &d.join("dino_backbone.pth"),
         &ImportOptions {
             config: ConfigSource::parse("tiny/16").unwrap(),
-            seed: 0,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -318,7 +318,7 @@ fn import_infers_tiny_config() {
             &d.join("dino_backbone.pth"),
             &ImportOptions {
                 config: ConfigSource::Exact(deeper),
-                seed: 0
+                ..Default::default()
             }
         )
         .unwrap_err()

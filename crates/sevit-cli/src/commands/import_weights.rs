@@ -17,10 +17,19 @@ pub struct Args {
     #[arg(long)]
     pub output: PathBuf,
     /// Model configuration: a backbone preset (`micro`, `tiny/16`, `small/8`, `base/16`, ...;
-    /// heads inferred from the weights) or a JSON file with a full model config. Default:
-    /// inferred from the tensor shapes.
+    /// heads inferred from the weights) or a JSON file with a full model config: the
+    /// `model_config` metadata of any sevit checkpoint, e.g. {"vit": {"img_size": 224,
+    /// "patch_size": 8, "embed_dim": 384, "depth": 12, "num_heads": 6, "mlp_ratio": 4.0,
+    /// "qkv_bias": true, "ln_eps": 1e-6}, "head": {"out_dim": 65536, "hidden_dim": 2048,
+    /// "bottleneck_dim": 256, "nlayers": 3, "norm_last_layer": true}, "cls_hidden_dim": 256}.
+    /// Default: inferred from the tensor shapes.
     #[arg(long)]
     pub model_config: Option<String>,
+    /// Attention heads of the backbone when inferring the config (not in any tensor shape):
+    /// needed unless the checkpoint's args name the architecture (`arch = vit_small`, ...)
+    /// or the width is a standard ViT's (192, 384, 768, 1024).
+    #[arg(long, conflicts_with = "model_config")]
+    pub num_heads: Option<i64>,
     /// Seed of the fresh initialisation used for weights the file lacks (e.g. the heads when
     /// importing DINO backbone weights).
     #[arg(long, default_value_t = 0)]
@@ -37,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &ImportOptions {
             config,
             seed: args.seed,
+            num_heads: args.num_heads,
         },
     )?;
     ck.save(&args.output)
