@@ -269,3 +269,86 @@ fn model_selection_numbers_epochs_one_way_and_its_checkpoints_load() {
     ]);
     assert!(out.contains("1 images scored"), "{out}");
 }
+
+#[test]
+fn a_run_remembers_its_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = tmp.path().join("run");
+    let sevit = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
+            .args(args)
+            .env("SEVIT_LOG", "info")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {err}");
+        err
+    };
+    sevit(&[
+        "synth",
+        "--out",
+        p(&data),
+        "--n",
+        "40",
+        "--size",
+        "32",
+        "--seed",
+        "6",
+    ]);
+    sevit(&[
+        "split",
+        "--dataset",
+        p(&data.join("dataset.toml")),
+        "--out",
+        p(&run),
+        "--folds",
+        "1",
+        "--labeled-fraction",
+        "0.5",
+        "--test-fraction",
+        "0.25",
+    ]);
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/micro.toml");
+    sevit(&[
+        "pretrain",
+        "--run",
+        p(&run),
+        "--config",
+        p(&config),
+        "--set",
+        "pretrain.epochs=1",
+        "--no-progress",
+    ]);
+    // No --config: the run's own (the paper preset's 72 missing keys, before).
+    let log = sevit(&[
+        "distill",
+        "--run",
+        p(&run),
+        "--step",
+        "1",
+        "--stop-after-epochs",
+        "1",
+        "--no-progress",
+    ]);
+    assert!(log.contains("config: the run's"), "{log}");
+    // A different --config is used, and the keys that differ are named.
+    let log = sevit(&[
+        "pretrain",
+        "--run",
+        p(&run),
+        "--label-folds",
+        "1",
+        "--config",
+        p(&config),
+        "--set",
+        "pretrain.epochs=2",
+        "--stop-after-epochs",
+        "1",
+        "--no-progress",
+    ]);
+    assert!(
+        log.contains("differs from the run's") && log.contains("pretrain.epochs"),
+        "{log}"
+    );
+}

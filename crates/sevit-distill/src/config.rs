@@ -1,6 +1,7 @@
 //! [`TrainConfig`]: every setting of the engine, loaded from TOML (unknown keys rejected),
 //! with `key=value` overrides. The defaults are the DISTL reference (`configs/paper.toml`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -37,6 +38,40 @@ pub struct ModelSection {
     /// `[mean, std]` to standardise the input pixels with inside the backbone (unset: pixels
     /// in [0, 1] as DISTL feeds them); replaces a custom `vit`'s own setting when given.
     pub input_norm: Option<(f64, f64)>,
+}
+
+/// The keys (`section.key`) whose values differ between two configs, sorted.
+pub fn differing_keys(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
+    fn leaves(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let flat = |c: &TrainConfig| {
+        let mut out = BTreeMap::new();
+        if let Ok(v) = toml::Value::try_from(c) {
+            leaves("", &v, &mut out);
+        }
+        out
+    };
+    let (fa, fb) = (flat(a), flat(b));
+    let keys: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+    keys.into_iter()
+        .filter(|k| fa.get(*k) != fb.get(*k))
+        .cloned()
+        .collect()
 }
 
 /// `model.preset` of a config whose backbone is given by a `[model.vit]` table.

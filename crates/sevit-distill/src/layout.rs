@@ -94,22 +94,26 @@ impl RunLayout {
     pub fn log(&self, stage: &str) -> PathBuf {
         self.stage_dir(stage).join(LOG_FILE)
     }
-    /// Writes the resolved config to `RUN/config.toml` when absent; warns when the existing
-    /// one differs.
+    /// Writes the resolved config to `RUN/config.toml` when absent. When the run has one that
+    /// differs, it is kept as the run's record and the differing keys are logged: this
+    /// command trains with its own values (an explicit `--config`/`--set` override).
     pub fn write_config_once(&self, cfg: &crate::TrainConfig) -> anyhow::Result<()> {
         let p = self.config_toml();
-        let text = cfg.to_toml()?;
         if p.exists() {
-            let old = std::fs::read_to_string(&p).unwrap_or_default();
-            if old != text {
+            let old = crate::TrainConfig::load(&p, &[])
+                .with_context(|| format!("reading the run's config {}", p.display()))?;
+            let keys = crate::config::differing_keys(&old, cfg);
+            if !keys.is_empty() {
                 tracing::warn!(
-                    "{} differs from the config of this command (kept as is)",
+                    "this command's config differs from the run's {} in {}: this command uses its own values; {} stays the run's record",
+                    p.display(),
+                    keys.join(", "),
                     p.display()
                 );
             }
             return Ok(());
         }
-        write_atomic(&p, text.as_bytes())
+        write_atomic(&p, cfg.to_toml()?.as_bytes())
     }
 
     /// `RUN/.lock`: held (an advisory `flock`) by the process training in the run.

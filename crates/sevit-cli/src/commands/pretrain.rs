@@ -13,7 +13,8 @@ pub struct EngineArgs {
     /// Run directory (holds split.csv, written by `sevit split`).
     #[arg(long)]
     pub run: Option<PathBuf>,
-    /// Training config (TOML); default: the paper preset (configs/paper.toml values).
+    /// Training config (TOML); default: the run's own `config.toml` when it has one (written
+    /// by its first training command), else the paper preset (configs/paper.toml values).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Override a config value, `section.key=value` (repeatable), e.g. `--set optim.epochs=2`.
@@ -38,7 +39,15 @@ impl EngineArgs {
         let Some(run_dir) = &self.run else {
             anyhow::bail!("give the run directory with --run DIR (made by `sevit split`)");
         };
-        let mut cfg = sevit_distill::config::load_config(self.config.as_deref(), &self.set)?;
+        // A run remembers its config: without --config, the one its first command recorded.
+        let recorded = RunLayout::new(run_dir).config_toml();
+        let mut cfg = match &self.config {
+            None if recorded.is_file() => {
+                tracing::info!("config: the run's {}", recorded.display());
+                TrainConfig::load(&recorded, &self.set)?
+            }
+            given => sevit_distill::config::load_config(given.as_deref(), &self.set)?,
+        };
         let threads = cfg.apply_threads();
         let dist = sevit_distill::distributed::join(&mut cfg)?;
         let run = RunLayout::new(run_dir);
