@@ -1,0 +1,89 @@
+//! The README's "Your own data, step by step" block, run as written on the embedded synthetic
+//! data: only the dataset, the config (micro instead of cpu) and the image folder of the last
+//! line are substituted, so a recipe line that stops working fails here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The first ```bash block after the heading `heading` of the README.
+fn readme_block(heading: &str) -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let at = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README.md has no heading {heading:?}"));
+    let rest = &readme[at..];
+    let start = rest.find("```bash\n").expect("a bash block") + "```bash\n".len();
+    let end = rest[start..].find("```").expect("the end of the block");
+    rest[start..start + end].to_string()
+}
+
+#[test]
+fn the_readme_recipe_runs_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sevit = Path::new(env!("CARGO_BIN_EXE_sevit"));
+    let out = Command::new(sevit)
+        .args([
+            "synth", "--out", "data", "--n", "120", "--size", "32", "--seed", "7",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut block = readme_block("## Your own data, step by step");
+    let micro = repo().join("configs/micro.toml");
+    for (from, to) in [
+        (
+            "data-manifests/kermany_pediatric_224src.toml",
+            "data/dataset.toml",
+        ),
+        ("configs/cpu.toml", micro.to_str().unwrap()),
+        (
+            "../shared/data/kermany_pediatric_224src/images",
+            "data/images",
+        ),
+    ] {
+        assert!(
+            block.contains(from),
+            "the README recipe no longer names {from}:\n{block}"
+        );
+        block = block.replace(from, to);
+    }
+    // `just build` is what built the binary under test.
+    let script = format!("set -euo pipefail\njust() {{ :; }}\n{block}");
+    let path = format!(
+        "{}:{}",
+        sevit.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(tmp.path())
+        .env("PATH", path)
+        .env("SEVIT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the README recipe failed:\n{script}\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "runs/k/summary.csv",
+        "runs/k/eval/pretrain/report.json",
+        "runs/k/eval/step3/report.json",
+        "runs/k/eval/T0-vs-T3.json",
+        "runs/k/predictions.csv",
+    ] {
+        assert!(tmp.path().join(f).is_file(), "the recipe wrote no {f}");
+    }
+}
