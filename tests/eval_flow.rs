@@ -196,17 +196,20 @@ fn eval_compare_visualize_predict() {
     let pred = sevit_distill::inference::predict_images(&model, &list, &PredictOptions::default())
         .unwrap();
     let csv = root.join("new_predictions.csv");
-    pred.write_csv(&csv).unwrap();
+    pred.write_csv(&csv, "opacity").unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 1 + 64);
-    assert!(text.starts_with("file,probability,predicted,threshold\n"));
+    // The schema of the evaluation's predictions.csv, label empty.
+    let eval_header = std::fs::read_to_string(eval_dir.join("predictions.csv")).unwrap();
+    assert_eq!(text.lines().next(), eval_header.lines().next());
+    assert!(text.starts_with("id,label,p_opacity,predicted,threshold\n"));
     // The test images get the same probabilities as in the evaluation.
     let first_test = &preds.ids[0];
     let row = text
         .lines()
         .find(|l| first_test.ends_with(l.split(',').next().unwrap()))
         .unwrap();
-    let p: f64 = row.split(',').nth(1).unwrap().parse().unwrap();
+    let p: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
     assert!(
         (p - preds.scores[0]).abs() < 1e-6,
         "{p} vs {}",

@@ -268,6 +268,19 @@ fn model_selection_numbers_epochs_one_way_and_its_checkpoints_load() {
         p(&img),
     ]);
     assert!(out.contains("1 images scored"), "{out}");
+    // One predictions schema for eval and predict, naming the positive class of the run.
+    let header = |f: &Path| {
+        std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        header(&tmp.path().join("b.csv")),
+        "id,label,p_opacity,predicted,threshold"
+    );
 }
 
 #[test]

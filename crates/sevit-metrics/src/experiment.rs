@@ -900,7 +900,8 @@ mod tests {
             for t in 0..=2usize {
                 let q = 0.2 + 0.3 * t as f64;
                 let p = dir.join(format!("seed-{s}/eval/distl-T{t}/predictions.csv"));
-                write_predictions_csv(&p, &ids, &labels, &scores(&labels, q, s)).unwrap();
+                write_predictions_csv(&p, &ids, &labels, &scores(&labels, q, s), "pos", 0.5)
+                    .unwrap();
                 if t > 0 {
                     let p = dir.join(format!("seed-{s}/eval/supervised-T{t}/predictions.csv"));
                     // reversed case order: the report must align by id
@@ -910,7 +911,7 @@ mod tests {
                     idr.reverse();
                     lr.reverse();
                     sr.reverse();
-                    write_predictions_csv(&p, &idr, &lr, &sr).unwrap();
+                    write_predictions_csv(&p, &idr, &lr, &sr, "pos", 0.5).unwrap();
                 }
             }
         }
@@ -989,7 +990,8 @@ mod tests {
                 let p = d
                     .path()
                     .join(format!("seed-{s}/eval/control-T{t}/predictions.csv"));
-                write_predictions_csv(&p, &ids, &labels, &scores(&labels, 3.0, s + 5)).unwrap();
+                write_predictions_csv(&p, &ids, &labels, &scores(&labels, 3.0, s + 5), "pos", 0.5)
+                    .unwrap();
             }
         }
         let r = summarize(&collect(d.path()).unwrap(), 0.95).unwrap();
@@ -1035,6 +1037,8 @@ mod tests {
             &["a", "b", "x", "y"],
             &[true, false, true, false],
             &[0.9, 0.1, 0.6, 0.4],
+            "pos",
+            0.5,
         )
         .unwrap();
         let e = format!(
@@ -1048,6 +1052,8 @@ mod tests {
             &["a", "c", "x", "y"],
             &[true, false, true, false],
             &[0.9, 0.1, 0.3, 0.4],
+            "pos",
+            0.5,
         )
         .unwrap();
         let e = format!(

@@ -48,8 +48,9 @@ pub use error::MetricsError;
 pub use normal::{normal_cdf, normal_quantile, two_sided_p};
 pub use nuisance::{NuisanceRow, NuisanceTable};
 pub use report::{
-    compare, evaluate, read_predictions_csv, write_predictions_csv, BootstrapOptions,
-    ComparisonReport, EvalOptions, EvalReport, Predictions, TargetSensitivity, ThresholdsBlock,
+    compare, evaluate, probability_column, read_predictions_csv, write_predictions_csv,
+    BootstrapOptions, ComparisonReport, EvalOptions, EvalReport, Predictions, TargetSensitivity,
+    ThresholdsBlock,
 };
 pub use roc::{roc_auc, roc_curve, trapezoid_area, RocPoint};
 pub use threshold::{at_threshold, threshold_for_sensitivity, youden_threshold, ThresholdMetrics};

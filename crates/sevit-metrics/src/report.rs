@@ -401,8 +401,16 @@ pub struct Predictions {
     pub scores: Vec<f64>,
 }
 
-/// Writes `predictions.csv` (`id,label,score`; label 0/1; scores with full round-trip
-/// precision), atomically.
+/// The score column of a predictions CSV: `p_<positive label>` (e.g. `p_pneumonia`), so the
+/// file says which class the probability is of.
+pub fn probability_column(positive: &str) -> String {
+    format!("p_{positive}")
+}
+
+/// Writes `predictions.csv` atomically, in the one schema every sevit tool writes:
+/// `id,label,p_<positive>,predicted,threshold`: label 0/1 (empty where unknown, as in
+/// `sevit predict`), the probability of the positive class with full round-trip precision,
+/// and the call (0/1) at `threshold` (probability >= threshold is positive).
 ///
 /// # Errors
 /// Length mismatch between the three columns, non-finite scores, I/O failures.
@@ -411,6 +419,8 @@ pub fn write_predictions_csv<S: AsRef<str>>(
     ids: &[S],
     labels: &[bool],
     scores: &[f64],
+    positive: &str,
+    threshold: f64,
 ) -> anyhow::Result<()> {
     crate::input::check_scores(labels, scores, "scores")
         .with_context(|| format!("writing {}", path.display()))?;
@@ -423,9 +433,16 @@ pub fn write_predictions_csv<S: AsRef<str>>(
         .with_context(|| format!("writing {}", path.display()));
     }
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["id", "label", "score"])?;
+    let p = probability_column(positive);
+    w.write_record(["id", "label", p.as_str(), "predicted", "threshold"])?;
     for ((id, &l), &s) in ids.iter().zip(labels).zip(scores) {
-        w.write_record([id.as_ref(), if l { "1" } else { "0" }, &s.to_string()])?;
+        w.write_record([
+            id.as_ref(),
+            if l { "1" } else { "0" },
+            &s.to_string(),
+            if s >= threshold { "1" } else { "0" },
+            &threshold.to_string(),
+        ])?;
     }
     let bytes = w
         .into_inner()
@@ -434,7 +451,8 @@ pub fn write_predictions_csv<S: AsRef<str>>(
 }
 
 /// Reads a `predictions.csv` written by [`write_predictions_csv`] (columns found by header name,
-/// so extra columns are allowed).
+/// so extra columns are allowed; the probability is the one `p_*` column, or `score` in files
+/// of earlier sevit versions).
 ///
 /// # Errors
 /// Missing file or column, a label other than 0/1, an unparsable score; the message names the
@@ -454,7 +472,12 @@ pub fn read_predictions_csv(path: &Path) -> anyhow::Result<Predictions> {
             )
         })
     };
-    let (ci, cl, cs) = (col("id")?, col("label")?, col("score")?);
+    let probability = headers
+        .iter()
+        .position(|h| h.starts_with("p_"))
+        .map(Ok)
+        .unwrap_or_else(|| col("score"));
+    let (ci, cl, cs) = (col("id")?, col("label")?, probability?);
     let mut out = Predictions::default();
     for (k, rec) in r.records().enumerate() {
         let line = k + 2;
@@ -594,9 +617,12 @@ mod tests {
         let ids = ["a.png", "dir/b,with comma.png", "c"];
         let labels = [true, false, true];
         let scores = [0.1 + 0.2, 1e-17, 1.0];
-        write_predictions_csv(&p, &ids, &labels, &scores).unwrap();
+        write_predictions_csv(&p, &ids, &labels, &scores, "pneumonia", 0.5).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.starts_with("id,label,score\n"), "{text}");
+        assert!(
+            text.starts_with("id,label,p_pneumonia,predicted,threshold\n"),
+            "{text}"
+        );
         let back = read_predictions_csv(&p).unwrap();
         assert_eq!(back.ids, ids);
         assert_eq!(back.labels, labels);
@@ -607,9 +633,10 @@ mod tests {
     fn predictions_errors_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("predictions.csv");
-        let err = write_predictions_csv(&p, &["a"], &[true, false], &[0.1, 0.2]).unwrap_err();
+        let err =
+            write_predictions_csv(&p, &["a"], &[true, false], &[0.1, 0.2], "x", 0.5).unwrap_err();
         assert!(format!("{err:#}").contains("ids has 1 entries"), "{err:#}");
-        let err = write_predictions_csv(&p, &["a"], &[true], &[f64::NAN]).unwrap_err();
+        let err = write_predictions_csv(&p, &["a"], &[true], &[f64::NAN], "x", 0.5).unwrap_err();
         assert!(
             format!("{err:#}").contains("not a finite number"),
             "{err:#}"

@@ -79,7 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             skip_bad: args.skip_bad,
         },
     )?;
-    outcome.write_csv(&args.out)?;
+    let positive =
+        sevit_distill::inference::positive_label_of(&checkpoint, args.model.run.as_deref())
+            .unwrap_or_else(|| "positive".into());
+    outcome.write_csv(&args.out, &positive)?;
     println!("model: {stage} - {}", model.describe());
     println!("threshold: {threshold} ({source})");
     println!(

@@ -49,7 +49,7 @@ pub struct EvalRequest {
 pub struct EvalFiles {
     /// `report.json`.
     pub report: PathBuf,
-    /// `predictions.csv` (`id,label,score`).
+    /// `predictions.csv` (`id,label,p_<positive>,predicted,threshold`).
     pub predictions: PathBuf,
     /// `roc.png`.
     pub roc: PathBuf,
@@ -173,7 +173,14 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         reliability: dir.join("reliability.png"),
         robustness: None,
     };
-    write_predictions_csv(&files.predictions, &cases.ids, &labels, &probs)?;
+    write_predictions_csv(
+        &files.predictions,
+        &cases.ids,
+        &labels,
+        &probs,
+        &cases.positive,
+        opts.threshold,
+    )?;
     report.save_json(&files.report)?;
     let label = format!("{} ({wname})", req.stage);
     let title = format!(

@@ -35,8 +35,8 @@ pub use attention::{mass_kept, mass_mask, write_attention_grid, GridOptions};
 pub use compare::{compare_predictions, load_predictions, pair};
 pub use evaluate::{default_out_dir, evaluate_checkpoint, EvalFiles, EvalOutcome, EvalRequest};
 pub use model::{
-    resolve_checkpoint, run_stages, AttentionMaps, InferenceModel, InferenceSettings,
-    SettingOverrides,
+    positive_label_of, resolve_checkpoint, run_stages, AttentionMaps, InferenceModel,
+    InferenceSettings, SettingOverrides,
 };
 pub use predict::{
     predict_images, youden_threshold_from_report, PredictOptions, PredictOutcome, PredictionRow,

@@ -112,6 +112,22 @@ impl InferenceSettings {
     }
 }
 
+/// The positive class of the run a checkpoint belongs to: the split of `run` when given,
+/// else of the run folder two levels above the checkpoint (`RUN/<stage>/checkpoint...`).
+pub fn positive_label_of(checkpoint: &Path, run: Option<&Path>) -> Option<String> {
+    let run = match run {
+        Some(r) => r.to_path_buf(),
+        None => checkpoint.parent()?.parent()?.to_path_buf(),
+    };
+    let split = RunLayout::new(run).split_csv();
+    if !split.is_file() {
+        return None;
+    }
+    sevit_data::Split::read_csv(&split)
+        .ok()
+        .map(|s| s.positive_label().to_string())
+}
+
 /// Picks a checkpoint: `checkpoint` when given; otherwise `RUN/<stage>/checkpoint.safetensors`
 /// of `run`, where `stage` defaults to the highest `stepT` present, else `pretrain`. Returns the
 /// path and a stage label (the stage, or the checkpoint's parent folder name).

@@ -168,12 +168,18 @@ fn csv_field(s: &str) -> String {
 }
 
 impl PredictOutcome {
-    /// Writes the CSV `file,probability,predicted,threshold` (predicted 1/0), atomically.
-    pub fn write_csv(&self, path: &Path) -> anyhow::Result<()> {
-        let mut text = String::from("file,probability,predicted,threshold\n");
+    /// Writes the CSV `id,label,p_<positive>,predicted,threshold` (label empty, predicted
+    /// 1/0), atomically: the schema of every sevit predictions file.
+    pub fn write_csv(&self, path: &Path, positive: &str) -> anyhow::Result<()> {
+        // The schema of every sevit predictions file (sevit_metrics::write_predictions_csv),
+        // with the label column empty: these images have none.
+        let mut text = format!(
+            "id,label,{},predicted,threshold\n",
+            csv_field(&sevit_metrics::probability_column(positive))
+        );
         for r in &self.rows {
             text += &format!(
-                "{},{},{},{}\n",
+                "{},,{},{},{}\n",
                 csv_field(&r.id),
                 r.probability,
                 if r.predicted { 1 } else { 0 },
@@ -223,10 +229,10 @@ mod tests {
         };
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("p.csv");
-        o.write_csv(&p).unwrap();
+        o.write_csv(&p, "pneumonia").unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
-            "file,probability,predicted,threshold\n\"x,1.png\",0.75,1,0.5\ny.png,0.25,0,0.5\n"
+            "id,label,p_pneumonia,predicted,threshold\n\"x,1.png\",,0.75,1,0.5\ny.png,,0.25,0,0.5\n"
         );
         assert_eq!(o.n_positive(), 1);
     }
