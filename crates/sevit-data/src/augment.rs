@@ -212,8 +212,21 @@ impl MultiCropConfig {
         use anyhow::Context;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read multi-crop config {}", path.display()))?;
-        let cfg: MultiCropConfig = toml::from_str(&text)
-            .with_context(|| format!("invalid multi-crop config {}", path.display()))?;
+        // A training config (or any file with a [views] table) gives its [views] table;
+        // otherwise the file is the table's fields themselves.
+        let mut table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("invalid TOML in multi-crop config {}", path.display()))?;
+        let views = match table.remove("views") {
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => anyhow::bail!("{}: `views` is not a table", path.display()),
+            None => table,
+        };
+        let cfg: MultiCropConfig = views.try_into().with_context(|| {
+            format!(
+                "invalid multi-crop config {} (a training config, its [views] table, or the fields of that table)",
+                path.display()
+            )
+        })?;
         cfg.validate()
             .with_context(|| format!("multi-crop config {}", path.display()))?;
         Ok(cfg)
@@ -764,6 +777,30 @@ mod tests {
         assert_eq!(a, multi_crop(&img, &cfg, 42));
         assert_ne!(a[1], multi_crop(&img, &cfg, 43)[1]);
         assert_eq!(a[0], img.resize(32, 32, Filter::Bilinear));
+    }
+
+    #[test]
+    fn crop_config_files_take_a_training_config_its_views_table_or_the_fields() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        // A whole training config (configs/micro.toml: 32 px global, 16 px local, 2 local).
+        let micro = MultiCropConfig::from_toml_file(&repo.join("configs/micro.toml")).unwrap();
+        assert_eq!(
+            (micro.global_size, micro.local_size, micro.n_local),
+            (32, 16, 2)
+        );
+        for text in [
+            "[views]\nglobal_size = 64\nn_local = 4\n",
+            "global_size = 64\nn_local = 4\n",
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let c = MultiCropConfig::from_toml_file(&p).unwrap();
+            assert_eq!((c.global_size, c.n_local), (64, 4), "{text}");
+        }
+        std::fs::write(&p, "[views]\nbogus = 1\n").unwrap();
+        let e = format!("{:#}", MultiCropConfig::from_toml_file(&p).unwrap_err());
+        assert!(e.contains("bogus"), "{e}");
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub struct Args {
     /// Seed of the augmentations.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Multi-crop settings (TOML, fields of MultiCropConfig); default = DISTL.
+    /// Multi-crop settings: a training config (its [views] table), a file with a [views]
+    /// table, or that table's fields; default = DISTL.
     #[arg(long, value_name = "TOML")]
     pub crop_config: Option<PathBuf>,
 }
