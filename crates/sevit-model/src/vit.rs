@@ -274,23 +274,7 @@ impl VisionTransformer {
         if h0 * w0 == n && h == w {
             return self.pos_embed.shallow_clone();
         }
-        let dim = self.cfg.embed_dim;
-        let g = (n as f64).sqrt() as i64;
-        let class_pos = self.pos_embed.narrow(1, 0, 1);
-        let patch_pos = self
-            .pos_embed
-            .narrow(1, 1, n)
-            .reshape([1, g, g, dim])
-            .permute([0, 3, 1, 2]);
-        let (sh, sw) = ((h0 as f64 + 0.1) / g as f64, (w0 as f64 + 0.1) / g as f64);
-        let (oh, ow) = (
-            (g as f64 * sh).floor() as i64,
-            (g as f64 * sw).floor() as i64,
-        );
-        let patch_pos = patch_pos.upsample_bicubic2d([oh, ow], false, sh, sw);
-        let patch_pos = patch_pos.permute([0, 2, 3, 1]).reshape([1, -1, dim]);
-        let patch_pos = patch_pos.to_kind(class_pos.kind());
-        Tensor::cat(&[class_pos, patch_pos], 1)
+        resize_pos_embed(&self.pos_embed, h0, w0)
     }
 
     /// Patch embedding + CLS token + position embedding: `[B, N+1, D]`.
@@ -358,6 +342,34 @@ impl VisionTransformer {
         }
         unreachable!("a ViT has at least one block")
     }
+}
+
+/// Position embeddings `[1, 1 + G*G, D]` (CLS first, a square grid of G x G patches) resized to
+/// a `grid_h` x `grid_w` patch grid as DINO's `interpolate_pos_encoding` does (bicubic, scale
+/// factors `(grid/G + 0.1/G)`, no corner alignment). Used at run time for other input sizes,
+/// and to load a checkpoint trained at another image size (`load_matching`), so both give the
+/// same embeddings.
+pub fn resize_pos_embed(pos_embed: &Tensor, grid_h: i64, grid_w: i64) -> Tensor {
+    let size = pos_embed.size();
+    let (n, dim) = (size[1] - 1, size[2]);
+    let g = (n as f64).sqrt() as i64;
+    let class_pos = pos_embed.narrow(1, 0, 1);
+    let patch_pos = pos_embed
+        .narrow(1, 1, n)
+        .reshape([1, g, g, dim])
+        .permute([0, 3, 1, 2]);
+    let (sh, sw) = (
+        (grid_h as f64 + 0.1) / g as f64,
+        (grid_w as f64 + 0.1) / g as f64,
+    );
+    let (oh, ow) = (
+        (g as f64 * sh).floor() as i64,
+        (g as f64 * sw).floor() as i64,
+    );
+    let patch_pos = patch_pos.upsample_bicubic2d([oh, ow], false, sh, sw);
+    let patch_pos = patch_pos.permute([0, 2, 3, 1]).reshape([1, -1, dim]);
+    let patch_pos = patch_pos.to_kind(class_pos.kind());
+    Tensor::cat(&[class_pos, patch_pos], 1)
 }
 
 #[cfg(test)]
