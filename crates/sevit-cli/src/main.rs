@@ -38,6 +38,8 @@ struct Cli {
 enum Command {
     /// Show the libtorch build, devices and thread settings.
     Info(commands::info::Args),
+    /// Show the resolved training config (of a run, a file or a preset) with every key.
+    Config(commands::config::Args),
     // -- data (sevit-data) --
     /// Split a dataset (patient-grouped, stratified) and write RUN_DIR/split.csv.
     Split(commands::split::Args),
@@ -148,6 +150,7 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Info(a) => commands::info::run(a),
+        Command::Config(a) => commands::config::run(a),
         Command::ImportWeights(a) => commands::import_weights::run(a),
         // -- dispatch --
         Command::Eval(a) => commands::eval::run(a),

@@ -365,3 +365,36 @@ fn a_run_remembers_its_config() {
         "{log}"
     );
 }
+
+#[test]
+fn config_show_prints_every_key_and_the_reference_lists_them() {
+    let show = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
+            .args(["config", "show"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let defaults = show(&[]);
+    assert_eq!(show(&["--preset", "paper"]), defaults);
+    assert_ne!(show(&["--preset", "cpu"]), defaults);
+    assert!(show(&["--set", "optim.lr=0.001"]).contains("lr = 0.001"));
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md"))
+            .unwrap();
+    let block = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block in docs/config.md");
+    assert_eq!(
+        block, defaults,
+        "docs/config.md is stale: paste the output of `sevit config show`"
+    );
+}

@@ -1,6 +1,7 @@
 //! One module per `sevit` sub-command.
 pub mod augment_preview;
 pub mod compare;
+pub mod config;
 pub mod distill;
 pub mod eval;
 pub mod evolve;
