@@ -102,13 +102,17 @@ impl JsonlLog {
         }
     }
 
-    /// Appends one record.
+    /// Appends one record, with the wall-clock `time` it was written (RFC 3339, UTC, ms):
+    /// the one field that differs between a resumed run's log and an uninterrupted one's,
+    /// so it is not part of [`LogRecord`].
     pub fn write(&mut self, rec: &LogRecord) -> anyhow::Result<()> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
         let mut line = serde_json::to_string(rec)?;
-        line.push('\n');
+        line.pop(); // the closing brace
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        line.push_str(&format!(",\"time\":\"{now}\"}}\n"));
         file.write_all(line.as_bytes())
             .and_then(|_| file.flush())
             .with_context(|| format!("writing log {}", self.path.display()))
@@ -221,5 +225,11 @@ mod tests {
         let all = read_log(&p).unwrap();
         assert_eq!(all.len(), 5);
         assert_eq!(epoch_means(&all, StepKind::Unlabeled), vec![0.5, 1.5, 9.0]);
+        // Each line carries the time it was written.
+        let last = std::fs::read_to_string(&p).unwrap();
+        let last: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+        let time = last["time"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+        assert_eq!(last["epoch"], 2);
     }
 }
