@@ -180,6 +180,16 @@ pub fn distill_with(
                 correction_pass(tr, &inputs.labeled, lab_seed, epoch, it, log)?;
             }
             tr.iteration += 1;
+            // The step's numbers on the progress line, as DINO's MetricLogger prints them.
+            pb.set_message(format!(
+                "epoch {}/{} loss {:.4} dino {:.4} self-training {:.4} agree {:.2} lr {lr:.2e}",
+                epoch + 1,
+                tr.epochs,
+                v[0],
+                v[1],
+                v[2],
+                v[3]
+            ));
             pb.inc(1);
         }
         Ok(())
