@@ -40,6 +40,8 @@ enum Command {
     Info(commands::info::Args),
     /// Show the resolved training config (of a run, a file or a preset) with every key.
     Config(commands::config::Args),
+    /// CLS features, class logits and last-block attention of images (.safetensors or .npy).
+    Embed(commands::embed::Args),
     // -- data (sevit-data) --
     /// Split a dataset (patient-grouped, stratified) and write RUN_DIR/split.csv.
     Split(commands::split::Args),
@@ -151,6 +153,7 @@ fn main() {
     let result = match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Config(a) => commands::config::run(a),
+        Command::Embed(a) => commands::embed::run(a),
         Command::ImportWeights(a) => commands::import_weights::run(a),
         // -- dispatch --
         Command::Eval(a) => commands::eval::run(a),

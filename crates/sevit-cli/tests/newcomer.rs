@@ -281,6 +281,52 @@ fn model_selection_numbers_epochs_one_way_and_its_checkpoints_load() {
         header(&tmp.path().join("b.csv")),
         "id,label,p_opacity,predicted,threshold"
     );
+
+    // sevit embed: the same network's features, logit and attention.
+    let emb = tmp.path().join("e.safetensors");
+    sevit(&["embed", "--checkpoint", p(&best), "--out", p(&emb), p(&img)]);
+    let e = sevit_model::Checkpoint::load(&emb).unwrap();
+    assert_eq!(e.tensors["features"].size(), [1, 32]);
+    assert_eq!(e.tensors["attention"].size(), [1, 2, 4, 4]);
+    let logit = e.tensors["logits"].double_value(&[0]);
+    let csv = std::fs::read_to_string(tmp.path().join("b.csv")).unwrap();
+    let prob: f64 = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1.0 / (1.0 + (-logit).exp()) - prob).abs() < 1e-6,
+        "{logit} vs {prob}"
+    );
+    let ids: Vec<String> = e.get_json("ids").unwrap();
+    assert_eq!(ids.len(), 1);
+    let npy = tmp.path().join("npy");
+    sevit(&[
+        "embed",
+        "--checkpoint",
+        p(&best),
+        "--format",
+        "npy",
+        "--out",
+        p(&npy),
+        "--folder",
+        p(&data.join("images")),
+    ]);
+    for f in ["features.npy", "logits.npy", "attention.npy"] {
+        assert!(npy.join(f).is_file(), "{f}");
+    }
+    let n = std::fs::read_to_string(npy.join("ids.txt"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(n, 60);
+    let f = tch::Tensor::read_npy(npy.join("features.npy")).unwrap();
+    assert_eq!(f.size(), [60, 32]);
 }
 
 #[test]

@@ -3,6 +3,7 @@ pub mod augment_preview;
 pub mod compare;
 pub mod config;
 pub mod distill;
+pub mod embed;
 pub mod eval;
 pub mod evolve;
 pub mod experiment_report;

@@ -20,6 +20,7 @@
 
 pub mod attention;
 pub mod compare;
+pub mod embed;
 pub mod evaluate;
 mod images;
 pub mod model;
@@ -33,6 +34,7 @@ mod tests;
 
 pub use attention::{mass_kept, mass_mask, write_attention_grid, GridOptions};
 pub use compare::{compare_predictions, load_predictions, pair};
+pub use embed::{embed_images, EmbedFormat, Embeddings};
 pub use evaluate::{default_out_dir, evaluate_checkpoint, EvalFiles, EvalOutcome, EvalRequest};
 pub use model::{
     positive_label_of, resolve_checkpoint, run_stages, AttentionMaps, InferenceModel,

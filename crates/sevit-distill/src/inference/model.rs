@@ -309,7 +309,12 @@ impl InferenceModel {
         )
     }
 
-    fn batch_tensor(&self, images: &[GrayImage]) -> anyhow::Result<Tensor> {
+    /// The network (student or teacher, as loaded).
+    pub(crate) fn network(&self) -> &sevit_model::DistlNet {
+        &self.net.net
+    }
+
+    pub(crate) fn batch_tensor(&self, images: &[GrayImage]) -> anyhow::Result<Tensor> {
         let s = self.settings.image_size;
         for (i, im) in images.iter().enumerate() {
             if (im.width, im.height) != (s, s) {

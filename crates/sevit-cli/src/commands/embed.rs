@@ -1,0 +1,67 @@
+//! `sevit embed`: CLS features, class logits and last-block attention of images, as one
+//! `.safetensors` file or a folder of `.npy` arrays.
+
+use std::path::PathBuf;
+
+use clap::Args as ClapArgs;
+use sevit_distill::inference::{embed_images, EmbedFormat, ImageList, InferenceModel};
+
+use super::eval::ModelArgs;
+
+/// Flags of `sevit embed`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Image files.
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Every image under this folder (recursively).
+    #[arg(long, conflicts_with_all = ["images", "manifest"])]
+    pub folder: Option<PathBuf>,
+    /// The `file` column of this manifest CSV.
+    #[arg(long, conflicts_with = "images")]
+    pub manifest: Option<PathBuf>,
+    /// Output: a `.safetensors` file (tensors features, logits, attention; ids in the
+    /// metadata), or a folder of features.npy, logits.npy, attention.npy and ids.txt with
+    /// `--format npy`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// safetensors or npy.
+    #[arg(long, default_value = "safetensors", value_parser = ["safetensors", "npy"])]
+    pub format: String,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (checkpoint, stage, weights) = args.model.resolve()?;
+    let list = if let Some(f) = &args.folder {
+        ImageList::from_folder(f)?
+    } else if let Some(m) = &args.manifest {
+        ImageList::from_manifest(m, false)?
+    } else {
+        ImageList::from_files(&args.images)?
+    };
+    let model = InferenceModel::load(
+        &checkpoint,
+        weights,
+        args.model.run.as_deref(),
+        &args.model.overrides(),
+    )?;
+    let e = embed_images(&model, &list)?;
+    let format = if args.format == "npy" {
+        EmbedFormat::Npy
+    } else {
+        EmbedFormat::Safetensors
+    };
+    e.write(&args.out, format, &checkpoint)?;
+    println!("model: {stage} - {}", model.describe());
+    println!(
+        "{} images: features {:?}, logits {:?}, attention {:?} -> {}",
+        e.ids.len(),
+        e.features.size(),
+        e.logits.size(),
+        e.attention.size(),
+        args.out.display()
+    );
+    Ok(())
+}
