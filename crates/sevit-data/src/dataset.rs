@@ -129,7 +129,15 @@ impl Dataset {
     /// `allow_outside_root = true` also allows entries outside the root).
     pub fn from_descriptor_opts(path: &Path, opts: LoadOptions) -> Result<Dataset> {
         let d = Descriptor::read(path)?;
+        // The descriptor's own folder as the OS resolves it (a `..` in `root` then means what
+        // it means in a shell there, also when the folder was reached through a link).
         let base = path.parent().unwrap_or(Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
         let root = crate::paths::absolute_clean(&base.join(&d.root))?;
         let opts = LoadOptions {
             allow_outside_root: opts.allow_outside_root || d.allow_outside_root,
