@@ -2,38 +2,24 @@
 //! runs them, including crashes: a `kill -9` during a step's training and aborts at the
 //! registry write leave a consistent registry, and the next `evolve` finishes the step.
 
+mod common;
+
+use common::{p, repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
+/// `sevit ARGS` in the current folder (paths given are absolute).
 fn sevit(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sevit"));
-    c.args(args)
-        .env_remove("SEVIT_FAULT")
-        .env("SEVIT_LOG", "info");
-    c
+    common::sevit_cmd(Path::new("."), args)
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = sevit(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "sevit {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::ok_in(Path::new("."), args).stdout
 }
 
 fn with_fault(fault: &str, args: &[&str]) -> Output {
     sevit(args).env("SEVIT_FAULT", fault).output().unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// Data, split (with a validation part), initial model, site; returns (site, arrivals dir).

@@ -2,74 +2,12 @@
 //! reproduces a defect that once gave a silently wrong result, a hang, a crash or lost work
 //! (docs/reliability.md lists them with the guarantee each one now has).
 
+mod common;
+
+use common::{fails_in, micro_config, ok_in, p, sevit_in, synth, synth_run};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn sevit_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sevit"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SEVIT_FAULT")
-        .env("SEVIT_LOG", "info")
-        .output()
-        .unwrap()
-}
-
-fn ok_in(dir: &Path, args: &[&str]) -> String {
-    let out = sevit_in(dir, args);
-    assert!(
-        out.status.success(),
-        "sevit {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn fails_in(dir: &Path, args: &[&str]) -> String {
-    let out = sevit_in(dir, args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "sevit {args:?} should have failed:\n{err}"
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "a clean error exit, not a crash: {err}"
-    );
-    err
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn synth(dir: &Path, n: usize, seed: u64) -> PathBuf {
-    let out = dir.join("data");
-    ok_in(
-        dir,
-        &[
-            "synth",
-            "--out",
-            p(&out),
-            "--n",
-            &n.to_string(),
-            "--size",
-            "32",
-            "--difficulty",
-            "0",
-            "--seed",
-            &seed.to_string(),
-        ],
-    );
-    out
-}
 
 /// The `file` column of a split.csv, resolved against its `# root:` line.
 fn split_paths(split_csv: &Path) -> Vec<PathBuf> {
@@ -196,7 +134,8 @@ fn directory_links_neither_multiply_nor_relabel_images_nor_hang() {
             "--labeled-fraction",
             "0.3",
         ],
-    );
+    )
+    .stdout;
     assert!(out.contains("20 images"), "{out}");
     let paths = split_paths(&tmp.path().join("run/split.csv"));
     assert_eq!(paths.len(), 20);
@@ -294,25 +233,13 @@ fn aliased_duplicates_and_paths_leaving_the_root_are_refused_at_split() {
 
 /// A trained micro model of a synthetic run: (run dir, checkpoint).
 fn micro_model(dir: &Path) -> (PathBuf, PathBuf) {
-    let data = synth(dir, 40, 4);
-    let run = dir.join("run");
-    ok_in(
+    let (_, run) = synth_run(
         dir,
-        &[
-            "split",
-            "--dataset",
-            p(&data.join("dataset.toml")),
-            "--out",
-            p(&run),
-            "--test-fraction",
-            "0.25",
-            "--folds",
-            "1",
-            "--labeled-fraction",
-            "0.5",
-        ],
+        40,
+        4,
+        &["--test-fraction", "0.25", "--labeled-fraction", "0.5"],
     );
-    let config = repo().join("configs/micro.toml");
+    let config = micro_config();
     ok_in(
         dir,
         &[
@@ -341,7 +268,8 @@ fn predict_refuses_nan_probabilities_truncated_jpegs_and_odd_sizes_and_warns_on_
     let ok = ok_in(
         tmp.path(),
         &["predict", "--checkpoint", p(&ck), "--out", "a.csv", p(&img)],
-    );
+    )
+    .stdout;
     assert!(ok.contains("1 images scored"), "{ok}");
 
     // A truncated JPEG (its second half missing) is an error naming the file.
@@ -449,7 +377,7 @@ fn training_refuses_a_busy_run_and_cleans_stale_temporaries() {
     let (run, _) = micro_model(tmp.path());
     let stale = run.join("pretrain/.checkpoint.safetensors.Ab12Cd");
     std::fs::write(&stale, vec![0u8; 4096]).unwrap();
-    let config = repo().join("configs/micro.toml");
+    let config = micro_config();
     let long = [
         "pretrain",
         "--run",

@@ -1,32 +1,15 @@
 //! Traps a new user met on the command line (issue 24), each reproduced as it was found.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{micro_config, ok_in, p, repo, sevit_cmd, sevit_in, synth, synth_run};
+use std::path::Path;
 
 #[cfg(unix)]
 #[test]
 fn redirected_logs_carry_no_colour_codes() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
-        .args([
-            "synth",
-            "--out",
-            p(&data),
-            "--n",
-            "12",
-            "--size",
-            "32",
-            "--seed",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let data = synth(tmp.path(), 12, 1);
     let tree = tmp.path().join("tree");
     for (i, e) in std::fs::read_dir(data.join("images")).unwrap().enumerate() {
         let label = if i % 2 == 0 { "a" } else { "b" };
@@ -35,20 +18,22 @@ fn redirected_logs_carry_no_colour_codes() {
     }
     // A directory link that is not followed: a warning in the log.
     std::os::unix::fs::symlink("..", tree.join("a/up")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
-        .args([
+    let run = tmp.path().join("run");
+    let out = sevit_cmd(
+        tmp.path(),
+        &[
             "split",
             "--folder",
             p(&tree),
             "--positive",
             "b",
             "--out",
-            p(&tmp.path().join("run")),
-        ])
-        .env("SEVIT_LOG", "info")
-        .env_remove("NO_COLOR")
-        .output()
-        .unwrap();
+            p(&run),
+        ],
+    )
+    .env_remove("NO_COLOR")
+    .output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not following directory link"), "{err}");
     assert!(
@@ -61,11 +46,11 @@ fn redirected_logs_carry_no_colour_codes() {
 fn a_failed_training_command_leaves_no_empty_run_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("typo");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/micro.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
-        .args(["pretrain", "--run", p(&run), "--config", p(&config)])
-        .output()
-        .unwrap();
+    let config = micro_config();
+    let out = sevit_in(
+        tmp.path(),
+        &["pretrain", "--run", p(&run), "--config", p(&config)],
+    );
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("split.csv"),
@@ -81,10 +66,7 @@ fn a_failed_training_command_leaves_no_empty_run_directory() {
 
 #[test]
 fn info_names_the_libtorch_it_runs_on() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
-        .arg("info")
-        .output()
-        .unwrap();
+    let out = sevit_in(&repo(), &["info"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -96,57 +78,29 @@ fn info_names_the_libtorch_it_runs_on() {
 #[test]
 fn a_stopped_evolve_names_only_files_it_wrote() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let run = tmp.path().join("run");
-    let sevit = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    sevit(&[
-        "synth",
-        "--out",
-        p(&data),
-        "--n",
-        "40",
-        "--size",
-        "32",
-        "--seed",
-        "2",
-    ]);
-    sevit(&[
-        "split",
-        "--dataset",
-        p(&data.join("dataset.toml")),
-        "--out",
-        p(&run),
-        "--folds",
-        "1",
-        "--labeled-fraction",
-        "0.5",
-        "--test-fraction",
-        "0.25",
-    ]);
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/micro.toml");
-    let out = sevit(&[
-        "evolve",
-        "--run",
-        p(&run),
-        "--config",
-        p(&config),
-        "--set",
-        "threads=1",
-        "--stop-after-epochs",
-        "1",
-        "--no-progress",
-    ]);
+    let (_, run) = synth_run(
+        tmp.path(),
+        40,
+        2,
+        &["--labeled-fraction", "0.5", "--test-fraction", "0.25"],
+    );
+    let config = micro_config();
+    let out = ok_in(
+        tmp.path(),
+        &[
+            "evolve",
+            "--run",
+            p(&run),
+            "--config",
+            p(&config),
+            "--set",
+            "threads=1",
+            "--stop-after-epochs",
+            "1",
+            "--no-progress",
+        ],
+    )
+    .stdout;
     for line in out.lines() {
         if let Some(f) = line.strip_prefix("summary: ") {
             assert!(
@@ -177,51 +131,24 @@ fn epochs_logged(log: &str, what: &str) -> Vec<(usize, String)> {
 #[test]
 fn model_selection_numbers_epochs_one_way_and_its_checkpoints_load() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let run = tmp.path().join("run");
     let sevit = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
-            .args(args)
-            .env("SEVIT_LOG", "info")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let out = ok_in(tmp.path(), args);
+        (out.stdout, out.stderr)
     };
-    sevit(&[
-        "synth",
-        "--out",
-        p(&data),
-        "--n",
-        "60",
-        "--size",
-        "32",
-        "--seed",
-        "5",
-    ]);
-    sevit(&[
-        "split",
-        "--dataset",
-        p(&data.join("dataset.toml")),
-        "--out",
-        p(&run),
-        "--folds",
-        "1",
-        "--labeled-fraction",
-        "0.4",
-        "--val-fraction",
-        "0.3",
-        "--test-fraction",
-        "0.2",
-    ]);
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/micro.toml");
+    let (data, run) = synth_run(
+        tmp.path(),
+        60,
+        5,
+        &[
+            "--labeled-fraction",
+            "0.4",
+            "--val-fraction",
+            "0.3",
+            "--test-fraction",
+            "0.2",
+        ],
+    );
+    let config = micro_config();
     let (_, log) = sevit(&[
         "pretrain",
         "--run",
@@ -332,43 +259,14 @@ fn model_selection_numbers_epochs_one_way_and_its_checkpoints_load() {
 #[test]
 fn a_run_remembers_its_config() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let run = tmp.path().join("run");
-    let sevit = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
-            .args(args)
-            .env("SEVIT_LOG", "info")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{args:?}: {err}");
-        err
-    };
-    sevit(&[
-        "synth",
-        "--out",
-        p(&data),
-        "--n",
-        "40",
-        "--size",
-        "32",
-        "--seed",
-        "6",
-    ]);
-    sevit(&[
-        "split",
-        "--dataset",
-        p(&data.join("dataset.toml")),
-        "--out",
-        p(&run),
-        "--folds",
-        "1",
-        "--labeled-fraction",
-        "0.5",
-        "--test-fraction",
-        "0.25",
-    ]);
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/micro.toml");
+    let sevit = |args: &[&str]| ok_in(tmp.path(), args).stderr;
+    let (_, run) = synth_run(
+        tmp.path(),
+        40,
+        6,
+        &["--labeled-fraction", "0.5", "--test-fraction", "0.25"],
+    );
+    let config = micro_config();
     sevit(&[
         "pretrain",
         "--run",
@@ -415,25 +313,15 @@ fn a_run_remembers_its_config() {
 #[test]
 fn config_show_prints_every_key_and_the_reference_lists_them() {
     let show = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_sevit"))
-            .args(["config", "show"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut all = vec!["config", "show"];
+        all.extend(args);
+        ok_in(&repo(), &all).stdout
     };
     let defaults = show(&[]);
     assert_eq!(show(&["--preset", "paper"]), defaults);
     assert_ne!(show(&["--preset", "cpu"]), defaults);
     assert!(show(&["--set", "optim.lr=0.001"]).contains("lr = 0.001"));
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md"))
-            .unwrap();
+    let doc = std::fs::read_to_string(repo().join("docs/config.md")).unwrap();
     let block = doc
         .split("```toml\n")
         .nth(1)

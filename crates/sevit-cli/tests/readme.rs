@@ -2,12 +2,11 @@
 //! data: only the dataset, the config (micro instead of cpu) and the image folder of the last
 //! line are substituted, so a recipe line that stops working fails here.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::repo;
+use std::path::Path;
+use std::process::Command;
 
 /// The first ```bash block after the heading `heading` of the README.
 fn readme_block(heading: &str) -> String {

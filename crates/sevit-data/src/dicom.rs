@@ -11,7 +11,7 @@
 use crate::gray::GrayImage;
 use anyhow::{bail, Context, Result};
 use dicom_dictionary_std::tags;
-use dicom_object::{open_file, DefaultDicomObject};
+use dicom_object::{from_reader, DefaultDicomObject};
 use std::path::Path;
 
 /// Implicit VR Little Endian.
@@ -216,17 +216,25 @@ fn check_lengths_as_parsed(bytes: &[u8]) -> Result<()> {
 /// Decodes the first frame of a DICOM file to a [`GrayImage`] (rescaled and windowed values;
 /// not yet min-max normalised).
 pub fn decode_dicom(path: &Path) -> Result<GrayImage> {
-    decode_inner(path).with_context(|| format!("cannot decode DICOM file {}", path.display()))
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read DICOM file {}", path.display()))?;
+    decode_dicom_bytes(&bytes, path)
 }
 
-fn decode_inner(path: &Path) -> Result<GrayImage> {
-    let bytes = std::fs::read(path).context("cannot read the file")?;
+/// As [`decode_dicom`], from the bytes of a Part-10 file already read from `origin` (which
+/// errors name).
+pub fn decode_dicom_bytes(bytes: &[u8], origin: &Path) -> Result<GrayImage> {
+    decode_inner(bytes).with_context(|| format!("cannot decode DICOM file {}", origin.display()))
+}
+
+fn decode_inner(bytes: &[u8]) -> Result<GrayImage> {
     // Refused before the parser reads (and allocates for) the data set.
-    if let Some(ts) = check_declared_lengths(&bytes)? {
+    if let Some(ts) = check_declared_lengths(bytes)? {
         check_transfer_syntax(&ts)?;
     }
-    check_lengths_as_parsed(&bytes)?;
-    let obj = open_file(path).context("cannot parse DICOM")?;
+    check_lengths_as_parsed(bytes)?;
+    // The file meta group starts after the 128-byte preamble (checked above).
+    let obj = from_reader(&bytes[128..]).context("cannot parse DICOM")?;
     check_transfer_syntax(obj.meta().transfer_syntax())?;
     let rows = int_attr(&obj, tags::ROWS, "Rows", None)?;
     let cols = int_attr(&obj, tags::COLUMNS, "Columns", None)?;
@@ -295,8 +303,7 @@ fn decode_inner(path: &Path) -> Result<GrayImage> {
     let slope = float_attr(&obj, tags::RESCALE_SLOPE)?.unwrap_or(1.0);
     if slope == 0.0 || !slope.is_finite() {
         bail!(
-            "DICOM {}: Rescale Slope is {slope}, which maps every pixel to the same value; the file's modality LUT is broken",
-            path.display()
+            "Rescale Slope is {slope}, which maps every pixel to the same value; the file's modality LUT is broken"
         );
     }
     let intercept = float_attr(&obj, tags::RESCALE_INTERCEPT)?.unwrap_or(0.0);

@@ -116,16 +116,19 @@ impl GrayImage {
     }
 
     /// Per-image min-max normalisation to `[0, 1]` in place; a constant image becomes all 0.
-    pub fn normalize_min_max(&mut self) {
+    ///
+    /// Returns false when the image had no range to scale (constant, or not finite).
+    pub fn normalize_min_max(&mut self) -> bool {
         let (lo, hi) = self.min_max();
         let range = hi - lo;
         if range.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !range.is_finite() {
             self.data.iter_mut().for_each(|v| *v = 0.0);
-            return;
+            return false;
         }
         self.data
             .iter_mut()
             .for_each(|v| *v = ((*v - lo) / range).clamp(0.0, 1.0));
+        true
     }
 
     /// The sub-image with top-left corner `(left, top)` and size `w x h`; the region must lie

@@ -28,8 +28,8 @@ pub fn load_gray(path: &Path, size: u32) -> Result<GrayImage> {
 /// A constant image (nothing to normalise: it becomes all zeros) and an image smaller than
 /// [`SMALL_IMAGE_SIDE`] on a side load, with a warning, once per file and process.
 pub fn load_gray_native(path: &Path) -> Result<GrayImage> {
-    let img = decode_gray_native(path)?;
-    warn_if_degenerate(path, &img);
+    let (img, constant) = decode_gray_native(path)?;
+    warn_if_degenerate(path, &img, constant);
     Ok(img)
 }
 
@@ -37,13 +37,14 @@ pub fn load_gray_native(path: &Path) -> Result<GrayImage> {
 /// carries almost nothing a model can read, and is more likely a thumbnail or an icon.
 pub const SMALL_IMAGE_SIDE: u32 = 32;
 
-fn warn_if_degenerate(path: &Path, img: &GrayImage) {
+/// Warns once per file about a constant (`constant`, as found by the normalisation) or a
+/// tiny image; no pass over the pixels of its own, since this runs on every load.
+fn warn_if_degenerate(path: &Path, img: &GrayImage, constant: bool) {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static WARNED: OnceLock<Mutex<HashSet<std::path::PathBuf>>> = OnceLock::new();
-    let (lo, hi) = img.min_max();
     let small = img.width < SMALL_IMAGE_SIDE || img.height < SMALL_IMAGE_SIDE;
-    if hi > lo && !small {
+    if !constant && !small {
         return;
     }
     let first = WARNED
@@ -54,7 +55,7 @@ fn warn_if_degenerate(path: &Path, img: &GrayImage) {
     if !first {
         return;
     }
-    if hi <= lo {
+    if constant {
         tracing::warn!(
             "image {} is constant (every pixel the same value): it carries no information and is scored as an all-black image",
             path.display()
@@ -70,11 +71,12 @@ fn warn_if_degenerate(path: &Path, img: &GrayImage) {
     }
 }
 
-fn decode_gray_native(path: &Path) -> Result<GrayImage> {
+/// The image at its own resolution, min-max normalised, and whether it was constant.
+fn decode_gray_native(path: &Path) -> Result<(GrayImage, bool)> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read image file {}", path.display()))?;
     let mut img = if is_dicom(&bytes) {
-        crate::dicom::decode_dicom(path)?
+        crate::dicom::decode_dicom_bytes(&bytes, path)?
     } else {
         let dynimg = decode_bytes(&bytes)
             .with_context(|| format!("cannot decode image {}", path.display()))?;
@@ -96,17 +98,15 @@ fn decode_gray_native(path: &Path) -> Result<GrayImage> {
                 }
             }
             let data = raw.iter().map(|&v| lut[v as usize]).collect();
-            return Ok(GrayImage {
+            if b.width() == 0 || b.height() == 0 {
+                bail!("image {} is empty", path.display());
+            }
+            let img = GrayImage {
                 width: b.width(),
                 height: b.height(),
                 data,
-            })
-            .and_then(|g: GrayImage| {
-                if g.width == 0 || g.height == 0 {
-                    bail!("image {} is empty", path.display());
-                }
-                Ok(g)
-            });
+            };
+            return Ok((img, hi == lo));
         }
         to_gray(&dynimg)
     };
@@ -118,8 +118,8 @@ fn decode_gray_native(path: &Path) -> Result<GrayImage> {
             img.height
         );
     }
-    img.normalize_min_max();
-    Ok(img)
+    let constant = !img.normalize_min_max();
+    Ok((img, constant))
 }
 
 /// File extensions of images sevit reads (lower case); see [`is_image_file`].

@@ -3,10 +3,62 @@
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 
-/// The lock of a run directory (see [`RunLayout::lock`]); released on drop or process exit.
+/// The lock of a directory (see [`lock_dir`]); released on drop or process exit.
 #[derive(Debug)]
-pub struct RunLock {
+pub struct DirLock {
     _file: std::fs::File,
+}
+
+/// The lock of a run directory (see [`RunLayout::lock`]).
+pub type RunLock = DirLock;
+
+/// The file [`lock_dir`] locks inside its directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes `dir/.lock` for this process (creating `dir`): an advisory `flock`, refused when
+/// another process holds it, with that process's PID and command line in the error
+/// (`what` names the directory in it, e.g. "run directory"). The OS releases the lock when
+/// the process ends, however it ends, so a killed process never leaves a stale one.
+///
+/// # Errors
+/// Another process holds the lock; the directory cannot be created or the file opened.
+pub fn lock_dir(dir: &Path, what: &str) -> anyhow::Result<DirLock> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {what} {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening the lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            bail!(
+                "{what} {} is in use by another sevit process ({}); wait for it to finish or stop it, then retry",
+                dir.display(),
+                if holder.is_empty() { "PID unknown" } else { holder }
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+    let me = format!(
+        "PID {} ({})\n",
+        std::process::id(),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(me.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(DirLock { _file: file })
 }
 
 /// Extensions of the files sevit writes atomically into run directories.
@@ -118,7 +170,7 @@ impl RunLayout {
 
     /// `RUN/.lock`: held (an advisory `flock`) by the process training in the run.
     pub fn lock_file(&self) -> PathBuf {
-        self.root.join(".lock")
+        self.root.join(LOCK_FILE)
     }
 
     /// Takes the run directory for this process: a second training process on the same run
@@ -130,42 +182,7 @@ impl RunLayout {
     /// # Errors
     /// Another process holds the run; the directory cannot be created or the lock file opened.
     pub fn lock(&self) -> anyhow::Result<RunLock> {
-        use std::io::{Read, Seek, Write};
-        std::fs::create_dir_all(&self.root)
-            .with_context(|| format!("creating run directory {}", self.root.display()))?;
-        let path = self.lock_file();
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening the run lock {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                bail!(
-                    "run directory {} is in use by another sevit process ({}); wait for it to finish or stop it, then retry",
-                    self.root.display(),
-                    if holder.is_empty() { "PID unknown".to_string() } else { holder.to_string() }
-                );
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", path.display()))
-            }
-        }
-        let me = format!(
-            "PID {} ({})\n",
-            std::process::id(),
-            std::env::args().collect::<Vec<_>>().join(" ")
-        );
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| file.write_all(me.as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let lock = lock_dir(&self.root, "run directory")?;
         let removed = remove_stale_temporaries(&self.root)?;
         if removed > 0 {
             tracing::info!(
@@ -173,7 +190,7 @@ impl RunLayout {
                 self.root.display()
             );
         }
-        Ok(RunLock { _file: file })
+        Ok(lock)
     }
 
     /// `RUN/summary.json`.

@@ -15,7 +15,6 @@
 //!   .lock              held by every command that changes the site
 //! ```
 
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -97,35 +96,7 @@ impl Site {
     /// Takes the site's lock (creating the directory), refusing when another process holds
     /// it. The lock is released when the returned guard is dropped or the process ends.
     pub fn lock(&self) -> anyhow::Result<SiteLock> {
-        std::fs::create_dir_all(&self.root)
-            .with_context(|| format!("creating site directory {}", self.root.display()))?;
-        let path = self.root.join(".lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                bail!(
-                    "site {} is in use by another sevit process (pid {}); wait for it to finish",
-                    self.root.display(),
-                    holder.trim()
-                );
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", path.display()))
-            }
-        }
-        file.set_len(0)?;
-        file.rewind()?;
-        write!(file, "{}", std::process::id())?;
-        Ok(SiteLock { _file: file })
+        sevit_distill::layout::lock_dir(&self.root, "site")
     }
 
     /// Reads `evolution.toml` (the defaults when absent).
@@ -155,10 +126,7 @@ impl Site {
 }
 
 /// The held lock of a site (see [`Site::lock`]).
-#[derive(Debug)]
-pub struct SiteLock {
-    _file: std::fs::File,
-}
+pub type SiteLock = sevit_distill::layout::DirLock;
 
 /// Settings of a site (`evolution.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,24 +4,18 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_distill::inference::{embed_images, EmbedFormat, ImageList, InferenceModel};
+use sevit_distill::inference::{embed_images, EmbedFormat, InferenceModel};
 
 use super::eval::ModelArgs;
+use super::image_args::ImageArgs;
 
 /// Flags of `sevit embed`.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Image files.
-    #[arg(value_name = "IMAGE")]
-    pub images: Vec<PathBuf>,
-    /// Every image under this folder (recursively).
-    #[arg(long, conflicts_with_all = ["images", "manifest"])]
-    pub folder: Option<PathBuf>,
-    /// The `file` column of this manifest CSV.
-    #[arg(long, conflicts_with = "images")]
-    pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: ImageArgs,
     /// Output: a `.safetensors` file (tensors features, logits, attention; ids in the
     /// metadata), or a folder of features.npy, logits.npy, attention.npy and ids.txt with
     /// `--format npy`.
@@ -34,13 +28,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (checkpoint, stage, weights) = args.model.resolve()?;
-    let list = if let Some(f) = &args.folder {
-        ImageList::from_folder(f)?
-    } else if let Some(m) = &args.manifest {
-        ImageList::from_manifest(m, false)?
-    } else {
-        ImageList::from_files(&args.images)?
-    };
+    let list = args.input.list()?;
     let model = InferenceModel::load(
         &checkpoint,
         weights,

@@ -5,29 +5,20 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 use sevit_distill::inference::{
-    predict_images, visualize, youden_threshold_from_report, GridOptions, ImageList,
-    InferenceModel, PredictOptions, SelectedImage,
+    predict_images, visualize, youden_threshold_from_report, GridOptions, InferenceModel,
+    PredictOptions, SelectedImage,
 };
 
 use super::eval::ModelArgs;
+use super::image_args::ImageArgs;
 
 /// Flags of `sevit predict`.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Image files to score.
-    #[arg(value_name = "IMAGE")]
-    pub images: Vec<PathBuf>,
-    /// Score every image under this folder (recursively).
-    #[arg(long, conflicts_with_all = ["images", "manifest"])]
-    pub folder: Option<PathBuf>,
-    /// Score the `file` column of this manifest CSV (labels ignored).
-    #[arg(long, conflicts_with = "images")]
-    pub manifest: Option<PathBuf>,
-    /// Accept manifest entries outside the manifest's folder (absolute or `..` paths).
-    #[arg(long, requires = "manifest")]
-    pub allow_outside_root: bool,
+    #[command(flatten)]
+    pub input: ImageArgs,
     /// Output CSV.
     #[arg(long, default_value = "predictions.csv")]
     pub out: PathBuf,
@@ -50,13 +41,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (checkpoint, stage, weights) = args.model.resolve()?;
-    let list = if let Some(f) = &args.folder {
-        ImageList::from_folder(f)?
-    } else if let Some(m) = &args.manifest {
-        ImageList::from_manifest(m, args.allow_outside_root)?
-    } else {
-        ImageList::from_files(&args.images)?
-    };
+    let list = args.input.list()?;
     let (threshold, source) = match (&args.threshold, &args.report) {
         (Some(t), _) => (*t, "given".to_string()),
         (None, Some(r)) => (
