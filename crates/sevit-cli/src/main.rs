@@ -42,6 +42,8 @@ enum Command {
     Config(commands::config::Args),
     /// CLS features, class logits and last-block attention of images (.safetensors or .npy).
     Embed(commands::embed::Args),
+    /// Export a checkpoint's network as a TorchScript module for PyTorch (`torch.jit.load`).
+    Export(commands::export::Args),
     // -- data (sevit-data) --
     /// Split a dataset (patient-grouped, stratified) and write RUN_DIR/split.csv.
     Split(commands::split::Args),
@@ -154,6 +156,7 @@ fn main() {
         Command::Info(a) => commands::info::run(a),
         Command::Config(a) => commands::config::run(a),
         Command::Embed(a) => commands::embed::run(a),
+        Command::Export(a) => commands::export::run(a),
         Command::ImportWeights(a) => commands::import_weights::run(a),
         // -- dispatch --
         Command::Eval(a) => commands::eval::run(a),

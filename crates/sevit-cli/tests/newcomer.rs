@@ -254,6 +254,32 @@ fn model_selection_numbers_epochs_one_way_and_its_checkpoints_load() {
     assert_eq!(n, 60);
     let f = tch::Tensor::read_npy(npy.join("features.npy")).unwrap();
     assert_eq!(f.size(), [60, 32]);
+
+    // sevit export: a TorchScript module PyTorch loads, described by a JSON file beside it.
+    let pt = tmp.path().join("export/model.pt");
+    let (out, _) = sevit(&["export", "--checkpoint", p(&best), "--out", p(&pt)]);
+    assert!(out.contains("TorchScript"), "{out}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pt.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(info["input_shape"], serde_json::json!([-1, 3, 32, 32]));
+    assert_eq!(info["positive_label"], "opacity");
+    if let Some(py) = std::env::var_os("SEVIT_TORCH_PYTHON") {
+        let run = std::process::Command::new(py)
+            .args([
+                "-c",
+                "import sys, torch; m = torch.jit.load(sys.argv[1]); \
+                 print(tuple(m(torch.rand(3, 3, 32, 32)).shape))",
+                p(&pt),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "(3, 33)");
+    }
 }
 
 #[test]

@@ -683,6 +683,7 @@ pub fn load_matching(
         .missing
         .iter()
         .chain(report.mismatched.iter())
+        .chain(report.unexpected.iter())
         .filter(|n| n.starts_with("backbone."))
         .collect();
     if !bad_backbone.is_empty() {
@@ -774,6 +775,15 @@ mod tests {
             !left.is_empty() && left.iter().all(|k| !k.starts_with("backbone.")),
             "{left:?}"
         );
+        // Backbone weights the model has no place for (LayerScale into a model without) are
+        // an error, not silently dropped.
+        bare.tensors.insert(
+            "backbone.blocks.0.ls1.gamma".into(),
+            Tensor::ones([32], (Kind::Float, Device::Cpu)),
+        );
+        let (mut vs, _) = model(64);
+        let e = load_matching(&bare, "", &mut vs, Path::new("bare")).unwrap_err();
+        assert!(e.to_string().contains("ls1.gamma"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub struct ViTConfig {
     /// `VisionTransformer`: it helps a backbone trained from random weights on few images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_norm: Option<(f64, f64)>,
+    /// LayerScale (DINOv2, CaiT): each residual branch is multiplied by a learned per-channel
+    /// `gamma` (`blocks.i.ls1.gamma`, `blocks.i.ls2.gamma`) initialised to this value. `None`:
+    /// no LayerScale, as DINO's ViT and the DISTL reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_scale: Option<f64>,
 }
 
 impl ViTConfig {
@@ -42,6 +47,7 @@ impl ViTConfig {
             qkv_bias: true,
             ln_eps: 1e-6,
             input_norm: None,
+            layer_scale: None,
         }
     }
 
@@ -128,6 +134,9 @@ impl ViTConfig {
             || self.ln_eps <= 0.0
         {
             bail!("ViT config: mlp_ratio and ln_eps must be positive");
+        }
+        if self.layer_scale.is_some_and(|v| !v.is_finite()) {
+            bail!("ViT config: layer_scale must be a finite number");
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::{Checkpoint, KeyReport};
 use crate::config::{DinoHeadConfig, ModelConfig, ViTConfig};
+use crate::layouts::{self, Layout, Mapped};
 use crate::net::DistlNet;
 use crate::pickle::Value;
 use crate::pth::{flatten_tensors, load_pth};
@@ -148,9 +149,9 @@ impl std::fmt::Display for ImportSummary {
     }
 }
 
-/// Maps state-dict keys as found in a file to sevit names: strips DDP's `module.` prefixes
-/// and puts bare backbone keys (DINO's released weights) under `backbone.`.
-pub fn normalise_keys(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+/// Maps state-dict keys as found in a file to sevit names: strips DDP's `module.` prefixes,
+/// then maps the file's layout (DINO/timm, Hugging Face ViT or DINOv2; see [`crate::layouts`]).
+pub fn normalise_keys(tensors: Vec<(String, Tensor)>) -> Result<Mapped> {
     let stripped: Vec<(String, Tensor)> = tensors
         .into_iter()
         .map(|(mut k, t)| {
@@ -160,31 +161,18 @@ pub fn normalise_keys(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
             (k, t)
         })
         .collect();
-    let has_prefix = stripped.iter().any(|(k, _)| {
-        k.starts_with("backbone.") || k.starts_with("head.") || k.starts_with("cls_head.")
-    });
-    let looks_vit = stripped.iter().any(|(k, _)| {
-        k == "cls_token"
-            || k == "pos_embed"
-            || k.starts_with("blocks.")
-            || k.starts_with("patch_embed.")
-    });
-    if !has_prefix && looks_vit {
-        stripped
-            .into_iter()
-            .map(|(k, t)| (format!("backbone.{k}"), t))
-            .collect()
-    } else {
-        stripped
-    }
+    layouts::to_sevit(stripped)
 }
 
-/// Finds the state dicts in a loaded `.pth`: `(source name, tensors)` for the student and,
-/// when present, the teacher.
-type Found = (Vec<(String, Value)>, Option<Value>);
+/// The weights of a file: `(source name, flat tensors)` for the student and, when present,
+/// the teacher, with the checkpoint's `args` (`.pth`) and a Hugging Face `config.json`.
+struct Source {
+    dicts: Vec<(String, Vec<(String, Tensor)>)>,
+    args: Option<Value>,
+    hf_config: Option<serde_json::Value>,
+}
 
-fn find_state_dicts(root: &Value) -> Result<Found> {
-    let args = root.get("args");
+fn find_state_dicts(root: &Value) -> Result<Vec<(String, Value)>> {
     let mut found = Vec::new();
     for key in ["student", "teacher"] {
         if let Some(v @ Value::Dict(_)) = root.get(key) {
@@ -208,16 +196,123 @@ fn find_state_dicts(root: &Value) -> Result<Found> {
             ),
         }
     }
-    Ok((found, args))
+    Ok(found)
 }
 
-fn to_map(v: &Value) -> BTreeMap<String, Tensor> {
-    let mut flat = Vec::new();
-    flatten_tensors(v, "", &mut flat);
-    normalise_keys(flat)
+/// Reads a `torch.save` file, a `.safetensors` file, or a Hugging Face model folder
+/// (`model.safetensors` or `pytorch_model.bin`, with `config.json`).
+fn read_source(input: &Path) -> Result<Source> {
+    let file = if input.is_dir() {
+        ["model.safetensors", "pytorch_model.bin"]
+            .iter()
+            .map(|n| input.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} is a folder without model.safetensors or pytorch_model.bin (a Hugging \
+                     Face model folder holds one of them)",
+                    input.display()
+                )
+            })?
+    } else {
+        input.to_path_buf()
+    };
+    let config_json = file.with_file_name("config.json");
+    let hf_config = if config_json.is_file() {
+        let text = std::fs::read_to_string(&config_json)
+            .with_context(|| format!("reading {}", config_json.display()))?;
+        Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", config_json.display()))?,
+        )
+    } else {
+        None
+    };
+    if file.extension().is_some_and(|e| e == "safetensors") {
+        let ck = Checkpoint::load(&file)?;
+        return Ok(Source {
+            dicts: vec![("(root)".into(), ck.tensors.into_iter().collect())],
+            args: None,
+            hf_config,
+        });
+    }
+    let root = load_pth(&file)?;
+    let dicts = find_state_dicts(&root)
+        .with_context(|| format!("{}", file.display()))?
         .into_iter()
-        .map(|(k, t)| (k, t.to_kind(Kind::Float)))
-        .collect()
+        .map(|(s, v)| {
+            let mut flat = Vec::new();
+            flatten_tensors(&v, "", &mut flat);
+            (s, flat)
+        })
+        .collect();
+    Ok(Source {
+        dicts,
+        args: root.get("args"),
+        hf_config,
+    })
+}
+
+/// What a Hugging Face `config.json` says about the backbone: heads, LayerNorm epsilon and
+/// LayerScale; variants sevit's ViT does not compute are an error.
+#[derive(Debug, Default)]
+struct HfHints {
+    num_heads: Option<i64>,
+    ln_eps: Option<f64>,
+    layer_scale: Option<f64>,
+}
+
+fn hf_hints(config: Option<&serde_json::Value>, layout: Layout) -> Result<HfHints> {
+    if layout == Layout::Dino {
+        return Ok(HfHints::default());
+    }
+    let default_eps = if layout == Layout::HfVit { 1e-12 } else { 1e-6 };
+    let default_scale = (layout == Layout::HfDinov2).then_some(1.0);
+    let Some(c) = config else {
+        tracing::warn!(
+            "{layout} weights without config.json beside them: LayerNorm epsilon {default_eps} \
+             assumed (transformers' default)"
+        );
+        return Ok(HfHints {
+            num_heads: None,
+            ln_eps: Some(default_eps),
+            layer_scale: default_scale,
+        });
+    };
+    if let Some(act) = c.get("hidden_act").and_then(|v| v.as_str()) {
+        if act != "gelu" {
+            bail!("config.json: hidden_act {act:?} is not supported (sevit's MLP uses exact GELU)");
+        }
+    }
+    if c.get("use_swiglu_ffn").and_then(|v| v.as_bool()) == Some(true) {
+        bail!("config.json: use_swiglu_ffn = true is not supported (sevit's MLP is GELU)");
+    }
+    if c.get("num_register_tokens")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+        > 0
+    {
+        bail!("config.json: register tokens are not supported");
+    }
+    if c.get("num_channels")
+        .and_then(|v| v.as_i64())
+        .is_some_and(|n| n != 3)
+    {
+        bail!("config.json: sevit's ViT takes 3 input channels");
+    }
+    Ok(HfHints {
+        num_heads: c.get("num_attention_heads").and_then(|v| v.as_i64()),
+        ln_eps: Some(
+            c.get("layer_norm_eps")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(default_eps),
+        ),
+        layer_scale: default_scale.map(|d| {
+            c.get("layerscale_value")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(d)
+        }),
+    })
 }
 
 fn dim(t: &BTreeMap<String, Tensor>, key: &str, i: usize) -> Option<i64> {
@@ -273,6 +368,8 @@ pub fn infer_vit(t: &BTreeMap<String, Tensor>, num_heads: Option<i64>) -> Result
         qkv_bias: t.contains_key("backbone.blocks.0.attn.qkv.bias"),
         ln_eps: 1e-6,
         input_norm: None,
+        // the initial value of LayerScale gammas only matters for a fresh model
+        layer_scale: t.contains_key("backbone.blocks.0.ls1.gamma").then_some(1.0),
     })
 }
 
@@ -339,18 +436,37 @@ fn fresh_model(cfg: &ModelConfig, seed: i64) -> HashMap<String, Tensor> {
     vs.variables()
 }
 
-/// Reads `input` (a `torch.save` file) and builds a sevit checkpoint from it.
-pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, ImportSummary)> {
-    let root = load_pth(input)?;
-    let (dicts, args) = find_state_dicts(&root).with_context(|| format!("{}", input.display()))?;
-    let maps: Vec<(String, BTreeMap<String, Tensor>)> =
-        dicts.iter().map(|(s, v)| (s.clone(), to_map(v))).collect();
+/// Reads `input` (a `torch.save` file, a `.safetensors` file or a Hugging Face model
+/// folder; DINO/DISTL, timm, Hugging Face ViT or DINOv2 names) and builds a sevit checkpoint
+/// from it.
+pub fn import_weights(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, ImportSummary)> {
+    let source = read_source(input)?;
+    let args = source.args;
+    let mut maps: Vec<(String, BTreeMap<String, Tensor>)> = Vec::new();
+    let mut layout = Layout::Dino;
+    let mut dropped = Vec::new();
+    for (name, flat) in source.dicts {
+        let mapped = normalise_keys(flat).with_context(|| format!("{}", input.display()))?;
+        layout = mapped.layout;
+        dropped.extend(mapped.dropped);
+        let map = mapped
+            .tensors
+            .into_iter()
+            .map(|(k, t)| (k, t.to_kind(Kind::Float)))
+            .collect();
+        maps.push((name, map));
+    }
     if maps.iter().all(|(_, m)| m.is_empty()) {
         bail!(
             "{}: no tensors found in {:?}",
             input.display(),
             maps.iter().map(|(s, _)| s).collect::<Vec<_>>()
         );
+    }
+    let hints = hf_hints(source.hf_config.as_ref(), layout)
+        .with_context(|| format!("{}", input.display()))?;
+    if !dropped.is_empty() {
+        tracing::info!(layout = %layout, "not a backbone's, dropped: {}", dropped.join(", "));
     }
     let first = &maps[0].1;
     let cfg = match &opts.config {
@@ -370,9 +486,18 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
             infer_heads(first, v, args.as_ref())
         }
         ConfigSource::Infer => {
-            let heads = opts.num_heads.or_else(|| heads_from_args(args.as_ref()));
-            let vit = infer_vit(first, heads)
+            let heads = opts
+                .num_heads
+                .or(hints.num_heads)
+                .or_else(|| heads_from_args(args.as_ref()));
+            let mut vit = infer_vit(first, heads)
                 .with_context(|| format!("inferring the model config from {}", input.display()))?;
+            if let Some(eps) = hints.ln_eps {
+                vit.ln_eps = eps;
+            }
+            if vit.layer_scale.is_some() {
+                vit.layer_scale = hints.layer_scale.or(vit.layer_scale);
+            }
             infer_heads(first, vit, args.as_ref())
         }
     };
@@ -412,6 +537,18 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
             };
             problems.push_str(&format!(
                 " {role} (from {source}): backbone incomplete for this config:\n{r}"
+            ));
+            continue;
+        }
+        let extra_backbone: Vec<&String> = report
+            .unexpected
+            .iter()
+            .filter(|k| k.starts_with("backbone."))
+            .collect();
+        if !extra_backbone.is_empty() {
+            problems.push_str(&format!(
+                " {role} (from {source}): backbone weights this config has no place for \
+                 (LayerScale, another depth?): {extra_backbone:?}\n"
             ));
             continue;
         }
@@ -481,6 +618,94 @@ pub fn import_pth(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, Imp
     Ok((ck, ImportSummary { config: cfg, roles }))
 }
 
+/// Whether a checkpoint is sevit's own (networks under `student.`, `teacher.`, or a bare
+/// `backbone.`), as opposed to another implementation's weights.
+fn is_sevit_checkpoint(ck: &Checkpoint) -> bool {
+    ck.tensors.keys().any(|k| {
+        k.starts_with("student.") || k.starts_with("teacher.") || k.starts_with("backbone.")
+    })
+}
+
+/// Loads a starting point for training: a sevit checkpoint as it is, or any file
+/// [`import_weights`] reads (DINO/DISTL `.pth`, timm, Hugging Face ViT or DINOv2), imported for
+/// a backbone of `vit`'s architecture. An imported backbone that computes something else than
+/// `vit` (LayerNorm epsilon, LayerScale, heads, MLP width, qkv bias) is an error naming the
+/// `[model.vit]` values that would fit; the image size may differ (position embeddings are
+/// resized when loaded).
+pub fn load_init(path: &Path, vit: &ViTConfig) -> Result<Checkpoint> {
+    let foreign_file = path.is_dir()
+        || path
+            .extension()
+            .is_some_and(|e| e == "pth" || e == "pt" || e == "bin" || e == "tar");
+    if !foreign_file {
+        let ck = Checkpoint::load(path)?;
+        if is_sevit_checkpoint(&ck) {
+            return Ok(ck);
+        }
+    }
+    let opts = ImportOptions {
+        num_heads: Some(vit.num_heads),
+        ..Default::default()
+    };
+    let (ck, summary) =
+        import_weights(path, &opts).with_context(|| format!("importing {}", path.display()))?;
+    let got = &summary.config.vit;
+    let same = |a: &ViTConfig| {
+        (
+            a.patch_size,
+            a.embed_dim,
+            a.depth,
+            a.num_heads,
+            a.qkv_bias,
+            a.layer_scale.is_some(),
+        )
+    };
+    if same(got) != same(vit) || got.ln_eps != vit.ln_eps || got.mlp_ratio != vit.mlp_ratio {
+        let wanted = ViTConfig {
+            img_size: vit.img_size,
+            input_norm: vit.input_norm,
+            ..got.clone()
+        };
+        bail!(
+            "{} holds a {} backbone, not the model's {}: set [model.vit] to {}",
+            path.display(),
+            describe(got),
+            describe(vit),
+            toml_table(&wanted)
+        );
+    }
+    tracing::info!("{}: imported ({})", path.display(), describe(got));
+    Ok(ck)
+}
+
+fn describe(v: &ViTConfig) -> String {
+    format!(
+        "patch {} embed {} depth {} heads {} mlp x{} ln_eps {:e}{}",
+        v.patch_size,
+        v.embed_dim,
+        v.depth,
+        v.num_heads,
+        v.mlp_ratio,
+        v.ln_eps,
+        if v.layer_scale.is_some() {
+            " LayerScale"
+        } else {
+            ""
+        }
+    )
+}
+
+fn toml_table(v: &ViTConfig) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.as_object().cloned())
+        .map(|o| {
+            let fields: Vec<String> = o.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            format!("{{ {} }}", fields.join(", "))
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +724,95 @@ mod tests {
                 z(&[4 * width, width]),
             ),
         ])
+    }
+
+    /// Writes a micro backbone in Hugging Face ViT names (separate q, k, v) with its
+    /// config.json, as `save_pretrained` does.
+    fn hf_folder(dir: &Path, vs: &VarStore, eps: f64) {
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        for (k, t) in vs.variables() {
+            let Some(k) = k.strip_prefix("backbone.") else {
+                continue;
+            };
+            let t = t.detach();
+            let hf = match k {
+                "cls_token" => "embeddings.cls_token".to_string(),
+                "pos_embed" => "embeddings.position_embeddings".to_string(),
+                "norm.weight" | "norm.bias" => k.replace("norm", "layernorm"),
+                _ if k.starts_with("patch_embed.proj.") => {
+                    k.replace("patch_embed.proj", "embeddings.patch_embeddings.projection")
+                }
+                _ => {
+                    let (i, rest) = k.strip_prefix("blocks.").unwrap().split_once('.').unwrap();
+                    let (module, param) = rest.rsplit_once('.').unwrap();
+                    let module = match module {
+                        "norm1" => "layernorm_before",
+                        "norm2" => "layernorm_after",
+                        "attn.proj" => "attention.output.dense",
+                        "mlp.fc1" => "intermediate.dense",
+                        "mlp.fc2" => "output.dense",
+                        "attn.qkv" => {
+                            for (j, part) in t
+                                .chunk(3, 0)
+                                .into_iter()
+                                .zip(["query", "key", "value"])
+                                .map(|(c, n)| (n, c))
+                            {
+                                out.push((
+                                    format!(
+                                        "vit.encoder.layer.{i}.attention.attention.{j}.{param}"
+                                    ),
+                                    part,
+                                ));
+                            }
+                            continue;
+                        }
+                        other => panic!("{other}"),
+                    };
+                    format!("encoder.layer.{i}.{module}.{param}")
+                }
+            };
+            out.push((format!("vit.{hf}"), t));
+        }
+        let ck = Checkpoint {
+            tensors: out.into_iter().collect(),
+            metadata: BTreeMap::new(),
+        };
+        ck.save(&dir.join("model.safetensors")).unwrap();
+        let config = serde_json::json!({"model_type": "vit", "num_attention_heads": 2,
+            "layer_norm_eps": eps, "hidden_act": "gelu"});
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    }
+
+    #[test]
+    fn init_reads_a_hugging_face_folder_for_the_same_architecture_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ModelConfig::micro();
+        tch::manual_seed(4);
+        let vs = VarStore::new(Device::Cpu);
+        let _net = DistlNet::new(&vs.root(), &cfg, 0.0);
+        hf_folder(dir.path(), &vs, 1e-6);
+        let ck = load_init(dir.path(), &cfg.vit).unwrap();
+        for (k, t) in vs
+            .variables()
+            .iter()
+            .filter(|(k, _)| k.starts_with("backbone."))
+        {
+            assert!(ck.tensor(&format!("student.{k}")).unwrap().equal(t), "{k}");
+        }
+        // transformers' ViT default epsilon computes another model: refused, with the fix
+        hf_folder(dir.path(), &vs, 1e-12);
+        let e = format!("{:#}", load_init(dir.path(), &cfg.vit).unwrap_err());
+        assert!(
+            e.contains("[model.vit]") && e.contains("ln_eps = 1e-12"),
+            "{e}"
+        );
+        // a sevit checkpoint is taken as it is
+        let mut own = Checkpoint::new();
+        own.put_vars("student.", &vs);
+        own.save(&dir.path().join("own.safetensors")).unwrap();
+        let back = load_init(&dir.path().join("own.safetensors"), &cfg.vit).unwrap();
+        assert_eq!(back.tensors.len(), own.tensors.len());
     }
 
     #[test]

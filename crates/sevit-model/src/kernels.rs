@@ -53,13 +53,32 @@ pub fn active(name: &str) -> bool {
     enabled(name) && (!AVX512_ONLY.contains(&name) || isa() == "avx512")
 }
 
+thread_local! {
+    static PLAIN_OPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with libtorch's own operators only (no sevit kernel serves on this thread), as a
+/// TorchScript trace needs: the tracer records libtorch operators, and a kernel's work would
+/// be invisible to it.
+pub fn with_plain_ops<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PLAIN_OPS.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PLAIN_OPS.with(|p| p.replace(true)));
+    f()
+}
+
 /// Whether kernel `name` serves an operation on `tensors`: the kernel is [`active`], the tensors
 /// are f32 on the CPU, and no CPU autocast region is open (it would make the products around
-/// the kernel bf16).
+/// the kernel bf16), and no [`with_plain_ops`] region is open.
 pub fn serves(name: &str, tensors: &[&Tensor]) -> bool {
-    tensors
-        .iter()
-        .all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu)
+    !PLAIN_OPS.with(|p| p.get())
+        && tensors
+            .iter()
+            .all(|t| t.kind() == Kind::Float && t.device() == Device::Cpu)
         && active(name)
         && crate::precision::current(Device::Cpu).is_none()
 }

@@ -3,7 +3,7 @@
 //! interpolated to the input size), pre-norm blocks with stochastic depth, final LayerNorm.
 
 use anyhow::{bail, Result};
-use tch::nn::Path;
+use tch::nn::{Init, Path};
 use tch::{Kind, Tensor};
 
 use crate::config::ViTConfig;
@@ -36,7 +36,9 @@ impl Attention {
     /// block applies with its residual) and, when `want_attn`, the softmaxed attention
     /// `[B, heads, N, N]` (computed explicitly; otherwise a fused kernel is used).
     fn heads(&self, x: &Tensor, want_attn: bool) -> (Tensor, Option<Tensor>) {
-        let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
+        // Shapes name the batch as -1, so that a traced graph (TorchScript export) takes any
+        // batch size.
+        let (_, n, c) = x.size3().expect("attention input must be [B, N, C]");
         if !want_attn && short_attention::applies(x) {
             // the kernel adds the projection's bias as it reads q, k and v
             let qkv = x.linear(&self.qkv.weight, None::<Tensor>);
@@ -52,7 +54,7 @@ impl Attention {
         let qkv = self
             .qkv
             .forward(x)
-            .reshape([b, n, 3, self.num_heads, c / self.num_heads]);
+            .reshape([-1, n, 3, self.num_heads, c / self.num_heads]);
         // Split before moving the heads forward: unbind's backward (a stack on dim 2) then
         // writes the qkv gradient in the linear layer's [B, N, 3C] layout, with no extra
         // copy; indexing a permuted tensor three times would scatter into three zeroed
@@ -62,29 +64,29 @@ impl Attention {
             _ => unreachable!("qkv has 3 parts by construction"),
         };
         let (out, attn) = self.attend(&q, &k, &v, want_attn);
-        (out.transpose(1, 2).reshape([b, n, c]), attn)
+        (out.transpose(1, 2).reshape([-1, n, c]), attn)
     }
 
     /// The heads' outputs `[B, 1, C]` of the first (CLS) token alone: its query against the
     /// keys and values of every token. The same values as `heads(x).0.narrow(1, 0, 1)`, without
     /// the other tokens' queries and attention rows.
     fn heads_cls(&self, x: &Tensor) -> Tensor {
-        let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
+        let (_, n, c) = x.size3().expect("attention input must be [B, N, C]");
         let (h, d) = (self.num_heads, c / self.num_heads);
         let q = self
             .qkv
             .forward_outputs(&x.narrow(1, 0, 1), 0, c)
-            .reshape([b, 1, h, d]);
+            .reshape([-1, 1, h, d]);
         let kv = self
             .qkv
             .forward_outputs(x, c, 2 * c)
-            .reshape([b, n, 2, h, d]);
+            .reshape([-1, n, 2, h, d]);
         let (k, v) = match kv.unbind(2).as_slice() {
             [k, v] => (k.transpose(1, 2), v.transpose(1, 2)),
             _ => unreachable!("kv has 2 parts by construction"),
         };
         let (out, _) = self.attend(&q.transpose(1, 2), &k, &v, false);
-        out.transpose(1, 2).reshape([b, 1, c])
+        out.transpose(1, 2).reshape([-1, 1, c])
     }
 
     /// `softmax(q kᵀ · scale) v` for `[B, heads, N_q, d]` queries and `[B, heads, N, d]` keys
@@ -122,14 +124,17 @@ impl Attention {
     }
 }
 
-/// One pre-norm transformer block (`norm1`, `attn`, `norm2`, `mlp.fc1`, `mlp.fc2`).
+/// One pre-norm transformer block (`norm1`, `attn`, `norm2`, `mlp.fc1`, `mlp.fc2`, and with
+/// LayerScale `ls1.gamma`, `ls2.gamma`).
 #[derive(Debug)]
 pub struct Block {
     norm1: LayerNorm,
     attn: Attention,
+    ls1: Option<Tensor>,
     norm2: LayerNorm,
     fc1: Linear,
     fc2: Linear,
+    ls2: Option<Tensor>,
     drop_path: f64,
 }
 
@@ -137,20 +142,39 @@ impl Block {
     fn new(p: &Path, cfg: &ViTConfig, drop_path: f64) -> Self {
         let dim = cfg.embed_dim;
         let mlp = p.sub("mlp");
+        let gamma = |name: &str| {
+            cfg.layer_scale
+                .map(|v| p.sub(name).var("gamma", &[dim], Init::Const(v)))
+        };
+        // creation order as timm's Block: norm1, attn, ls1, norm2, mlp, ls2
+        let norm1 = LayerNorm::new(&p.sub("norm1"), dim, cfg.ln_eps);
+        let attn = Attention::new(&p.sub("attn"), dim, cfg.num_heads, cfg.qkv_bias);
+        let ls1 = gamma("ls1");
+        let norm2 = LayerNorm::new(&p.sub("norm2"), dim, cfg.ln_eps);
+        let fc1 = Linear::new(&mlp.sub("fc1"), dim, cfg.mlp_hidden(), true);
+        let fc2 = Linear::new(&mlp.sub("fc2"), cfg.mlp_hidden(), dim, true);
         Block {
-            norm1: LayerNorm::new(&p.sub("norm1"), dim, cfg.ln_eps),
-            attn: Attention::new(&p.sub("attn"), dim, cfg.num_heads, cfg.qkv_bias),
-            norm2: LayerNorm::new(&p.sub("norm2"), dim, cfg.ln_eps),
-            fc1: Linear::new(&mlp.sub("fc1"), dim, cfg.mlp_hidden(), true),
-            fc2: Linear::new(&mlp.sub("fc2"), cfg.mlp_hidden(), dim, true),
+            norm1,
+            attn,
+            ls1,
+            norm2,
+            fc1,
+            fc2,
+            ls2: gamma("ls2"),
             drop_path,
         }
     }
 
     fn forward(&self, x: &Tensor, train: bool, want_attn: bool) -> (Tensor, Option<Tensor>) {
         let (heads, attn) = self.attn.heads(&self.norm1.forward(x), want_attn);
-        let x = self.residual(x, &self.attn.proj, &heads, train);
-        let x = self.residual(&x, &self.fc2, &self.mlp_hidden(&x), train);
+        let x = self.residual(x, &self.attn.proj, self.ls1.as_ref(), &heads, train);
+        let x = self.residual(
+            &x,
+            &self.fc2,
+            self.ls2.as_ref(),
+            &self.mlp_hidden(&x),
+            train,
+        );
         (x, attn)
     }
 
@@ -166,9 +190,20 @@ impl Block {
         }
     }
 
-    /// The residual update `x + drop_path(layer(h))` of a branch ending in `layer`, with the
-    /// stochastic depth of this block (the same draws on either path).
-    fn residual(&self, x: &Tensor, layer: &Linear, h: &Tensor, train: bool) -> Tensor {
+    /// The residual update `x + drop_path(gamma * layer(h))` of a branch ending in `layer`
+    /// (`gamma`: its LayerScale, if any), with the stochastic depth of this block (the same
+    /// draws on either path).
+    fn residual(
+        &self,
+        x: &Tensor,
+        layer: &Linear,
+        gamma: Option<&Tensor>,
+        h: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        if let Some(g) = gamma {
+            return add_drop_path(x, &(layer.forward(h) * g), self.drop_path, train);
+        }
         match &layer.bias {
             Some(b) if bias_residual::applies(x, h, b) => {
                 let z = h.linear(&layer.weight, None::<Tensor>);
@@ -186,8 +221,20 @@ impl Block {
     /// queries, projections and MLP. The stochastic-depth draws are the same as `forward`'s.
     fn forward_cls(&self, x: &Tensor, train: bool) -> Tensor {
         let heads = self.attn.heads_cls(&self.norm1.forward(x));
-        let x = self.residual(&x.narrow(1, 0, 1), &self.attn.proj, &heads, train);
-        self.residual(&x, &self.fc2, &self.mlp_hidden(&x), train)
+        let x = self.residual(
+            &x.narrow(1, 0, 1),
+            &self.attn.proj,
+            self.ls1.as_ref(),
+            &heads,
+            train,
+        );
+        self.residual(
+            &x,
+            &self.fc2,
+            self.ls2.as_ref(),
+            &self.mlp_hidden(&x),
+            train,
+        )
     }
 }
 
@@ -279,7 +326,7 @@ impl VisionTransformer {
 
     /// Patch embedding + CLS token + position embedding: `[B, N+1, D]`.
     pub fn prepare_tokens(&self, x: &Tensor) -> Tensor {
-        let (b, _, h, w) = x.size4().expect("ViT input must be [B, 3, H, W]");
+        let (_, _, h, w) = x.size4().expect("ViT input must be [B, 3, H, W]");
         let ps = self.cfg.patch_size;
         let standardised;
         let x = match self.cfg.input_norm {
@@ -298,7 +345,10 @@ impl VisionTransformer {
             1,
         );
         let t = t.flatten(2, -1).transpose(1, 2);
-        let cls = self.cls_token.expand([b, -1, -1], false).to_kind(t.kind());
+        let cls = self
+            .cls_token
+            .to_kind(t.kind())
+            .expand_as(&t.narrow(1, 0, 1));
         let t = Tensor::cat(&[cls, t], 1);
         t + self.interpolate_pos_encoding(h, w)
     }

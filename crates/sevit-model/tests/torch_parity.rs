@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sevit_model::import::{import_pth, ConfigSource, ImportOptions};
+use sevit_model::import::{import_weights, ConfigSource, ImportOptions};
 use sevit_model::pth::{flatten_tensors, load_pth};
 use sevit_model::{Checkpoint, DinoHeadConfig, DistlNet, ModelConfig, ViTConfig};
 use tch::nn::VarStore;
@@ -181,7 +181,7 @@ fn import_distl_pth_and_dino_backbone() {
         config: ConfigSource::Exact(cfg.clone()),
         ..Default::default()
     };
-    let (ck, summary) = import_pth(&d.join("distl.pth"), &opts).unwrap();
+    let (ck, summary) = import_weights(&d.join("distl.pth"), &opts).unwrap();
     assert_eq!(summary.roles.len(), 2);
     for r in &summary.roles {
         assert!(r.missing.is_empty() && r.unexpected.is_empty(), "{r:?}");
@@ -205,7 +205,7 @@ fn import_distl_pth_and_dino_backbone() {
     // covered below; with micro (embed 32) it must say why it cannot infer.
     let e = format!(
         "{:#}",
-        import_pth(&d.join("distl.pth"), &ImportOptions::default()).unwrap_err()
+        import_weights(&d.join("distl.pth"), &ImportOptions::default()).unwrap_err()
     );
     assert!(e.contains("heads") && e.contains("--model-config"), "{e}");
 
@@ -238,7 +238,7 @@ fn import_distl_pth_and_dino_backbone() {
     assert_eq!(kinds["f64"], Kind::Double);
 
     // DINO's released backbone weights: no prefix; heads absent -> fresh init, listed.
-    let (ck, summary) = import_pth(&d.join("dino_backbone.pth"), &opts).unwrap();
+    let (ck, summary) = import_weights(&d.join("dino_backbone.pth"), &opts).unwrap();
     let s = &summary.roles[0];
     assert_eq!(s.source, "(root)");
     assert!(s.unexpected.is_empty());
@@ -260,7 +260,7 @@ fn import_distl_pth_and_dino_backbone() {
     let bytes = std::fs::read(d.join("distl.pth")).unwrap();
     let cut = d.join("cut.pth");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let e = format!("{:#}", import_pth(&cut, &opts).unwrap_err());
+    let e = format!("{:#}", import_weights(&cut, &opts).unwrap_err());
     assert!(
         e.contains("cut.pth") && e.contains("truncated or corrupt"),
         "{e}"
@@ -270,7 +270,7 @@ fn import_distl_pth_and_dino_backbone() {
     wrong.head.out_dim = 64;
     let e = format!(
         "{:#}",
-        import_pth(
+        import_weights(
             &d.join("distl.pth"),
             &ImportOptions {
                 config: ConfigSource::Exact(wrong),
@@ -296,12 +296,13 @@ fn import_infers_tiny_config() {
     let (vs, _) = build(&cfg, 8);
     tch::no_grad(|| export(d, &cfg, &vs, &[(64, 64)]));
     run_reference(&py, "pth", d);
-    let (_, summary) = import_pth(&d.join("distl.pth"), &ImportOptions::default()).unwrap();
+    let (_, summary) = import_weights(&d.join("distl.pth"), &ImportOptions::default()).unwrap();
     assert_eq!(summary.config, cfg);
-    let (_, summary) = import_pth(&d.join("dino_backbone.pth"), &ImportOptions::default()).unwrap();
+    let (_, summary) =
+        import_weights(&d.join("dino_backbone.pth"), &ImportOptions::default()).unwrap();
     assert_eq!(summary.config.vit, cfg.vit);
     // A preset backbone takes its image size from the file; a deeper preset is refused.
-    let (_, summary) = import_pth(
+    let (_, summary) = import_weights(
         &d.join("dino_backbone.pth"),
         &ImportOptions {
             config: ConfigSource::parse("tiny/16").unwrap(),
@@ -314,7 +315,7 @@ fn import_infers_tiny_config() {
     deeper.vit.depth = 13;
     let e = format!(
         "{:#}",
-        import_pth(
+        import_weights(
             &d.join("dino_backbone.pth"),
             &ImportOptions {
                 config: ConfigSource::Exact(deeper),

@@ -1,16 +1,19 @@
-//! `sevit import-weights`: convert a PyTorch `.pth` (DISTL/DINO checkpoint or backbone
-//! weights, as written by `torch.save`) into a sevit safetensors checkpoint.
+//! `sevit import-weights`: convert another implementation's ViT weights (the DISTL/DINO
+//! `.pth`, timm, Hugging Face ViT or DINOv2) into a sevit safetensors checkpoint.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use sevit_model::import::{import_pth, ConfigSource, ImportOptions};
+use sevit_model::import::{import_weights, ConfigSource, ImportOptions};
 
 /// Flags of `sevit import-weights`.
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// The `.pth` file written by `torch.save`.
+    /// The weights: a `torch.save` file (`.pth`, `.pt`, `.bin`: DISTL/DINO checkpoint, DINO or
+    /// timm backbone, a state dict), a `.safetensors` file, or a Hugging Face model folder
+    /// (`save_pretrained`: `model.safetensors` or `pytorch_model.bin` with `config.json`),
+    /// ViT or DINOv2. See docs/pretrained.md.
     #[arg(long)]
     pub input: PathBuf,
     /// The sevit checkpoint to write (`.safetensors`), atomically.
@@ -41,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(spec) => ConfigSource::parse(spec)?,
         None => ConfigSource::Infer,
     };
-    let (ck, summary) = import_pth(
+    let (ck, summary) = import_weights(
         &args.input,
         &ImportOptions {
             config,

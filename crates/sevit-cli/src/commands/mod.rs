@@ -7,6 +7,7 @@ pub mod embed;
 pub mod eval;
 pub mod evolve;
 pub mod experiment_report;
+pub mod export;
 pub mod image_args;
 pub mod import_weights;
 pub mod inbox;

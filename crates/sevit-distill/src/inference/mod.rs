@@ -16,12 +16,14 @@
 //!   matched by case id.
 //! * [`attention`]: [`mass_mask`] (DINO's attention-mass threshold) and the per-image grid.
 //! * [`visualize`]: image selection and one attention grid per image.
+//! * [`export`]: [`export_torchscript`], the network as a TorchScript module for PyTorch.
 //! * [`predict`]: [`predict_images`] → `file,probability,predicted,threshold`.
 
 pub mod attention;
 pub mod compare;
 pub mod embed;
 pub mod evaluate;
+pub mod export;
 mod images;
 pub mod model;
 pub mod predict;
@@ -36,6 +38,7 @@ pub use attention::{mass_kept, mass_mask, write_attention_grid, GridOptions};
 pub use compare::{compare_predictions, load_predictions, pair};
 pub use embed::{embed_images, EmbedFormat, Embeddings};
 pub use evaluate::{default_out_dir, evaluate_checkpoint, EvalFiles, EvalOutcome, EvalRequest};
+pub use export::{export_torchscript, ExportInfo};
 pub use model::{
     positive_label_of, resolve_checkpoint, run_stages, AttentionMaps, InferenceModel,
     InferenceSettings, SettingOverrides,

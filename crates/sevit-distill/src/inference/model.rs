@@ -276,6 +276,9 @@ impl InferenceModel {
         let mut net = Net::build(&model_config, device, 0.0, 0);
         ck.load_vars(weights.prefix(), &mut net.vs)
             .with_context(|| format!("loading the {weights:?} of {}", path.display()))?;
+        // Inference never needs gradients, and a traced export (TorchScript) can only embed
+        // weights that do not require them.
+        net.vs.freeze();
         tracing::info!(
             checkpoint = %path.display(),
             ?weights,

@@ -296,3 +296,65 @@ fn checkpoint_resolution() {
         resolve_checkpoint(Some(&run.join("step1/checkpoint.safetensors")), None, None).unwrap();
     assert_eq!(label, "step1");
 }
+
+#[test]
+fn torchscript_export_runs_in_pytorch_as_in_sevit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("model.safetensors");
+    micro_checkpoint(&ck);
+    let model =
+        InferenceModel::load(&ck, Weights::Teacher, None, &SettingOverrides::default()).unwrap();
+    let out = dir.path().join("out/model.pt");
+    let info = export_torchscript(&model, &out, Some("pneumonia".into())).unwrap();
+    assert!(out.is_file());
+    assert_eq!(info.input_shape, [-1, 3, 32, 32]);
+    assert!(info.self_check_max_abs_diff < 1e-5, "{info:?}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(json["positive_label"], "pneumonia");
+    assert_eq!(json["weights"], "teacher");
+
+    // In PyTorch itself, on a batch of another size than the traced one.
+    let Some(py) = std::env::var_os("SEVIT_TORCH_PYTHON") else {
+        eprintln!("SKIPPED the PyTorch half: SEVIT_TORCH_PYTHON is unset");
+        return;
+    };
+    let x = tch::Tensor::rand([5, 3, 32, 32], (tch::Kind::Float, Device::Cpu));
+    let (logits, features) = tch::no_grad(|| {
+        let net = model.network();
+        let f = net.features(&x, false);
+        (net.class_head(&f).reshape([-1]), f)
+    });
+    let npz = dir.path().join("io.npz");
+    tch::Tensor::write_npz(
+        &[("x", &x), ("logits", &logits), ("features", &features)],
+        &npz,
+    )
+    .unwrap();
+    let script = r#"
+import sys, numpy as np, torch
+m = torch.jit.load(sys.argv[1])
+d = np.load(sys.argv[2])
+with torch.no_grad():
+    out = m(torch.from_numpy(d["x"]))
+logits, features = out[:, 0], out[:, 1:]
+err = max(float(np.abs(logits.numpy() - d["logits"]).max() / np.abs(d["logits"]).max()),
+          float(np.abs(features.numpy() - d["features"]).max() / np.abs(d["features"]).max()))
+print(f"{err:.3e}")
+"#;
+    let run = std::process::Command::new(py)
+        .args(["-c", script])
+        .arg(&out)
+        .arg(&npz)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let err: f64 = String::from_utf8_lossy(&run.stdout).trim().parse().unwrap();
+    println!("torch.jit.load parity (relative): {err:.3e}");
+    assert!(err <= 1e-5, "TorchScript in PyTorch differs by {err:.3e}");
+}

@@ -98,7 +98,7 @@ fn train_supervised(
     // Other ranks receive rank 0's weights when the stage starts.
     let fresh = !tr.checkpoint_path().exists() && tr.is_main();
     if let (Some(init), true) = (&opts.init, fresh) {
-        let ck = Checkpoint::load(init)?;
+        let ck = sevit_model::import::load_init(init, &tr.model_cfg.vit)?;
         let prefix = pick_prefix(&ck, opts.init_weights);
         load_matching(&ck, &prefix, &mut tr.student.vs, init)?;
         tracing::info!("{stage}: initialised from {} ({prefix}*)", init.display());
