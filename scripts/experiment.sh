@@ -113,7 +113,7 @@ for seed in $SEEDS; do
     # labeled set alone, last epoch kept, for the optimiser updates of DISTL step T (the lines
     # of its log: unlabeled iterations and correction batches), rounded to whole epochs of the
     # labeled set (the initial model's iterations in its first epoch).
-    ipe_labeled=$(grep -c '"epoch":0,' "$run/pretrain/log.jsonl" || true)
+    ipe_labeled=$(grep '"epoch":0,' "$run/pretrain/log.jsonl" | grep -vc '"kind":"validation"' || true)
     [[ "$ipe_labeled" -gt 0 ]] ||
         die "$run/pretrain/log.jsonl has no first-epoch iterations: the initial model's log is missing or empty"
     prev="$run/pretrain/checkpoint.safetensors"

@@ -179,6 +179,28 @@ fn model_selection_numbers_epochs_one_way_and_its_checkpoints_load() {
     );
     let csv = std::fs::read_to_string(run.join("pretrain/val.csv")).unwrap();
     assert!(csv.lines().nth(1).unwrap().starts_with("1,"), "{csv}");
+    // log.jsonl holds a validation line per validated epoch (epochs from 0, as its training
+    // lines), with the AUC val.csv has.
+    let log = run.join("pretrain/log.jsonl");
+    let val = sevit_distill::log::read_validation(&log).unwrap();
+    assert_eq!(
+        val.iter().map(|v| v.epoch).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    for (v, line) in val.iter().zip(csv.lines().skip(1)) {
+        let auc: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!((v.val_auc - auc).abs() < 1e-6, "{v:?} vs {line}");
+        assert!(v.val_loss.is_finite() && v.val_loss > 0.0 && v.images > 0);
+    }
+    let training = sevit_distill::log::read_log(&log).unwrap();
+    assert!(!training.is_empty());
+    let last_iteration = training
+        .iter()
+        .filter(|r| r.epoch == 0)
+        .map(|r| r.iteration)
+        .max()
+        .unwrap();
+    assert_eq!(val[0].iteration, last_iteration + 1);
 
     // The stage checkpoint says which epoch's weights it holds; best.safetensors loads alone.
     let ck = sevit_model::Checkpoint::load(&run.join("pretrain/checkpoint.safetensors")).unwrap();

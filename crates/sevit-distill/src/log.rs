@@ -54,7 +54,31 @@ pub struct LogRecord {
     pub agreement: Option<f64>,
 }
 
-/// Appends [`LogRecord`]s to a JSONL file, one flushed line per record.
+/// A validation line of `log.jsonl` (`"kind": "validation"`), written after each epoch whose
+/// model is scored on the validation split (`pretrain.select = "best_val"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationRecord {
+    /// Stage name.
+    pub stage: String,
+    /// Always `validation`.
+    pub kind: String,
+    /// Epoch (from 0, as the training lines): the validation follows its last iteration.
+    pub epoch: usize,
+    /// Global iteration the validation follows.
+    pub iteration: usize,
+    /// ROC AUC of the student on the validation split.
+    pub val_auc: f64,
+    /// Mean binary cross-entropy of the student's probabilities on the validation split.
+    pub val_loss: f64,
+    /// Validation images.
+    pub images: usize,
+}
+
+/// The `kind` of a [`ValidationRecord`].
+pub const VALIDATION_KIND: &str = "validation";
+
+/// Appends [`LogRecord`]s and [`ValidationRecord`]s to a JSONL file, one flushed line per
+/// record.
 #[derive(Debug)]
 pub struct JsonlLog {
     path: PathBuf,
@@ -72,9 +96,10 @@ impl JsonlLog {
             let kept: Vec<String> = read_lines(path)?
                 .into_iter()
                 .filter(|l| {
-                    serde_json::from_str::<LogRecord>(l)
-                        .map(|r| r.epoch < keep_before_epoch)
-                        .unwrap_or(false)
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v.get("epoch")?.as_u64())
+                        .is_some_and(|e| (e as usize) < keep_before_epoch)
                 })
                 .collect();
             let mut text = kept.join("\n");
@@ -105,7 +130,7 @@ impl JsonlLog {
     /// Appends one record, with the wall-clock `time` it was written (RFC 3339, UTC, ms):
     /// the one field that differs between a resumed run's log and an uninterrupted one's,
     /// so it is not part of [`LogRecord`].
-    pub fn write(&mut self, rec: &LogRecord) -> anyhow::Result<()> {
+    pub fn write(&mut self, rec: &impl Serialize) -> anyhow::Result<()> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
@@ -128,11 +153,29 @@ fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// Reads every record of a `log.jsonl`.
+fn is_validation(line: &str) -> bool {
+    line.contains(&format!("\"kind\":\"{VALIDATION_KIND}\""))
+}
+
+/// Reads every training record of a `log.jsonl` (the validation lines left out: see
+/// [`read_validation`]).
 pub fn read_log(path: &Path) -> anyhow::Result<Vec<LogRecord>> {
+    parse_lines(path, |l| !is_validation(l))
+}
+
+/// Reads the validation records of a `log.jsonl`.
+pub fn read_validation(path: &Path) -> anyhow::Result<Vec<ValidationRecord>> {
+    parse_lines(path, is_validation)
+}
+
+fn parse_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> anyhow::Result<Vec<T>> {
     read_lines(path)?
         .iter()
         .enumerate()
+        .filter(|(_, l)| keep(l))
         .map(|(i, l)| {
             serde_json::from_str(l)
                 .with_context(|| format!("{}:{}: bad log line", path.display(), i + 1))
@@ -217,13 +260,26 @@ mod tests {
         for e in 0..3 {
             l.write(&rec(e, e as f64)).unwrap();
             l.write(&rec(e, e as f64 + 1.0)).unwrap();
+            l.write(&ValidationRecord {
+                stage: "s".into(),
+                kind: VALIDATION_KIND.into(),
+                epoch: e,
+                iteration: e + 1,
+                val_auc: 0.5,
+                val_loss: 0.7,
+                images: 4,
+            })
+            .unwrap();
         }
         drop(l);
         assert_eq!(read_log(&p).unwrap().len(), 6);
+        assert_eq!(read_validation(&p).unwrap().len(), 3);
         let mut l = JsonlLog::open(&p, 2).unwrap();
         l.write(&rec(2, 9.0)).unwrap();
         let all = read_log(&p).unwrap();
         assert_eq!(all.len(), 5);
+        // the replayed epoch's validation line went with its training lines
+        assert_eq!(read_validation(&p).unwrap().len(), 2);
         assert_eq!(epoch_means(&all, StepKind::Unlabeled), vec![0.5, 1.5, 9.0]);
         // Each line carries the time it was written.
         let last = std::fs::read_to_string(&p).unwrap();

@@ -16,6 +16,7 @@ use tch::Tensor;
 use crate::data::eval_batches;
 use crate::eval::score_images;
 use crate::layout::write_atomic;
+use crate::log::{JsonlLog, ValidationRecord, VALIDATION_KIND};
 use crate::trainer::Trainer;
 
 /// File name of the best epoch's weights in a stage directory.
@@ -124,19 +125,29 @@ impl BestOnVal {
     }
 
     /// Called at the end of epoch `epoch` (0-based) of `epochs`: scores the validation split
-    /// when due, keeps the weights when they are the best so far, and after the last epoch
-    /// loads the best weights into the student.
+    /// when due (a validation line in `log`), keeps the weights when they are the best so far,
+    /// and after the last epoch loads the best weights into the student.
     pub(crate) fn after_epoch(
         &mut self,
         tr: &mut Trainer,
         epoch: usize,
         epochs: usize,
+        log: &mut JsonlLog,
     ) -> anyhow::Result<()> {
         let done = epoch + 1;
         let last = done == epochs;
         if done.is_multiple_of(self.every) || last {
             let scores = self.score(tr)?;
             let auc = roc_auc(&self.labels, &scores)?;
+            log.write(&ValidationRecord {
+                stage: tr.stage.clone(),
+                kind: VALIDATION_KIND.into(),
+                epoch,
+                iteration: tr.iteration,
+                val_auc: auc,
+                val_loss: mean_bce(&self.labels, &scores),
+                images: scores.len(),
+            })?;
             self.rows.retain(|r| r.0 < done);
             self.rows.push((done, auc));
             let better = self.best.is_none_or(|(_, b)| auc > b);
@@ -188,6 +199,20 @@ impl BestOnVal {
         }
         Ok(())
     }
+}
+
+/// Mean binary cross-entropy of probabilities `p` against `labels` (probabilities clamped to
+/// [1e-7, 1 - 1e-7], as a log of 0 would be infinite).
+fn mean_bce(labels: &[bool], p: &[f64]) -> f64 {
+    let sum: f64 = labels
+        .iter()
+        .zip(p)
+        .map(|(&y, &p)| {
+            let p = p.clamp(1e-7, 1.0 - 1e-7);
+            -if y { p.ln() } else { (1.0 - p).ln() }
+        })
+        .sum();
+    sum / labels.len().max(1) as f64
 }
 
 /// (epoch counted from 1, validation AUC) recorded in a `best.safetensors`; `None` when the

@@ -154,7 +154,7 @@ fn train_supervised(
             pb.inc(1);
         }
         if let Some(sel) = selection.as_mut() {
-            sel.after_epoch(tr, epoch, epochs)?;
+            sel.after_epoch(tr, epoch, epochs, log)?;
         }
         Ok(())
     })
