@@ -55,9 +55,13 @@ launch nproc *args: build
 launch-node nnodes node_rank master_addr nproc *args: build
     {{sevit}} launch --nnodes {{nnodes}} --node-rank {{node_rank}} --master-addr {{master_addr}} --nproc {{nproc}} -- {{args}}
 
-# evaluate a stage of a run on its test split (report.json, predictions.csv, roc.png)
+# evaluate a stage of a run on its test split (report.json, predictions.csv, roc.png, report.html)
 eval run=run stage="step3" *flags='': build
     {{sevit}} eval --run {{run}} --stage {{stage}} --out {{run}}/eval/{{stage}} {{flags}}
+
+# an eval's report.html as headless Chromium shows it, to a PNG (needs Debian's chromium)
+report-screenshot report out="report.png":
+    bash scripts/report-screenshot.sh {{report}} {{out}}
 
 # attention maps of test images for a stage of a run
 visualize run=run stage="step3" n="8": build

@@ -114,6 +114,25 @@ fn eval_compare_visualize_predict() {
             p.display()
         );
     }
+    // One self-contained page: the AUC, the class names, the attention grids of the extreme
+    // cases (embedded, and kept in attention/), nothing fetched from elsewhere.
+    let html = std::fs::read_to_string(&out.files.html).unwrap();
+    assert!(
+        html.contains(&format!("AUC {:.4}", report.auc)),
+        "AUC missing"
+    );
+    let positive = report.info["positive_label"].as_str().unwrap();
+    assert!(html.contains(&format!("<b>{positive}</b> (positive)")));
+    let grids = std::fs::read_dir(eval_dir.join("attention"))
+        .unwrap()
+        .count();
+    assert!((2..=4).contains(&grids), "{grids} attention grids");
+    assert_eq!(html.matches("data:image/png;base64,").count(), grids);
+    assert_eq!(
+        html.matches("http://").count(),
+        html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+    );
+    assert!(!html.contains("https://") && !html.contains("<script"));
     let table = NuisanceTable::read_csv(&eval_dir.join("nuisance.csv")).unwrap();
     assert_eq!(table.rows.len(), 7 * 4);
     assert!(table

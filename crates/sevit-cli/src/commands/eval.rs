@@ -1,5 +1,5 @@
 //! `sevit eval`: a checkpoint on labelled cases → report.json, predictions.csv, roc.png,
-//! reliability.png (and with --nuisance the AUC per nuisance severity), plus a terminal table.
+//! reliability.png, report.html (and with --nuisance the AUC per nuisance severity), plus a terminal table.
 
 use std::path::PathBuf;
 
@@ -256,6 +256,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("wrote {}", f.predictions.display());
     println!("wrote {}", f.roc.display());
     println!("wrote {}", f.reliability.display());
+    println!(
+        "wrote {} (everything on one page, offline)",
+        f.html.display()
+    );
     if let Some(r) = &f.robustness {
         println!("wrote {}", r.csv.display());
         println!("wrote {}", r.json.display());

@@ -1,6 +1,8 @@
 //! `sevit eval`: a checkpoint on labelled cases → `report.json` (AUC, DeLong and optional
 //! bootstrap CI, operating points, calibration), `predictions.csv`, `roc.png`,
-//! `reliability.png`, and optionally the robustness table (see [`super::robustness`]).
+//! `reliability.png`, `report.html` (all of it on one self-contained page, with attention
+//! grids of the extreme cases in `attention/`), and optionally the robustness table (see
+//! [`super::robustness`]).
 //!
 //! Scores come from the engine's [`crate::eval::predict`], the function `evolve` uses for its
 //! test AUC, so the numbers agree with the run's `summary.csv`.
@@ -12,11 +14,17 @@ use sevit_metrics::{evaluate, write_predictions_csv, EvalOptions, EvalReport};
 use sevit_model::import::MODEL_CONFIG_KEY;
 use sevit_model::{Checkpoint, ModelConfig};
 
+use anyhow::Context;
+use sevit_data::load_gray;
+
+use super::attention::{write_attention_grid, GridOptions};
+use super::html_report::{telling_cases, write_html_report, AttentionCase, HtmlReport};
 use super::model::{InferenceModel, InferenceSettings, SettingOverrides};
 use super::robustness::{
     evaluate_robustness, RobustnessFiles, RobustnessOptions, RobustnessReport,
 };
 use super::source::{CaseSource, Cases};
+use super::visualize::grid_file_name;
 use crate::config::{parse_device, Weights};
 use crate::eval::predict;
 
@@ -55,6 +63,8 @@ pub struct EvalFiles {
     pub roc: PathBuf,
     /// `reliability.png`.
     pub reliability: PathBuf,
+    /// `report.html`: the self-contained page (see [`super::html_report`]).
+    pub html: PathBuf,
     /// The robustness files, when asked for.
     pub robustness: Option<RobustnessFiles>,
 }
@@ -171,6 +181,7 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         predictions: dir.join("predictions.csv"),
         roc: dir.join("roc.png"),
         reliability: dir.join("reliability.png"),
+        html: dir.join("report.html"),
         robustness: None,
     };
     write_predictions_csv(
@@ -202,18 +213,54 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         &[(label.clone(), report.calibration.clone())],
     )?;
 
+    let model = InferenceModel::load(
+        &req.checkpoint,
+        req.weights,
+        req.run.as_deref(),
+        &req.overrides,
+    )?;
+    let mut attention = Vec::new();
+    for (i, why) in telling_cases(&labels, &probs, &cases.positive) {
+        let sample = &cases.samples[i];
+        let image = load_gray(&sample.path, model.settings.image_size)
+            .with_context(|| format!("image {}", sample.path.display()))?;
+        let png = dir.join("attention").join(grid_file_name(&cases.ids[i]));
+        let lines = vec![label.clone(), format!("{} ({why})", cases.ids[i])];
+        let (probability, _) =
+            write_attention_grid(&model, &image, &lines, &png, &GridOptions::default())?;
+        attention.push(AttentionCase {
+            id: cases.ids[i].clone(),
+            label: sample.label.clone(),
+            probability,
+            why,
+            png: std::fs::read(&png).with_context(|| format!("reading {}", png.display()))?,
+        });
+    }
+    let mut negatives: Vec<String> = cases
+        .samples
+        .iter()
+        .filter(|s| s.target <= 0.5)
+        .map(|s| s.label.clone())
+        .collect();
+    negatives.sort();
+    negatives.dedup();
+    write_html_report(
+        &files.html,
+        &HtmlReport {
+            title: format!("{label} on {}", cases.name),
+            report: &report,
+            positive: cases.positive.clone(),
+            negatives,
+            attention,
+        },
+    )?;
+
     let mut outcome = EvalOutcome {
         report,
         robustness: None,
         files,
     };
     if let Some(ropts) = &req.robustness {
-        let model = InferenceModel::load(
-            &req.checkpoint,
-            req.weights,
-            req.run.as_deref(),
-            &req.overrides,
-        )?;
         let mut ropts = ropts.clone();
         ropts.level = opts.level;
         let rob = evaluate_robustness(&model, &cases, &ropts)?;

@@ -24,6 +24,7 @@ pub mod compare;
 pub mod embed;
 pub mod evaluate;
 pub mod export;
+pub mod html_report;
 mod images;
 pub mod model;
 pub mod predict;
