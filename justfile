@@ -18,9 +18,15 @@ setup:
 build: setup
     cargo build --release -p sevit-cli
 
-# the whole test suite (unit tests of every crate + cross-crate integration tests)
-test: setup
+# the whole test suite (rustfmt and clippy, then the unit tests of every crate and the
+# cross-crate integration tests)
+test: setup lint
     cargo test --workspace --no-fail-fast
+
+# formatting and lints, as CI checks them (part of `just test`)
+lint: setup
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
 
 # the main job end to end on the embedded synthetic data
 demo: build
