@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use sevit_data::nuisance::NuisanceKind;
 use sevit_data::{Split, Subset};
-use sevit_distill::inference::{
+use sevit_distill::{PretrainOptions, RunLayout, Weights};
+use sevit_infer::{
     compare_predictions, evaluate_checkpoint, resolve_checkpoint, visualize, CaseSource,
     EvalRequest, GridOptions, ImageList, ImageSelection, InferenceModel, PredictOptions,
     RobustnessOptions, SettingOverrides,
 };
-use sevit_distill::{PretrainOptions, RunLayout, Weights};
 use sevit_metrics::{EvalOptions, EvalReport, NuisanceTable};
 use sevit_suite::SyntheticSplit;
 
@@ -212,8 +212,7 @@ fn eval_compare_visualize_predict() {
 
     // --- predict on the folder of images (no labels) ---
     let list = ImageList::from_folder(&root.join("data/images")).unwrap();
-    let pred = sevit_distill::inference::predict_images(&model, &list, &PredictOptions::default())
-        .unwrap();
+    let pred = sevit_infer::predict_images(&model, &list, &PredictOptions::default()).unwrap();
     let csv = root.join("new_predictions.csv");
     pred.write_csv(&csv, "opacity").unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();

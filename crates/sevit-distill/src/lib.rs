@@ -40,7 +40,6 @@ pub mod distributed;
 pub mod ema;
 pub mod eval;
 pub mod foreach;
-pub mod inference;
 pub mod layout;
 pub mod log;
 pub mod loops;

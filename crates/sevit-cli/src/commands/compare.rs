@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_distill::inference::compare::{compare_predictions, model_name, predictions_path};
+use sevit_infer::compare::{compare_predictions, model_name, predictions_path};
 
 /// Flags of `sevit compare`.
 #[derive(ClapArgs, Debug)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_distill::inference::{embed_images, EmbedFormat, InferenceModel};
+use sevit_infer::{embed_images, EmbedFormat, InferenceModel};
 
 use super::eval::ModelArgs;
 use super::image_args::ImageArgs;

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use clap::Args as ClapArgs;
 use sevit_data::nuisance::{NuisanceKind, MAX_SEVERITY};
 use sevit_data::Subset;
-use sevit_distill::inference::{
+use sevit_distill::Weights;
+use sevit_infer::{
     default_out_dir, evaluate_checkpoint, resolve_checkpoint, CaseSource, EvalRequest,
     RobustnessOptions, SettingOverrides,
 };
-use sevit_distill::Weights;
 use sevit_metrics::{BootstrapOptions, EvalOptions};
 
 /// Which checkpoint and network to use, and preprocessing overrides (shared by `eval`,

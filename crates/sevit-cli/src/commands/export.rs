@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_distill::inference::{export_torchscript, positive_label_of, InferenceModel};
+use sevit_infer::{export_torchscript, positive_label_of, InferenceModel};
 
 use super::eval::ModelArgs;
 

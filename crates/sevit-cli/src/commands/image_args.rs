@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_distill::inference::ImageList;
+use sevit_infer::ImageList;
 
 /// Images to run a model on: files, a folder, or a manifest's `file` column.
 #[derive(ClapArgs, Debug)]

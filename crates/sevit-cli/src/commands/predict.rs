@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_distill::inference::{
+use sevit_infer::{
     predict_images, visualize, youden_threshold_from_report, GridOptions, InferenceModel,
     PredictOptions, SelectedImage,
 };
@@ -64,9 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             skip_bad: args.skip_bad,
         },
     )?;
-    let positive =
-        sevit_distill::inference::positive_label_of(&checkpoint, args.model.run.as_deref())
-            .unwrap_or_else(|| "positive".into());
+    let positive = sevit_infer::positive_label_of(&checkpoint, args.model.run.as_deref())
+        .unwrap_or_else(|| "positive".into());
     outcome.write_csv(&args.out, &positive)?;
     println!("model: {stage} - {}", model.describe());
     println!("threshold: {threshold} ({source})");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 use sevit_data::Subset;
-use sevit_distill::inference::{visualize, GridOptions, ImageSelection, InferenceModel};
+use sevit_infer::{visualize, GridOptions, ImageSelection, InferenceModel};
 
 use super::eval::ModelArgs;
 

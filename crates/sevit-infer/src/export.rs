@@ -17,7 +17,7 @@ use serde::Serialize;
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::model::InferenceModel;
-use crate::layout::write_atomic;
+use sevit_distill::layout::write_atomic;
 
 /// What the exported module computes and how to feed it (written beside it as JSON).
 #[derive(Debug, Clone, Serialize)]
@@ -113,8 +113,8 @@ pub fn export_torchscript(
         module: out.to_path_buf(),
         checkpoint: model.checkpoint.clone(),
         weights: match model.weights {
-            crate::config::Weights::Student => "student".into(),
-            crate::config::Weights::Teacher => "teacher".into(),
+            sevit_distill::config::Weights::Student => "student".into(),
+            sevit_distill::config::Weights::Teacher => "teacher".into(),
         },
         input_shape: [-1, 3, s, s],
         preprocessing: vec![

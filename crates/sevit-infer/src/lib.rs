@@ -1,6 +1,7 @@
-//! Using trained checkpoints: evaluation, robustness, comparison, attention maps and
-//! prediction on new images (the library side of `sevit eval`, `compare`, `visualize` and
-//! `predict`).
+//! `sevit-infer`: using trained checkpoints: evaluation, robustness, comparison, attention
+//! maps, prediction on new images, embeddings and export (the library side of `sevit eval`,
+//! `compare`, `visualize`, `predict`, `embed` and `export`). It reads what the engine
+//! (`sevit-distill`) writes and never trains.
 //!
 //! * [`model`]: [`InferenceModel`] — a checkpoint's student or teacher loaded once, with the
 //!   preprocessing of its training config (image size, inference blur); scoring of loaded
@@ -9,7 +10,7 @@
 //! * [`source`]: labelled [`CaseSource`]s (run split subset, descriptor, manifest, folder) and
 //!   unlabelled [`ImageList`]s, with case ids (relative paths).
 //! * [`evaluate`]: [`evaluate_checkpoint`] → `report.json`, `predictions.csv`, `roc.png`,
-//!   `reliability.png` (scores from [`crate::eval::predict`]).
+//!   `reliability.png` (scores from [`sevit_distill::eval::predict`]).
 //! * [`robustness`]: [`evaluate_robustness`] → AUC per nuisance kind and severity
 //!   (`nuisance.csv/json/png`).
 //! * [`compare`]: [`compare_predictions`], the paired DeLong test of two prediction files

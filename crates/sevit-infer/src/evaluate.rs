@@ -4,7 +4,7 @@
 //! grids of the extreme cases in `attention/`), and optionally the robustness table (see
 //! [`super::robustness`]).
 //!
-//! Scores come from the engine's [`crate::eval::predict`], the function `evolve` uses for its
+//! Scores come from the engine's [`sevit_distill::eval::predict`], the function `evolve` uses for its
 //! test AUC, so the numbers agree with the run's `summary.csv`.
 
 use std::path::{Path, PathBuf};
@@ -25,8 +25,8 @@ use super::robustness::{
 };
 use super::source::{CaseSource, Cases};
 use super::visualize::grid_file_name;
-use crate::config::{parse_device, Weights};
-use crate::eval::predict;
+use sevit_distill::config::{parse_device, Weights};
+use sevit_distill::eval::predict;
 
 /// What to evaluate and where to write it.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use sevit_model::Checkpoint;
 use tch::Device;
 
 use super::*;
-use crate::config::{TrainConfig, Weights};
-use crate::trainer::{Net, TRAIN_CONFIG_KEY};
+use sevit_distill::config::{TrainConfig, Weights};
+use sevit_distill::trainer::{Net, TRAIN_CONFIG_KEY};
 
 const MICRO: &str = r#"
 device = "cpu"
@@ -66,7 +66,7 @@ fn scorer_matches_the_engine_predict() {
     let ckp = d.path().join("ck.safetensors");
     let cfg = micro_checkpoint(&ckp);
     let ds = Dataset::from_descriptor(&synth(&d.path().join("data"), 12)).unwrap();
-    let engine = crate::eval::predict(
+    let engine = sevit_distill::eval::predict(
         &ckp,
         Weights::Student,
         &ds.samples,

@@ -17,7 +17,7 @@ use sevit_metrics::{delong_ci, AucCi, NuisanceTable};
 use super::images::{load_all, par_map};
 use super::model::InferenceModel;
 use super::source::Cases;
-use crate::layout::write_atomic;
+use sevit_distill::layout::write_atomic;
 
 /// Which corruptions to evaluate.
 #[derive(Debug, Clone, PartialEq)]

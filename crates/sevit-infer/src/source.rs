@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use sevit_data::{Dataset, Sample, Split, Subset};
 
-use crate::layout::RunLayout;
+use sevit_distill::layout::RunLayout;
 
 /// Where labelled cases come from.
 #[derive(Debug, Clone, PartialEq)]

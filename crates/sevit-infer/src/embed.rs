@@ -113,7 +113,7 @@ impl Embeddings {
                 }
                 let mut ids = self.ids.join("\n");
                 ids.push('\n');
-                crate::layout::write_atomic(&out.join("ids.txt"), ids.as_bytes())
+                sevit_distill::layout::write_atomic(&out.join("ids.txt"), ids.as_bytes())
             }
         }
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use base64::Engine as _;
 use sevit_metrics::{EvalReport, ThresholdMetrics};
 
-use crate::layout::write_atomic;
+use sevit_distill::layout::write_atomic;
 
 /// One attention grid shown in the report.
 #[derive(Debug, Clone)]

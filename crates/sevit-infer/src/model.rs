@@ -11,9 +11,9 @@ use sevit_model::import::MODEL_CONFIG_KEY;
 use sevit_model::{Checkpoint, ModelConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{parse_device, TrainConfig, Weights};
-use crate::layout::{stage_name, RunLayout};
-use crate::trainer::{Net, TRAIN_CONFIG_KEY};
+use sevit_distill::config::{parse_device, TrainConfig, Weights};
+use sevit_distill::layout::{stage_name, RunLayout};
+use sevit_distill::trainer::{Net, TRAIN_CONFIG_KEY};
 
 /// Preprocessing and device settings of an [`InferenceModel`], resolved from the checkpoint's
 /// training config (see [`InferenceSettings::resolve`]) and optionally overridden.
@@ -97,7 +97,7 @@ impl InferenceSettings {
         if s.image_size == 0 || s.batch_size == 0 {
             bail!("image size and batch size must be positive");
         }
-        crate::config::check_patch_multiple(
+        sevit_distill::config::check_patch_multiple(
             "the image size",
             s.image_size,
             model_cfg.vit.patch_size,

@@ -11,7 +11,7 @@ use sevit_metrics::EvalReport;
 use super::images::load_all;
 use super::model::InferenceModel;
 use super::source::ImageList;
-use crate::layout::write_atomic;
+use sevit_distill::layout::write_atomic;
 
 /// Options of [`predict_images`].
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ use sevit_data::{load_gray, Split, Subset};
 use super::attention::{write_attention_grid, GridOptions};
 use super::model::InferenceModel;
 use super::source::{case_id, ImageList};
-use crate::layout::RunLayout;
+use sevit_distill::layout::RunLayout;
 
 /// Which images to visualise.
 #[derive(Debug, Clone, PartialEq)]
