@@ -3,45 +3,12 @@
 //! per-tensor clipping of gradients. Each replaces several small element-wise launches per
 //! parameter with a pass over all of them.
 
-use std::os::raw::c_char;
-
 use anyhow::{bail, ensure};
 use std::ffi::c_void;
 
 use tch::Tensor;
 
-extern "C" {
-    fn sevit_fused_adamw(
-        params: *const *const c_void,
-        grads: *const *const c_void,
-        exp_avgs: *const *const c_void,
-        exp_avg_sqs: *const *const c_void,
-        steps: *const f64,
-        n: i64,
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        wd: f64,
-        eps: f64,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> i32;
-    fn sevit_clip_per_tensor(
-        grads: *const *const c_void,
-        n: i64,
-        clip: f64,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> i32;
-    fn sevit_foreach_lerp(
-        dst: *const *const c_void,
-        src: *const *const c_void,
-        n: i64,
-        weight: f64,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> i32;
-}
+use sevit_torch_ext::foreach::{sevit_clip_per_tensor, sevit_foreach_lerp, sevit_fused_adamw};
 
 fn ptrs(ts: &[&Tensor]) -> Vec<*const c_void> {
     ts.iter().map(|t| t.as_ptr().cast::<c_void>()).collect()

@@ -8,21 +8,10 @@
 //! pre-activation gradient: two fewer passes over the block's widest activations each way.
 //! Same values as `(x Wᵀ + b).gelu("none")` to rounding (the exact, erf form).
 
-use std::ffi::{c_char, c_void};
-
 use anyhow::Result;
 use tch::Tensor;
 
-extern "C" {
-    fn sevit_bias_gelu(
-        z: *const c_void,
-        b: *const c_void,
-        isa: i64,
-        out: *mut *mut c_void,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> i32;
-}
+use sevit_torch_ext::kernels::sevit_bias_gelu;
 
 /// True when [`bias_gelu`] serves the product `z = x Wᵀ` of input `x` with bias `b`: `x` and
 /// `b` f32 on the CPU, no CPU autocast region (which would make the product bf16), an AVX-512

@@ -10,24 +10,10 @@
 //! writes `s ⊙ g` while summing it for the bias (with no factor it only sums). Same values as
 //! `x + drop_path(z + b)` to rounding.
 
-use std::ffi::{c_char, c_void};
-
 use anyhow::Result;
 use tch::Tensor;
 
-extern "C" {
-    #[allow(clippy::too_many_arguments)]
-    fn sevit_bias_residual(
-        x: *const c_void,
-        z: *const c_void,
-        b: *const c_void,
-        s: *const c_void,
-        isa: i64,
-        out: *mut *mut c_void,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> i32;
-}
+use sevit_torch_ext::kernels::sevit_bias_residual;
 
 /// True when [`bias_residual`] serves a residual `x` whose branch is the product of an input
 /// `h` with bias `b`: all f32 on the CPU, no CPU autocast region (which would make the product

@@ -19,9 +19,7 @@ pub const NAMES: [&str; 3] = ["attention", "bias-gelu", "bias-residual"];
 /// bounds bias + GELU, and libtorch's is faster (see [`bias_gelu`](crate::bias_gelu)).
 const AVX512_ONLY: [&str; 1] = ["bias-gelu"];
 
-extern "C" {
-    fn sevit_kernel_isa(isa: i64, supported: *mut i32) -> *const c_char;
-}
+use sevit_torch_ext::kernels::sevit_kernel_isa;
 
 /// Whether kernel `name` (one of [`NAMES`]) is in use.
 pub fn enabled(name: &str) -> bool {

@@ -11,16 +11,7 @@ use std::os::raw::c_int;
 use anyhow::{bail, Result};
 use tch::Device;
 
-extern "C" {
-    fn sevit_autocast_enter(
-        device: c_int,
-        dtype: c_int,
-        prev_enabled: *mut c_int,
-        prev_dtype: *mut c_int,
-    );
-    fn sevit_autocast_exit(device: c_int, prev_enabled: c_int, prev_dtype: c_int);
-    fn sevit_autocast_state(device: c_int, dtype: *mut c_int) -> c_int;
-}
+use sevit_torch_ext::autocast::{sevit_autocast_enter, sevit_autocast_exit, sevit_autocast_state};
 
 /// Precision of forward passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

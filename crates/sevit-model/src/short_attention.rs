@@ -13,27 +13,13 @@
 //!
 //! `SEVIT_KERNELS` (see [`kernels`](crate::kernels)) can turn it off, for comparisons.
 
-use std::ffi::{c_char, c_void};
-
 use anyhow::Result;
 use tch::Tensor;
 
 /// The longest sequence the kernel serves.
 pub const MAX_TOKENS: i64 = 128;
 
-extern "C" {
-    #[allow(clippy::too_many_arguments)]
-    fn sevit_short_attention(
-        qkv: *const c_void,
-        bias: *const c_void,
-        heads: i64,
-        scale: f64,
-        isa: i64,
-        out: *mut *mut c_void,
-        err: *mut c_char,
-        err_len: usize,
-    ) -> i32;
-}
+use sevit_torch_ext::kernels::sevit_short_attention;
 
 /// True when [`short_attention`] serves the attention of input `x` `[B, N, C]` (the qkv
 /// projection's input): f32 on the CPU, at most [`MAX_TOKENS`] tokens, no CPU autocast region
