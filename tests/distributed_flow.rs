@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sevit_data::{Split, Subset};
+use sevit_dist::launch::LaunchSpec;
 use sevit_distill::data::iters_per_epoch;
-use sevit_distill::distributed::launch::LaunchSpec;
 use sevit_distill::log::read_log;
 use sevit_distill::{RunLayout, RunOptions, StageOutcome, TrainConfig};
 use sevit_suite::{checkpoint_tensors, SyntheticSplit};

@@ -6,7 +6,7 @@ use sevit_data::{LoaderConfig, MultiCropConfig, Sample, Shard};
 use tch::{Device, Tensor};
 
 use crate::config::TrainConfig;
-use crate::distributed::Dist;
+use sevit_dist::Dist;
 
 /// One multi-crop training batch on the training device.
 pub struct Batch {

@@ -13,12 +13,12 @@ use tch::{Device, Kind, Tensor};
 
 use crate::clip::{cancel_gradients_last_layer, clip_gradients};
 use crate::config::TrainConfig;
-use crate::distributed::Dist;
 use crate::ema::{copy_weights, update_momentum};
 use crate::log::{progress_bar, JsonlLog};
 use crate::loss::DinoLoss;
 use crate::optim::AdamW;
 use crate::schedule::Schedules;
+use sevit_dist::Dist;
 
 /// Checkpoint metadata key of the training config (JSON).
 pub const TRAIN_CONFIG_KEY: &str = "train_config";

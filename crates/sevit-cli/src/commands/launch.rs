@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 
 use clap::Args as ClapArgs;
-use sevit_distill::distributed::launch::{launch, LaunchSpec};
+use sevit_dist::launch::{launch, LaunchSpec};
 
 /// Flags of `sevit launch`.
 #[derive(ClapArgs, Debug)]

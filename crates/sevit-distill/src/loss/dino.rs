@@ -118,7 +118,7 @@ impl DinoLoss {
         student_out: &Tensor,
         teacher_out: &Tensor,
         epoch: usize,
-        dist: Option<&crate::distributed::Dist>,
+        dist: Option<&sevit_dist::Dist>,
     ) -> anyhow::Result<Tensor> {
         let loss = self.loss(student_out, teacher_out, epoch);
         self.update_center_dist(teacher_out, dist)?;
@@ -151,7 +151,7 @@ impl DinoLoss {
     fn update_center_dist(
         &mut self,
         teacher_out: &Tensor,
-        dist: Option<&crate::distributed::Dist>,
+        dist: Option<&sevit_dist::Dist>,
     ) -> anyhow::Result<()> {
         tch::no_grad(|| {
             let t = teacher_out.detach().to_kind(Kind::Float);

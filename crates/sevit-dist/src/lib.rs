@@ -1,5 +1,7 @@
-//! Data-parallel training over libtorch's distributed engine, c10d (Gloo on CPU, NCCL on
-//! CUDA), through a small C++ bridge (`cpp/c10d_bridge.cpp`, built by `build.rs`).
+//! `sevit-dist`: data-parallel training over libtorch's distributed engine, c10d (Gloo on CPU,
+//! NCCL on CUDA), through the C++ bridge of `sevit-torch-ext` (`cpp/c10d_bridge.cpp`). Nothing
+//! here knows DISTL: another libtorch tool can use the process group, the gradient averaging
+//! and the launcher as they are.
 //!
 //! A job is N processes launched as torchrun launches PyTorch jobs (`MASTER_ADDR`,
 //! `MASTER_PORT`, `RANK`, `WORLD_SIZE`, `LOCAL_RANK`; see [`DistEnv`] and [`launch`]); without
@@ -26,31 +28,6 @@ use tch::{Device, Kind, Tensor};
 
 pub use env::{DistEnv, DEFAULT_BUCKET_MB, DEFAULT_TIMEOUT};
 pub use group::{Backend, ProcessGroup};
-
-/// Joins the data-parallel job this process was launched into (`Ok(None)` for a single
-/// process: no environment, or `WORLD_SIZE=1`). A CUDA `cfg.device` becomes `cuda:LOCAL_RANK`
-/// (one GPU per local process, as torchrun jobs do); the backend then defaults to NCCL, on
-/// CPU to Gloo.
-pub fn join(cfg: &mut crate::TrainConfig) -> anyhow::Result<Option<Dist>> {
-    let Some(env) = DistEnv::from_env()? else {
-        return Ok(None);
-    };
-    let mut device = cfg.device()?;
-    if device.is_cuda() {
-        let n = tch::Cuda::device_count().max(1) as usize;
-        if env.local_world_size > n {
-            tracing::warn!(
-                local_world_size = env.local_world_size,
-                gpus = n,
-                "more processes than GPUs on this node: GPUs are shared"
-            );
-        }
-        let idx = env.local_rank % n;
-        cfg.device = format!("cuda:{idx}");
-        device = Device::Cuda(idx);
-    }
-    Dist::init(&env, device).map(Some)
-}
 
 /// A cheap, clonable handle on this process's data-parallel group.
 #[derive(Clone, Debug)]
