@@ -13,7 +13,6 @@
 //!   background thread into a bounded channel.
 //! * [`synth`]: the deterministic synthetic chest X-ray phantom generator (the embedded
 //!   default dataset).
-//! * [`preview`]: a labelled PNG grid of the ten views of one image.
 //!
 //! Randomness is always derived from explicit seeds ([`rng::derive_seed`]), never from
 //! thread timing: the same seed gives the same split, the same views and the same batches.
@@ -26,7 +25,6 @@ pub mod load;
 pub mod loader;
 pub mod nuisance;
 pub mod paths;
-pub mod preview;
 pub mod rng;
 pub mod split;
 pub mod synth;

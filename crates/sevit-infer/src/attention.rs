@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use sevit_data::GrayImage;
-use sevit_metrics::overlay::{
+use sevit_render::overlay::{
     gray_tile, heat_tile, mask_tile, render_grid_png, upsample_bilinear, upsample_nearest,
     GridPage, Tile,
 };

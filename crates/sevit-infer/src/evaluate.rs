@@ -9,10 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
-use sevit_metrics::plot::{reliability_png, roc_png, RocSeries};
 use sevit_metrics::{evaluate, write_predictions_csv, EvalOptions, EvalReport};
 use sevit_model::import::MODEL_CONFIG_KEY;
 use sevit_model::{Checkpoint, ModelConfig};
+use sevit_render::plot::{reliability_png, roc_png, RocSeries};
 
 use anyhow::Context;
 use sevit_data::load_gray;

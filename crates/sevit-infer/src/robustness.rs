@@ -11,8 +11,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sevit_data::nuisance::{Nuisance, NuisanceKind, MAX_SEVERITY};
 use sevit_data::GrayImage;
-use sevit_metrics::plot::{line_png_with_legend, LegendPosition, LinePlot, Series, SeriesPoint};
 use sevit_metrics::{delong_ci, AucCi, NuisanceTable};
+use sevit_render::plot::{line_png_with_legend, LegendPosition, LinePlot, Series, SeriesPoint};
 
 use super::images::{load_all, par_map};
 use super::model::InferenceModel;

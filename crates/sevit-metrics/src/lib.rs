@@ -11,11 +11,10 @@
 //! * [`calibration`]: Brier score, ECE, reliability bins.
 //! * [`evaluate`] → [`EvalReport`] (`report.json`, a text table), [`compare`] →
 //!   [`ComparisonReport`], [`write_predictions_csv`] / [`read_predictions_csv`]
-//!   (`predictions.csv`), [`NuisanceTable`] (CSV + plot): all files are written atomically.
-//! * [`experiment`]: the DISTL-vs-supervised experiment over seeds (`results.md`, JSON, CSV,
-//!   the AUC-vs-T plot).
-//! * [`plot`]: PNG plots (ROC, AUC vs T, AUC per nuisance severity, reliability diagram) with an
-//!   embedded font, so no system font library is needed.
+//!   (`predictions.csv`), [`NuisanceTable`] (CSV): all files are written atomically.
+//!
+//! Numbers only: pictures of them are `sevit-render`'s, the experiment report
+//! `sevit-experiment`'s.
 //!
 //! Convention: a higher score means "more likely positive", and `score >= threshold` is called
 //! positive. Invalid inputs (empty, length mismatch, NaN, one class only, bad parameters) give a
@@ -26,14 +25,11 @@ mod bootstrap;
 mod calibration;
 mod delong;
 mod error;
-pub mod experiment;
 mod input;
 pub mod io;
 pub mod normal;
 mod nuisance;
-pub mod overlay;
 pub mod pairing;
-pub mod plot;
 pub mod report;
 mod roc;
 pub mod serde_nan;

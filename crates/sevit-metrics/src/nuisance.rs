@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::delong::AucCi;
 use crate::io::write_atomic;
-use crate::plot::{line_png, LinePlot, Series, SeriesPoint};
 
 /// One row: a model's AUC on the test set degraded by `kind` at `severity`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,69 +78,6 @@ impl NuisanceTable {
             .collect::<anyhow::Result<Vec<NuisanceRow>>>()?;
         Ok(NuisanceTable { rows })
     }
-
-    /// One series per (model, kind) in first-seen order, points sorted by severity, with the CI
-    /// as error bars. The label is `"model: kind"` (just `kind` when there is one model).
-    pub fn series(&self) -> Vec<Series> {
-        let one_model = self.rows.iter().all(|r| r.model == self.rows[0].model);
-        let mut out: Vec<(String, String, Series)> = Vec::new();
-        for r in &self.rows {
-            let idx = match out
-                .iter()
-                .position(|(m, k, _)| *m == r.model && *k == r.kind)
-            {
-                Some(i) => i,
-                None => {
-                    let label = if one_model {
-                        r.kind.clone()
-                    } else {
-                        format!("{}: {}", r.model, r.kind)
-                    };
-                    out.push((
-                        r.model.clone(),
-                        r.kind.clone(),
-                        Series {
-                            label,
-                            points: Vec::new(),
-                        },
-                    ));
-                    out.len() - 1
-                }
-            };
-            out[idx].2.points.push(SeriesPoint {
-                x: r.severity,
-                y: r.auc,
-                lower: Some(r.lower),
-                upper: Some(r.upper),
-            });
-        }
-        out.into_iter()
-            .map(|(_, _, mut s)| {
-                s.points.sort_by(|a, b| a.x.total_cmp(&b.x));
-                s
-            })
-            .collect()
-    }
-
-    /// Plots AUC against severity (one line per model and kind, CI error bars) as a PNG.
-    pub fn plot_png(&self, path: &Path, title: &str) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            !self.rows.is_empty(),
-            "the nuisance table is empty: nothing to plot into {}",
-            path.display()
-        );
-        let series = self.series();
-        line_png(
-            path,
-            &LinePlot {
-                title,
-                x_label: "nuisance severity",
-                y_label: "AUC",
-                series: &series,
-                y_range: None,
-            },
-        )
-    }
 }
 
 #[cfg(test)]
@@ -176,15 +112,6 @@ mod tests {
             "{text}"
         );
         assert_eq!(NuisanceTable::read_csv(&p).unwrap(), t);
-
-        let s = t.series();
-        assert_eq!(s.len(), 3);
-        assert_eq!(s[0].label, "DISTL: noise");
-        assert_eq!(
-            s[0].points.iter().map(|p| p.x).collect::<Vec<_>>(),
-            vec![0.0, 0.2]
-        );
-        assert_eq!(s[2].label, "supervised: noise");
     }
 
     #[test]
@@ -194,6 +121,5 @@ mod tests {
         let p = dir.path().join("n.csv");
         t.write_csv(&p).unwrap();
         assert_eq!(NuisanceTable::read_csv(&p).unwrap(), t);
-        assert!(t.plot_png(&dir.path().join("n.png"), "x").is_err());
     }
 }

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use clap::Args as ClapArgs;
-use sevit_data::{preview, MultiCropConfig};
+use sevit_data::MultiCropConfig;
+use sevit_render::preview;
 use std::path::PathBuf;
 
 /// Flags of `sevit augment-preview`.

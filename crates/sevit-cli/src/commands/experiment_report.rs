@@ -1,11 +1,11 @@
 //! `sevit experiment-report`: the DISTL-vs-supervised experiment's `results.md` with its JSON,
 //! CSV and AUC-vs-T plot, from the predictions under an experiment directory
-//! (`sevit_metrics::experiment`; written by `scripts/experiment.sh`).
+//! (`sevit_experiment`; written by `scripts/experiment.sh`).
 
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_metrics::experiment::{write_report, ReportSpec};
+use sevit_experiment::{write_report, ReportSpec};
 
 /// Flags of `sevit experiment-report`.
 #[derive(ClapArgs, Debug)]

@@ -14,10 +14,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::calibration::Calibration;
-use crate::delong::{AucCi, CiMethod};
-use crate::io::write_atomic;
-use crate::roc::RocPoint;
+use sevit_metrics::io::write_atomic;
+use sevit_metrics::{AucCi, Calibration, CiMethod, NuisanceTable, RocPoint};
 
 /// Width and height in pixels of every PNG written here.
 pub const PLOT_SIZE: (u32, u32) = (900, 720);
@@ -96,7 +94,7 @@ fn tick(v: &f64) -> String {
 pub struct RocSeries {
     /// Legend label (model name).
     pub label: String,
-    /// The curve, as returned by [`crate::roc_curve`].
+    /// The curve, as returned by [`sevit_metrics::roc_curve`].
     pub points: Vec<RocPoint>,
     /// The AUC and its confidence interval.
     pub ci: AucCi,
@@ -526,4 +524,71 @@ pub fn reliability_png(
             .map_err(perr("legend"))?;
         Ok(())
     })
+}
+
+/// AUC against nuisance severity of a [`NuisanceTable`] (one line per model and kind, CI error
+/// bars) as a PNG.
+///
+/// # Errors
+/// An empty table; drawing or writing fails.
+pub fn nuisance_table_png(table: &NuisanceTable, path: &Path, title: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !table.rows.is_empty(),
+        "the nuisance table is empty: nothing to plot into {}",
+        path.display()
+    );
+    let series = nuisance_series(table);
+    line_png(
+        path,
+        &LinePlot {
+            title,
+            x_label: "nuisance severity",
+            y_label: "AUC",
+            series: &series,
+            y_range: None,
+        },
+    )
+}
+
+/// The rows of a [`NuisanceTable`] as plot series: one per (model, kind) in first-seen order,
+/// points sorted by severity, with the CI as error bars. The label is `"model: kind"` (just `kind` when there is one model).
+pub fn nuisance_series(table: &NuisanceTable) -> Vec<Series> {
+    let one_model = table.rows.iter().all(|r| r.model == table.rows[0].model);
+    let mut out: Vec<(String, String, Series)> = Vec::new();
+    for r in &table.rows {
+        let idx = match out
+            .iter()
+            .position(|(m, k, _)| *m == r.model && *k == r.kind)
+        {
+            Some(i) => i,
+            None => {
+                let label = if one_model {
+                    r.kind.clone()
+                } else {
+                    format!("{}: {}", r.model, r.kind)
+                };
+                out.push((
+                    r.model.clone(),
+                    r.kind.clone(),
+                    Series {
+                        label,
+                        points: Vec::new(),
+                    },
+                ));
+                out.len() - 1
+            }
+        };
+        out[idx].2.points.push(SeriesPoint {
+            x: r.severity,
+            y: r.auc,
+            lower: Some(r.lower),
+            upper: Some(r.upper),
+        });
+    }
+    out.into_iter()
+        .map(|(_, _, mut s)| {
+            s.points.sort_by(|a, b| a.x.total_cmp(&b.x));
+            s
+        })
+        .collect()
 }

@@ -23,12 +23,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::delong::{delong_ci, delong_paired_level, AucCi, PairedTest};
-use crate::io::write_atomic;
-use crate::pairing::pair_predictions;
-use crate::plot::{auc_vs_t_png, Series, SeriesPoint};
-use crate::report::{read_predictions_csv, Predictions};
-use crate::threshold::{youden_threshold, ThresholdMetrics};
+use sevit_metrics::io::write_atomic;
+use sevit_metrics::pairing::pair_predictions;
+use sevit_metrics::{
+    delong_ci, delong_paired_level, read_predictions_csv, youden_threshold, AucCi, PairedTest,
+    Predictions, ThresholdMetrics,
+};
+use sevit_render::plot::{auc_vs_t_png, Series, SeriesPoint};
 
 /// The two kinds of model the experiment compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -878,7 +879,7 @@ fn relative_to(path: &Path, base: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::write_predictions_csv;
+    use sevit_metrics::write_predictions_csv;
 
     /// Scores that separate the classes better as `quality` grows.
     fn scores(labels: &[bool], quality: f64, salt: u64) -> Vec<f64> {

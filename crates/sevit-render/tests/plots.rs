@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sevit_metrics::plot::{
+use sevit_metrics::{calibration, delong_ci, roc_curve, NuisanceTable};
+use sevit_render::plot::{
     auc_vs_t_png, line_png, nuisance_png, reliability_png, roc_png, LinePlot, RocSeries, Series,
     SeriesPoint, PLOT_SIZE,
 };
-use sevit_metrics::{calibration, delong_ci, roc_curve, NuisanceTable};
 
 struct Out {
     _tmp: Option<tempfile::TempDir>,
@@ -155,11 +155,20 @@ fn nuisance_plot() {
     table.write_csv(&csv).unwrap();
     assert_eq!(NuisanceTable::read_csv(&csv).unwrap(), table);
     let path = out.dir.join("nuisance.png");
-    table.plot_png(&path, "AUC under nuisances").unwrap();
+    sevit_render::plot::nuisance_table_png(&table, &path, "AUC under nuisances").unwrap();
     check_png(&path);
     let path = out.dir.join("nuisance_generic.png");
-    nuisance_png(&path, "AUC under noise", &table.series()[..1]).unwrap();
+    let series = sevit_render::plot::nuisance_series(&table);
+    nuisance_png(&path, "AUC under noise", &series[..1]).unwrap();
     check_png(&path);
+    // one series per (model, kind) in first-seen order, points sorted by severity
+    assert_eq!(series.len(), 4);
+    assert_eq!(series[0].label, "DISTL: noise");
+    assert_eq!(series[2].label, "supervised: noise");
+    assert_eq!(
+        series[0].points.iter().map(|p| p.x).collect::<Vec<_>>(),
+        vec![0.0, 0.25, 0.5, 0.75]
+    );
 }
 
 fn model_fn(seed: u64, shift: f64) -> (Vec<bool>, Vec<f64>) {

@@ -17,7 +17,7 @@ use image::{Rgb, RgbImage};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::io::write_atomic;
+use sevit_metrics::io::write_atomic;
 
 const FONT: &str = "sans-serif";
 
