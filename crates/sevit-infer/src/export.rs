@@ -67,7 +67,6 @@ pub fn export_torchscript(
 ) -> anyhow::Result<ExportInfo> {
     let s = i64::from(model.settings.image_size);
     let opts = (Kind::Float, model.device);
-    tch::manual_seed(0);
     let example = Tensor::rand([2, 3, s, s], opts);
     let module = sevit_model::kernels::with_plain_ops(|| {
         tch::no_grad(|| {
