@@ -40,6 +40,7 @@ pub mod distributed;
 pub mod ema;
 pub mod eval;
 pub mod foreach;
+pub mod init;
 pub mod layout;
 pub mod log;
 pub mod loops;

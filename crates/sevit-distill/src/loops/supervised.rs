@@ -11,10 +11,11 @@ use super::restarts::train_with_restarts;
 use super::selection::BestOnVal;
 use crate::config::{ModelSelection, TrainConfig, Weights};
 use crate::data::{train_batches, views_without_locals};
+use crate::init::load_matching;
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
 use crate::loss::correction_bce;
-use crate::trainer::{load_matching, RunOptions, StageKind, StageOutcome, Trainer};
+use crate::trainer::{RunOptions, StageKind, StageOutcome, Trainer};
 
 /// Options of [`pretrain`].
 #[derive(Debug, Clone, Default)]
