@@ -117,25 +117,7 @@ fn directory_links_neither_multiply_nor_relabel_images_nor_hang() {
     }
     std::os::unix::fs::symlink("..", tree.join("normal/up")).unwrap();
     std::os::unix::fs::symlink("../..", tree.join("opacity/up")).unwrap();
-    let out = ok_in(
-        tmp.path(),
-        &[
-            "split",
-            "--folder",
-            "tree",
-            "--positive",
-            "opacity",
-            "--out",
-            "run",
-            "--test-fraction",
-            "0.25",
-            "--folds",
-            "1",
-            "--labeled-fraction",
-            "0.3",
-        ],
-    )
-    .stdout;
+    let out = ok_in(tmp.path(), &split_args(&["--folder", "tree"])).stdout;
     assert!(out.contains("20 images"), "{out}");
     let paths = split_paths(&tmp.path().join("run/split.csv"));
     assert_eq!(paths.len(), 20);
@@ -190,27 +172,13 @@ fn aliased_duplicates_and_paths_leaving_the_root_are_refused_at_split() {
     let mut rows = std::fs::read_to_string(data.join("manifest.csv")).unwrap();
     rows.push_str("../outside.png,opacity,X1\n");
     std::fs::write(&m, &rows).unwrap();
-    let args = [
-        "split",
-        "--manifest",
-        p(&m),
-        "--positive",
-        "opacity",
-        "--out",
-        "run",
-        "--test-fraction",
-        "0.25",
-        "--folds",
-        "1",
-        "--labeled-fraction",
-        "0.3",
-    ];
+    let args = split_args(&["--manifest", p(&m)]);
     let err = fails_in(tmp.path(), &args);
     assert!(
         err.contains("leaves the dataset root") && err.contains("--allow-outside-root"),
         "{err}"
     );
-    let mut allowed = args.to_vec();
+    let mut allowed = args.clone();
     allowed.push("--allow-outside-root");
     ok_in(tmp.path(), &allowed);
     let paths = split_paths(&tmp.path().join("run/split.csv"));
@@ -460,4 +428,24 @@ fn import_weights_refuses_a_deeply_nested_pickle_without_crashing() {
         ],
     );
     assert!(err.contains("nested deeper than 1000"), "{err}");
+}
+
+/// `sevit split` of `source` (`--folder DIR`, `--manifest CSV`) into `run`: positive label
+/// `opacity`, a quarter for test, one fold, 30% of the rest labeled.
+fn split_args<'a>(source: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["split"];
+    args.extend_from_slice(source);
+    args.extend([
+        "--positive",
+        "opacity",
+        "--out",
+        "run",
+        "--test-fraction",
+        "0.25",
+        "--folds",
+        "1",
+        "--labeled-fraction",
+        "0.3",
+    ]);
+    args
 }

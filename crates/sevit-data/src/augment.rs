@@ -427,6 +427,15 @@ pub fn box_radius_for_sigma(sigma: f64, passes: u32) -> f64 {
     l + a
 }
 
+/// The extended box of `radius`: whole radius `r = floor(radius)`, the weight `ww` of the
+/// `2r + 1` whole pixels and the weight `fw` of the two fractional ones (Pillow).
+fn box_weights(radius: f64) -> (usize, f32, f32) {
+    let r = radius.floor() as usize;
+    let ww = (1.0 / (2.0 * radius + 1.0)) as f32;
+    let fw = ((radius - r as f64) / (2.0 * radius + 1.0)) as f32;
+    (r, ww, fw)
+}
+
 /// One extended-box pass along the vertical axis of a row-major `w x h` buffer, all columns at
 /// once (vectorisable): `out[y] = ww * sum(in[y-r..=y+r]) + fw * (in[y-r-1] + in[y+r+1])`
 /// with rows clamped at the edges, `r = floor(radius)`, `ww = 1 / (2 radius + 1)`,
@@ -439,9 +448,8 @@ fn box_blur_vertical(
     radius: f64,
     acc: &mut Vec<f32>,
 ) {
-    let r = radius.floor() as i64;
-    let ww = (1.0 / (2.0 * radius + 1.0)) as f32;
-    let fw = ((radius - r as f64) / (2.0 * radius + 1.0)) as f32;
+    let (r, ww, fw) = box_weights(radius);
+    let r = r as i64;
     let row = |y: i64| -> &[f32] {
         let y = y.clamp(0, h as i64 - 1) as usize;
         &src[y * w..(y + 1) * w]
@@ -477,9 +485,7 @@ fn box_blur_rows(
     radius: f64,
     pad: &mut Vec<f32>,
 ) {
-    let r = radius.floor() as usize;
-    let ww = (1.0 / (2.0 * radius + 1.0)) as f32;
-    let fw = ((radius - r as f64) / (2.0 * radius + 1.0)) as f32;
+    let (r, ww, fw) = box_weights(radius);
     let pw = w + 2 * r + 2;
     pad.clear();
     pad.resize(4 * pw, 0.0);

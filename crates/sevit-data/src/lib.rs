@@ -36,7 +36,7 @@ pub use gray::GrayImage;
 pub use load::load_gray;
 pub use loader::{
     eval_loader, multi_crop_loader, multi_crop_loader_sharded, shard_plan, EvalBatch, EvalLoader,
-    LoaderConfig, MultiCropBatch, MultiCropLoader, Shard,
+    Loader, LoaderConfig, MultiCropBatch, MultiCropLoader, Shard,
 };
 pub use split::{Split, SplitConfig, Subset, TestSelection};
 pub use synth::SynthConfig;

@@ -229,18 +229,25 @@ fn load_batch<V: Send>(
     Ok(out)
 }
 
-/// Iterator of [`MultiCropBatch`]es for one epoch (see the module docs).
-pub struct MultiCropLoader {
-    inner: Prefetcher<MultiCropBatch>,
+/// Iterator of batches for one epoch, loaded ahead on worker threads (see the module docs):
+/// [`MultiCropLoader`] for training, [`EvalLoader`] for evaluation.
+pub struct Loader<B> {
+    inner: Prefetcher<B>,
 }
 
-impl MultiCropLoader {
+/// Iterator of [`MultiCropBatch`]es for one epoch.
+pub type MultiCropLoader = Loader<MultiCropBatch>;
+
+/// Iterator of [`EvalBatch`]es in sample order (last batch may be smaller).
+pub type EvalLoader = Loader<EvalBatch>;
+
+impl<B> Loader<B> {
     /// Number of batches planned for the epoch (an upper bound when `skip_bad` drops a whole
     /// batch).
     pub fn num_batches(&self) -> usize {
         self.inner.num_batches
     }
-    /// Same as [`MultiCropLoader::num_batches`].
+    /// Same as [`Loader::num_batches`].
     pub fn len(&self) -> usize {
         self.inner.num_batches
     }
@@ -254,8 +261,8 @@ impl MultiCropLoader {
     }
 }
 
-impl Iterator for MultiCropLoader {
-    type Item = Result<MultiCropBatch>;
+impl<B: Send + 'static> Iterator for Loader<B> {
+    type Item = Result<B>;
     fn next(&mut self) -> Option<Self::Item> {
         self.inner.next()
     }
@@ -373,38 +380,7 @@ fn multi_crop_loader_plan(
             indices: loaded.iter().map(|(i, _)| *i).collect(),
         }))
     });
-    MultiCropLoader { inner }
-}
-
-/// Iterator of [`EvalBatch`]es in sample order (last batch may be smaller).
-pub struct EvalLoader {
-    inner: Prefetcher<EvalBatch>,
-}
-
-impl EvalLoader {
-    /// Number of batches planned.
-    pub fn num_batches(&self) -> usize {
-        self.inner.num_batches
-    }
-    /// Same as [`EvalLoader::num_batches`].
-    pub fn len(&self) -> usize {
-        self.inner.num_batches
-    }
-    /// True when no batch is planned.
-    pub fn is_empty(&self) -> bool {
-        self.inner.num_batches == 0
-    }
-    /// Images skipped so far (with `skip_bad`).
-    pub fn skipped(&self) -> usize {
-        self.inner.skipped.load(Ordering::Relaxed)
-    }
-}
-
-impl Iterator for EvalLoader {
-    type Item = Result<EvalBatch>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next()
-    }
+    Loader { inner }
 }
 
 /// Evaluation batches: each image loaded at `size` and passed through the inference transform
@@ -453,7 +429,7 @@ pub fn eval_loader_with(
             indices: loaded.iter().map(|(i, _)| *i).collect(),
         }))
     });
-    EvalLoader { inner }
+    Loader { inner }
 }
 
 #[cfg(test)]

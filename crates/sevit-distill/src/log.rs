@@ -54,6 +54,36 @@ pub struct LogRecord {
     pub agreement: Option<f64>,
 }
 
+impl LogRecord {
+    /// The record of update `iteration` (batch 0) of `epoch` with total `loss` at `lr` and
+    /// `wd`; the optional parts (losses, momentum, agreement) are unset.
+    pub fn new(
+        stage: &str,
+        kind: StepKind,
+        epoch: usize,
+        iteration: usize,
+        loss: f64,
+        lr: f64,
+        wd: f64,
+    ) -> Self {
+        LogRecord {
+            stage: stage.to_string(),
+            kind,
+            epoch,
+            iteration,
+            batch: 0,
+            loss,
+            dino: None,
+            self_training: None,
+            correction: None,
+            lr,
+            wd,
+            momentum: None,
+            agreement: None,
+        }
+    }
+}
+
 /// A validation line of `log.jsonl` (`"kind": "validation"`), written after each epoch whose
 /// model is scored on the validation split (`pretrain.select = "best_val"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use sevit_data::rng::{derive_seed, hash_str};
+use sevit_data::{MultiCropConfig, Sample};
 use sevit_model::import::MODEL_CONFIG_KEY;
 use sevit_model::{Checkpoint, DistlNet, ModelConfig};
 use tch::nn::VarStore;
@@ -13,6 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::clip::{cancel_gradients_last_layer, clip_gradients};
 use crate::config::TrainConfig;
+use crate::data::Batch;
 use crate::ema::{copy_weights, update_momentum};
 use crate::log::{progress_bar, JsonlLog};
 use crate::loss::DinoLoss;
@@ -297,6 +299,26 @@ impl Trainer {
         self.epoch = counters.int64_value(&[0]) as usize;
         self.iteration = counters.int64_value(&[1]) as usize;
         Ok(())
+    }
+
+    /// The shuffled, augmented batches of `samples` for `epoch`, drawn with `seed` (this
+    /// process's shard of each global batch in a data-parallel job).
+    pub fn batches<'a>(
+        &self,
+        samples: &'a [Sample],
+        views: &'a MultiCropConfig,
+        seed: u64,
+        epoch: u64,
+    ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Batch>> + 'a> {
+        crate::data::train_batches(
+            samples,
+            views,
+            &self.cfg,
+            seed,
+            epoch,
+            self.device,
+            self.dist.as_ref(),
+        )
     }
 
     /// The stage's directory (`RUN/STAGE`).

@@ -88,21 +88,23 @@ pub(crate) struct Components {
     pub auc: f64,
 }
 
+/// The scores of the positive cases and of the negative cases, each in input order.
+fn split_by_class(labels: &[bool], scores: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let of = |class: bool| -> Vec<f64> {
+        labels
+            .iter()
+            .zip(scores)
+            .filter(|(&l, _)| l == class)
+            .map(|(_, &s)| s)
+            .collect()
+    };
+    (of(true), of(false))
+}
+
 /// Computes the placement values with midranks (Sun & Xu 2014). `labels`/`scores` are
 /// validated, both classes present.
 pub(crate) fn components(labels: &[bool], scores: &[f64]) -> Components {
-    let pos: Vec<f64> = labels
-        .iter()
-        .zip(scores)
-        .filter(|(&l, _)| l)
-        .map(|(_, &s)| s)
-        .collect();
-    let neg: Vec<f64> = labels
-        .iter()
-        .zip(scores)
-        .filter(|(&l, _)| !l)
-        .map(|(_, &s)| s)
-        .collect();
+    let (pos, neg) = split_by_class(labels, scores);
     let (m, n) = (pos.len(), neg.len());
     let tx = midranks(&pos);
     let ty = midranks(&neg);
@@ -237,18 +239,7 @@ mod tests {
 
     /// Brute-force O(m·n) placement values straight from DeLong et al. (1988).
     fn brute(labels: &[bool], scores: &[f64]) -> (Vec<f64>, Vec<f64>) {
-        let pos: Vec<f64> = labels
-            .iter()
-            .zip(scores)
-            .filter(|(&l, _)| l)
-            .map(|(_, &s)| s)
-            .collect();
-        let neg: Vec<f64> = labels
-            .iter()
-            .zip(scores)
-            .filter(|(&l, _)| !l)
-            .map(|(_, &s)| s)
-            .collect();
+        let (pos, neg) = split_by_class(labels, scores);
         let psi = |x: f64, y: f64| {
             if x > y {
                 1.0

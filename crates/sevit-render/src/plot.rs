@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::Context;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -79,6 +80,65 @@ fn render_png(
     Ok(())
 }
 
+/// Axes over the unit square with a grid, the axis names `(x, y)`, and the dashed diagonal
+/// labelled `diagonal` in the legend (ROC curves and reliability diagrams).
+fn unit_square_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    diagonal: &str,
+) -> anyhow::Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>>
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 28))
+        .margin(24)
+        .x_label_area_size(64)
+        .y_label_area_size(76)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(perr("axes"))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .axis_desc_style((FONT, 22))
+        .label_style((FONT, 17))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .light_line_style(RGBColor(242, 242, 242))
+        .bold_line_style(RGBColor(210, 210, 210))
+        .draw()
+        .map_err(perr("mesh"))?;
+    let grey = RGBColor(120, 120, 120);
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            8,
+            6,
+            grey.stroke_width(2),
+        ))
+        .map_err(perr("diagonal"))?
+        .label(diagonal)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 28, y)], grey.stroke_width(2)));
+    Ok(chart)
+}
+
+/// The legend box of `chart`'s labelled series at `position`.
+fn draw_legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .margin(12)
+        .legend_area_size(40)
+        .label_font((FONT, 17))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(perr("legend"))
+}
+
 /// Formats an axis tick: integers without decimals, others with up to 3.
 fn tick(v: &f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
@@ -133,38 +193,12 @@ pub fn roc_png(path: &Path, title: &str, curves: &[RocSeries]) -> anyhow::Result
         );
     }
     render_png(path, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 28))
-            .margin(24)
-            .x_label_area_size(64)
-            .y_label_area_size(76)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(perr("axes"))?;
-        chart
-            .configure_mesh()
-            .x_desc("1 − specificity")
-            .y_desc("sensitivity")
-            .axis_desc_style((FONT, 22))
-            .label_style((FONT, 17))
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .light_line_style(RGBColor(242, 242, 242))
-            .bold_line_style(RGBColor(210, 210, 210))
-            .draw()
-            .map_err(perr("mesh"))?;
-        let grey = RGBColor(120, 120, 120);
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, 0.0), (1.0, 1.0)],
-                8,
-                6,
-                grey.stroke_width(2),
-            ))
-            .map_err(perr("diagonal"))?
-            .label("chance (AUC 0.5)")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 28, y)], grey.stroke_width(2))
-            });
+        let mut chart = unit_square_chart(
+            root,
+            title,
+            ("1 − specificity", "sensitivity"),
+            "chance (AUC 0.5)",
+        )?;
         for (i, c) in curves.iter().enumerate() {
             let col = color(i);
             chart
@@ -178,16 +212,7 @@ pub fn roc_png(path: &Path, title: &str, curves: &[RocSeries]) -> anyhow::Result
                     PathElement::new(vec![(x, y), (x + 28, y)], col.stroke_width(3))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .margin(12)
-            .legend_area_size(40)
-            .label_font((FONT, 17))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(perr("legend"))?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -380,21 +405,15 @@ pub fn line_png_with_legend(
                 }))
                 .map_err(perr("error bars"))?;
         }
-        chart
-            .configure_series_labels()
-            .position(match legend {
+        draw_legend(
+            &mut chart,
+            match legend {
                 LegendPosition::UpperLeft => SeriesLabelPosition::UpperLeft,
                 LegendPosition::UpperRight => SeriesLabelPosition::UpperRight,
                 LegendPosition::LowerLeft => SeriesLabelPosition::LowerLeft,
                 LegendPosition::LowerRight => SeriesLabelPosition::LowerRight,
-            })
-            .margin(12)
-            .legend_area_size(40)
-            .label_font((FONT, 17))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(perr("legend"))?;
+            },
+        )?;
         Ok(())
     })
 }
@@ -456,38 +475,12 @@ pub fn reliability_png(
         path.display()
     );
     render_png(path, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 28))
-            .margin(24)
-            .x_label_area_size(64)
-            .y_label_area_size(76)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(perr("axes"))?;
-        chart
-            .configure_mesh()
-            .x_desc("mean predicted probability")
-            .y_desc("observed fraction positive")
-            .axis_desc_style((FONT, 22))
-            .label_style((FONT, 17))
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .light_line_style(RGBColor(242, 242, 242))
-            .bold_line_style(RGBColor(210, 210, 210))
-            .draw()
-            .map_err(perr("mesh"))?;
-        let grey = RGBColor(120, 120, 120);
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, 0.0), (1.0, 1.0)],
-                8,
-                6,
-                grey.stroke_width(2),
-            ))
-            .map_err(perr("diagonal"))?
-            .label("perfect calibration")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 28, y)], grey.stroke_width(2))
-            });
+        let mut chart = unit_square_chart(
+            root,
+            title,
+            ("mean predicted probability", "observed fraction positive"),
+            "perfect calibration",
+        )?;
         for (i, (label, cal)) in series.iter().enumerate() {
             let col = color(i);
             let pts: Vec<(f64, f64)> = cal
@@ -512,16 +505,7 @@ pub fn reliability_png(
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 5, col.filled())))
                 .map_err(perr("points"))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .margin(12)
-            .legend_area_size(40)
-            .label_font((FONT, 17))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(perr("legend"))?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })
 }

@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 use super::head_warmup::warm_up_dino_head;
 use crate::config::TrainConfig;
-use crate::data::{train_batches, Batch};
+use crate::data::Batch;
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{JsonlLog, LogRecord, StepKind};
 use crate::loss::{combine, correction_bce, self_training_loss};
@@ -124,17 +124,9 @@ pub fn distill_with(
     );
     let views = cfg.views.clone();
     tr.run(opts, |tr, epoch, log, pb| {
-        let device = tr.device;
-        for (i, b) in train_batches(
-            &inputs.unlabeled,
-            &views,
-            &tr.cfg,
-            unl_seed,
-            epoch as u64,
-            device,
-            tr.dist.as_ref(),
-        )?
-        .enumerate()
+        for (i, b) in tr
+            .batches(&inputs.unlabeled, &views, unl_seed, epoch as u64)?
+            .enumerate()
         {
             let b = b?;
             let it = tr.iteration;
@@ -156,19 +148,11 @@ pub fn distill_with(
             tr.update(&loss, b.len(), epoch, lr, wd)?;
             tr.ema(m)?;
             log.write(&LogRecord {
-                stage: tr.stage.clone(),
-                kind: StepKind::Unlabeled,
-                epoch,
-                iteration: it,
-                batch: 0,
-                loss: v[0],
                 dino: Some(v[1]),
                 self_training: Some(v[2]),
-                correction: None,
-                lr,
-                wd,
                 momentum: Some(m),
                 agreement: Some(v[3]),
+                ..LogRecord::new(&tr.stage, StepKind::Unlabeled, epoch, it, v[0], lr, wd)
             })?;
             let state = LoopState {
                 epoch,
@@ -285,18 +269,7 @@ fn correction_pass(
     }
     let (lr, wd, _) = tr.sched_at(it);
     let views = tr.cfg.views.clone();
-    let device = tr.device;
-    for (j, b) in train_batches(
-        labeled,
-        &views,
-        &tr.cfg,
-        seed,
-        it as u64,
-        device,
-        tr.dist.as_ref(),
-    )?
-    .enumerate()
-    {
+    for (j, b) in tr.batches(labeled, &views, seed, it as u64)?.enumerate() {
         let b = b?;
         tr.seed_step(epoch, it, 1, j);
         let f = forward(tr, &b, epoch)?;
@@ -314,19 +287,11 @@ fn correction_pass(
         tr.update(&loss, b.len(), epoch, lr, wd)?;
         tr.correction_steps += 1;
         log.write(&LogRecord {
-            stage: tr.stage.clone(),
-            kind: StepKind::Correction,
-            epoch,
-            iteration: it,
-            batch: j,
-            loss: v[0],
             dino: Some(v[1]),
-            self_training: None,
             correction: Some(v[2]),
-            lr,
-            wd,
-            momentum: None,
             agreement: Some(v[3]),
+            batch: j,
+            ..LogRecord::new(&tr.stage, StepKind::Correction, epoch, it, v[0], lr, wd)
         })?;
     }
     Ok(())

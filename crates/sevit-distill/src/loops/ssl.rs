@@ -4,7 +4,6 @@ use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::Sample;
 
 use crate::config::TrainConfig;
-use crate::data::train_batches;
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
 use crate::trainer::{RunOptions, StageKind, StageOutcome, Trainer};
@@ -47,17 +46,8 @@ pub(super) fn run_dino_only(
     opts: &RunOptions,
 ) -> anyhow::Result<StageOutcome> {
     tr.run(opts, |tr, epoch, log, pb| {
-        let device = tr.device;
         let views = tr.cfg.views.clone();
-        for b in train_batches(
-            images,
-            &views,
-            &tr.cfg,
-            loader_seed,
-            epoch as u64,
-            device,
-            tr.dist.as_ref(),
-        )? {
+        for b in tr.batches(images, &views, loader_seed, epoch as u64)? {
             let b = b?;
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
@@ -67,19 +57,9 @@ pub(super) fn run_dino_only(
             tr.update(&loss, b.len(), epoch, lr, wd)?;
             tr.ema(m)?;
             log.write(&LogRecord {
-                stage: tr.stage.clone(),
-                kind: StepKind::SelfSupervised,
-                epoch,
-                iteration: it,
-                batch: 0,
-                loss: v[0],
                 dino: Some(v[0]),
-                self_training: None,
-                correction: None,
-                lr,
-                wd,
                 momentum: Some(m),
-                agreement: None,
+                ..LogRecord::new(&tr.stage, StepKind::SelfSupervised, epoch, it, v[0], lr, wd)
             })?;
             tr.iteration += 1;
             pb.inc(1);

@@ -10,7 +10,7 @@ use sevit_model::Checkpoint;
 use super::restarts::train_with_restarts;
 use super::selection::BestOnVal;
 use crate::config::{ModelSelection, TrainConfig, Weights};
-use crate::data::{train_batches, views_without_locals};
+use crate::data::views_without_locals;
 use crate::init::load_matching;
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{LogRecord, StepKind};
@@ -115,16 +115,7 @@ fn train_supervised(
         "supervised training"
     );
     tr.run(&opts.run, |tr, epoch, log, pb| {
-        let device = tr.device;
-        for b in train_batches(
-            samples,
-            &views,
-            &tr.cfg,
-            loader_seed,
-            epoch as u64,
-            device,
-            tr.dist.as_ref(),
-        )? {
+        for b in tr.batches(samples, &views, loader_seed, epoch as u64)? {
             let b = b?;
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
@@ -137,19 +128,8 @@ fn train_supervised(
             let v = tr.read_scalars(&[&loss], b.len(), epoch, it)?;
             tr.update(&loss, b.len(), epoch, lr, wd)?;
             log.write(&LogRecord {
-                stage: tr.stage.clone(),
-                kind: StepKind::Supervised,
-                epoch,
-                iteration: it,
-                batch: 0,
-                loss: v[0],
-                dino: None,
-                self_training: None,
                 correction: Some(v[0]),
-                lr,
-                wd,
-                momentum: None,
-                agreement: None,
+                ..LogRecord::new(&tr.stage, StepKind::Supervised, epoch, it, v[0], lr, wd)
             })?;
             tr.iteration += 1;
             pb.inc(1);
