@@ -1,18 +1,17 @@
 //! One DISTL step T: self-training + DINO on the unlabeled folds `0..T`, with correction
 //! passes over the labeled set.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use sevit_correction::{Curriculum, LoopState, StepInit};
 use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::{Sample, Split, Subset};
-use sevit_model::Checkpoint;
 use tch::{Kind, Tensor};
 
 use super::head_warmup::warm_up_dino_head;
+use super::teacher_student::{forward, start_teacher_and_student, teacher_student_trainer};
 use crate::config::TrainConfig;
-use crate::data::Batch;
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{JsonlLog, LogRecord, StepKind};
 use crate::loss::{combine, correction_bce, self_training_loss};
@@ -103,7 +102,7 @@ pub fn distill_with(
     let epochs = cfg.optim.epochs;
     let kind = StageKind::Distl;
     let n = inputs.unlabeled.len();
-    let mut tr = super::teacher_student_trainer(run, cfg, stage, kind, epochs, n, opts)?;
+    let mut tr = teacher_student_trainer(run, cfg, stage, kind, epochs, n, opts)?;
     let t_prefix = if inputs.init_both_from_student {
         "student."
     } else {
@@ -177,71 +176,6 @@ pub fn distill_with(
             pb.inc(1);
         }
         Ok(())
-    })
-}
-
-/// Starts a fresh stage's student from `init`'s `student.*` and its teacher from `init`'s
-/// `teacher_prefix` variables; nothing when the stage resumes from its own checkpoint (and
-/// nothing on ranks other than 0, which receive rank 0's weights when the stage starts).
-pub(super) fn start_teacher_and_student(
-    tr: &mut Trainer,
-    init: &Path,
-    teacher_prefix: &str,
-) -> anyhow::Result<()> {
-    if tr.checkpoint_path().exists() || !tr.is_main() {
-        return Ok(());
-    }
-    let ck = Checkpoint::load(init)?;
-    ck.load_vars("student.", &mut tr.student.vs)
-        .with_context(|| format!("initialising the student from {}", init.display()))?;
-    let teacher = tr.teacher.as_mut().expect("the stage has a teacher");
-    ck.load_vars(teacher_prefix, &mut teacher.vs)
-        .with_context(|| {
-            format!(
-                "initialising the teacher from {} ({teacher_prefix}*)",
-                init.display()
-            )
-        })?;
-    tracing::info!(
-        stage = %tr.stage,
-        "teacher ({teacher_prefix}*) and student (student.*) from {}",
-        init.display()
-    );
-    Ok(())
-}
-
-/// One forward pass of teacher and student over a multi-crop batch (DISTL and DINO-only
-/// pretraining alike).
-pub(super) struct Forward {
-    pub(super) dino: Tensor,
-    student_logit_v2: Tensor,
-    teacher_logit_v1: Tensor,
-}
-
-/// Teacher on the global views (no gradient, no drop-path), student on every view; the DINO
-/// loss (centre updated after it) and the class logits DISTL compares.
-pub(super) fn forward(tr: &mut Trainer, b: &Batch, epoch: usize) -> anyhow::Result<Forward> {
-    let _autocast = tr.autocast();
-    let n_global = tr.n_global;
-    let bsz = b.views[0].size()[0];
-    let t_out = tch::no_grad(|| {
-        tr.teacher.as_ref().expect("teacher").net.forward_multi(
-            &b.views[..n_global],
-            n_global,
-            false,
-        )
-    });
-    let s_out = tr.student.net.forward_multi(&b.views, n_global, true);
-    let dino = tr.dino.as_mut().expect("dino loss").forward_dist(
-        &s_out.dino,
-        &t_out.dino,
-        epoch,
-        tr.dist.as_ref(),
-    )?;
-    Ok(Forward {
-        dino,
-        student_logit_v2: s_out.cls_logits.narrow(0, bsz, bsz).to_kind(Kind::Float),
-        teacher_logit_v1: t_out.cls_logits.narrow(0, 0, bsz).to_kind(Kind::Float),
     })
 }
 

@@ -30,9 +30,10 @@ pub fn warm_up_dino_head(
     anyhow::ensure!(!unlabeled.is_empty(), "stage {stage}: no unlabeled images");
     let kind = StageKind::HeadWarmup;
     let n = unlabeled.len();
-    let mut tr = super::teacher_student_trainer(run, cfg, stage, kind, epochs, n, opts)?;
+    let mut tr =
+        super::teacher_student::teacher_student_trainer(run, cfg, stage, kind, epochs, n, opts)?;
     tr.train_only(|name| name.starts_with(FEATURE_HEAD_PREFIX));
-    super::distl::start_teacher_and_student(&mut tr, init, "student.")?;
+    super::teacher_student::start_teacher_and_student(&mut tr, init, "student.")?;
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("unlabeled")]);
     tracing::info!(
         stage,

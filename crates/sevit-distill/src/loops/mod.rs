@@ -11,6 +11,7 @@ mod restarts;
 mod selection;
 mod ssl;
 mod supervised;
+mod teacher_student;
 
 pub use distl::{distill, distill_with, DistillInputs};
 pub use evolve::{evolve, read_summary, write_summary, EvolveOptions, SummaryRow};
@@ -24,22 +25,4 @@ pub use supervised::{pretrain, PretrainOptions};
 fn iters_per_epoch(cfg: &crate::TrainConfig, n_images: usize, opts: &crate::RunOptions) -> usize {
     let world = opts.dist.as_ref().map_or(1, |d| d.world_size());
     crate::data::iters_per_epoch_sharded(n_images, cfg.optim.batch_size, cfg.optim.drop_last, world)
-}
-
-/// The trainer of a teacher/student stage (EMA teacher and DINO head: DISTL steps, SSL
-/// pretraining, the DINO-head warm-up) of `epochs` over `n_images` images, in `RUN/<stage>/`,
-/// joined to the data-parallel group of `opts` (if any).
-fn teacher_student_trainer(
-    run: &crate::layout::RunLayout,
-    cfg: &crate::TrainConfig,
-    stage: &str,
-    kind: crate::trainer::StageKind,
-    epochs: usize,
-    n_images: usize,
-    opts: &crate::RunOptions,
-) -> anyhow::Result<crate::trainer::Trainer> {
-    let ipe = iters_per_epoch(cfg, n_images, opts);
-    let dir = run.stage_dir(stage);
-    let tr = crate::trainer::Trainer::new(cfg, stage, kind, &dir, epochs, ipe, true, true)?;
-    Ok(tr.with_dist(opts.dist.clone()))
 }

@@ -25,7 +25,15 @@ pub fn pretrain_self_supervised(
     let epochs = cfg.pretrain.ssl_epochs;
     anyhow::ensure!(epochs > 0, "pretrain.ssl_epochs must be at least 1");
     let kind = StageKind::SelfSupervised;
-    let mut tr = super::teacher_student_trainer(run, cfg, stage, kind, epochs, pool.len(), opts)?;
+    let mut tr = super::teacher_student::teacher_student_trainer(
+        run,
+        cfg,
+        stage,
+        kind,
+        epochs,
+        pool.len(),
+        opts,
+    )?;
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("pool")]);
     tracing::info!(
         images = pool.len(),
@@ -52,7 +60,7 @@ pub(super) fn run_dino_only(
             let it = tr.iteration;
             tr.seed_step(epoch, it, 0, 0);
             let (lr, wd, m) = tr.sched_at(it);
-            let loss = super::distl::forward(tr, &b, epoch)?.dino;
+            let loss = super::teacher_student::forward(tr, &b, epoch)?.dino;
             let v = tr.read_scalars(&[&loss], b.len(), epoch, it)?;
             tr.update(&loss, b.len(), epoch, lr, wd)?;
             tr.ema(m)?;
