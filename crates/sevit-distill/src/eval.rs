@@ -37,10 +37,29 @@ pub fn predict(
     let mut net = Net::build(&model_cfg, device, 0.0, 0);
     ck.load_vars(weights.prefix(), &mut net.vs)
         .with_context(|| format!("loading the {weights:?} of {}", ckpt.display()))?;
+    predict_with(
+        &net.net,
+        samples,
+        image_size,
+        batch_size,
+        blur_radius,
+        device,
+    )
+}
+
+/// [`predict`] with a network already loaded on `device`.
+pub fn predict_with(
+    net: &DistlNet,
+    samples: &[Sample],
+    image_size: u32,
+    batch_size: usize,
+    blur_radius: f64,
+    device: Device,
+) -> anyhow::Result<Vec<f64>> {
     let mut scores = Vec::with_capacity(samples.len());
     for b in eval_batches(samples, image_size, batch_size, blur_radius, false, device)? {
         let (images, _) = b?;
-        scores.extend(score_images(&net.net, &images)?);
+        scores.extend(score_images(net, &images)?);
     }
     anyhow::ensure!(
         scores.len() == samples.len(),

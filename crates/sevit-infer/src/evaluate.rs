@@ -10,8 +10,6 @@
 use std::path::{Path, PathBuf};
 
 use sevit_metrics::{evaluate, write_predictions_csv, EvalOptions, EvalReport};
-use sevit_model::import::MODEL_CONFIG_KEY;
-use sevit_model::{Checkpoint, ModelConfig};
 use sevit_render::plot::{reliability_png, roc_png, RocSeries};
 
 use anyhow::Context;
@@ -19,14 +17,14 @@ use sevit_data::load_gray;
 
 use super::attention::{write_attention_grid, GridOptions};
 use super::html_report::{telling_cases, write_html_report, AttentionCase, HtmlReport};
-use super::model::{InferenceModel, InferenceSettings, SettingOverrides};
+use super::model::{InferenceModel, SettingOverrides};
 use super::robustness::{
     evaluate_robustness, RobustnessFiles, RobustnessOptions, RobustnessReport,
 };
 use super::source::{CaseSource, Cases};
 use super::visualize::grid_file_name;
-use sevit_distill::config::{parse_device, Weights};
-use sevit_distill::eval::predict;
+use sevit_distill::config::Weights;
+use sevit_distill::eval::predict_with;
 
 /// What to evaluate and where to write it.
 #[derive(Debug, Clone)]
@@ -132,26 +130,27 @@ fn weights_name(w: Weights) -> &'static str {
 /// Missing checkpoint or cases, unreadable images (named), a set with one class only, I/O.
 pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
     let cases: Cases = req.cases.load()?;
-    let ck = Checkpoint::load(&req.checkpoint)?;
-    let model_cfg: ModelConfig = ck.get_json(MODEL_CONFIG_KEY)?;
-    let settings = InferenceSettings::resolve(&ck, &model_cfg, req.run.as_deref(), &req.overrides)?;
-    drop(ck);
-    let device = parse_device(&settings.device)?;
+    // The checkpoint is read once: scores, attention grids and robustness share the network.
+    let model = InferenceModel::load(
+        &req.checkpoint,
+        req.weights,
+        req.run.as_deref(),
+        &req.overrides,
+    )?;
+    let settings = &model.settings;
     tracing::info!(
         checkpoint = %req.checkpoint.display(),
         cases = %cases.description,
         n = cases.samples.len(),
         "evaluating"
     );
-    let probs = predict(
-        &req.checkpoint,
-        req.weights,
+    let probs = predict_with(
+        model.network(),
         &cases.samples,
         settings.image_size,
         settings.batch_size,
         settings.blur_radius,
-        device,
-        Some(&model_cfg),
+        model.device,
     )?;
     let labels = cases.labels();
     let wname = weights_name(req.weights);
@@ -213,12 +212,6 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         &[(label.clone(), report.calibration.clone())],
     )?;
 
-    let model = InferenceModel::load(
-        &req.checkpoint,
-        req.weights,
-        req.run.as_deref(),
-        &req.overrides,
-    )?;
     let mut attention = Vec::new();
     for (i, why) in telling_cases(&labels, &probs, &cases.positive) {
         let sample = &cases.samples[i];
