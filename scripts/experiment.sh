@@ -23,7 +23,7 @@
 #   EXTRA_SET="k=v k=v" extra --set overrides for every training command,
 #   ABLATIONS="NAME:KEY=VALUE ...": DISTL curricula run beside the preset from the same initial
 #     model with one override each, reported apart and never used to choose the preset
-#     (default: no-dino:distl.ssl_epochs=0 no-self-training:distl.self_training=false;
+#     (default: no-dino:distl.dino_epochs=0 no-self-training:distl.self_training=false;
 #     ABLATIONS="" runs none),
 #   BASELINE_EPOCHS: epochs of every supervised baseline; by default each baseline gets the
 #     initial model's number of iterations (pretrain.epochs x labeled / its image count,
@@ -35,7 +35,7 @@ EXP="${3:-runs/experiment}"
 DOCS="${DOCS:-docs}"
 SEVIT="${SEVIT:-target/release/sevit}"
 DATASET="data-manifests/kermany_pediatric_224src.toml"
-ABLATIONS="${ABLATIONS-no-dino:distl.ssl_epochs=0 no-self-training:distl.self_training=false}"
+ABLATIONS="${ABLATIONS-no-dino:distl.dino_epochs=0 no-self-training:distl.self_training=false}"
 POOL=(data-manifests/covid_ieee8023.toml data-manifests/covid_actualmed.toml data-manifests/covid_figure1.toml)
 
 die() { echo "experiment: $*" >&2; exit 1; }
@@ -255,7 +255,7 @@ val_md="$EXP/validation.md"
         echo
         echo "The same curriculum from the same initial models with one override each (reported, never"
         echo "used to choose the preset): $(for ab in $ABLATIONS; do printf '`%s`: `%s`; ' "${ab%%:*}" "${ab#*:}"; done | sed 's/; $//')."
-        echo "(\`distl.ssl_epochs = 0\` drops the DINO term, from the corrections too, and"
+        echo "(\`distl.dino_epochs = 0\` drops the DINO term, from the corrections too, and"
         echo "\`distl.self_training = false\` the pseudo-labels.) Test AUC, validation AUC in brackets,"
         echo "and the difference from DISTL with its paired DeLong p. Raw: \`$EXP/seed-S/eval/ablation-*\`."
         echo

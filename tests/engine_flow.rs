@@ -195,7 +195,7 @@ fn self_supervised_pool_baseline_and_init() {
     let _torch = sevit_suite::torch_globals();
     let tmp = tempfile::tempdir().unwrap();
     let run = synthetic_run(tmp.path(), 40);
-    let cfg = micro_config(&["pretrain.epochs=1", "pretrain.ssl_epochs=1"]);
+    let cfg = micro_config(&["pretrain.epochs=1", "pretrain.self_supervised_epochs=1"]);
     // DINO-only pretraining on the split's training images (no labels used)
     let pool = sevit_distill::data::pool(&[], &run).unwrap();
     let o =

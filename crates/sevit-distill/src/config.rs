@@ -203,8 +203,10 @@ impl OptimSection {
 pub struct DistlSection {
     /// λ: weight of the DINO loss (0.5).
     pub lambda: f64,
-    /// Epochs with the DINO term; afterwards only self-training (None = every epoch).
-    pub ssl_epochs: Option<usize>,
+    /// Epochs of a DISTL step with the DINO term; afterwards only self-training (None = every
+    /// epoch). (Called `ssl_epochs` before; checkpoints that say so still load.)
+    #[serde(alias = "ssl_epochs")]
+    pub dino_epochs: Option<usize>,
     /// Scale the self-training loss by α(e) = 2 (e + 1) / E (true).
     pub alpha: bool,
     /// Train the student on the teacher's pseudo-labels of the unlabeled images (true, the
@@ -237,7 +239,7 @@ impl Default for DistlSection {
     fn default() -> Self {
         Self {
             lambda: 0.5,
-            ssl_epochs: None,
+            dino_epochs: None,
             alpha: true,
             self_training: true,
             warmup_teacher_temp: 0.04,
@@ -257,8 +259,10 @@ impl Default for DistlSection {
 pub struct PretrainSection {
     /// Epochs of supervised training of the initial model (5, as the reference).
     pub epochs: usize,
-    /// Epochs of DINO-only self-supervised pretraining (`--self-supervised`) (5).
-    pub ssl_epochs: usize,
+    /// Epochs of DINO-only self-supervised pretraining (`--self-supervised`) (5). (Called
+    /// `ssl_epochs` before; checkpoints that say so still load.)
+    #[serde(alias = "ssl_epochs")]
+    pub self_supervised_epochs: usize,
     /// Which weights a supervised stage (the initial model, the supervised baselines) ends
     /// with: those of its last epoch (`"last"`, the reference), or those of the epoch with the
     /// best AUC on the run's validation split (`"best_val"`; needs `sevit split
@@ -278,7 +282,7 @@ impl Default for PretrainSection {
     fn default() -> Self {
         Self {
             epochs: 5,
-            ssl_epochs: 5,
+            self_supervised_epochs: 5,
             select: ModelSelection::Last,
             val_every: 1,
             restarts: 1,
@@ -412,6 +416,10 @@ impl TrainConfig {
     pub fn from_toml_str(text: &str, origin: &str) -> anyhow::Result<Self> {
         let mut cfg: TrainConfig =
             toml::from_str(text).with_context(|| format!("invalid training config {origin}"))?;
+        // (parsed once more as a table: the error keeps the line of a bad value above)
+        if let Ok(table) = toml::from_str::<toml::Table>(text) {
+            refuse_renamed_keys(&table).with_context(|| format!("training config {origin}"))?;
+        }
         // A `[model.vit]` table replaces the preset: name it so, rather than keep the default
         // preset's name beside a different model (in config.toml, `sevit info`, reports).
         if cfg.model.vit.is_some() {
@@ -504,11 +512,11 @@ impl TrainConfig {
             bail!("temperatures must be positive");
         }
         d.correction.build()?;
-        if !d.self_training && self.ssl_epochs() < o.epochs {
+        if !d.self_training && self.dino_epochs() < o.epochs {
             bail!(
                 "distl.self_training = false leaves the unlabeled images no loss after \
-                 distl.ssl_epochs = {} of optim.epochs = {}: keep the DINO term in every epoch",
-                self.ssl_epochs(),
+                 distl.dino_epochs = {} of optim.epochs = {}: keep the DINO term in every epoch",
+                self.dino_epochs(),
                 o.epochs
             );
         }
@@ -551,9 +559,9 @@ impl TrainConfig {
         self.eval.image_size.unwrap_or(self.views.global_size)
     }
 
-    /// Epochs with the DINO term in DISTL steps (`ssl_epochs`, default all).
-    pub fn ssl_epochs(&self) -> usize {
-        self.distl.ssl_epochs.unwrap_or(self.optim.epochs)
+    /// Epochs with the DINO term in DISTL steps (`distl.dino_epochs`, default all).
+    pub fn dino_epochs(&self) -> usize {
+        self.distl.dino_epochs.unwrap_or(self.optim.epochs)
     }
 
     /// The resolved device.
@@ -623,6 +631,31 @@ pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
             _ => bail!("unknown device {s:?}: expected cpu, cuda, cuda:N or auto"),
         },
     })
+}
+
+/// Keys that were renamed: `(section, old, new)`.
+const RENAMED_KEYS: [(&str, &str, &str); 2] = [
+    ("distl", "ssl_epochs", "dino_epochs"),
+    ("pretrain", "ssl_epochs", "self_supervised_epochs"),
+];
+
+/// An old key is an error that names the new one (a silent alias would hide which of two
+/// meanings a config means).
+fn refuse_renamed_keys(table: &toml::Table) -> anyhow::Result<()> {
+    for (section, old, new) in RENAMED_KEYS {
+        if table
+            .get(section)
+            .and_then(|s| s.as_table())
+            .is_some_and(|t| t.contains_key(old))
+        {
+            bail!(
+                "`{section}.{old}` was renamed `{section}.{new}` (each name now says one thing: \
+                 `distl.dino_epochs` = epochs of a DISTL step with the DINO term, \
+                 `pretrain.self_supervised_epochs` = epochs of DINO-only pretraining): rename it"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn apply_override(table: &mut toml::Table, kv: &str) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 //! Building blocks, each in its own module and tested on its own:
 //! * [`loss`]: [`loss::dino_loss`] / [`loss::DinoLoss`] (centred, sharpened teacher; running
 //!   centre; teacher-temperature warm-up), [`loss::self_training_loss`] (soft pseudo-label
-//!   BCE), [`loss::correction_bce`] and [`loss::combine`] (λ, α(e), `ssl_epochs`).
+//!   BCE), [`loss::correction_bce`] and [`loss::combine`] (λ, α(e), `distl.dino_epochs`).
 //! * [`schedule`]: DINO's [`schedule::cosine_schedule`], α(e) and the per-stage
 //!   [`schedule::Schedules`] (lr, weight decay, teacher momentum).
 //! * [`ema`]: [`ema::update_momentum`], the teacher EMA by variable name.

@@ -36,7 +36,7 @@ fn defaults_are_the_paper() {
     assert!((c.optim.peak_lr() - 2.5e-5).abs() < 1e-15);
     assert_eq!(c.optim.epochs, 5);
     assert_eq!(c.distl.correction, CorrectionConfig::EveryN { every: 500 });
-    assert_eq!(c.ssl_epochs(), 5);
+    assert_eq!(c.dino_epochs(), 5);
     assert_eq!(c.model.drop_path, 0.1);
     c.validate().unwrap();
 }
@@ -103,7 +103,7 @@ fn invalid_values() {
             .self_training
     );
     let err =
-        TrainConfig::default_with_overrides(&[no_st(), "distl.ssl_epochs=2".into()]).unwrap_err();
+        TrainConfig::default_with_overrides(&[no_st(), "distl.dino_epochs=2".into()]).unwrap_err();
     assert!(format!("{err:#}").contains("no loss"), "{err:#}");
 }
 
@@ -178,4 +178,25 @@ mod preset_files {
         let micro = TrainConfig::load(&preset("micro.toml"), &[]).unwrap();
         assert_eq!(micro.model.model_config().unwrap().vit.img_size, 32);
     }
+}
+
+#[test]
+fn renamed_keys_are_errors_that_name_the_new_key() {
+    for (old, new) in [
+        ("distl.ssl_epochs=2", "distl.dino_epochs"),
+        ("pretrain.ssl_epochs=2", "pretrain.self_supervised_epochs"),
+    ] {
+        let e = TrainConfig::default_with_overrides(&[old.into()]).unwrap_err();
+        assert!(format!("{e:#}").contains(new), "{e:#}");
+    }
+    let toml = "[distl]\nssl_epochs = 2\n";
+    let e = TrainConfig::from_toml_str(toml, "t").unwrap_err();
+    assert!(format!("{e:#}").contains("distl.dino_epochs"), "{e:#}");
+    // Checkpoints written before the rename keep loading (their config is JSON).
+    let mut json = serde_json::to_value(TrainConfig::default()).unwrap();
+    let distl = json["distl"].as_object_mut().unwrap();
+    distl.insert("ssl_epochs".into(), 3.into());
+    distl.remove("dino_epochs");
+    let old: TrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.distl.dino_epochs, Some(3));
 }

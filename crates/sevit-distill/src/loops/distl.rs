@@ -141,7 +141,7 @@ pub fn distill_with(
             } else {
                 1.0
             };
-            let loss = combine(&f.dino, &st, alpha, d.lambda, epoch, tr.cfg.ssl_epochs());
+            let loss = combine(&f.dino, &st, alpha, d.lambda, epoch, tr.cfg.dino_epochs());
             let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
             let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], b.len(), epoch, it)?;
             tr.update(&loss, b.len(), epoch, lr, wd)?;
@@ -188,7 +188,7 @@ fn agreement(a: &Tensor, b: &Tensor) -> Tensor {
 }
 
 /// One full pass over the labeled set: loss λ·L_dino + (1−λ)·BCE(student logit on global
-/// view 2, label) (BCE only once `epoch >= ssl_epochs`); the student is updated at the
+/// view 2, label) (BCE only once `epoch >= distl.dino_epochs`); the student is updated at the
 /// current schedule values; the teacher is not EMA-updated and the schedules do not advance.
 fn correction_pass(
     tr: &mut Trainer,
@@ -214,7 +214,7 @@ fn correction_pass(
             1.0,
             tr.cfg.distl.lambda,
             epoch,
-            tr.cfg.ssl_epochs(),
+            tr.cfg.dino_epochs(),
         );
         let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
         let v = tr.read_scalars(&[&loss, &f.dino, &ce, &agree], b.len(), epoch, it)?;

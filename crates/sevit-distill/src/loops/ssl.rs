@@ -22,8 +22,11 @@ pub fn pretrain_self_supervised(
         "self-supervised pretraining: the image pool is empty"
     );
     let stage = stage_name::SSL;
-    let epochs = cfg.pretrain.ssl_epochs;
-    anyhow::ensure!(epochs > 0, "pretrain.ssl_epochs must be at least 1");
+    let epochs = cfg.pretrain.self_supervised_epochs;
+    anyhow::ensure!(
+        epochs > 0,
+        "pretrain.self_supervised_epochs must be at least 1"
+    );
     let kind = StageKind::SelfSupervised;
     let mut tr = super::teacher_student::teacher_student_trainer(
         run,

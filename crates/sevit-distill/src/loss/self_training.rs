@@ -25,7 +25,7 @@ pub fn correction_bce(student_logit: &Tensor, labels: &Tensor) -> Tensor {
     )
 }
 
-/// DISTL's total loss: `λ·L_dino + (1−λ)·w·L_cls` while `epoch < ssl_epochs`, else `w·L_cls`,
+/// DISTL's total loss: `λ·L_dino + (1−λ)·w·L_cls` while `epoch < dino_epochs`, else `w·L_cls`,
 /// where `w` is α(e) for self-training and 1 for correction passes.
 pub fn combine(
     dino: &Tensor,
@@ -33,9 +33,9 @@ pub fn combine(
     weight: f64,
     lambda: f64,
     epoch: usize,
-    ssl_epochs: usize,
+    dino_epochs: usize,
 ) -> Tensor {
-    if epoch < ssl_epochs {
+    if epoch < dino_epochs {
         dino * lambda + cls * ((1.0 - lambda) * weight)
     } else {
         cls * weight
@@ -77,7 +77,7 @@ mod tests {
     }
 
     #[test]
-    fn combination_switches_after_ssl_epochs() {
+    fn combination_switches_after_dino_epochs() {
         let d = Tensor::from(2.0f64);
         let c = Tensor::from(3.0f64);
         let a = combine(&d, &c, 0.4, 0.5, 0, 5).double_value(&[]);
