@@ -77,6 +77,27 @@ pub struct Schedules {
 }
 
 impl Schedules {
+    /// A stage's schedules from its `[optim]` section, over `epochs` of `iters_per_epoch`
+    /// unlabeled iterations; the peak lr follows the linear scaling rule on the global batch of
+    /// `world` processes.
+    pub fn for_stage(
+        o: &crate::config::OptimSection,
+        epochs: usize,
+        iters_per_epoch: usize,
+        world: usize,
+    ) -> Self {
+        Schedules::new(
+            o.peak_lr() * world as f64,
+            o.min_lr,
+            o.warmup_epochs,
+            o.weight_decay,
+            o.weight_decay_end,
+            o.momentum_teacher,
+            epochs,
+            iters_per_epoch,
+        )
+    }
+
     /// Builds the schedules: lr with linear warm-up from 0 then cosine to `min_lr`, weight
     /// decay cosine from `wd` to `wd_end`, momentum cosine from `momentum_teacher` to 1.
     #[allow(clippy::too_many_arguments)]

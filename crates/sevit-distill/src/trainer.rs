@@ -207,7 +207,7 @@ impl Trainer {
                 device,
             )
         });
-        let sched = schedules(cfg, epochs, iters_per_epoch, 1);
+        let sched = Schedules::for_stage(&cfg.optim, epochs, iters_per_epoch, 1);
         Ok(Self {
             cfg: cfg.clone(),
             model_cfg,
@@ -255,7 +255,12 @@ impl Trainer {
     /// ([`crate::data::iters_per_epoch_sharded`]).
     pub fn with_dist(mut self, dist: Option<Dist>) -> Self {
         if let Some(d) = &dist {
-            self.sched = schedules(&self.cfg, self.epochs, self.iters_per_epoch, d.world_size());
+            self.sched = Schedules::for_stage(
+                &self.cfg.optim,
+                self.epochs,
+                self.iters_per_epoch,
+                d.world_size(),
+            );
         }
         self.dist = dist;
         self
@@ -649,22 +654,6 @@ pub fn is_complete(path: &Path) -> anyhow::Result<bool> {
         .get("complete")
         .map(|s| s == "true")
         .unwrap_or(false))
-}
-
-/// The stage's lr, weight-decay and teacher-momentum schedules; the peak lr follows the linear
-/// scaling rule on the global batch of `world` processes.
-fn schedules(cfg: &TrainConfig, epochs: usize, iters_per_epoch: usize, world: usize) -> Schedules {
-    let o = &cfg.optim;
-    Schedules::new(
-        o.peak_lr() * world as f64,
-        o.min_lr,
-        o.warmup_epochs,
-        o.weight_decay,
-        o.weight_decay_end,
-        o.momentum_teacher,
-        epochs,
-        iters_per_epoch,
-    )
 }
 
 #[cfg(test)]
