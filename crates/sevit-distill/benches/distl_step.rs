@@ -42,7 +42,7 @@ use std::time::Instant;
 use sevit_distill::clip::{cancel_gradients_last_layer, clip_gradients};
 use sevit_distill::config::parse_device;
 use sevit_distill::ema::{copy_weights, update_momentum};
-use sevit_distill::loss::{combine, correction_bce, self_training_loss, DinoLoss};
+use sevit_distill::loss::{combine, correction_bce, self_training_loss, DinoLoss, DinoLossConfig};
 use sevit_distill::optim::AdamW;
 use sevit_distill::precision::{check_training, Autocast, Precision};
 use sevit_model::{DinoHeadConfig, DistlNet, ModelConfig, ViTConfig};
@@ -378,14 +378,16 @@ fn main() -> anyhow::Result<()> {
         let (wd, mom) = (0.01, 0.9995);
         let alpha = 2.0 * (EPOCH as f64 + 1.0) / EPOCHS as f64;
         let mut dino = DinoLoss::new(
-            m.head.out_dim,
-            N_GLOBAL,
-            0.04,
-            0.04,
-            0,
-            EPOCHS,
-            0.1,
-            0.9,
+            &DinoLossConfig {
+                out_dim: m.head.out_dim,
+                n_global: N_GLOBAL,
+                warmup_teacher_temp: 0.04,
+                teacher_temp: 0.04,
+                warmup_teacher_temp_epochs: 0,
+                epochs: EPOCHS,
+                student_temp: 0.1,
+                center_momentum: 0.9,
+            },
             device,
         );
         let mut opt = AdamW::new(&s.student_vs, |_| true);

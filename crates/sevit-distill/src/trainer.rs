@@ -17,7 +17,7 @@ use crate::config::TrainConfig;
 use crate::data::Batch;
 use crate::ema::{copy_weights, update_momentum};
 use crate::log::{progress_bar, JsonlLog};
-use crate::loss::DinoLoss;
+use crate::loss::{DinoLoss, DinoLossConfig};
 use crate::optim::AdamW;
 use crate::schedule::Schedules;
 use sevit_dist::Dist;
@@ -58,6 +58,12 @@ pub enum StageKind {
 }
 
 impl StageKind {
+    /// Whether the stage trains a teacher/student pair with the DINO loss (every kind but
+    /// [`StageKind::Supervised`]).
+    pub fn has_teacher(&self) -> bool {
+        !matches!(self, StageKind::Supervised)
+    }
+
     fn as_str(&self) -> &'static str {
         match self {
             StageKind::Supervised => "supervised",
@@ -161,9 +167,9 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A fresh stage: student initialised from `seed`; a teacher (copy of the student, no
-    /// drop-path, frozen) when `with_teacher`; a DINO loss when `with_dino`.
-    #[allow(clippy::too_many_arguments)]
+    /// A fresh stage: student initialised from `seed`; for the kinds with a teacher (see
+    /// [`StageKind::has_teacher`]) the teacher (copy of the student, no drop-path, frozen) and
+    /// the DINO loss.
     pub fn new(
         cfg: &TrainConfig,
         stage: &str,
@@ -171,8 +177,6 @@ impl Trainer {
         dir: &Path,
         epochs: usize,
         iters_per_epoch: usize,
-        with_teacher: bool,
-        with_dino: bool,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             iters_per_epoch > 0,
@@ -182,7 +186,7 @@ impl Trainer {
         let device = cfg.device()?;
         let init_seed = derive_seed(&[cfg.seed, hash_str("init")]);
         let student = Net::build(&model_cfg, device, cfg.model.drop_path, init_seed);
-        let teacher = if with_teacher {
+        let teacher = if kind.has_teacher() {
             let mut t = Net::build(&model_cfg, device, 0.0, init_seed);
             copy_weights(&t.vs, &student.vs)?;
             t.vs.freeze();
@@ -194,16 +198,18 @@ impl Trainer {
         let names = opt.names();
         let d = &cfg.distl;
         let n_global = 2;
-        let dino = with_dino.then(|| {
+        let dino = kind.has_teacher().then(|| {
             DinoLoss::new(
-                model_cfg.head.out_dim,
-                n_global,
-                d.warmup_teacher_temp,
-                d.teacher_temp,
-                d.warmup_teacher_temp_epochs,
-                epochs,
-                d.student_temp,
-                d.center_momentum,
+                &DinoLossConfig {
+                    out_dim: model_cfg.head.out_dim,
+                    n_global,
+                    warmup_teacher_temp: d.warmup_teacher_temp,
+                    teacher_temp: d.teacher_temp,
+                    warmup_teacher_temp_epochs: d.warmup_teacher_temp_epochs,
+                    epochs,
+                    student_temp: d.student_temp,
+                    center_momentum: d.center_momentum,
+                },
                 device,
             )
         });
@@ -672,17 +678,7 @@ mod tests {
             "model.cls_hidden_dim=8".into(),
         ])
         .unwrap();
-        let tr = Trainer::new(
-            &cfg,
-            "step1",
-            StageKind::Distl,
-            dir.path(),
-            2,
-            3,
-            true,
-            true,
-        )
-        .unwrap();
+        let tr = Trainer::new(&cfg, "step1", StageKind::Distl, dir.path(), 2, 3).unwrap();
         let ok = tr
             .read_scalars(&[&Tensor::from(0.5f32), &Tensor::from(2.0f32)], 4, 0, 1)
             .unwrap();

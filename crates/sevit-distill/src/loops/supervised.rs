@@ -85,17 +85,8 @@ fn train_supervised(
     anyhow::ensure!(!samples.is_empty(), "stage {stage}: no labeled images");
     let epochs = cfg.pretrain.epochs;
     let ipe = super::iters_per_epoch(cfg, samples.len(), &opts.run);
-    let mut tr = Trainer::new(
-        cfg,
-        stage,
-        StageKind::Supervised,
-        dir,
-        epochs,
-        ipe,
-        false,
-        false,
-    )?
-    .with_dist(opts.run.dist.clone());
+    let mut tr = Trainer::new(cfg, stage, StageKind::Supervised, dir, epochs, ipe)?
+        .with_dist(opts.run.dist.clone());
     // Other ranks receive rank 0's weights when the stage starts.
     let fresh = !tr.checkpoint_path().exists() && tr.is_main();
     if let (Some(init), true) = (&opts.init, fresh) {

@@ -25,7 +25,7 @@ pub(super) fn teacher_student_trainer(
 ) -> anyhow::Result<crate::trainer::Trainer> {
     let ipe = super::iters_per_epoch(cfg, n_images, opts);
     let dir = run.stage_dir(stage);
-    let tr = crate::trainer::Trainer::new(cfg, stage, kind, &dir, epochs, ipe, true, true)?;
+    let tr = crate::trainer::Trainer::new(cfg, stage, kind, &dir, epochs, ipe)?;
     Ok(tr.with_dist(opts.dist.clone()))
 }
 

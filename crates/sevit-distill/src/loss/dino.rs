@@ -65,31 +65,41 @@ pub struct DinoLoss {
     pub n_global: usize,
 }
 
+/// The settings of a [`DinoLoss`] (DINO's `DINOLoss` arguments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DinoLossConfig {
+    /// Width of the feature head's output (the number of prototypes).
+    pub out_dim: i64,
+    /// Number of teacher (global) views.
+    pub n_global: usize,
+    /// Teacher temperature at the start of the warm-up.
+    pub warmup_teacher_temp: f64,
+    /// Teacher temperature after the warm-up.
+    pub teacher_temp: f64,
+    /// Epochs of linear teacher-temperature warm-up.
+    pub warmup_teacher_temp_epochs: usize,
+    /// Epochs of the stage (the length of the temperature schedule).
+    pub epochs: usize,
+    /// Student temperature.
+    pub student_temp: f64,
+    /// Momentum of the centre.
+    pub center_momentum: f64,
+}
+
 impl DinoLoss {
-    /// A loss with a zero centre of `out_dim` on `device`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        out_dim: i64,
-        n_global: usize,
-        warmup_teacher_temp: f64,
-        teacher_temp: f64,
-        warmup_teacher_temp_epochs: usize,
-        epochs: usize,
-        student_temp: f64,
-        center_momentum: f64,
-        device: tch::Device,
-    ) -> Self {
+    /// A loss with a zero centre on `device`.
+    pub fn new(cfg: &DinoLossConfig, device: tch::Device) -> Self {
         Self {
-            center: Tensor::zeros([1, out_dim], (Kind::Float, device)),
-            center_momentum,
-            student_temp,
+            center: Tensor::zeros([1, cfg.out_dim], (Kind::Float, device)),
+            center_momentum: cfg.center_momentum,
+            student_temp: cfg.student_temp,
             teacher_temps: teacher_temp_schedule(
-                warmup_teacher_temp,
-                teacher_temp,
-                warmup_teacher_temp_epochs,
-                epochs,
+                cfg.warmup_teacher_temp,
+                cfg.teacher_temp,
+                cfg.warmup_teacher_temp_epochs,
+                cfg.epochs,
             ),
-            n_global,
+            n_global: cfg.n_global,
         }
     }
 
@@ -239,7 +249,19 @@ mod tests {
             expected += pair / 2.0;
         }
         expected /= 2.0;
-        let mut l = DinoLoss::new(2, 2, 0.04, 0.04, 0, 1, 0.1, 0.9, tch::Device::Cpu);
+        let mut l = DinoLoss::new(
+            &DinoLossConfig {
+                out_dim: 2,
+                n_global: 2,
+                warmup_teacher_temp: 0.04,
+                teacher_temp: 0.04,
+                warmup_teacher_temp_epochs: 0,
+                epochs: 1,
+                student_temp: 0.1,
+                center_momentum: 0.9,
+            },
+            tch::Device::Cpu,
+        );
         let got = l.forward(&t(&s), &t(&te), 0).double_value(&[]);
         assert!(
             (got - expected).abs() < 1e-5,
@@ -275,7 +297,19 @@ mod tests {
 
     #[test]
     fn teacher_temp_per_epoch() {
-        let l = DinoLoss::new(4, 2, 0.04, 0.07, 2, 4, 0.1, 0.9, tch::Device::Cpu);
+        let l = DinoLoss::new(
+            &DinoLossConfig {
+                out_dim: 4,
+                n_global: 2,
+                warmup_teacher_temp: 0.04,
+                teacher_temp: 0.07,
+                warmup_teacher_temp_epochs: 2,
+                epochs: 4,
+                student_temp: 0.1,
+                center_momentum: 0.9,
+            },
+            tch::Device::Cpu,
+        );
         assert!((l.teacher_temp(0) - 0.04).abs() < 1e-12);
         assert!((l.teacher_temp(1) - 0.07).abs() < 1e-12);
         assert!((l.teacher_temp(9) - 0.07).abs() < 1e-12);

@@ -4,5 +4,5 @@
 pub mod dino;
 pub mod self_training;
 
-pub use dino::{dino_loss, DinoLoss};
+pub use dino::{dino_loss, DinoLoss, DinoLossConfig};
 pub use self_training::{combine, correction_bce, self_training_loss};
