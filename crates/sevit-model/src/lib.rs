@@ -30,6 +30,7 @@ pub mod kernels;
 pub mod layers;
 pub mod layouts;
 pub mod net;
+pub mod ops;
 pub mod pickle;
 pub mod precision;
 pub mod pth;

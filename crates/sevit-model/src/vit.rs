@@ -3,15 +3,14 @@
 //! interpolated to the input size), pre-norm blocks with stochastic depth, final LayerNorm.
 
 use anyhow::{bail, Result};
-use tch::nn::{Init, Path};
+use tch::nn::{Init, ModuleT, Path};
 use tch::{Kind, Tensor};
 
 use crate::config::ViTConfig;
 use crate::layers::{
-    add_drop_path, drop_path_scale, torch_default_uniform, trunc_normal, LayerNorm, Linear,
-    INIT_STD,
+    add_drop_path, torch_default_uniform, trunc_normal, LayerNorm, Linear, INIT_STD,
 };
-use crate::{bias_gelu, bias_residual, short_attention};
+use crate::ops;
 
 /// Multi-head self-attention with a fused qkv projection (`attn.qkv`, `attn.proj`).
 #[derive(Debug)]
@@ -39,17 +38,10 @@ impl Attention {
         // Shapes name the batch as -1, so that a traced graph (TorchScript export) takes any
         // batch size.
         let (_, n, c) = x.size3().expect("attention input must be [B, N, C]");
-        if !want_attn && short_attention::applies(x) {
-            // the kernel adds the projection's bias as it reads q, k and v
-            let qkv = x.linear(&self.qkv.weight, None::<Tensor>);
-            let out = short_attention::short_attention(
-                &qkv,
-                self.qkv.bias.as_ref(),
-                self.num_heads,
-                self.scale,
-            )
-            .expect("short attention on a [B, N, 3C] f32 CPU projection");
-            return (out, None);
+        if !want_attn {
+            if let Some(out) = ops::short_attention(x, &self.qkv, self.num_heads, self.scale) {
+                return (out, None);
+            }
         }
         let qkv = self
             .qkv
@@ -124,16 +116,42 @@ impl Attention {
     }
 }
 
-/// One pre-norm transformer block (`norm1`, `attn`, `norm2`, `mlp.fc1`, `mlp.fc2`, and with
-/// LayerScale `ls1.gamma`, `ls2.gamma`).
+/// The block's MLP (`mlp.fc1`, GELU, `mlp.fc2`).
+#[derive(Debug)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    fn new(p: &Path, dim: i64, hidden: i64) -> Self {
+        Mlp {
+            fc1: Linear::new(&p.sub("fc1"), dim, hidden, true),
+            fc2: Linear::new(&p.sub("fc2"), hidden, dim, true),
+        }
+    }
+
+    /// The hidden layer `gelu(fc1(x))` (the block adds `fc2` of it to its residual).
+    fn hidden(&self, x: &Tensor) -> Tensor {
+        ops::linear_gelu(x, &self.fc1)
+    }
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
+        self.fc2.forward(&self.hidden(x))
+    }
+}
+
+/// One pre-norm transformer block (`norm1`, `attn`, `norm2`, `mlp`, and with LayerScale
+/// `ls1.gamma`, `ls2.gamma`).
 #[derive(Debug)]
 pub struct Block {
     norm1: LayerNorm,
     attn: Attention,
     ls1: Option<Tensor>,
     norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    mlp: Mlp,
     ls2: Option<Tensor>,
     drop_path: f64,
 }
@@ -141,7 +159,6 @@ pub struct Block {
 impl Block {
     fn new(p: &Path, cfg: &ViTConfig, drop_path: f64) -> Self {
         let dim = cfg.embed_dim;
-        let mlp = p.sub("mlp");
         let gamma = |name: &str| {
             cfg.layer_scale
                 .map(|v| p.sub(name).var("gamma", &[dim], Init::Const(v)))
@@ -151,15 +168,13 @@ impl Block {
         let attn = Attention::new(&p.sub("attn"), dim, cfg.num_heads, cfg.qkv_bias);
         let ls1 = gamma("ls1");
         let norm2 = LayerNorm::new(&p.sub("norm2"), dim, cfg.ln_eps);
-        let fc1 = Linear::new(&mlp.sub("fc1"), dim, cfg.mlp_hidden(), true);
-        let fc2 = Linear::new(&mlp.sub("fc2"), cfg.mlp_hidden(), dim, true);
+        let mlp = Mlp::new(&p.sub("mlp"), dim, cfg.mlp_hidden());
         Block {
             norm1,
             attn,
             ls1,
             norm2,
-            fc1,
-            fc2,
+            mlp,
             ls2: gamma("ls2"),
             drop_path,
         }
@@ -168,26 +183,9 @@ impl Block {
     fn forward(&self, x: &Tensor, train: bool, want_attn: bool) -> (Tensor, Option<Tensor>) {
         let (heads, attn) = self.attn.heads(&self.norm1.forward(x), want_attn);
         let x = self.residual(x, &self.attn.proj, self.ls1.as_ref(), &heads, train);
-        let x = self.residual(
-            &x,
-            &self.fc2,
-            self.ls2.as_ref(),
-            &self.mlp_hidden(&x),
-            train,
-        );
+        let hidden = self.mlp.hidden(&self.norm2.forward(&x));
+        let x = self.residual(&x, &self.mlp.fc2, self.ls2.as_ref(), &hidden, train);
         (x, attn)
-    }
-
-    /// The MLP's hidden layer `gelu(fc1(norm2(x)))` (`fc2` joins the residual).
-    fn mlp_hidden(&self, x: &Tensor) -> Tensor {
-        let x = self.norm2.forward(x);
-        match &self.fc1.bias {
-            Some(b) if bias_gelu::applies(&x, b) => {
-                bias_gelu::bias_gelu(&x.linear(&self.fc1.weight, None::<Tensor>), b)
-                    .expect("bias + GELU on f32 CPU tensors")
-            }
-            _ => self.fc1.forward(&x).gelu("none"),
-        }
     }
 
     /// The residual update `x + drop_path(gamma * layer(h))` of a branch ending in `layer`
@@ -201,18 +199,9 @@ impl Block {
         h: &Tensor,
         train: bool,
     ) -> Tensor {
-        if let Some(g) = gamma {
-            return add_drop_path(x, &(layer.forward(h) * g), self.drop_path, train);
-        }
-        match &layer.bias {
-            Some(b) if bias_residual::applies(x, h, b) => {
-                let z = h.linear(&layer.weight, None::<Tensor>);
-                let factor = (train && self.drop_path > 0.0)
-                    .then(|| drop_path_scale(&z, self.drop_path).reshape([-1]));
-                bias_residual::bias_residual(x, &z, b, factor.as_ref())
-                    .expect("bias + residual on f32 CPU tensors")
-            }
-            _ => add_drop_path(x, &layer.forward(h), self.drop_path, train),
+        match gamma {
+            Some(g) => add_drop_path(x, &(layer.forward(h) * g), self.drop_path, train),
+            None => ops::linear_residual(x, h, layer, self.drop_path, train),
         }
     }
 
@@ -228,13 +217,38 @@ impl Block {
             &heads,
             train,
         );
-        self.residual(
-            &x,
-            &self.fc2,
-            self.ls2.as_ref(),
-            &self.mlp_hidden(&x),
-            train,
-        )
+        let hidden = self.mlp.hidden(&self.norm2.forward(&x));
+        self.residual(&x, &self.mlp.fc2, self.ls2.as_ref(), &hidden, train)
+    }
+}
+
+/// The patch embedding (`patch_embed.proj`): a `P x P` convolution with stride `P`, the
+/// patches as a token sequence `[B, N, D]`.
+#[derive(Debug)]
+pub struct PatchEmbed {
+    weight: Tensor,
+    bias: Tensor,
+    patch: i64,
+}
+
+impl PatchEmbed {
+    fn new(p: &Path, dim: i64, patch: i64) -> Self {
+        let proj = p.sub("proj");
+        let fan_in = 3 * patch * patch;
+        PatchEmbed {
+            weight: torch_default_uniform(&proj, "weight", &[dim, 3, patch, patch], fan_in),
+            bias: torch_default_uniform(&proj, "bias", &[dim], fan_in),
+            patch,
+        }
+    }
+}
+
+impl ModuleT for PatchEmbed {
+    fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
+        let p = self.patch;
+        x.conv2d(&self.weight, Some(&self.bias), [p, p], [0, 0], [1, 1], 1)
+            .flatten(2, -1)
+            .transpose(1, 2)
     }
 }
 
@@ -243,12 +257,24 @@ impl Block {
 #[derive(Debug)]
 pub struct VisionTransformer {
     cfg: ViTConfig,
+    patch_embed: PatchEmbed,
     cls_token: Tensor,
     pos_embed: Tensor,
-    patch_w: Tensor,
-    patch_b: Tensor,
     blocks: Vec<Block>,
     norm: LayerNorm,
+}
+
+impl ModuleT for Block {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward(x, train, false).0
+    }
+}
+
+impl ModuleT for VisionTransformer {
+    /// CLS-token features `[B, D]` (see [`VisionTransformer::forward`]).
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward(x, train)
+    }
 }
 
 /// The per-block stochastic depth rates: `linspace(0, rate, depth)`.
@@ -267,10 +293,7 @@ impl VisionTransformer {
         let d = cfg.embed_dim;
         let (ps, grid) = (cfg.patch_size, cfg.grid());
         // Creation order follows DINO's module order so that a seed gives one model.
-        let pe = p.sub("patch_embed").sub("proj");
-        let fan_in = 3 * ps * ps;
-        let patch_w = torch_default_uniform(&pe, "weight", &[d, 3, ps, ps], fan_in);
-        let patch_b = torch_default_uniform(&pe, "bias", &[d], fan_in);
+        let patch_embed = PatchEmbed::new(&p.sub("patch_embed"), d, ps);
         let cls_token = trunc_normal(p, "cls_token", &[1, 1, d], INIT_STD);
         let pos_embed = trunc_normal(p, "pos_embed", &[1, grid * grid + 1, d], INIT_STD);
         let rates = drop_path_rates(drop_path_rate, cfg.depth);
@@ -281,10 +304,9 @@ impl VisionTransformer {
         let norm = LayerNorm::new(&p.sub("norm"), d, cfg.ln_eps);
         VisionTransformer {
             cfg: cfg.clone(),
+            patch_embed,
             cls_token,
             pos_embed,
-            patch_w,
-            patch_b,
             blocks,
             norm,
         }
@@ -327,7 +349,6 @@ impl VisionTransformer {
     /// Patch embedding + CLS token + position embedding: `[B, N+1, D]`.
     pub fn prepare_tokens(&self, x: &Tensor) -> Tensor {
         let (_, _, h, w) = x.size4().expect("ViT input must be [B, 3, H, W]");
-        let ps = self.cfg.patch_size;
         let standardised;
         let x = match self.cfg.input_norm {
             Some((mean, std)) => {
@@ -336,15 +357,7 @@ impl VisionTransformer {
             }
             None => x,
         };
-        let t = x.conv2d(
-            &self.patch_w,
-            Some(&self.patch_b),
-            [ps, ps],
-            [0, 0],
-            [1, 1],
-            1,
-        );
-        let t = t.flatten(2, -1).transpose(1, 2);
+        let t = self.patch_embed.forward_t(x, false);
         let cls = self
             .cls_token
             .to_kind(t.kind())
@@ -426,6 +439,30 @@ pub fn resize_pos_embed(pos_embed: &Tensor, grid_h: i64, grid_w: i64) -> Tensor 
 mod tests {
     use super::*;
     use tch::{nn::VarStore, Device};
+
+    #[test]
+    fn sub_layers_are_modules_with_dino_names() {
+        let _rng = crate::torch_rng();
+        tch::manual_seed(2);
+        let vs = VarStore::new(Device::Cpu);
+        let vit = VisionTransformer::new(&vs.root(), &ViTConfig::micro(), 0.0);
+        let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        assert!(vit.forward_t(&x, false).equal(&vit.forward(&x, false)));
+        assert_eq!(vit.patch_embed.forward_t(&x, false).size(), [2, 16, 32]);
+        let mlp = &vit.blocks[0].mlp;
+        let h = Tensor::randn([2, 5, 32], (Kind::Float, Device::Cpu));
+        let plain = mlp.fc2.forward(&mlp.fc1.forward(&h).gelu("none"));
+        assert!(mlp.forward_t(&h, false).allclose(&plain, 1e-5, 1e-6, false));
+        let names = vs.variables();
+        for n in [
+            "patch_embed.proj.weight",
+            "blocks.0.mlp.fc1.weight",
+            "blocks.1.mlp.fc2.bias",
+            "blocks.0.attn.qkv.weight",
+        ] {
+            assert!(names.contains_key(n), "{n}");
+        }
+    }
 
     #[test]
     fn rates_are_linspace() {
