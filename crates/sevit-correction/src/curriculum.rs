@@ -25,15 +25,32 @@ pub struct CurriculumStep {
 impl CurriculumStep {
     /// Name of the step's output directory inside the run directory: `step{T}`.
     pub fn dir_name(&self) -> String {
-        format!("step{}", self.t)
+        stage_dir::step(self.t)
     }
 
     /// Name of the directory of the stage this step starts from (`pretrain` or `step{T-1}`).
     pub fn init_dir_name(&self) -> String {
         match self.init {
-            StepInit::Pretrain => "pretrain".to_string(),
-            StepInit::Step(t) => format!("step{t}"),
+            StepInit::Pretrain => stage_dir::PRETRAIN.to_string(),
+            StepInit::Step(t) => stage_dir::step(t),
         }
+    }
+}
+
+/// Directory names of the curriculum's stages inside a run directory (the engine's
+/// `layout::stage_name` adds the other stages).
+pub mod stage_dir {
+    /// The initial model (T = 0).
+    pub const PRETRAIN: &str = "pretrain";
+
+    /// DISTL step T.
+    pub fn step(t: usize) -> String {
+        format!("step{t}")
+    }
+
+    /// `Some(T)` for the name of DISTL step T.
+    pub fn parse_step(name: &str) -> Option<usize> {
+        name.strip_prefix("step")?.parse().ok()
     }
 }
 

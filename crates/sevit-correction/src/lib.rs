@@ -15,5 +15,5 @@ mod curriculum;
 mod policy;
 
 pub use config::CorrectionConfig;
-pub use curriculum::{Curriculum, CurriculumStep, StepInit};
+pub use curriculum::{stage_dir, Curriculum, CurriculumStep, StepInit};
 pub use policy::{CorrectionPolicy, EveryEpoch, EveryNIterations, LoopState, Off};

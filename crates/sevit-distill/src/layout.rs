@@ -203,18 +203,14 @@ impl RunLayout {
     }
 }
 
-/// Stage directory names.
+/// Stage directory names (the curriculum's, `pretrain` and `step{T}`, from
+/// `sevit_correction::stage_dir`).
 pub mod stage_name {
-    /// The supervised initial model (T = 0).
-    pub const PRETRAIN: &str = "pretrain";
+    pub use sevit_correction::stage_dir::{parse_step, step, PRETRAIN};
     /// DINO-only self-supervised pretraining.
     pub const SSL: &str = "ssl";
     /// DINO-head warm-up before step 1 (`distl.head_warmup_epochs`).
     pub const HEAD_WARMUP: &str = "head-warmup";
-    /// DISTL step T.
-    pub fn step(t: usize) -> String {
-        format!("step{t}")
-    }
     /// Supervised baseline with labels on the labeled set and folds 0..T-1.
     pub fn supervised(t: usize) -> String {
         format!("supervised{t}")

@@ -203,7 +203,7 @@ pub fn run_stages(run: &Path) -> Vec<String> {
 fn latest_stage(stages: &[String]) -> Option<String> {
     let best_step = stages
         .iter()
-        .filter_map(|s| s.strip_prefix("step").and_then(|t| t.parse::<usize>().ok()))
+        .filter_map(|s| stage_name::parse_step(s))
         .max();
     match best_step {
         Some(t) => Some(stage_name::step(t)),
