@@ -217,10 +217,8 @@ pub mod stage_name {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    sevit_model::checkpoint::write_atomic(path, bytes)
-}
+/// Writes `bytes` to `path` atomically (see `sevit-fs`).
+pub use sevit_fs::write_atomic;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -102,19 +101,8 @@ pub(crate) fn tensor_bytes(t: &Tensor) -> Vec<u8> {
     buf
 }
 
-/// Writes `bytes` to `path` atomically (`atomic-write-file`): a temporary file in the same directory is written,
-/// fsynced and renamed over `path`; the directory is fsynced too where the OS allows.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating directory {}", dir.display()))?;
-    }
-    let mut file = atomic_write_file::AtomicWriteFile::open(path)
-        .with_context(|| format!("creating a temporary file for {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.commit())
-        .with_context(|| format!("writing {}", path.display()))
-}
+/// Writes `bytes` to `path` atomically (see `sevit-fs`).
+pub use sevit_fs::write_atomic;
 
 impl Checkpoint {
     /// An empty checkpoint (format version set).
