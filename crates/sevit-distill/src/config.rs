@@ -355,11 +355,32 @@ pub enum Weights {
 }
 
 impl Weights {
+    /// `student` or `teacher`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Weights::Student => "student",
+            Weights::Teacher => "teacher",
+        }
+    }
+
     /// Checkpoint prefix: `student.` or `teacher.`.
     pub fn prefix(&self) -> &'static str {
         match self {
             Weights::Student => "student.",
             Weights::Teacher => "teacher.",
+        }
+    }
+}
+
+impl std::str::FromStr for Weights {
+    type Err = String;
+
+    /// `student` or `teacher`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "student" => Ok(Weights::Student),
+            "teacher" => Ok(Weights::Teacher),
+            _ => Err(format!("expected student or teacher, got {s:?}")),
         }
     }
 }

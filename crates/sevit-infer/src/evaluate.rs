@@ -117,13 +117,6 @@ pub fn default_out_dir(
     base.join(name)
 }
 
-fn weights_name(w: Weights) -> &'static str {
-    match w {
-        Weights::Student => "student",
-        Weights::Teacher => "teacher",
-    }
-}
-
 /// Evaluates a checkpoint (see the module docs) and writes its files into `req.out_dir`.
 ///
 /// # Errors
@@ -153,7 +146,7 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
         model.device,
     )?;
     let labels = cases.labels();
-    let wname = weights_name(req.weights);
+    let wname = req.weights.name();
     let mut opts = req.metrics.clone();
     opts.model = format!("{} {wname} ({})", req.stage, req.checkpoint.display());
     opts.run = cases.description.clone();

@@ -111,10 +111,7 @@ pub fn export_torchscript(
         format: "torchscript".into(),
         module: out.to_path_buf(),
         checkpoint: model.checkpoint.clone(),
-        weights: match model.weights {
-            sevit_distill::config::Weights::Student => "student".into(),
-            sevit_distill::config::Weights::Teacher => "teacher".into(),
-        },
+        weights: model.weights.name().into(),
         input_shape: [-1, 3, s, s],
         preprocessing: vec![
             "read as one gray channel (colour: luminance 0.299 R + 0.587 G + 0.114 B; DICOM: \

@@ -302,10 +302,7 @@ impl InferenceModel {
         format!(
             "{} ({}, {}x{} px, inference blur {})",
             self.checkpoint.display(),
-            match self.weights {
-                Weights::Student => "student",
-                Weights::Teacher => "teacher",
-            },
+            self.weights.name(),
             self.settings.image_size,
             self.settings.image_size,
             self.settings.blur_radius

@@ -13,6 +13,8 @@ use sevit_infer::{
 };
 use sevit_metrics::{BootstrapOptions, EvalOptions};
 
+use super::pretrain::parse_weights;
+
 /// Which checkpoint and network to use, and preprocessing overrides (shared by `eval`,
 /// `visualize` and `predict`).
 #[derive(ClapArgs, Debug, Clone)]
@@ -150,15 +152,6 @@ pub struct Args {
     /// Severities (comma separated, 1..=5; default all).
     #[arg(long, value_delimiter = ',')]
     pub severities: Vec<u32>,
-}
-
-/// `student` or `teacher`.
-fn parse_weights(s: &str) -> Result<Weights, String> {
-    match s {
-        "student" => Ok(Weights::Student),
-        "teacher" => Ok(Weights::Teacher),
-        _ => Err(format!("expected student or teacher, got {s:?}")),
-    }
 }
 
 fn parse_kind(s: &str) -> Result<NuisanceKind, String> {

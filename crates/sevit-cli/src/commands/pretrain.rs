@@ -123,11 +123,7 @@ pub struct Args {
 }
 
 pub(crate) fn parse_weights(s: &str) -> Result<Weights, String> {
-    match s {
-        "student" => Ok(Weights::Student),
-        "teacher" => Ok(Weights::Teacher),
-        _ => Err(format!("expected student or teacher, got {s:?}")),
-    }
+    s.parse()
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -159,10 +159,7 @@ pub fn write_summary(run: &RunLayout, rows: &[SummaryRow]) -> anyhow::Result<()>
         "t,stage,weights,n_labeled,n_unlabeled,n_test,auc,auc_lower,auc_upper,auc_variance,level\n",
     );
     for r in rows {
-        let w = match r.weights {
-            Weights::Student => "student",
-            Weights::Teacher => "teacher",
-        };
+        let w = r.weights.name();
         csv.push_str(&format!(
             "{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.8},{}\n",
             r.t,
