@@ -153,35 +153,28 @@ fn errors_are_clear() {
     let e = collect(d.path()).unwrap_err().to_string();
     assert!(e.contains("no predictions"), "{e}");
     assert!(collect(&d.path().join("missing")).is_err());
+    // the error of summarising after writing one model's predictions on cases `ids`
+    let after_writing = |model: &str, ids: &[&str], scores: &[f64]| {
+        write_predictions_csv(
+            &d.path()
+                .join(format!("seed-3/eval/{model}/predictions.csv")),
+            ids,
+            &[true, false, true, false],
+            scores,
+            "pos",
+            0.5,
+        )
+        .unwrap();
+        format!(
+            "{:#}",
+            summarize(&collect(d.path()).unwrap(), 0.95).unwrap_err()
+        )
+    };
     // a seed without its initial model
-    write_predictions_csv(
-        &d.path().join("seed-3/eval/distl-T1/predictions.csv"),
-        &["a", "b", "x", "y"],
-        &[true, false, true, false],
-        &[0.9, 0.1, 0.6, 0.4],
-        "pos",
-        0.5,
-    )
-    .unwrap();
-    let e = format!(
-        "{:#}",
-        summarize(&collect(d.path()).unwrap(), 0.95).unwrap_err()
-    );
+    let e = after_writing("distl-T1", &["a", "b", "x", "y"], &[0.9, 0.1, 0.6, 0.4]);
     assert!(e.contains("seed 3") && e.contains("distl-T0"), "{e}");
     // different cases in the two models
-    write_predictions_csv(
-        &d.path().join("seed-3/eval/distl-T0/predictions.csv"),
-        &["a", "c", "x", "y"],
-        &[true, false, true, false],
-        &[0.9, 0.1, 0.3, 0.4],
-        "pos",
-        0.5,
-    )
-    .unwrap();
-    let e = format!(
-        "{:#}",
-        summarize(&collect(d.path()).unwrap(), 0.95).unwrap_err()
-    );
+    let e = after_writing("distl-T0", &["a", "c", "x", "y"], &[0.9, 0.1, 0.3, 0.4]);
     assert!(e.contains("not on the same cases"), "{e}");
 }
 

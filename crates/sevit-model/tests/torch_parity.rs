@@ -268,17 +268,7 @@ fn import_distl_pth_and_dino_backbone() {
     let mut wrong = cfg.clone();
     wrong.vit.embed_dim = 64;
     wrong.head.out_dim = 64;
-    let e = format!(
-        "{:#}",
-        import_weights(
-            &d.join("distl.pth"),
-            &ImportOptions {
-                config: ConfigSource::Exact(wrong),
-                ..Default::default()
-            }
-        )
-        .unwrap_err()
-    );
+    let e = import_error(&d.join("distl.pth"), wrong);
     assert!(
         e.contains("does not fit")
             && e.contains("shape mismatches")
@@ -313,19 +303,18 @@ fn import_infers_tiny_config() {
     assert_eq!(summary.config.vit, cfg.vit);
     let mut deeper = cfg.clone();
     deeper.vit.depth = 13;
-    let e = format!(
-        "{:#}",
-        import_weights(
-            &d.join("dino_backbone.pth"),
-            &ImportOptions {
-                config: ConfigSource::Exact(deeper),
-                ..Default::default()
-            }
-        )
-        .unwrap_err()
-    );
+    let e = import_error(&d.join("dino_backbone.pth"), deeper);
     assert!(
         e.contains("backbone incomplete") && e.contains("backbone.blocks.12.attn.qkv.weight"),
         "{e}"
     );
+}
+
+/// The error of importing `file` with exactly the model configuration `cfg`.
+fn import_error(file: &Path, cfg: ModelConfig) -> String {
+    let opts = ImportOptions {
+        config: ConfigSource::Exact(cfg),
+        ..Default::default()
+    };
+    format!("{:#}", import_weights(file, &opts).unwrap_err())
 }

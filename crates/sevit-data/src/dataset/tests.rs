@@ -9,6 +9,22 @@ fn touch_png(p: &Path) {
         .unwrap();
 }
 
+/// The error of reading manifest `m` with positive label `pneumonia`, with its context.
+fn manifest_error(m: &Path) -> String {
+    format!(
+        "{:#}",
+        Dataset::from_manifest(m, "pneumonia", None).unwrap_err()
+    )
+}
+
+/// A manifest of `rows` in a new folder, and the error of reading it.
+fn rows_error(rows: &[&str]) -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest(dir.path(), rows);
+    let err = manifest_error(&m);
+    (dir, m, err)
+}
+
 fn manifest(dir: &Path, rows: &[&str]) -> PathBuf {
     let p = dir.join("manifest.csv");
     let mut s = String::from("file,label,patient_id,extra\n");
@@ -51,19 +67,11 @@ fn manifest_reads_labels_targets_and_patients() {
 
 #[test]
 fn missing_file_names_the_line() {
-    let d = tempfile::tempdir().unwrap();
-    let m = manifest(
-        d.path(),
-        &[
-            "a.png,normal,p1,",
-            "missing.png,pneumonia,p2,",
-            "b.png,pneumonia,p3,",
-        ],
-    );
-    let err = format!(
-        "{:#}",
-        Dataset::from_manifest(&m, "pneumonia", None).unwrap_err()
-    );
+    let (_dir, m, err) = rows_error(&[
+        "a.png,normal,p1,",
+        "missing.png,pneumonia,p2,",
+        "b.png,pneumonia,p3,",
+    ]);
     assert!(
         err.contains("line 3") && err.contains("missing.png"),
         "{err}"
@@ -83,19 +91,11 @@ fn missing_file_names_the_line() {
 
 #[test]
 fn duplicate_entry_names_both_lines() {
-    let d = tempfile::tempdir().unwrap();
-    let m = manifest(
-        d.path(),
-        &[
-            "a.png,normal,p1,",
-            "b.png,pneumonia,p2,",
-            "a.png,normal,p1,",
-        ],
-    );
-    let err = format!(
-        "{:#}",
-        Dataset::from_manifest(&m, "pneumonia", None).unwrap_err()
-    );
+    let (_dir, _, err) = rows_error(&[
+        "a.png,normal,p1,",
+        "b.png,pneumonia,p2,",
+        "a.png,normal,p1,",
+    ]);
     assert!(
         err.contains("line 4") && err.contains("duplicate") && err.contains("line 2"),
         "{err}"
@@ -113,10 +113,7 @@ fn aliased_spellings_of_one_file_are_one_duplicate_entry() {
             "file,label\n./images/x.png,normal\nimages/y.png,pneumonia\nimages/sub/../x.png,pneumonia\n",
         )
         .unwrap();
-    let err = format!(
-        "{:#}",
-        Dataset::from_manifest(&m, "pneumonia", None).unwrap_err()
-    );
+    let err = manifest_error(&m);
     assert!(
         err.contains("line 4") && err.contains("duplicate") && err.contains("line 2"),
         "{err}"
@@ -146,10 +143,7 @@ fn entries_outside_the_root_need_permission() {
         "../../../../../../etc/passwd".into(),
     ] {
         std::fs::write(&m, format!("file,label\na.png,normal\n{entry},pneumonia\n")).unwrap();
-        let err = format!(
-            "{:#}",
-            Dataset::from_manifest(&m, "pneumonia", None).unwrap_err()
-        );
+        let err = manifest_error(&m);
         assert!(
             err.contains("line 3") && err.contains("leaves the dataset root"),
             "{entry}: {err}"

@@ -12,6 +12,34 @@ fn write(dir: &Path, name: &str, t: &TestDicom) -> std::path::PathBuf {
 
 const PIX: [u16; 6] = [0, 100, 200, 300, 400, 1000];
 
+/// A 3 x 2 image of [`PIX`] in explicit VR little endian, no rescale, no window.
+fn test_dicom(photometric: &'static str) -> TestDicom<'static> {
+    TestDicom {
+        ts: EXPLICIT_VR_LE,
+        photometric,
+        pixels: &PIX,
+        cols: 3,
+        rows: 2,
+        rescale: None,
+        window: None,
+    }
+}
+
+/// Preamble, `DICM`, a meta group of `extra_meta` then the transfer syntax `ts`, then `rest`.
+fn meta_with_syntax(ts: &[u8], extra_meta: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 128];
+    b.extend(b"DICM");
+    let group_len = (extra_meta.len() + 8 + ts.len()) as u8;
+    b.extend([
+        0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00, group_len, 0, 0, 0,
+    ]);
+    b.extend(extra_meta);
+    b.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0x00]);
+    b.extend(ts);
+    b.extend(rest);
+    b
+}
+
 #[test]
 fn monochrome2_min_max_and_rescale() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,12 +49,8 @@ fn monochrome2_min_max_and_rescale() {
             "a.dcm",
             &TestDicom {
                 ts,
-                photometric: "MONOCHROME2",
-                pixels: &PIX,
-                cols: 3,
-                rows: 2,
                 rescale: Some((2.0, -1024.0)),
-                window: None,
+                ..test_dicom("MONOCHROME2")
             },
         );
         let g = load_gray(&p, 0).unwrap();
@@ -60,26 +84,7 @@ fn declared_lengths_beyond_the_file_are_refused_before_parsing() {
     );
     // A compressed syntax is refused before its data set is parsed (found by the fuzz
     // target: a JPEG-syntax file whose bogus element lengths cost seconds and gigabytes).
-    let mut b = vec![0u8; 128];
-    b.extend(b"DICM");
-    let ts = b"1.2.840.10008.1.2.4.50";
-    b.extend([
-        0x02,
-        0x00,
-        0x00,
-        0x00,
-        b'U',
-        b'L',
-        0x04,
-        0x00,
-        8 + ts.len() as u8,
-        0,
-        0,
-        0,
-    ]);
-    b.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0x00]);
-    b.extend(ts);
-    b.extend([0xa4; 9]);
+    let b = meta_with_syntax(b"1.2.840.10008.1.2.4.50", &[], &[0xa4; 9]);
     std::fs::write(&p, &b).unwrap();
     let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
     assert!(
@@ -89,27 +94,11 @@ fn declared_lengths_beyond_the_file_are_refused_before_parsing() {
     // The fuzz target's next find: an off-group tag inside the meta group (which the
     // parser accepts) hid the implicit-VR data set and its 4 GiB OB element from an
     // earlier version of this check.
-    let mut b = vec![0u8; 128];
-    b.extend(b"DICM");
-    let ts = b"1.2.840.10008.1.2\0";
-    b.extend([
-        0x02,
-        0x00,
-        0x00,
-        0x00,
-        b'U',
-        b'L',
-        0x04,
-        0x00,
-        14 + 8 + ts.len() as u8,
-        0,
-        0,
-        0,
-    ]);
-    b.extend([0x02, 0xFA, 0x01, 0x00, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 1]);
-    b.extend([0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0x00]);
-    b.extend(ts);
-    b.extend([0x09, 0x00, 0x10, 0x10, 0, 0, 0, 0xF0, 1, 2, 3]);
+    let b = meta_with_syntax(
+        b"1.2.840.10008.1.2\0",
+        &[0x02, 0xFA, 0x01, 0x00, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 1],
+        &[0x09, 0x00, 0x10, 0x10, 0, 0, 0, 0xF0, 1, 2, 3],
+    );
     std::fs::write(&p, &b).unwrap();
     let e = format!("{:#}", load_gray(&p, 0).unwrap_err());
     assert!(e.contains("(0009,1010) declares 4026531840 bytes"), "{e}");
@@ -120,12 +109,7 @@ fn declared_lengths_beyond_the_file_are_refused_before_parsing() {
             "ok.dcm",
             &TestDicom {
                 ts,
-                photometric: "MONOCHROME2",
-                pixels: &PIX,
-                cols: 3,
-                rows: 2,
-                rescale: None,
-                window: None,
+                ..test_dicom("MONOCHROME2")
             },
         );
         check_declared_lengths(&std::fs::read(&ok).unwrap()).unwrap();
@@ -154,13 +138,8 @@ fn a_zero_rescale_slope_is_an_error() {
         dir.path(),
         "slope0.dcm",
         &TestDicom {
-            ts: EXPLICIT_VR_LE,
-            photometric: "MONOCHROME2",
-            pixels: &PIX,
-            cols: 3,
-            rows: 2,
             rescale: Some((0.0, 5.0)),
-            window: None,
+            ..test_dicom("MONOCHROME2")
         },
     );
     let err = format!("{:#}", load_gray(&p, 0).unwrap_err());
@@ -177,13 +156,7 @@ fn monochrome1_is_inverted() {
         dir.path(),
         "m1.dcm",
         &TestDicom {
-            ts: EXPLICIT_VR_LE,
-            photometric: "MONOCHROME1",
-            pixels: &PIX,
-            cols: 3,
-            rows: 2,
-            rescale: None,
-            window: None,
+            ..test_dicom("MONOCHROME1")
         },
     );
     let g = load_gray(&p, 0).unwrap();
@@ -200,13 +173,8 @@ fn voi_window_clips_before_normalisation() {
         dir.path(),
         "w.dcm",
         &TestDicom {
-            ts: EXPLICIT_VR_LE,
-            photometric: "MONOCHROME2",
-            pixels: &PIX,
-            cols: 3,
-            rows: 2,
-            rescale: None,
             window: Some((200.5, 201.0)),
+            ..test_dicom("MONOCHROME2")
         },
     );
     let g = load_gray(&p, 0).unwrap();
@@ -225,12 +193,7 @@ fn unsupported_transfer_syntax_is_a_clear_error() {
         &p,
         &TestDicom {
             ts: "1.2.840.10008.1.2.4.50",
-            photometric: "MONOCHROME2",
-            pixels: &PIX,
-            cols: 3,
-            rows: 2,
-            rescale: None,
-            window: None,
+            ..test_dicom("MONOCHROME2")
         },
     );
     if r.is_err() {
@@ -239,13 +202,7 @@ fn unsupported_transfer_syntax_is_a_clear_error() {
             dir.path(),
             "ok.dcm",
             &TestDicom {
-                ts: EXPLICIT_VR_LE,
-                photometric: "MONOCHROME2",
-                pixels: &PIX,
-                cols: 3,
-                rows: 2,
-                rescale: None,
-                window: None,
+                ..test_dicom("MONOCHROME2")
             },
         );
         let mut bytes = std::fs::read(ok).unwrap();
