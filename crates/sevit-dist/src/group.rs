@@ -84,14 +84,8 @@ impl std::fmt::Debug for ProcessGroup {
     }
 }
 
-fn call(what: &str, f: impl FnOnce(*mut *mut c_char) -> i32) -> anyhow::Result<()> {
-    let mut err: *mut c_char = std::ptr::null_mut();
-    if f(&mut err) != 0 {
-        // SAFETY: on failure the bridge sets `err` to a string it allocated.
-        let msg = unsafe { ffi::take_message(err) };
-        bail!("{what} failed: {msg}");
-    }
-    Ok(())
+fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> i32) -> anyhow::Result<()> {
+    sevit_torch_ext::call(what, f).map_err(|msg| anyhow::anyhow!("{what} failed: {msg}"))
 }
 
 impl ProcessGroup {
@@ -182,8 +176,9 @@ impl ProcessGroup {
         let b = CString::new(backend.as_str()).expect("no NUL");
         let host = CString::new(master_addr).context("MASTER_ADDR contains a NUL byte")?;
         let timeout_ms = timeout.as_millis().clamp(1, i64::MAX as u128) as i64;
-        let mut err: *mut c_char = std::ptr::null_mut();
-        // SAFETY: valid C strings; `err` is an out-parameter; the listening fd is handed over.
+        let mut err = [0u8; sevit_torch_ext::ERROR_BUFFER];
+        // SAFETY: valid C strings; `err` is a buffer of its length; the listening fd is handed
+        // over.
         let h = unsafe {
             ffi::sevit_c10d_new(
                 b.as_ptr(),
@@ -193,12 +188,12 @@ impl ProcessGroup {
                 rank as i32,
                 world_size as i32,
                 timeout_ms,
-                &mut err,
+                err.as_mut_ptr().cast(),
+                err.len(),
             )
         };
         if h.is_null() {
-            // SAFETY: on failure the bridge sets `err`.
-            let msg = unsafe { ffi::take_message(err) };
+            let msg = sevit_torch_ext::message(&err).unwrap_or_else(|| "no message".into());
             bail!(
                 "rank {rank}/{world_size}: joining the {} process group at {master_addr}:{master_port} \
                  failed (timeout {:.0} s): {msg}",
@@ -261,9 +256,9 @@ impl ProcessGroup {
         self.check(t, "all-reduce")?;
         let h = self.handle.lock().expect("process group lock");
         let what = self.describe("all-reduce");
-        call(&what, |err| {
+        call(&what, |err, len| {
             // SAFETY: `h.0` is a live group; `t.as_ptr()` is the at::Tensor* of a live tensor.
-            unsafe { ffi::sevit_c10d_allreduce_sum(h.0, t.as_ptr() as *mut c_void, err) }
+            unsafe { ffi::sevit_c10d_allreduce_sum(h.0, t.as_ptr() as *mut c_void, err, len) }
         })
     }
 
@@ -272,9 +267,11 @@ impl ProcessGroup {
         self.check(t, "broadcast")?;
         let h = self.handle.lock().expect("process group lock");
         let what = self.describe("broadcast");
-        call(&what, |err| {
+        call(&what, |err, len| {
             // SAFETY: as in all_reduce_sum.
-            unsafe { ffi::sevit_c10d_broadcast(h.0, t.as_ptr() as *mut c_void, root as i32, err) }
+            unsafe {
+                ffi::sevit_c10d_broadcast(h.0, t.as_ptr() as *mut c_void, root as i32, err, len)
+            }
         })
     }
 }

@@ -3,7 +3,7 @@
 //! per-tensor clipping of gradients. Each replaces several small element-wise launches per
 //! parameter with a pass over all of them.
 
-use anyhow::{bail, ensure};
+use anyhow::ensure;
 use std::ffi::c_void;
 
 use tch::Tensor;
@@ -41,12 +41,9 @@ fn check_alike(what: &str, firsts: &[&Tensor], others: &[&[&Tensor]]) -> anyhow:
     Ok(())
 }
 
-fn check(rc: i32, err: &[u8], what: &str) -> anyhow::Result<()> {
-    if rc == 0 {
-        return Ok(());
-    }
-    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-    bail!("{what}: {}", String::from_utf8_lossy(&err[..end]).trim())
+/// Runs a bridge call under the extension's error convention (see `sevit_torch_ext::call`).
+fn check(what: &str, f: impl FnOnce(*mut std::ffi::c_char, usize) -> i32) -> anyhow::Result<()> {
+    sevit_torch_ext::call(what, f).map_err(|msg| anyhow::anyhow!("{what}: {msg}"))
 }
 
 /// Hyper-parameters of one [`fused_adamw`] call (one parameter group).
@@ -90,10 +87,9 @@ pub fn fused_adamw(
     check_alike("fused AdamW", params, &[grads, exp_avgs, exp_avg_sqs])?;
     let (p, g, m, v) = (ptrs(params), ptrs(grads), ptrs(exp_avgs), ptrs(exp_avg_sqs));
     let steps: Vec<f64> = steps.iter().map(|&s| s as f64).collect();
-    let mut err = vec![0u8; 1024];
     // SAFETY: every pointer is a live tch tensor (`at::Tensor*`) borrowed for the call; the
-    // shim catches libtorch's exceptions and writes at most `err.len()` bytes.
-    let rc = unsafe {
+    // shim catches libtorch's exceptions and writes at most `len` bytes of `err`.
+    check("fused AdamW step", |err, len| unsafe {
         sevit_fused_adamw(
             p.as_ptr(),
             g.as_ptr(),
@@ -106,11 +102,10 @@ pub fn fused_adamw(
             h.beta2,
             h.weight_decay,
             h.eps,
-            err.as_mut_ptr().cast(),
-            err.len(),
+            err,
+            len,
         )
-    };
-    check(rc, &err, "fused AdamW step")
+    })
 }
 
 /// `g ← g·min(1, clip / (‖g‖₂ + 1e-6))` for every tensor `g` of `grads` separately (DINO's
@@ -129,18 +124,10 @@ pub fn clip_per_tensor_(grads: &[&Tensor], clip: f64) -> anyhow::Result<()> {
         );
     }
     let g = ptrs(grads);
-    let mut err = vec![0u8; 1024];
     // SAFETY: as in `fused_adamw`.
-    let rc = unsafe {
-        sevit_clip_per_tensor(
-            g.as_ptr(),
-            g.len() as i64,
-            clip,
-            err.as_mut_ptr().cast(),
-            err.len(),
-        )
-    };
-    check(rc, &err, "per-tensor gradient clipping")
+    check("per-tensor gradient clipping", |err, len| unsafe {
+        sevit_clip_per_tensor(g.as_ptr(), g.len() as i64, clip, err, len)
+    })
 }
 
 /// `dst[i] ← dst[i] + weight·(src[i] − dst[i])` for every `i`, in place, without gradient.
@@ -156,19 +143,10 @@ pub fn lerp_(dst: &[&Tensor], src: &[&Tensor], weight: f64) -> anyhow::Result<()
     );
     check_alike("list lerp", dst, &[src])?;
     let (d, s) = (ptrs(dst), ptrs(src));
-    let mut err = vec![0u8; 1024];
     // SAFETY: as in `fused_adamw`.
-    let rc = unsafe {
-        sevit_foreach_lerp(
-            d.as_ptr(),
-            s.as_ptr(),
-            d.len() as i64,
-            weight,
-            err.as_mut_ptr().cast(),
-            err.len(),
-        )
-    };
-    check(rc, &err, "list lerp")
+    check("list lerp", |err, len| unsafe {
+        sevit_foreach_lerp(d.as_ptr(), s.as_ptr(), d.len() as i64, weight, err, len)
+    })
 }
 
 #[cfg(test)]

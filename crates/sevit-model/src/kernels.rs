@@ -116,11 +116,10 @@ pub(crate) fn run_bridge(
     call: impl FnOnce(*mut *mut c_void, *mut c_char, usize) -> i32,
 ) -> Result<Tensor> {
     let mut out: *mut c_void = std::ptr::null_mut();
-    let mut err = [0u8; 512];
-    let rc = call(&mut out, err.as_mut_ptr().cast(), err.len());
-    if rc != 0 || out.is_null() {
-        let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-        bail!("{}", String::from_utf8_lossy(&err[..end]).trim());
+    sevit_torch_ext::call("a sevit kernel", |err, len| call(&mut out, err, len))
+        .map_err(|msg| anyhow::anyhow!(msg))?;
+    if out.is_null() {
+        bail!("a sevit kernel returned no tensor");
     }
     // SAFETY: on success the bridge handed over a tensor it allocated for the caller.
     Ok(unsafe { Tensor::from_ptr(out.cast()) })

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "error.h"
 #include "isa.h"
 
 namespace sevit {
@@ -59,12 +60,6 @@ at::Tensor sum_by_row_blocks(int64_t rows, int64_t cols, const at::TensorOptions
       block(p + k * cols, k * kRowBlock, std::min(rows, (k + 1) * kRowBlock));
   });
   return sum_in_order(partial);
-}
-
-// Writes the exception's message to `err` for the Rust side; returns the C ABI's failure code.
-inline int report(const std::exception& e, char* err, size_t err_len) {
-  if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "%s", e.what());
-  return 1;
 }
 
 }  // namespace sevit

@@ -3,17 +3,18 @@
 // collectives data-parallel training needs (all-reduce sum, broadcast). Tensors cross the
 // boundary as the `at::Tensor*` that tch's `Tensor::as_ptr()` returns (torch-sys' `C_tensor`).
 //
-// Every entry point catches C++ exceptions and reports them through `err` (a malloc'd,
-// NUL-terminated message the caller frees with `sevit_c10d_free_string`); nothing throws
+// Every entry point that can fail reports through `err, err_len` (error.h); nothing throws
 // across the C boundary.
 
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
+
+
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "error.h"
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -33,30 +34,6 @@ struct ProcessGroup {
   std::chrono::milliseconds timeout;
   bool nccl;
 };
-
-char* dup_message(const std::string& s) {
-  char* p = static_cast<char*>(std::malloc(s.size() + 1));
-  if (p != nullptr) {
-    std::memcpy(p, s.c_str(), s.size() + 1);
-  }
-  return p;
-}
-
-// Runs `f`, turning any exception into a message in `*err`; 0 on success, -1 on error.
-template <class F>
-int guarded(char** err, F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const c10::Error& e) {
-    *err = dup_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    *err = dup_message(e.what());
-  } catch (...) {
-    *err = dup_message("unknown C++ exception in libtorch c10d");
-  }
-  return -1;
-}
 
 bool is_loopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
@@ -95,13 +72,9 @@ int sevit_c10d_has_nccl() {
 #endif
 }
 
-void sevit_c10d_free_string(char* s) {
-  std::free(s);
-}
-
 // Rendezvous through a TCPStore at host:port (rank 0 serves it on `listen_fd`, a socket it
 // already bound and listens on; -1 lets libtorch bind one) and creates the process group.
-// `backend` is "gloo" or "nccl". Returns NULL and sets `*err` on failure.
+// `backend` is "gloo" or "nccl". Returns NULL and writes `err` on failure.
 void* sevit_c10d_new(
     const char* backend,
     const char* host,
@@ -110,9 +83,10 @@ void* sevit_c10d_new(
     int rank,
     int world_size,
     int64_t timeout_ms,
-    char** err) {
+    char* err,
+    size_t err_len) {
   ProcessGroup* out = nullptr;
-  guarded(err, [&] {
+  sevit::guarded(err, err_len, [&] {
     const std::string b(backend);
     const std::string master(host);
     const auto timeout = std::chrono::milliseconds(timeout_ms);
@@ -141,7 +115,7 @@ void* sevit_c10d_new(
 #else
       throw std::runtime_error(
           "this sevit build has no NCCL support (nccl.h or the CUDA headers were not found when "
-          "sevit-distill was built); use the gloo backend or rebuild against a CUDA libtorch");
+          "sevit-torch-ext was built); use the gloo backend or rebuild against a CUDA libtorch");
 #endif
     } else {
       throw std::runtime_error("unknown c10d backend \"" + b + "\" (expected gloo or nccl)");
@@ -152,8 +126,8 @@ void* sevit_c10d_new(
 }
 
 // In-place sum of `tensor` (a contiguous at::Tensor*) over all ranks.
-int sevit_c10d_allreduce_sum(void* pg, void* tensor, char** err) {
-  return guarded(err, [&] {
+int sevit_c10d_allreduce_sum(void* pg, void* tensor, char* err, size_t err_len) {
+  return sevit::guarded(err, err_len, [&] {
     auto& p = *static_cast<ProcessGroup*>(pg);
     std::vector<at::Tensor> ts{*static_cast<at::Tensor*>(tensor)};
     c10d::AllreduceOptions o;
@@ -164,8 +138,8 @@ int sevit_c10d_allreduce_sum(void* pg, void* tensor, char** err) {
 }
 
 // Overwrites `tensor` on every rank with rank `root`'s.
-int sevit_c10d_broadcast(void* pg, void* tensor, int root, char** err) {
-  return guarded(err, [&] {
+int sevit_c10d_broadcast(void* pg, void* tensor, int root, char* err, size_t err_len) {
+  return sevit::guarded(err, err_len, [&] {
     auto& p = *static_cast<ProcessGroup*>(pg);
     std::vector<at::Tensor> ts{*static_cast<at::Tensor*>(tensor)};
     c10d::BroadcastOptions o;

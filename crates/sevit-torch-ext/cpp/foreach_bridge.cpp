@@ -8,8 +8,9 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
-#include <cstdio>
 #include <vector>
+
+#include "error.h"
 
 namespace {
 
@@ -18,11 +19,6 @@ std::vector<at::Tensor> list(at::Tensor* const* ts, int64_t n) {
   v.reserve(n);
   for (int64_t i = 0; i < n; ++i) v.push_back(*ts[i]);
   return v;
-}
-
-int fail(const std::exception& e, char* err, size_t err_len) {
-  if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "%s", e.what());
-  return 1;
 }
 
 } // namespace
@@ -50,7 +46,7 @@ int sevit_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads,
                       /*maximize=*/false);
     return 0;
   } catch (const std::exception& e) {
-    return fail(e, err, err_len);
+    return sevit::report(e, err, err_len);
   }
 }
 
@@ -64,7 +60,7 @@ int sevit_foreach_lerp(at::Tensor* const* dst, at::Tensor* const* src, int64_t n
     at::_foreach_lerp_(d, list(src, n), weight);
     return 0;
   } catch (const std::exception& e) {
-    return fail(e, err, err_len);
+    return sevit::report(e, err, err_len);
   }
 }
 
@@ -85,7 +81,7 @@ int sevit_clip_per_tensor(at::Tensor* const* grads, int64_t n, double clip, char
     at::_foreach_mul_(g, coefs);
     return 0;
   } catch (const std::exception& e) {
-    return fail(e, err, err_len);
+    return sevit::report(e, err, err_len);
   }
 }
 

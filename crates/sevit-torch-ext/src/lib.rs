@@ -6,14 +6,38 @@
 //! [`foreach`] in `sevit-distill::foreach`, [`c10d`] in `sevit-dist`. Tensors cross the boundary
 //! as `tch`'s C tensor pointers (`*const c_void`, an `at::Tensor*`).
 //!
-//! Errors: the kernel and foreach entry points return 0 on success, otherwise write a
-//! NUL-terminated message into the caller's `err` buffer (`err_len` bytes) and return non-zero;
-//! the c10d entry points return null / non-zero and hand back a heap message that
-//! [`c10d::sevit_c10d_free_string`] releases.
+//! Errors, one convention for every entry point that can fail (`cpp/error.h`): the caller
+//! passes a buffer `err` of `err_len` bytes; on failure the call writes a NUL-terminated
+//! message there and returns non-zero (a pointer-returning call returns null). [`call`] wraps
+//! it into a `Result`.
 
 #![allow(clippy::too_many_arguments)]
 
 use std::ffi::{c_char, c_int, c_void};
+
+// The C++ libraries here call into libtorch: link it after them even where nothing in Rust
+// names torch-sys (this crate's own tests).
+use torch_sys as _;
+
+/// Size of the message buffer [`call`] hands to an entry point.
+pub const ERROR_BUFFER: usize = 2048;
+
+/// Runs `f(err, err_len)`, an entry point call that returns 0 on success; on failure its
+/// message, or `what` when it wrote none.
+pub fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<(), String> {
+    let mut err = [0u8; ERROR_BUFFER];
+    if f(err.as_mut_ptr().cast(), err.len()) == 0 {
+        return Ok(());
+    }
+    Err(message(&err).unwrap_or_else(|| format!("{what} failed (no message)")))
+}
+
+/// The NUL-terminated message in `err`, if any.
+pub fn message(err: &[u8]) -> Option<String> {
+    let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+    let text = String::from_utf8_lossy(&err[..end]).trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
 
 /// The CPU kernels (`cpp/short_attention.cpp`, `bias_gelu.cpp`, `bias_residual.cpp`,
 /// `kernels.cpp`); `isa`: -1 the one this CPU runs best, 0 base, 1 AVX2, 2 AVX-512.
@@ -124,8 +148,6 @@ pub mod c10d {
     extern "C" {
         /// Whether this build has the NCCL backend.
         pub fn sevit_c10d_has_nccl() -> c_int;
-        /// Releases a message returned through an `err` out-parameter.
-        pub fn sevit_c10d_free_string(s: *mut c_char);
         /// Creates a process group (null and `err` on failure).
         pub fn sevit_c10d_new(
             backend: *const c_char,
@@ -135,22 +157,69 @@ pub mod c10d {
             rank: c_int,
             world_size: c_int,
             timeout_ms: i64,
-            err: *mut *mut c_char,
+            err: *mut c_char,
+            err_len: usize,
         ) -> *mut c_void;
         /// In-place sum over the group.
         pub fn sevit_c10d_allreduce_sum(
             pg: *mut c_void,
             tensor: *mut c_void,
-            err: *mut *mut c_char,
+            err: *mut c_char,
+            err_len: usize,
         ) -> c_int;
         /// In-place broadcast from `root`.
         pub fn sevit_c10d_broadcast(
             pg: *mut c_void,
             tensor: *mut c_void,
             root: c_int,
-            err: *mut *mut c_char,
+            err: *mut c_char,
+            err_len: usize,
         ) -> c_int;
         /// Destroys a process group.
         pub fn sevit_c10d_free(pg: *mut c_void);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_turns_the_error_buffer_into_a_result() {
+        assert_eq!(call("ok", |_, _| 0), Ok(()));
+        let failed = call("x", |err, len| {
+            let msg = b"libtorch says no\0";
+            assert!(len >= msg.len());
+            // SAFETY: `err` is a buffer of `len` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), err.cast(), msg.len()) };
+            1
+        });
+        assert_eq!(failed, Err("libtorch says no".to_string()));
+        assert_eq!(
+            call("x", |_, _| 1),
+            Err("x failed (no message)".to_string())
+        );
+        // a real entry point, through the same convention: an unknown backend
+        let err = {
+            let mut buf = [0u8; ERROR_BUFFER];
+            let (b, host) = (c"bogus", c"127.0.0.1");
+            // SAFETY: valid C strings and a buffer of its length.
+            let pg = unsafe {
+                c10d::sevit_c10d_new(
+                    b.as_ptr(),
+                    host.as_ptr(),
+                    0,
+                    -1,
+                    0,
+                    1,
+                    1000,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            assert!(pg.is_null());
+            message(&buf).unwrap()
+        };
+        assert!(err.contains("unknown c10d backend"), "{err}");
     }
 }
