@@ -96,17 +96,27 @@ impl Default for GridOptions {
     }
 }
 
+/// What [`write_attention_grid`] drew.
+pub struct AttentionGrid {
+    /// The model's probability of the positive class.
+    pub probability: f64,
+    /// The maps drawn.
+    pub maps: AttentionMaps,
+    /// The PNG written.
+    pub png: Vec<u8>,
+}
+
 /// Draws the attention grid of one loaded image (`image`: as [`InferenceModel::score`]'s
 /// input) to `out` (PNG): original, mean attention (heat map), mask keeping
 /// `opts.threshold` of the mean attention's mass, then each head; the title gives `title`
-/// lines followed by the model's probability. Returns the probability and the maps.
+/// lines followed by the model's probability.
 pub fn write_attention_grid(
     model: &InferenceModel,
     image: &GrayImage,
     title: &[String],
     out: &Path,
     opts: &GridOptions,
-) -> anyhow::Result<(f64, AttentionMaps)> {
+) -> anyhow::Result<AttentionGrid> {
     anyhow::ensure!(
         opts.threshold > 0.0 && opts.threshold <= 1.0,
         "the attention mask threshold must be in (0, 1], got {}",
@@ -170,9 +180,13 @@ pub fn write_attention_grid(
         tile_size: opts.tile_size.max(w.min(opts.tile_size)),
         colorbar: Some("attention, from each map's minimum (0) to its maximum (1)".into()),
     };
-    render_grid_png(out, &page)?;
+    let png = render_grid_png(out, &page)?;
     tracing::info!(path = %out.display(), prob, "attention grid");
-    Ok((prob, maps))
+    Ok(AttentionGrid {
+        probability: prob,
+        maps,
+        png,
+    })
 }
 
 #[cfg(test)]

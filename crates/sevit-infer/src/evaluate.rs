@@ -212,14 +212,13 @@ pub fn evaluate_checkpoint(req: &EvalRequest) -> anyhow::Result<EvalOutcome> {
             .with_context(|| format!("image {}", sample.path.display()))?;
         let png = dir.join("attention").join(grid_file_name(&cases.ids[i]));
         let lines = vec![label.clone(), format!("{} ({why})", cases.ids[i])];
-        let (probability, _) =
-            write_attention_grid(&model, &image, &lines, &png, &GridOptions::default())?;
+        let grid = write_attention_grid(&model, &image, &lines, &png, &GridOptions::default())?;
         attention.push(AttentionCase {
             id: cases.ids[i].clone(),
             label: sample.label.clone(),
-            probability,
+            probability: grid.probability,
             why,
-            png: std::fs::read(&png).with_context(|| format!("reading {}", png.display()))?,
+            png: grid.png,
         });
     }
     let mut negatives: Vec<String> = cases

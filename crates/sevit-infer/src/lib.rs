@@ -36,7 +36,7 @@ pub mod visualize;
 #[cfg(test)]
 mod tests;
 
-pub use attention::{mass_kept, mass_mask, write_attention_grid, GridOptions};
+pub use attention::{mass_kept, mass_mask, write_attention_grid, AttentionGrid, GridOptions};
 pub use compare::{compare_predictions, load_predictions, pair};
 pub use embed::{embed_images, EmbedFormat, Embeddings};
 pub use evaluate::{default_out_dir, evaluate_checkpoint, EvalFiles, EvalOutcome, EvalRequest};

@@ -122,7 +122,7 @@ fn attention_maps_are_patch_distributions() {
     let m = maps.mean();
     assert!((m[3] - (maps.heads[0][3] + maps.heads[1][3]) / 2.0).abs() < 1e-7);
     let png = d.path().join("grid.png");
-    let (p, _) = write_attention_grid(
+    let grid = write_attention_grid(
         &model,
         &img,
         &["test".into()],
@@ -130,6 +130,7 @@ fn attention_maps_are_patch_distributions() {
         &GridOptions::default(),
     )
     .unwrap();
+    let p = grid.probability;
     assert!((0.0..=1.0).contains(&p));
     let out = sevit_data::load::load_gray_native(&png).unwrap();
     // A near-square grid of 256 px tiles: 3 columns, 2 rows (image, mean, mask | head 1, head 2).

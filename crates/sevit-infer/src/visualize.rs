@@ -155,7 +155,7 @@ pub fn visualize(
             Some(l) => format!("{}  (true label: {l})", im.id),
             None => im.id.clone(),
         });
-        let (probability, _) = write_attention_grid(model, &img, &lines, &png, opts)?;
+        let probability = write_attention_grid(model, &img, &lines, &png, opts)?.probability;
         out.push(Visualized {
             image: im.clone(),
             probability,

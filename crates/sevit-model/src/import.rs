@@ -291,7 +291,15 @@ fn fresh_model(cfg: &ModelConfig, seed: i64) -> HashMap<String, Tensor> {
 /// folder; DINO/DISTL, timm, Hugging Face ViT or DINOv2 names) and builds a sevit checkpoint
 /// from it.
 pub fn import_weights(input: &Path, opts: &ImportOptions) -> Result<(Checkpoint, ImportSummary)> {
-    let source = read_source(input)?;
+    import_source(input, read_source(input, None)?, opts)
+}
+
+/// [`import_weights`] of the weights already read from `input`.
+fn import_source(
+    input: &Path,
+    source: read::Source,
+    opts: &ImportOptions,
+) -> Result<(Checkpoint, ImportSummary)> {
     let args = source.args;
     let mut maps: Vec<(String, BTreeMap<String, Tensor>)> = Vec::new();
     let mut layout = Layout::Dino;
@@ -488,18 +496,23 @@ pub fn load_init(path: &Path, vit: &ViTConfig) -> Result<Checkpoint> {
         || path
             .extension()
             .is_some_and(|e| e == "pth" || e == "pt" || e == "bin" || e == "tar");
-    if !foreign_file {
+    // A .safetensors file is read once: kept when it is sevit's, imported otherwise.
+    let loaded = if foreign_file {
+        None
+    } else {
         let ck = Checkpoint::load(path)?;
         if is_sevit_checkpoint(&ck) {
             return Ok(ck);
         }
-    }
+        Some(ck)
+    };
     let opts = ImportOptions {
         num_heads: Some(vit.num_heads),
         ..Default::default()
     };
-    let (ck, summary) =
-        import_weights(path, &opts).with_context(|| format!("importing {}", path.display()))?;
+    let (ck, summary) = read_source(path, loaded)
+        .and_then(|source| import_source(path, source, &opts))
+        .with_context(|| format!("importing {}", path.display()))?;
     let got = &summary.config.vit;
     let same = |a: &ViTConfig| {
         (

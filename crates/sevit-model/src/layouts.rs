@@ -48,14 +48,19 @@ pub struct Mapped {
 
 const HF_PREFIXES: [&str; 3] = ["vit.", "dinov2.", "model."];
 
+/// `key` without the model prefix of a Hugging Face task model (`vit.`, `dinov2.`, `model.`).
+fn strip_hf_prefix(key: &str) -> &str {
+    HF_PREFIXES
+        .iter()
+        .find_map(|p| key.strip_prefix(p))
+        .unwrap_or(key)
+}
+
 /// Recognises the layout of `keys` (after DDP's `module.` prefixes are stripped).
 pub fn detect<'a>(keys: impl IntoIterator<Item = &'a str>) -> Layout {
     let (mut hf, mut dinov2) = (false, false);
     for k in keys {
-        let k = HF_PREFIXES
-            .iter()
-            .find_map(|p| k.strip_prefix(p))
-            .unwrap_or(k);
+        let k = strip_hf_prefix(k);
         hf |= k.starts_with("embeddings.patch_embeddings.") || k == "embeddings.cls_token";
         // DINOv2's blocks have LayerScale and `norm1`/`norm2`; ViT's `layernorm_before/after`
         dinov2 |=
@@ -132,10 +137,7 @@ fn hugging_face(tensors: Vec<(String, Tensor)>, layout: Layout) -> Result<Mapped
     // (layer, "weight"/"bias") -> [q, k, v]
     let mut qkv: BTreeMap<(usize, String), [Option<Tensor>; 3]> = BTreeMap::new();
     for (key, t) in tensors {
-        let k = HF_PREFIXES
-            .iter()
-            .find_map(|p| key.strip_prefix(p))
-            .unwrap_or(&key);
+        let k = strip_hf_prefix(&key);
         if k.contains("register_tokens") {
             bail!(
                 "{key}: DINOv2 with register tokens is not supported (sevit's ViT has the CLS \

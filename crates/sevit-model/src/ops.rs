@@ -3,7 +3,6 @@
 //! operators otherwise. A kernel that fails is logged (once per kernel) and the operation
 //! falls back to libtorch, so a kernel problem never stops training.
 
-use std::collections::HashSet;
 use std::sync::Mutex;
 
 use tch::Tensor;
@@ -13,11 +12,12 @@ use crate::{bias_gelu, bias_residual, short_attention};
 
 /// Logs that kernel `name` failed, the first time it does.
 fn kernel_failed(name: &'static str, e: &anyhow::Error) {
-    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     let mut seen = SEEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if seen.get_or_insert_with(HashSet::new).insert(name) {
+    if !seen.contains(&name) {
+        seen.push(name);
         tracing::warn!("sevit kernel {name} failed ({e:#}); libtorch's operators run instead");
     }
 }

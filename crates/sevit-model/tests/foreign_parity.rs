@@ -5,18 +5,17 @@
 //! is set and the packages are missing (`scripts/setup.sh` installs them).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::python;
 use std::process::Command;
 
 use sevit_model::import::{import_weights, ConfigSource, ImportOptions};
 use sevit_model::{Checkpoint, DistlNet};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-
-fn python() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var_os("SEVIT_TORCH_PYTHON")?);
-    p.is_file().then_some(p)
-}
 
 /// Builds the foreign models once per test binary.
 fn reference() -> Option<&'static Path> {

@@ -4,7 +4,11 @@
 //! executable.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
+
+use common::python;
 use std::process::Command;
 
 use sevit_model::import::{import_weights, ConfigSource, ImportOptions};
@@ -12,15 +16,6 @@ use sevit_model::pth::{flatten_tensors, load_pth};
 use sevit_model::{Checkpoint, DinoHeadConfig, DistlNet, ModelConfig, ViTConfig};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-
-fn python() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var_os("SEVIT_TORCH_PYTHON")?);
-    let ok = std::fs::metadata(&p).map(|m| {
-        use std::os::unix::fs::PermissionsExt;
-        m.is_file() && m.permissions().mode() & 0o111 != 0
-    });
-    ok.unwrap_or(false).then_some(p)
-}
 
 macro_rules! need_python {
     () => {

@@ -6,6 +6,7 @@
 //! * [`overlay`]: captioned image grids (attention heat maps, masks) with a colour bar.
 //! * [`preview`]: the grid of the multi-crop training views of one image.
 
+mod font;
 pub mod overlay;
 pub mod plot;
 pub mod preview;

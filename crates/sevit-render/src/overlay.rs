@@ -10,27 +10,14 @@
 //!   [`crate::plot`], so no system font is needed. Written atomically.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use anyhow::Context;
 use image::{Rgb, RgbImage};
 use plotters::prelude::*;
-use plotters::style::{register_font, FontStyle};
 
 use sevit_metrics::io::write_atomic;
 
-const FONT: &str = "sans-serif";
-
-fn ensure_font() -> anyhow::Result<()> {
-    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
-    REGISTERED
-        .get_or_init(|| {
-            register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
-                .map_err(|_| "the embedded DejaVu Sans font could not be parsed".to_string())
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
+use crate::font::{ensure_font, FONT};
 
 /// Upsamples a row-major `gw x gh` map to `w x h` by nearest neighbour (each patch becomes a
 /// block, as DINO's `interpolate(..., mode="nearest")`).
@@ -191,16 +178,18 @@ const BAR: u32 = 60;
 /// Renders `page` to `path` as PNG, atomically. Title lines and captions too wide for the
 /// page or the tile are shortened from the left with an ellipsis.
 ///
+/// Returns the PNG bytes written (to embed them elsewhere without reading the file back).
+///
 /// # Errors
 /// A page without tiles, a zero tile size, or a drawing/I-O failure.
-pub fn render_grid_png(path: &Path, page: &GridPage) -> anyhow::Result<()> {
+pub fn render_grid_png(path: &Path, page: &GridPage) -> anyhow::Result<Vec<u8>> {
     let png = render_grid(page).with_context(|| format!("drawing {}", path.display()))?;
     let mut bytes = std::io::Cursor::new(Vec::new());
     png.write_to(&mut bytes, image::ImageFormat::Png)
         .context("encoding PNG")?;
     write_atomic(path, bytes.get_ref()).with_context(|| format!("saving {}", path.display()))?;
     tracing::debug!(path = %path.display(), "wrote image grid");
-    Ok(())
+    Ok(bytes.into_inner())
 }
 
 /// Renders `page` into an RGB image (see [`render_grid_png`]).

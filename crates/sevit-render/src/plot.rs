@@ -7,21 +7,19 @@
 //! Every plot is [`PLOT_SIZE`] pixels.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use anyhow::Context;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::{register_font, FontStyle};
 
 use sevit_metrics::io::write_atomic;
 use sevit_metrics::{AucCi, Calibration, CiMethod, NuisanceTable, RocPoint};
 
+use crate::font::{ensure_font, FONT};
+
 /// Width and height in pixels of every PNG written here.
 pub const PLOT_SIZE: (u32, u32) = (900, 720);
-
-const FONT: &str = "sans-serif";
 
 /// Okabe–Ito colour-blind-safe palette (yellow left out: unreadable on white), then black.
 const PALETTE: [RGBColor; 7] = [
@@ -39,19 +37,6 @@ fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// Registers the embedded DejaVu Sans as plotters' "sans-serif" (once per process).
-fn ensure_fonts() -> anyhow::Result<()> {
-    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
-    REGISTERED
-        .get_or_init(|| {
-            // Regular only (plotters falls back to it for other styles): ~0.7 MB in the binary.
-            register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
-                .map_err(|_| "the embedded DejaVu Sans font could not be parsed".to_string())
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
 /// Turns a plotters error (whose type borrows the backend) into an anyhow error.
 fn perr<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> anyhow::Error {
     move |e| anyhow::anyhow!("plotting ({what}): {e}")
@@ -62,7 +47,7 @@ fn render_png(
     path: &Path,
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    ensure_fonts()?;
+    ensure_font()?;
     let (w, h) = PLOT_SIZE;
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {

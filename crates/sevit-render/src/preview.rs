@@ -65,7 +65,7 @@ pub fn write_augment_preview(
     seed: u64,
 ) -> Result<()> {
     let views = views_of(image, crop, seed)?;
-    render_grid_png(out, &preview_page(image, &views, seed)?)
+    render_grid_png(out, &preview_page(image, &views, seed)?).map(drop)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_infer::{embed_images, EmbedFormat, InferenceModel};
+use sevit_infer::{embed_images, EmbedFormat};
 
 use super::eval::ModelArgs;
 use super::image_args::ImageArgs;
@@ -29,12 +29,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (checkpoint, stage, weights) = args.model.resolve()?;
     let list = args.input.list()?;
-    let model = InferenceModel::load(
-        &checkpoint,
-        weights,
-        args.model.run.as_deref(),
-        &args.model.overrides(),
-    )?;
+    let model = args.model.load(&checkpoint, weights)?;
     let e = embed_images(&model, &list)?;
     let format = if args.format == "npy" {
         EmbedFormat::Npy

@@ -1,7 +1,7 @@
 //! `sevit eval`: a checkpoint on labelled cases → report.json, predictions.csv, roc.png,
 //! reliability.png, report.html (and with --nuisance the AUC per nuisance severity), plus a terminal table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args as ClapArgs;
 use sevit_data::nuisance::{NuisanceKind, MAX_SEVERITY};
@@ -9,7 +9,7 @@ use sevit_data::Subset;
 use sevit_distill::Weights;
 use sevit_infer::{
     default_out_dir, evaluate_checkpoint, resolve_checkpoint, CaseSource, EvalRequest,
-    RobustnessOptions, SettingOverrides,
+    InferenceModel, RobustnessOptions, SettingOverrides,
 };
 use sevit_metrics::{BootstrapOptions, EvalOptions};
 
@@ -80,6 +80,12 @@ impl ModelArgs {
             self.stage.as_deref(),
         )?;
         Ok((path, label, self.weights.unwrap_or(Weights::Student)))
+    }
+
+    /// Loads network `weights` of `checkpoint` (as [`ModelArgs::resolve`] names them) with
+    /// these flags' run and overrides.
+    pub fn load(&self, checkpoint: &Path, weights: Weights) -> anyhow::Result<InferenceModel> {
+        InferenceModel::load(checkpoint, weights, self.run.as_deref(), &self.overrides())
     }
 
     /// Preprocessing/device overrides.

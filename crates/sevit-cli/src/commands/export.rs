@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
-use sevit_infer::{export_torchscript, positive_label_of, InferenceModel};
+use sevit_infer::{export_torchscript, positive_label_of};
 
 use super::eval::ModelArgs;
 
@@ -24,12 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (checkpoint, stage, weights) = args.model.resolve()?;
-    let model = InferenceModel::load(
-        &checkpoint,
-        weights,
-        args.model.run.as_deref(),
-        &args.model.overrides(),
-    )?;
+    let model = args.model.load(&checkpoint, weights)?;
     let label = positive_label_of(&checkpoint, args.model.run.as_deref());
     let info = export_torchscript(&model, &args.out, label)?;
     println!("model: {stage} - {}", model.describe());

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 use sevit_infer::{
-    predict_images, visualize, youden_threshold_from_report, GridOptions, InferenceModel,
-    PredictOptions, SelectedImage,
+    predict_images, visualize, youden_threshold_from_report, GridOptions, PredictOptions,
+    SelectedImage,
 };
 
 use super::eval::ModelArgs;
@@ -50,12 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ),
         (None, None) => (0.5, "default".to_string()),
     };
-    let model = InferenceModel::load(
-        &checkpoint,
-        weights,
-        args.model.run.as_deref(),
-        &args.model.overrides(),
-    )?;
+    let model = args.model.load(&checkpoint, weights)?;
     let outcome = predict_images(
         &model,
         &list,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 use sevit_data::Subset;
-use sevit_infer::{visualize, GridOptions, ImageSelection, InferenceModel};
+use sevit_infer::{visualize, GridOptions, ImageSelection};
 
 use super::eval::ModelArgs;
 
@@ -59,12 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     };
     let images = selection.resolve()?;
-    let model = InferenceModel::load(
-        &checkpoint,
-        weights,
-        args.model.run.as_deref(),
-        &args.model.overrides(),
-    )?;
+    let model = args.model.load(&checkpoint, weights)?;
     let mut leaf = stage.clone();
     if weights == sevit_distill::Weights::Teacher {
         leaf.push_str("-teacher");

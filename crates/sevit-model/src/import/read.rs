@@ -48,7 +48,8 @@ fn find_state_dicts(root: &Value) -> Result<Vec<(String, Value)>> {
 
 /// Reads a `torch.save` file, a `.safetensors` file, or a Hugging Face model folder
 /// (`model.safetensors` or `pytorch_model.bin`, with `config.json`).
-pub(super) fn read_source(input: &Path) -> Result<Source> {
+/// `loaded`: the file's checkpoint when the caller has already read a `.safetensors` file.
+pub(super) fn read_source(input: &Path, loaded: Option<Checkpoint>) -> Result<Source> {
     let file = if input.is_dir() {
         ["model.safetensors", "pytorch_model.bin"]
             .iter()
@@ -76,7 +77,10 @@ pub(super) fn read_source(input: &Path) -> Result<Source> {
         None
     };
     if file.extension().is_some_and(|e| e == "safetensors") {
-        let ck = Checkpoint::load(&file)?;
+        let ck = match loaded {
+            Some(ck) => ck,
+            None => Checkpoint::load(&file)?,
+        };
         return Ok(Source {
             dicts: vec![("(root)".into(), ck.tensors.into_iter().collect())],
             args: None,
