@@ -81,10 +81,18 @@ bench *flags='': setup
 cuda-check *flags='': setup
     bash scripts/cuda-check.sh {{flags}}
 
-# the DISTL claim on Kermany (issue 6): SSL-free initial model, DISTL T=1..3, supervised
-# baselines, 3 seeds, paired DeLong tests -> docs/results.md (resumable: rerun continues)
-experiment config="configs/cpu.toml" seeds="0 1 2" exp="runs/experiment": build
-    SEVIT={{sevit}} bash scripts/experiment.sh {{config}} "{{seeds}}" {{exp}}
+# run an experiment protocol (experiments/*.toml) end to end, resumable (a rerun continues),
+# with progress and ETA; writes the protocol's docs/results.md and docs/results/
+experiment protocol="experiments/cpu-2core.toml": build
+    {{sevit}} experiment run {{protocol}}
+
+# the report of an experiment protocol from the stages run so far
+experiment-report protocol="experiments/cpu-2core.toml": build
+    {{sevit}} experiment report {{protocol}}
+
+# which stages of an experiment protocol have finished, with their wall times
+experiment-status protocol="experiments/cpu-2core.toml": build
+    {{sevit}} experiment status {{protocol}}
 
 # coverage-guided fuzzing of the input parsers (cargo-fuzz, fuzz/): each target for `seconds`
 # (all targets when none named); findings in fuzz/artifacts/, one row per target in fuzz/last-run.csv

@@ -76,8 +76,8 @@ enum Command {
     Visualize(commands::visualize::Args),
     /// Probabilities for new images (no labels needed) as CSV.
     Predict(commands::predict::Args),
-    /// The DISTL-vs-supervised experiment report (docs/results.md, JSON, CSV, plot) over seeds.
-    ExperimentReport(commands::experiment_report::Args),
+    /// Run an experiment protocol (experiments/*.toml) resumably, or write its report.
+    Experiment(commands::experiment::Args),
 }
 
 /// libgomp (libtorch's OpenMP runtime) reads its wait policy once, when it is loaded, before
@@ -163,7 +163,7 @@ fn main() {
         Command::Compare(a) => commands::compare::run(a),
         Command::Visualize(a) => commands::visualize::run(a),
         Command::Predict(a) => commands::predict::run(a),
-        Command::ExperimentReport(a) => commands::experiment_report::run(a),
+        Command::Experiment(a) => commands::experiment::run(a),
         Command::Split(a) => commands::split::run(a),
         Command::Synth(a) => commands::synth::run(a),
         Command::AugmentPreview(a) => commands::augment_preview::run(a),

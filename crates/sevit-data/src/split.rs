@@ -463,6 +463,17 @@ impl Split {
             .collect()
     }
 
+    /// The fold of each image of [`Split::unlabeled_upto`]`(t)`, in the same order.
+    pub fn unlabeled_folds_upto(&self, t: usize) -> Vec<usize> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e.subset {
+                Subset::Fold(k) if k < t => Some(k),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Number of unlabeled folds.
     pub fn num_folds(&self) -> usize {
         self.folds

@@ -14,6 +14,8 @@ pub struct Batch {
     pub views: Vec<Tensor>,
     /// Targets `[B]` (0/1 floats).
     pub targets: Tensor,
+    /// Positions of the batch's images in the sample list the batches were drawn from.
+    pub indices: Vec<usize>,
 }
 
 impl Batch {
@@ -107,6 +109,7 @@ pub fn train_batches<'a>(
         Ok(Batch {
             views: b.views.iter().map(|v| v.to_device(device)).collect(),
             targets: b.targets.to_device(device),
+            indices: b.indices,
         })
     }))
 }

@@ -33,6 +33,7 @@
 //! index) in `sevit-data`, drop-path by a `tch::manual_seed` before each update) and reaches
 //! the same weights on CPU.
 
+pub mod audit;
 pub mod clip;
 pub mod config;
 pub mod data;
@@ -53,7 +54,7 @@ pub mod trainer;
 pub use config::{ModelSelection, TrainConfig, Weights};
 pub use layout::{stage_name, RunLayout};
 pub use loops::{
-    distill, distill_with, evolve, pretrain, pretrain_self_supervised, warm_up_dino_head,
-    DistillInputs, EvolveOptions, PretrainOptions, SummaryRow,
+    continue_self_supervised, distill, distill_with, evolve, pretrain, pretrain_self_supervised,
+    warm_up_dino_head, DistillInputs, EvolveOptions, PretrainOptions, SummaryRow,
 };
 pub use trainer::{RunOptions, StageOutcome};

@@ -260,6 +260,7 @@ pub fn evolve_step(site: &Site, req: &EvolveRequest) -> anyhow::Result<StepOutco
             labeled: labeled.clone(),
             init,
             init_both_from_student: from_initial,
+            audit_folds: None,
         },
         &opts,
     )?;

@@ -29,8 +29,14 @@ use sevit_metrics::{
     Predictions, ThresholdMetrics,
 };
 
+pub mod corpus;
+pub mod gate;
 mod markdown;
+pub mod protocol;
+pub mod runner;
+mod sections;
 pub use markdown::MarkdownOptions;
+pub use protocol::{Criteria, Protocol};
 
 /// The two kinds of model the experiment compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -240,6 +246,18 @@ pub struct ExperimentResults {
 /// An unreadable predictions file; two models of one seed scored on different cases; a seed
 /// without the initial model (`distl-T0`); degenerate scores (one class, NaN).
 pub fn summarize(entries: &[Entry], level: f64) -> anyhow::Result<ExperimentResults> {
+    summarize_with(entries, level, &Criteria::default())
+}
+
+/// [`summarize`] with the success criteria of a protocol.
+///
+/// # Errors
+/// As [`summarize`].
+pub fn summarize_with(
+    entries: &[Entry],
+    level: f64,
+    criteria: &Criteria,
+) -> anyhow::Result<ExperimentResults> {
     let mut preds: BTreeMap<(u64, Arm, usize), Predictions> = BTreeMap::new();
     for e in entries {
         let p = read_predictions_csv(&e.predictions)?;
@@ -325,7 +343,7 @@ pub fn summarize(entries: &[Entry], level: f64) -> anyhow::Result<ExperimentResu
             specificity: pick(&|m| m.youden.specificity),
         });
     }
-    let targets = targets(&seeds, &models, &distl_vs_initial);
+    let targets = targets(&seeds, &models, &distl_vs_initial, criteria);
     Ok(ExperimentResults {
         level,
         seeds: seeds.into_iter().collect(),
@@ -362,6 +380,7 @@ fn targets(
     seeds: &BTreeSet<u64>,
     models: &[ModelResult],
     vs_initial: &[PairedResult],
+    criteria: &Criteria,
 ) -> Vec<TargetCheck> {
     let auc = |s: u64, arm: Arm, t: usize| {
         models
@@ -374,10 +393,12 @@ fn targets(
     let mut distl_ge_sup = 0;
     let mut distl_ge_init = 0;
     for &s in seeds {
-        if vs_initial
-            .iter()
-            .any(|p| p.seed == s && p.t == t_max && p.test.diff >= 0.03 && p.test.p_value < 0.05)
-        {
+        if vs_initial.iter().any(|p| {
+            p.seed == s
+                && p.t == t_max
+                && p.test.diff >= criteria.min_mean_gain
+                && p.test.p_value < criteria.alpha
+        }) {
             gain += 1;
         }
         let steps: Vec<usize> = (1..=t_max).collect();
@@ -399,7 +420,10 @@ fn targets(
     let of = seeds.len();
     vec![
         TargetCheck {
-            target: format!("AUC(T={t_max}) - AUC(T=0) >= 0.03 with paired DeLong p < 0.05"),
+            target: format!(
+                "AUC(T={t_max}) - AUC(T=0) >= {} with paired DeLong p < {}",
+                criteria.min_mean_gain, criteria.alpha
+            ),
             met: gain,
             of,
         },
@@ -435,6 +459,8 @@ pub struct ReportSpec {
     pub attention: Option<PathBuf>,
     /// Confidence level.
     pub level: f64,
+    /// The success criteria the targets are checked against.
+    pub criteria: Criteria,
 }
 
 /// Collects the experiment, computes its results and writes `spec.out` with the JSON, CSV and
@@ -443,7 +469,7 @@ pub struct ReportSpec {
 /// # Errors
 /// As [`collect`] and [`summarize`]; an unreadable preamble/appendix file; I/O failures.
 pub fn write_report(spec: &ReportSpec) -> anyhow::Result<ExperimentResults> {
-    let results = summarize(&collect(&spec.exp)?, spec.level)?;
+    let results = summarize_with(&collect(&spec.exp)?, spec.level, &spec.criteria)?;
     results.write_files(&spec.assets)?;
     let base = spec
         .out

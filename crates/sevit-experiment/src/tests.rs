@@ -199,6 +199,7 @@ fn report_with_sections_and_attention() {
         appendix: vec![],
         attention: Some(docs.join("results/attention")),
         level: 0.95,
+        criteria: Default::default(),
     })
     .unwrap();
     assert_eq!(r.seeds, vec![4]);
@@ -216,6 +217,7 @@ fn report_with_sections_and_attention() {
         appendix: vec![],
         attention: None,
         level: 0.95,
+        criteria: Default::default(),
     })
     .unwrap_err();
     assert!(format!("{e:#}").contains("nope.md"));

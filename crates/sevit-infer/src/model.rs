@@ -297,6 +297,21 @@ impl InferenceModel {
         })
     }
 
+    /// The same architecture, settings and device with freshly initialised weights (drawn
+    /// with `seed`): what a probe of these weights is compared against.
+    pub fn random_like(&self, seed: u64) -> Self {
+        let mut net = Net::build(&self.model_config, self.device, 0.0, seed);
+        net.vs.freeze();
+        InferenceModel {
+            net,
+            checkpoint: self.checkpoint.clone(),
+            weights: self.weights,
+            model_config: self.model_config.clone(),
+            settings: self.settings.clone(),
+            device: self.device,
+        }
+    }
+
     /// One-line description: checkpoint, weights and preprocessing.
     pub fn describe(&self) -> String {
         format!(

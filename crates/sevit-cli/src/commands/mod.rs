@@ -6,7 +6,7 @@ pub mod distill;
 pub mod embed;
 pub mod eval;
 pub mod evolve;
-pub mod experiment_report;
+pub mod experiment;
 pub mod export;
 pub mod image_args;
 pub mod import_weights;

@@ -11,6 +11,7 @@ use tch::{Kind, Tensor};
 
 use super::head_warmup::warm_up_dino_head;
 use super::teacher_student::{forward, start_teacher_and_student, teacher_student_trainer};
+use crate::audit::{append_epoch, audit_path, PseudoLabelAudit};
 use crate::config::TrainConfig;
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{JsonlLog, LogRecord, StepKind};
@@ -32,6 +33,10 @@ pub struct DistillInputs {
     /// `true`: teacher and student both start from the init's student (T = 1); `false`:
     /// from its teacher and student (T > 1).
     pub init_both_from_student: bool,
+    /// The fold of each unlabeled image when their labels are true labels hidden from
+    /// training (a split's folds): the step then audits its pseudo-labels against them
+    /// (`STAGE/pseudo_labels.csv`, [`crate::audit`]). `None`: no labels to audit against.
+    pub audit_folds: Option<Vec<usize>>,
 }
 
 /// DISTL step `t` of the curriculum of run `run`: unlabeled folds `0..t`, labeled set for
@@ -64,6 +69,7 @@ pub fn distill(
         );
     }
     let unlabeled = split.unlabeled_upto(t);
+    let audit_folds = split.unlabeled_folds_upto(t);
     let init_both_from_student = step.init == StepInit::Pretrain;
     let init = if init_both_from_student && cfg.distl.head_warmup_epochs > 0 {
         let warmed = run.checkpoint(stage_name::HEAD_WARMUP);
@@ -83,6 +89,7 @@ pub fn distill(
         labeled: split.samples(Subset::Labeled),
         init,
         init_both_from_student,
+        audit_folds: Some(audit_folds),
     };
     distill_with(run, cfg, &inputs, opts)
 }
@@ -122,6 +129,14 @@ pub fn distill_with(
         "DISTL step"
     );
     let views = cfg.views.clone();
+    let mut audit = match &inputs.audit_folds {
+        Some(folds) => Some(PseudoLabelAudit::new(
+            folds.clone(),
+            inputs.unlabeled.iter().map(|s| s.target > 0.5).collect(),
+        )?),
+        None => None,
+    };
+    let audit_file = audit_path(&run.stage_dir(stage));
     tr.run(opts, |tr, epoch, log, pb| {
         for (i, b) in tr
             .batches(&inputs.unlabeled, &views, unl_seed, epoch as u64)?
@@ -144,6 +159,16 @@ pub fn distill_with(
             let loss = combine(&f.dino, &st, alpha, d.lambda, epoch, tr.cfg.dino_epochs());
             let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
             let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], b.len(), epoch, it)?;
+            if let Some(a) = audit.as_mut() {
+                let p = Vec::<f64>::try_from(
+                    f.teacher_logit_v1
+                        .detach()
+                        .sigmoid()
+                        .to_kind(Kind::Double)
+                        .to_device(tch::Device::Cpu),
+                )?;
+                a.record(&b.indices, &p)?;
+            }
             tr.update(&loss, b.len(), epoch, lr, wd)?;
             tr.ema(m)?;
             log.write(&LogRecord {
@@ -174,6 +199,12 @@ pub fn distill_with(
                 v[3]
             ));
             pb.inc(1);
+        }
+        if let Some(a) = audit.as_mut() {
+            let rows = a.finish_epoch(epoch);
+            if tr.is_main() {
+                append_epoch(&audit_file, epoch, &rows)?;
+            }
         }
         Ok(())
     })

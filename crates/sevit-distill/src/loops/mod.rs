@@ -17,7 +17,7 @@ pub use distl::{distill, distill_with, DistillInputs};
 pub use evolve::{evolve, read_summary, write_summary, EvolveOptions, SummaryRow};
 pub use head_warmup::warm_up_dino_head;
 pub use restarts::{restart_dir, restart_seed, RESTARTS_CSV_FILE};
-pub use ssl::pretrain_self_supervised;
+pub use ssl::{continue_self_supervised, pretrain_self_supervised};
 pub use supervised::{pretrain, PretrainOptions};
 
 /// Iterations per epoch of a stage training on `n_images` images: global batches of

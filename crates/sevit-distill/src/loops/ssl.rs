@@ -17,6 +17,30 @@ pub fn pretrain_self_supervised(
     pool: &[Sample],
     opts: &RunOptions,
 ) -> anyhow::Result<StageOutcome> {
+    self_supervised_stage(run, cfg, pool, None, opts)
+}
+
+/// [`pretrain_self_supervised`] continued from an earlier self-supervised checkpoint `init`
+/// (student from its `student.*`, teacher from its `teacher.*`; the DINO centre starts
+/// afresh): more DINO pretraining on new images, e.g. a shared backbone adapted to a site's
+/// unlabeled images.
+pub fn continue_self_supervised(
+    run: &RunLayout,
+    cfg: &TrainConfig,
+    pool: &[Sample],
+    init: &std::path::Path,
+    opts: &RunOptions,
+) -> anyhow::Result<StageOutcome> {
+    self_supervised_stage(run, cfg, pool, Some(init), opts)
+}
+
+fn self_supervised_stage(
+    run: &RunLayout,
+    cfg: &TrainConfig,
+    pool: &[Sample],
+    init: Option<&std::path::Path>,
+    opts: &RunOptions,
+) -> anyhow::Result<StageOutcome> {
     anyhow::ensure!(
         !pool.is_empty(),
         "self-supervised pretraining: the image pool is empty"
@@ -37,6 +61,9 @@ pub fn pretrain_self_supervised(
         pool.len(),
         opts,
     )?;
+    if let Some(init) = init {
+        super::teacher_student::start_teacher_and_student(&mut tr, init, "teacher.")?;
+    }
     let loader_seed = derive_seed(&[cfg.seed, hash_str(stage), hash_str("pool")]);
     tracing::info!(
         images = pool.len(),

@@ -1,0 +1,496 @@
+//! The report's sections besides the main tables: setup (protocol, machine, split, wall
+//! times, preset), backbone gate, validation AUCs, EMA teacher, other arms against DISTL,
+//! the pseudo-label audit and robustness. Each is a Markdown file in the experiment
+//! directory, handed to [`crate::write_report`] as preamble or appendix.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use sevit_data::Subset;
+use sevit_distill::audit::{audit_path, read_audit};
+use sevit_distill::layout::stage_name;
+
+use crate::runner::Runner;
+
+/// The section files written.
+pub(crate) struct Sections {
+    pub preamble: Vec<PathBuf>,
+    pub appendix: Vec<PathBuf>,
+}
+
+pub(crate) fn write_sections(r: &Runner) -> anyhow::Result<Sections> {
+    let root = &r.layout.root;
+    let write = |name: &str, text: String| -> anyhow::Result<PathBuf> {
+        let p = root.join(name);
+        sevit_fs::write_atomic(&p, text.as_bytes())?;
+        Ok(p)
+    };
+    let mut preamble = vec![write("setup.md", setup(r)?)?];
+    if r.protocol.backbone.is_some() {
+        preamble.push(write("backbone.md", backbone(r))?);
+    }
+    let mut appendix = vec![
+        write("audit.md", audit(r))?,
+        write("validation.md", validation(r))?,
+    ];
+    if r.protocol.report.robustness {
+        appendix.push(write("robustness.md", robustness(r))?);
+    }
+    Ok(Sections { preamble, appendix })
+}
+
+/// Test (or validation) AUC of model `name` of `seed`, or `-` before it is scored.
+fn auc(r: &Runner, seed: u64, subset: Subset, name: &str) -> Option<f64> {
+    let p = r.layout.eval(seed, subset, name).join("predictions.csv");
+    let preds = sevit_metrics::read_predictions_csv(&p).ok()?;
+    sevit_metrics::roc_auc(&preds.labels, &preds.scores).ok()
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+fn mean(v: &[Option<f64>]) -> Option<f64> {
+    let got: Vec<f64> = v.iter().flatten().copied().collect();
+    (!got.is_empty()).then(|| got.iter().sum::<f64>() / got.len() as f64)
+}
+
+fn git_commit_of(path: &Path) -> String {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::process::Command::new("git")
+        .current_dir(dir)
+        .args(["log", "-1", "--format=%h %cs"])
+        .arg("--")
+        .arg(path)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "not committed".into())
+}
+
+fn setup(r: &Runner) -> anyhow::Result<String> {
+    let p = &r.protocol;
+    let root = &r.layout.root;
+    let mut s = String::from("## Setup\n\n");
+    let protocol_file = root.join("protocol.toml");
+    let _ = writeln!(
+        s,
+        "* Protocol `{}` (kept in `{}`); seeds: {}. Command: `just experiment <protocol>`.",
+        p.name,
+        protocol_file.display(),
+        p.seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "* Training preset `{}` (last commit {}), overrides: {}.",
+        p.config.display(),
+        git_commit_of(&p.config),
+        if p.set.is_empty() {
+            "none".to_string()
+        } else {
+            format!("`{}`", p.set.join(" "))
+        }
+    );
+    let _ = writeln!(
+        s,
+        "* Data: `{}`; {}% labeled, {} unlabeled folds, {}% validation (tuning only), test = the descriptor's test files.",
+        p.data.dataset.display(),
+        p.data.labeled_fraction * 100.0,
+        p.data.folds,
+        p.data.val_fraction * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "* Success criteria, declared in the protocol: AUC(T={k}) − AUC(T=0) ≥ {} with paired DeLong p < {}.",
+        p.criteria.min_mean_gain,
+        p.criteria.alpha,
+        k = p.data.folds
+    );
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let _ = writeln!(s, "* Machine: {cpus} CPU cores ({model}).");
+    let first = p.seeds[0];
+    if let Ok(split) = std::fs::read_to_string(r.layout.seed_dir(first).join("split.txt")) {
+        let _ = write!(
+            s,
+            "\nSplit of seed {first} (images per subset):\n\n```\n{split}```\n"
+        );
+    }
+    let total: f64 = r.ledger().stages.iter().map(|st| st.seconds).sum();
+    let _ = write!(
+        s,
+        "\nWall time of each stage (seconds; a resumed stage counts its last run only), {:.1} h in all:\n\n| stage | what | seconds |\n|---|---|---|\n",
+        total / 3600.0
+    );
+    for st in &r.ledger().stages {
+        let _ = writeln!(s, "| {} | {} | {:.0} |", st.id, st.detail, st.seconds);
+    }
+    let preset = std::fs::read_to_string(root.join("preset.toml"))?;
+    let _ = write!(s, "\nTraining preset:\n\n```toml\n{preset}```\n");
+    Ok(s)
+}
+
+fn backbone(r: &Runner) -> String {
+    let mut s = String::from("## Backbone gate\n\n");
+    let path = r.layout.backbone().root.join("gate.json");
+    let g: Option<crate::gate::GateResult> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    match g {
+        None => s.push_str("The backbone has not been gated yet.\n"),
+        Some(g) => {
+            let _ = writeln!(
+                s,
+                "DINO self-supervised pretraining on the corpus (`{}`), before any curriculum:\n",
+                r.layout.backbone().root.join("corpus.csv").display()
+            );
+            let _ = writeln!(
+                s,
+                "| check | measured | required | met |\n|---|---|---|---|"
+            );
+            let _ = writeln!(
+                s,
+                "| final DINO loss / ln K | {:.3} / {:.3} = {:.2} | ≤ {} | {} |",
+                g.dino_loss,
+                g.ln_k,
+                g.loss_ratio,
+                g.gate.max_loss_ratio,
+                yes(g.loss_ratio <= g.gate.max_loss_ratio)
+            );
+            let _ = writeln!(
+                s,
+                "| k-NN probe AUC (k = {}, {} bank / {} validation images) − random weights | {:.3} − {:.3} = {:+.3} | ≥ {} | {} |",
+                g.k,
+                g.bank,
+                g.queries,
+                g.probe_auc,
+                g.random_probe_auc,
+                g.gain(),
+                g.gate.min_probe_gain,
+                yes(g.gain() >= g.gate.min_probe_gain)
+            );
+            let _ = writeln!(
+                s,
+                "\nGate: **{}**.",
+                if g.passed { "passed" } else { "failed" }
+            );
+        }
+    }
+    s
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn audit(r: &Runner) -> String {
+    let p = &r.protocol;
+    let mut s = String::from(
+        "## Pseudo-label audit\n\nThe teacher's soft pseudo-labels (sigmoid of its logit on global view 1) during each DISTL\nstep, against the unlabeled folds' true labels, which training never sees: AUC and accuracy\nat 0.5 in the step's first and last epoch, per fold. Raw: `seed-S/run/stepT/pseudo_labels.csv`.\n\n| seed | T | fold | AUC, first epoch | AUC, last epoch | accuracy, last epoch | called positive |\n|---|---|---|---|---|---|---|\n",
+    );
+    let mut per_t: std::collections::BTreeMap<usize, Vec<Option<f64>>> = Default::default();
+    for &seed in &p.seeds {
+        for t in 1..=p.data.folds {
+            let path = audit_path(&r.layout.run(seed).stage_dir(&stage_name::step(t)));
+            let Ok(rows) = read_audit(&path) else {
+                continue;
+            };
+            let (Some(first), Some(last)) = (
+                rows.iter().map(|x| x.epoch).min(),
+                rows.iter().map(|x| x.epoch).max(),
+            ) else {
+                continue;
+            };
+            for f in 0..t {
+                let at = |e: usize| rows.iter().find(|x| x.epoch == e && x.fold == f);
+                let (a, b) = (at(first), at(last));
+                if let Some(b) = b {
+                    per_t.entry(t).or_default().push(Some(b.auc));
+                    let _ = writeln!(
+                        s,
+                        "| {seed} | {t} | {} | {} | {:.3} | {:.3} | {:.2} |",
+                        f + 1,
+                        fmt(a.map(|a| a.auc)),
+                        b.auc,
+                        b.accuracy,
+                        b.positive_rate
+                    );
+                }
+            }
+        }
+    }
+    for (t, v) in &per_t {
+        let _ = writeln!(s, "| mean | {t} | all | | {} | | |", fmt(mean(v)));
+    }
+    s
+}
+
+fn restarts(r: &Runner, seed: u64, stage: &str) -> String {
+    let f = r.layout.run(seed).stage_dir(stage).join("restarts.csv");
+    let Ok(text) = std::fs::read_to_string(f) else {
+        return "-".into();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            let a: f64 = c.get(3)?.parse().ok()?;
+            Some(if c.get(4) == Some(&"true") {
+                format!("**{a:.3}**")
+            } else {
+                format!("{a:.3}")
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn diff_p(path: &Path) -> String {
+    let Some(v) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return "-".into();
+    };
+    let (Some(d), Some(p)) = (v["test"]["diff"].as_f64(), v["test"]["p_value"].as_f64()) else {
+        return "-".into();
+    };
+    if p < 1e-4 {
+        format!("{d:+.3} (p < 0.0001)")
+    } else {
+        format!("{d:+.3} (p = {p:.4})")
+    }
+}
+
+fn validation(r: &Runner) -> String {
+    let p = &r.protocol;
+    let k = p.data.folds;
+    let ts = || 1..=k;
+    let header = |first: &str| {
+        let mut h = format!("| seed | {first} | T=0 |");
+        let mut rule = String::from("|---|---|---|");
+        for t in ts() {
+            let _ = write!(h, " T={t} |");
+            rule.push_str("---|");
+        }
+        format!("{h}\n{rule}\n")
+    };
+    let mut s = String::from("## Validation AUC of every model\n\nThe same models on the validation split (held out by patient from the training part; what\nthe presets were tuned on, never the test files). Raw: `seed-S/eval-val/`.\n\n");
+    s.push_str(&header("arm"));
+    let val = |seed, name: &str| fmt(auc(r, seed, Subset::Val, name));
+    for &seed in &p.seeds {
+        let t0 = val(seed, "distl-T0");
+        let mut arms = vec![("DISTL", "distl")];
+        if p.baselines.supervised {
+            arms.push(("supervised", "supervised"));
+        }
+        if p.baselines.control {
+            arms.push(("labeled-only control", "control"));
+        }
+        for (label, name) in arms {
+            let _ = write!(s, "| {seed} | {label} | {t0} |");
+            for t in ts() {
+                let _ = write!(s, " {} |", val(seed, &format!("{name}-T{t}")));
+            }
+            s.push('\n');
+        }
+    }
+    let restarted = p.seeds.iter().any(|&seed| {
+        r.layout
+            .run(seed)
+            .stage_dir(stage_name::PRETRAIN)
+            .join("restarts.csv")
+            .is_file()
+    });
+    if restarted {
+        s.push_str("\nRestarts (`pretrain.restarts`): the validation AUC of each training of a supervised stage (at\nits best epoch); the stage keeps the one in bold.\n\n| seed | initial model (T=0) |");
+        for t in ts() {
+            let _ = write!(s, " supervised T={t} |");
+        }
+        s.push_str("\n|---|---|");
+        s.push_str(&"---|".repeat(k));
+        s.push('\n');
+        for &seed in &p.seeds {
+            let _ = write!(
+                s,
+                "| {seed} | {} |",
+                restarts(r, seed, stage_name::PRETRAIN)
+            );
+            for t in ts() {
+                let _ = write!(s, " {} |", restarts(r, seed, &stage_name::supervised(t)));
+            }
+            s.push('\n');
+        }
+    }
+    s.push_str("\n## DISTL's EMA teacher\n\nThe tables above evaluate the student of each DISTL step (DISTL.md: student weights by\ndefault). The same steps' teacher on the test set, validation AUC in brackets; T=0 is the\ninitial model, where teacher and student are one network.\n\n");
+    s.push_str("| seed |");
+    for t in 0..=k {
+        let _ = write!(s, " T={t} |");
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(k + 1));
+    s.push('\n');
+    let both = |seed, name: &str| {
+        format!(
+            "{} ({})",
+            fmt(auc(r, seed, Subset::Test, name)),
+            fmt(auc(r, seed, Subset::Val, name))
+        )
+    };
+    let teacher = |t: usize| {
+        if t == 0 {
+            "distl-T0".to_string()
+        } else {
+            format!("distl-teacher-T{t}")
+        }
+    };
+    for &seed in &p.seeds {
+        let _ = write!(s, "| {seed} |");
+        for t in 0..=k {
+            let _ = write!(s, " {} |", both(seed, &teacher(t)));
+        }
+        s.push('\n');
+    }
+    let _ = write!(s, "| mean (test) |");
+    for t in 0..=k {
+        let v: Vec<Option<f64>> = p
+            .seeds
+            .iter()
+            .map(|&seed| auc(r, seed, Subset::Test, &teacher(t)))
+            .collect();
+        let _ = write!(s, " {} |", fmt(mean(&v)));
+    }
+    s.push('\n');
+    let mut others: Vec<(String, String)> = p
+        .ablations
+        .iter()
+        .map(|a| {
+            (
+                format!("ablation-{}", a.name),
+                format!("{}: `{}`", a.name, a.set.join(" ")),
+            )
+        })
+        .collect();
+    if p.baselines.ssl_finetune.is_some() {
+        others.push((
+            "ssl-finetune".into(),
+            "ssl-finetune: self-supervised pretraining on the corpus plus the folds seen so far, then supervised fine-tuning on the labeled set".into(),
+        ));
+    }
+    if !others.is_empty() {
+        s.push_str("\n## Other arms against DISTL\n\nFrom the same split and, for the ablations, the same initial model (reported, never used to\nchoose the preset): ");
+        s.push_str(
+            &others
+                .iter()
+                .map(|(_, d)| d.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+        s.push_str(".\nTest AUC, validation AUC in brackets, and the difference from DISTL with its paired DeLong p.\n\n| seed | T | DISTL |");
+        for (name, _) in &others {
+            let _ = write!(s, " {name} | − DISTL (p) |");
+        }
+        s.push_str("\n|---|---|---|");
+        s.push_str(&"---|---|".repeat(others.len()));
+        s.push('\n');
+        for &seed in &p.seeds {
+            for t in ts() {
+                let _ = write!(
+                    s,
+                    "| {seed} | {t} | {} |",
+                    both(seed, &format!("distl-T{t}"))
+                );
+                for (name, _) in &others {
+                    let cmp = r
+                        .layout
+                        .seed_dir(seed)
+                        .join("eval")
+                        .join(format!("{name}-vs-distl-T{t}.json"));
+                    let _ = write!(
+                        s,
+                        " {} | {} |",
+                        both(seed, &format!("{name}-T{t}")),
+                        diff_p(&cmp)
+                    );
+                }
+                s.push('\n');
+            }
+        }
+        for t in ts() {
+            let m = |name: &str| {
+                let v: Vec<Option<f64>> = p
+                    .seeds
+                    .iter()
+                    .map(|&seed| auc(r, seed, Subset::Test, &format!("{name}-T{t}")))
+                    .collect();
+                fmt(mean(&v))
+            };
+            let _ = write!(s, "| mean | {t} | {} |", m("distl"));
+            for (name, _) in &others {
+                let _ = write!(s, " {} | |", m(name));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn robustness(r: &Runner) -> String {
+    let k = r.protocol.data.folds;
+    let seed = r.protocol.seeds[0];
+    let assets = r.protocol.docs.join("results").join("robustness");
+    let read = |tag: &str| std::fs::read_to_string(assets.join(format!("nuisance-{tag}.csv")));
+    let mut s = format!("## Robustness to image nuisances (seed {seed}, test set)\n\nTest AUC (DeLong 95% CI) when every test image is perturbed; severity 0 is the clean image.\nRaw: `results/robustness/nuisance-T0.csv`, `results/robustness/nuisance-T{k}.csv`.\n\n| nuisance | severity | initial model (T=0) | DISTL T={k} |\n|---|---|---|---|\n");
+    let (Ok(a), Ok(b)) = (read("T0"), read(&format!("T{k}"))) else {
+        s.push_str("(not measured yet)\n");
+        return s;
+    };
+    let mut clean_done = false;
+    for (la, lb) in a.lines().zip(b.lines()).skip(1) {
+        let (ca, cb): (Vec<&str>, Vec<&str>) = (la.split(',').collect(), lb.split(',').collect());
+        if ca.len() < 6 || cb.len() < 6 {
+            continue;
+        }
+        let sev = ca[2].parse::<f64>().unwrap_or(0.0) as u32;
+        if sev == 0 {
+            if clean_done {
+                continue;
+            }
+            clean_done = true;
+        }
+        let cell = |c: &[&str]| {
+            let f = |i: usize| c[i].parse::<f64>().unwrap_or(f64::NAN);
+            format!("{:.3} ({:.3}-{:.3})", f(3), f(4), f(5))
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {sev} | {} | {} |",
+            if sev > 0 { ca[1] } else { "none" },
+            cell(&ca),
+            cell(&cb)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n![nuisances, T=0](results/robustness/nuisance-T0.png) ![nuisances, T={k}](results/robustness/nuisance-T{k}.png)"
+    );
+    s
+}
