@@ -31,6 +31,7 @@ use sevit_metrics::{
 
 pub mod corpus;
 pub mod gate;
+pub mod layout;
 mod markdown;
 pub mod protocol;
 pub mod runner;
@@ -390,6 +391,7 @@ fn targets(
     };
     let t_max = models.iter().map(|m| m.t).max().unwrap_or(0);
     let mut gain = 0;
+    let mut above = 0;
     let mut distl_ge_sup = 0;
     let mut distl_ge_init = 0;
     for &s in seeds {
@@ -400,6 +402,11 @@ fn targets(
                 && p.test.p_value < criteria.alpha
         }) {
             gain += 1;
+        }
+        if vs_initial.iter().any(|p| {
+            p.seed == s && p.t == t_max && p.test.diff > 0.0 && p.test.p_value < criteria.alpha
+        }) {
+            above += 1;
         }
         let steps: Vec<usize> = (1..=t_max).collect();
         let all = |other: Arm, other_t: &dyn Fn(usize) -> usize| {
@@ -425,6 +432,14 @@ fn targets(
                 criteria.min_mean_gain, criteria.alpha
             ),
             met: gain,
+            of,
+        },
+        TargetCheck {
+            target: format!(
+                "AUC(T={t_max}) > AUC(T=0) with paired DeLong p < {}",
+                criteria.alpha
+            ),
+            met: above,
             of,
         },
         TargetCheck {

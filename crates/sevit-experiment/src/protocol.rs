@@ -177,6 +177,16 @@ pub struct Ablation {
     pub name: String,
     /// Overrides.
     pub set: Vec<String>,
+    /// The seeds it runs on (a subset of the protocol's; default: all).
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
+}
+
+impl Ablation {
+    /// Whether it runs on `seed`.
+    pub fn runs_on(&self, seed: u64) -> bool {
+        self.seeds.as_ref().is_none_or(|s| s.contains(&seed))
+    }
 }
 
 /// Success criteria of the DISTL claim.
@@ -327,6 +337,14 @@ impl Protocol {
                 a.name
             );
             ensure!(!a.set.is_empty(), "ablation {}: no override", a.name);
+            if let Some(s) = &a.seeds {
+                ensure!(
+                    !s.is_empty() && s.iter().all(|x| self.seeds.contains(x)),
+                    "ablation {}: its seeds must be some of the protocol's seeds {:?}",
+                    a.name,
+                    self.seeds
+                );
+            }
         }
         names.sort_unstable();
         names.dedup();
@@ -412,6 +430,10 @@ mod tests {
             (
                 format!("{ok}\n[[ablation]]\nname = \"a\"\nset = [\"x=1\"]\n[[ablation]]\nname = \"a\"\nset = [\"y=1\"]"),
                 "share a name",
+            ),
+            (
+                format!("{ok}\n[[ablation]]\nname = \"a\"\nset = [\"x=1\"]\nseeds = [7]"),
+                "some of the protocol's seeds",
             ),
             (
                 format!("{ok}\n[backbone]\ngate = {{ max_loss_ratio = 1, min_probe_gain = 0 }}"),

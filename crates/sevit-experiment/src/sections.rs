@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use sevit_data::Subset;
 use sevit_distill::audit::{audit_path, read_audit};
 use sevit_distill::layout::stage_name;
+use sevit_distill::log::read_log;
 
 use crate::runner::Runner;
 
@@ -240,6 +241,56 @@ fn audit(r: &Runner) -> String {
     for (t, v) in &per_t {
         let _ = writeln!(s, "| mean | {t} | all | | {} | | |", fmt(mean(v)));
     }
+    s.push_str(&dynamics(r));
+    s
+}
+
+/// Mean of `field` over the unlabeled iterations of each epoch of a step's log.
+fn epoch_field(
+    recs: &[sevit_distill::log::LogRecord],
+    field: impl Fn(&sevit_distill::log::LogRecord) -> Option<f64>,
+) -> Vec<f64> {
+    let mut sums: Vec<(f64, usize)> = Vec::new();
+    for r in recs
+        .iter()
+        .filter(|r| r.kind == sevit_distill::log::StepKind::Unlabeled)
+    {
+        if let Some(v) = field(r) {
+            if sums.len() <= r.epoch {
+                sums.resize(r.epoch + 1, (0.0, 0));
+            }
+            sums[r.epoch].0 += v;
+            sums[r.epoch].1 += 1;
+        }
+    }
+    sums.into_iter()
+        .map(|(s, n)| if n == 0 { f64::NAN } else { s / n as f64 })
+        .collect()
+}
+
+/// What each DISTL step did to its losses: the DINO and self-training losses and the
+/// teacher-student agreement, first and last epoch.
+fn dynamics(r: &Runner) -> String {
+    let p = &r.protocol;
+    let mut s = String::from("\n### The steps' losses\n\nMean over the unlabeled iterations of the first and last epoch of each DISTL step: the DINO\nloss (ln K for a uniform teacher), the self-training loss (BCE against the soft pseudo-labels)\nand the share of images on which teacher (view 1) and student (view 2) agree at 0.5.\nRaw: `seed-S/run/stepT/log.jsonl`.\n\n| seed | T | DINO loss | self-training loss | agreement |\n|---|---|---|---|---|\n");
+    for &seed in &p.seeds {
+        for t in 1..=p.data.folds {
+            let Ok(recs) = read_log(&r.layout.run(seed).log(&stage_name::step(t))) else {
+                continue;
+            };
+            let span = |v: Vec<f64>| match (v.first(), v.last()) {
+                (Some(a), Some(b)) => format!("{a:.3} → {b:.3}"),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {seed} | {t} | {} | {} | {} |",
+                span(epoch_field(&recs, |x| x.dino)),
+                span(epoch_field(&recs, |x| x.self_training)),
+                span(epoch_field(&recs, |x| x.agreement)),
+            );
+        }
+    }
     s
 }
 
@@ -385,14 +436,22 @@ fn validation(r: &Runner) -> String {
         .map(|a| {
             (
                 format!("ablation-{}", a.name),
-                format!("{}: `{}`", a.name, a.set.join(" ")),
+                format!(
+                    "{}: `{}`{}",
+                    a.name,
+                    a.set.join(" "),
+                    a.seeds.as_ref().map_or(String::new(), |s| format!(
+                        " (seeds {})",
+                        s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                    ))
+                ),
             )
         })
         .collect();
     if p.baselines.ssl_finetune.is_some() {
         others.push((
             "ssl-finetune".into(),
-            "ssl-finetune: self-supervised pretraining on the corpus plus the folds seen so far, then supervised fine-tuning on the labeled set".into(),
+            "ssl-finetune: the backbone's DINO pretraining continued on the corpus plus the folds seen so far, then supervised fine-tuning on the labeled set".into(),
         ));
     }
     if !others.is_empty() {

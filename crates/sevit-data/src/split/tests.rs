@@ -75,7 +75,11 @@ fn default_split_is_grouped_stratified_and_proportional() {
     let folds = split.unlabeled_folds_upto(2);
     assert_eq!(folds.len(), split.unlabeled_upto(2).len());
     for (s, f) in split.unlabeled_upto(2).iter().zip(&folds) {
-        let e = split.entries.iter().find(|e| e.sample.path == s.path).unwrap();
+        let e = split
+            .entries
+            .iter()
+            .find(|e| e.sample.path == s.path)
+            .unwrap();
         assert_eq!(e.subset, Subset::Fold(*f));
     }
 }
