@@ -11,12 +11,14 @@
 //! ```
 //!
 //! Modes:
-//! * `step`: the unlabeled DISTL step: teacher forward on the two global views (no grad),
-//!   student forward on all views, DINO loss over the 18 (teacher, student) pairs with the
-//!   centre update, soft-pseudo-label BCE, `λ·L_dino + (1−λ)·α·L_st`, backward, per-tensor
-//!   clipping at 3.0, AdamW with two parameter groups, teacher EMA, one host read of the
-//!   logged scalars. Each phase is timed separately.
-//! * `correction`: the correction step (same forwards, BCE against true labels, no EMA).
+//! * `step`: one unlabeled DISTL iteration as training runs it,
+//!   `sevit_distill::loops::unlabeled_iteration` on a stage `Trainer`: teacher forward on the
+//!   two global views (no grad), student forward on all views, DINO loss over the 18 (teacher,
+//!   student) pairs with the centre update, soft-pseudo-label BCE, `λ·L_dino + (1−λ)·α·L_st`,
+//!   backward, per-tensor clipping at 3.0, AdamW with two parameter groups, teacher EMA, the
+//!   host read of the logged scalars.
+//! * `correction`: one correction batch, `sevit_distill::loops::correction_iteration` (same
+//!   forwards, BCE against true labels, no EMA).
 //! * `train`: the `step` fed by the real loader (`sevit_data::multi_crop_loader`: decoding and
 //!   augmentation of `../shared/data/kermany_pediatric_224src` images on rayon threads,
 //!   prefetch 2) running concurrently, as in training; the `data` phase is the time the step
@@ -29,9 +31,12 @@
 //! the GPU memory in use at the end of the run (`nvidia-smi`; libtorch's caching allocator
 //! keeps what it reserved, so that is its peak plus the CUDA context).
 //!
-//! The step calls the engine's public functions as they are (`sevit_distill::loss`,
-//! `optim::AdamW`, `clip`, `ema`). `--precision bf16` runs the forward passes under bf16
-//! autocast (`sevit_distill::precision`), as `precision = "bf16"` in a training config.
+//! The step is the engine's own (the function `distill` calls for every batch), on a trainer
+//! built from a `TrainConfig` with the configuration's model, views and batch, in its second
+//! epoch (the last layer trained), lr 5e-5 per 16 images at its peak, teacher momentum from
+//! 0.9995. `--precision bf16` runs the forward passes under bf16 autocast, as
+//! `precision = "bf16"` in a training config. Its phases are `data` (waiting for the batch)
+//! and `step`; a profile of the step's kernels is the place for a finer breakdown.
 //!
 //! Inputs are random tensors of the right shapes, made once before the timed loop: the cost
 //! of decoding and augmenting images is measured separately (the augmentation bench).
@@ -39,14 +44,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use sevit_distill::clip::{cancel_gradients_last_layer, clip_gradients};
 use sevit_distill::config::parse_device;
-use sevit_distill::ema::{copy_weights, update_momentum};
-use sevit_distill::loss::{combine, correction_bce, self_training_loss, DinoLoss, DinoLossConfig};
-use sevit_distill::optim::AdamW;
+use sevit_distill::data::Batch;
+use sevit_distill::loops::{correction_iteration, unlabeled_iteration};
 use sevit_distill::precision::{check_training, Autocast, Precision};
-use sevit_model::{DinoHeadConfig, DistlNet, ModelConfig, ViTConfig};
-use tch::nn::VarStore;
+use sevit_distill::trainer::{StageKind, Trainer};
+use sevit_distill::TrainConfig;
 use tch::{Device, Kind, Tensor};
 
 /// One benchmark configuration: backbone, view sizes, head width and batch.
@@ -97,8 +100,6 @@ const CONFIGS: &[Cfg] = &[
 
 const N_GLOBAL: usize = 2;
 const N_LOCAL: usize = 8;
-const LAMBDA: f64 = 0.5;
-const CLIP: f64 = 3.0;
 const EPOCH: usize = 1; // past the first epoch: the last layer is trained
 const EPOCHS: usize = 5;
 
@@ -198,22 +199,51 @@ fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-fn model_config(c: &Cfg) -> anyhow::Result<ModelConfig> {
-    let vit = ViTConfig::preset(c.preset)?;
-    let mut m = ModelConfig::new(vit);
-    m.head = DinoHeadConfig {
-        out_dim: c.out_dim,
-        ..m.head
-    };
+/// The training config of a bench configuration: its backbone, head width, view sizes and
+/// batch; DISTL.md's optimisation (lr 5e-5 per 16 images, no warm-up so the step runs at
+/// the peak rate, weight decay 0.01, teacher momentum from 0.9995, clipping at 3.0).
+fn train_config(c: &Cfg, a: &Args) -> anyhow::Result<TrainConfig> {
+    let mut set = vec![
+        format!("model.preset={}", c.preset),
+        format!("model.out_dim={}", c.out_dim),
+        format!("views.global_size={}", c.global),
+        format!("views.local_size={}", c.local),
+        format!("views.n_local={N_LOCAL}"),
+        format!("optim.batch_size={}", c.batch),
+        format!("optim.epochs={EPOCHS}"),
+        "optim.warmup_epochs=0".into(),
+        "optim.lr=5e-5".into(),
+        "optim.weight_decay=0.01".into(),
+        "optim.weight_decay_end=0.01".into(),
+        "optim.momentum_teacher=0.9995".into(),
+        "optim.clip_grad=3.0".into(),
+        format!(
+            "precision={}",
+            match a.precision {
+                Precision::Bf16 => "bf16",
+                _ => "f32",
+            }
+        ),
+        format!("threads={}", a.threads),
+        format!(
+            "device={}",
+            match a.device {
+                Device::Cuda(i) => format!("cuda:{i}"),
+                _ => "cpu".to_string(),
+            }
+        ),
+    ];
     if c.preset == "micro" {
-        m.head = DinoHeadConfig {
-            out_dim: c.out_dim,
-            ..DinoHeadConfig::micro()
-        };
-        m.cls_hidden_dim = 32;
+        set.extend(
+            [
+                "model.hidden_dim=64",
+                "model.bottleneck_dim=16",
+                "model.cls_hidden_dim=32",
+            ]
+            .map(String::from),
+        );
     }
-    m.validate()?;
-    Ok(m)
+    TrainConfig::default_with_overrides(&set)
 }
 
 /// Wall-clock phase timers, accumulated per iteration. CPU ops are synchronous; on CUDA each
@@ -288,39 +318,23 @@ fn real_loader(c: &Cfg, n: usize) -> anyhow::Result<sevit_data::MultiCropLoader>
     Ok(sevit_data::multi_crop_loader(samples, &crop, &cfg, 0))
 }
 
-struct Setup {
-    student_vs: VarStore,
-    teacher_vs: VarStore,
-    student: DistlNet,
-    teacher: DistlNet,
-    views: Vec<Tensor>,
-    labels: Tensor,
-}
-
-fn setup(c: &Cfg, m: &ModelConfig, device: Device) -> Setup {
+/// Random views and labels of the right shapes, made once before the timed loop.
+fn random_batch(c: &Cfg, device: Device) -> Batch {
     tch::manual_seed(0);
-    let student_vs = VarStore::new(device);
-    let student = DistlNet::new(&student_vs.root(), m, 0.1);
-    let mut teacher_vs = VarStore::new(device);
-    let teacher = DistlNet::new(&teacher_vs.root(), m, 0.0);
-    copy_weights(&teacher_vs, &student_vs).expect("same network");
-    teacher_vs.freeze();
     let b = c.batch;
-    let mut views = Vec::new();
-    for v in 0..N_GLOBAL + N_LOCAL {
-        let s = if v < N_GLOBAL { c.global } else { c.local };
-        views.push(Tensor::rand([b, 3, s, s], (Kind::Float, device)));
-    }
-    let labels = Tensor::rand([b], (Kind::Float, device))
+    let views = (0..N_GLOBAL + N_LOCAL)
+        .map(|v| {
+            let s = if v < N_GLOBAL { c.global } else { c.local };
+            Tensor::rand([b, 3, s, s], (Kind::Float, device))
+        })
+        .collect();
+    let targets = Tensor::rand([b], (Kind::Float, device))
         .gt(0.5)
         .to_kind(Kind::Float);
-    Setup {
-        student_vs,
-        teacher_vs,
-        student,
-        teacher,
+    Batch {
         views,
-        labels,
+        targets,
+        indices: (0..b as usize).collect(),
     }
 }
 
@@ -371,112 +385,76 @@ fn main() -> anyhow::Result<()> {
                 a.config
             )
         })?;
-        let m = model_config(c)?;
-        let s = setup(c, &m, device);
+        let cfg = train_config(c, &a)?;
         let b = c.batch;
-        let lr = 5e-5 * b as f64 / 16.0;
-        let (wd, mom) = (0.01, 0.9995);
-        let alpha = 2.0 * (EPOCH as f64 + 1.0) / EPOCHS as f64;
-        let mut dino = DinoLoss::new(
-            &DinoLossConfig {
-                out_dim: m.head.out_dim,
-                n_global: N_GLOBAL,
-                warmup_teacher_temp: 0.04,
-                teacher_temp: 0.04,
-                warmup_teacher_temp_epochs: 0,
-                epochs: EPOCHS,
-                student_temp: 0.1,
-                center_momentum: 0.9,
-            },
-            device,
-        );
-        let mut opt = AdamW::new(&s.student_vs, |_| true);
-        let names = opt.names();
-        let student_vars: Vec<(String, Tensor)> = {
-            let mut v: Vec<_> = s.student_vs.variables().into_iter().collect();
-            v.sort_by(|x, y| x.0.cmp(&y.0));
-            v
-        };
+        let iters = a.warmup + a.iters;
+        let dir = std::env::temp_dir().join(format!("sevit-bench-{}", std::process::id()));
+        let mut tr = Trainer::new(&cfg, "bench", StageKind::Distl, &dir, EPOCHS, iters)?;
         extra.insert(
             "rss_after_setup_kb".into(),
             serde_json::json!(proc_status_kb("VmRSS:")),
         );
         extra.insert(
             "params".into(),
-            serde_json::json!(student_vars.iter().map(|(_, t)| t.numel()).sum::<usize>()),
+            serde_json::json!(tr
+                .student
+                .vs
+                .variables()
+                .values()
+                .map(Tensor::numel)
+                .sum::<usize>()),
         );
+        let random = random_batch(c, device);
         match a.mode.as_str() {
             "step" | "correction" | "train" => {
                 let correction = a.mode == "correction";
                 images_per_iter = b as f64;
                 let mut loader = if a.mode == "train" {
-                    let n = (a.warmup + a.iters) * b as usize;
-                    Some(real_loader(c, n)?)
+                    Some(real_loader(c, iters * b as usize)?)
                 } else {
                     None
                 };
-                for i in 0..a.warmup + a.iters {
-                    tch::manual_seed(i as i64);
+                // The schedules' second epoch: the last layer is trained, as in most of a step.
+                tr.iteration = EPOCH * iters;
+                for i in 0..iters {
                     let t0 = Instant::now();
                     let c0 = cpu_seconds();
                     let loaded = phases.time("data", || loader.as_mut().map(|l| l.next()));
-                    let views: Vec<Tensor> = match loaded {
+                    let batch = match loaded {
                         Some(Some(batch)) => {
-                            batch?.views.iter().map(|v| v.to_device(device)).collect()
+                            let batch = batch?;
+                            Batch {
+                                views: batch.views.iter().map(|v| v.to_device(device)).collect(),
+                                targets: batch.targets.to_device(device),
+                                indices: batch.indices,
+                            }
                         }
                         Some(None) => {
                             anyhow::bail!("the loader ran out of batches at iteration {i}")
                         }
-                        None => s.views.iter().map(|v| v.shallow_clone()).collect(),
+                        None => Batch {
+                            views: random.views.iter().map(Tensor::shallow_clone).collect(),
+                            targets: random.targets.shallow_clone(),
+                            indices: random.indices.clone(),
+                        },
                     };
-                    // forward passes and losses under the chosen autocast (none for fp32), the
-                    // backward outside it, as the engine's Trainer does
-                    let autocast = Autocast::enter(device, a.precision);
-                    let t_out = phases.time("teacher_fwd", || {
-                        tch::no_grad(|| {
-                            s.teacher.forward_multi(&views[..N_GLOBAL], N_GLOBAL, false)
-                        })
-                    });
-                    let s_out = phases.time("student_fwd", || {
-                        s.student.forward_multi(&views, N_GLOBAL, true)
-                    });
-                    let loss = phases.time("loss", || {
-                        let d = dino.forward(&s_out.dino, &t_out.dino, EPOCH);
-                        let s_logit = s_out.cls_logits.narrow(0, b, b);
+                    let it = tr.iteration;
+                    let o = phases.time("step", || {
                         if correction {
-                            combine(
-                                &d,
-                                &correction_bce(&s_logit, &s.labels),
-                                1.0,
-                                LAMBDA,
-                                EPOCH,
-                                EPOCHS,
-                            )
+                            correction_iteration(&mut tr, &batch, EPOCH, it, 0)
                         } else {
-                            let st =
-                                self_training_loss(&s_logit, &t_out.cls_logits.narrow(0, 0, b));
-                            combine(&d, &st, alpha, LAMBDA, EPOCH, EPOCHS)
+                            unlabeled_iteration(&mut tr, &batch, EPOCH)
                         }
-                    });
-                    drop(autocast);
-                    let mut grads = phases.time("backward", || opt.gradients(&loss));
-                    phases.time("clip", || {
-                        clip_gradients(&mut grads, CLIP);
-                        cancel_gradients_last_layer(&names, &mut grads, EPOCH, 1);
-                    });
-                    phases.time("optimizer", || {
-                        opt.step(&grads, lr, wd).expect("AdamW step")
-                    });
-                    drop(grads);
+                    })?;
                     if !correction {
-                        phases.time("ema", || {
-                            update_momentum(&s.teacher_vs, &s.student_vs, mom).expect("EMA")
-                        });
+                        tr.iteration += 1;
                     }
-                    // One host read per iteration: the logged loss.
-                    let v = phases.time("host_read", || loss.double_value(&[]));
-                    anyhow::ensure!(v.is_finite(), "non-finite loss {v} at iteration {i}");
-                    losses.push(v);
+                    anyhow::ensure!(
+                        o.loss.is_finite(),
+                        "non-finite loss {} at iteration {i}",
+                        o.loss
+                    );
+                    losses.push(o.loss);
                     let dt = t0.elapsed().as_secs_f64();
                     let dc = cpu_seconds() - c0;
                     let keep = i >= a.warmup;
@@ -495,7 +473,13 @@ fn main() -> anyhow::Result<()> {
                     let t0 = Instant::now();
                     let _autocast = Autocast::enter(device, a.precision);
                     let p = tch::no_grad(|| {
-                        s.teacher.classify(&x, false).to_kind(Kind::Float).sigmoid()
+                        tr.teacher
+                            .as_ref()
+                            .expect("a DISTL stage has a teacher")
+                            .net
+                            .classify(&x, false)
+                            .to_kind(Kind::Float)
+                            .sigmoid()
                     });
                     let _ = p.double_value(&[0]);
                     if i >= a.warmup {

@@ -13,6 +13,7 @@ use super::head_warmup::warm_up_dino_head;
 use super::teacher_student::{forward, start_teacher_and_student, teacher_student_trainer};
 use crate::audit::{append_epoch, audit_path, PseudoLabelAudit};
 use crate::config::TrainConfig;
+use crate::data::Batch;
 use crate::layout::{stage_name, RunLayout};
 use crate::log::{JsonlLog, LogRecord, StepKind};
 use crate::loss::{combine, correction_bce, self_training_loss};
@@ -144,24 +145,10 @@ pub fn distill_with(
         {
             let b = b?;
             let it = tr.iteration;
-            tr.seed_step(epoch, it, 0, 0);
-            let (lr, wd, m) = tr.sched_at(it);
-            let f = forward(tr, &b, epoch)?;
-            let st = self_training_loss(&f.student_logit_v2, &f.teacher_logit_v1);
-            let d = &tr.cfg.distl;
-            let alpha = if !d.self_training {
-                0.0
-            } else if d.alpha {
-                alpha_weight(epoch, tr.epochs)
-            } else {
-                1.0
-            };
-            let loss = combine(&f.dino, &st, alpha, d.lambda, epoch, tr.cfg.dino_epochs());
-            let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
-            let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], b.len(), epoch, it)?;
+            let o = unlabeled_iteration(tr, &b, epoch)?;
             if let Some(a) = audit.as_mut() {
                 let p = Vec::<f64>::try_from(
-                    f.teacher_logit_v1
+                    o.teacher_logit_v1
                         .detach()
                         .sigmoid()
                         .to_kind(Kind::Double)
@@ -169,14 +156,20 @@ pub fn distill_with(
                 )?;
                 a.record(&b.indices, &p)?;
             }
-            tr.update(&loss, b.len(), epoch, lr, wd)?;
-            tr.ema(m)?;
             log.write(&LogRecord {
-                dino: Some(v[1]),
-                self_training: Some(v[2]),
-                momentum: Some(m),
-                agreement: Some(v[3]),
-                ..LogRecord::new(&tr.stage, StepKind::Unlabeled, epoch, it, v[0], lr, wd)
+                dino: Some(o.dino),
+                self_training: Some(o.bce),
+                momentum: Some(o.momentum),
+                agreement: Some(o.agreement),
+                ..LogRecord::new(
+                    &tr.stage,
+                    StepKind::Unlabeled,
+                    epoch,
+                    it,
+                    o.loss,
+                    o.lr,
+                    o.wd,
+                )
             })?;
             let state = LoopState {
                 epoch,
@@ -190,13 +183,14 @@ pub fn distill_with(
             tr.iteration += 1;
             // The step's numbers on the progress line, as DINO's MetricLogger prints them.
             pb.set_message(format!(
-                "epoch {}/{} loss {:.4} dino {:.4} self-training {:.4} agree {:.2} lr {lr:.2e}",
+                "epoch {}/{} loss {:.4} dino {:.4} self-training {:.4} agree {:.2} lr {:.2e}",
                 epoch + 1,
                 tr.epochs,
-                v[0],
-                v[1],
-                v[2],
-                v[3]
+                o.loss,
+                o.dino,
+                o.bce,
+                o.agreement,
+                o.lr
             ));
             pb.inc(1);
         }
@@ -218,9 +212,8 @@ fn agreement(a: &Tensor, b: &Tensor) -> Tensor {
         .mean(Kind::Float)
 }
 
-/// One full pass over the labeled set: loss λ·L_dino + (1−λ)·BCE(student logit on global
-/// view 2, label) (BCE only once `epoch >= distl.dino_epochs`); the student is updated at the
-/// current schedule values; the teacher is not EMA-updated and the schedules do not advance.
+/// One full pass over the labeled set after unlabeled iteration `it`
+/// ([`correction_iteration`] per batch).
 fn correction_pass(
     tr: &mut Trainer,
     labeled: &[Sample],
@@ -232,32 +225,131 @@ fn correction_pass(
     if labeled.is_empty() {
         return Ok(());
     }
-    let (lr, wd, _) = tr.sched_at(it);
     let views = tr.cfg.views.clone();
     for (j, b) in tr.batches(labeled, &views, seed, it as u64)?.enumerate() {
-        let b = b?;
-        tr.seed_step(epoch, it, 1, j);
-        let f = forward(tr, &b, epoch)?;
-        let ce = correction_bce(&f.student_logit_v2, &b.targets);
-        let loss = combine(
-            &f.dino,
-            &ce,
-            1.0,
-            tr.cfg.distl.lambda,
-            epoch,
-            tr.cfg.dino_epochs(),
-        );
-        let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
-        let v = tr.read_scalars(&[&loss, &f.dino, &ce, &agree], b.len(), epoch, it)?;
-        tr.update(&loss, b.len(), epoch, lr, wd)?;
-        tr.correction_steps += 1;
+        let o = correction_iteration(tr, &b?, epoch, it, j)?;
         log.write(&LogRecord {
-            dino: Some(v[1]),
-            correction: Some(v[2]),
-            agreement: Some(v[3]),
+            dino: Some(o.dino),
+            correction: Some(o.bce),
+            agreement: Some(o.agreement),
             batch: j,
-            ..LogRecord::new(&tr.stage, StepKind::Correction, epoch, it, v[0], lr, wd)
+            ..LogRecord::new(
+                &tr.stage,
+                StepKind::Correction,
+                epoch,
+                it,
+                o.loss,
+                o.lr,
+                o.wd,
+            )
         })?;
     }
     Ok(())
+}
+
+/// What one update of a DISTL step did: the values its log line records, and the teacher's
+/// class logits on global view 1 (the pseudo-labels' logits).
+#[derive(Debug)]
+pub struct IterationOutcome {
+    /// Total loss back-propagated.
+    pub loss: f64,
+    /// DINO loss.
+    pub dino: f64,
+    /// Self-training loss (unlabeled iteration) or BCE against true labels (correction).
+    pub bce: f64,
+    /// Share of images on which teacher (view 1) and student (view 2) agree at 0.5.
+    pub agreement: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Weight decay used.
+    pub wd: f64,
+    /// Teacher EMA momentum applied (NaN for a correction batch: no EMA).
+    pub momentum: f64,
+    /// Teacher class logits on global view 1 `[B]`.
+    pub teacher_logit_v1: Tensor,
+}
+
+/// One unlabeled DISTL iteration at the trainer's current schedule iteration: teacher on the
+/// global views, student on every view, `λ·L_dino + (1−λ)·α(e)·L_st` (the DINO term only while
+/// `epoch < distl.dino_epochs`), the student update (clipping, frozen last layer, AdamW at
+/// the schedule's lr and wd) and the teacher EMA. The caller advances `tr.iteration`. What
+/// [`distill_with`] runs for every batch; the benchmark times the same function.
+///
+/// # Errors
+/// A non-finite loss, or a failed update.
+pub fn unlabeled_iteration(
+    tr: &mut Trainer,
+    b: &Batch,
+    epoch: usize,
+) -> anyhow::Result<IterationOutcome> {
+    let it = tr.iteration;
+    tr.seed_step(epoch, it, 0, 0);
+    let (lr, wd, m) = tr.sched_at(it);
+    let f = forward(tr, b, epoch)?;
+    let st = self_training_loss(&f.student_logit_v2, &f.teacher_logit_v1);
+    let d = &tr.cfg.distl;
+    let alpha = if !d.self_training {
+        0.0
+    } else if d.alpha {
+        alpha_weight(epoch, tr.epochs)
+    } else {
+        1.0
+    };
+    let loss = combine(&f.dino, &st, alpha, d.lambda, epoch, tr.cfg.dino_epochs());
+    let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
+    let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], b.len(), epoch, it)?;
+    tr.update(&loss, b.len(), epoch, lr, wd)?;
+    tr.ema(m)?;
+    Ok(IterationOutcome {
+        loss: v[0],
+        dino: v[1],
+        bce: v[2],
+        agreement: v[3],
+        lr,
+        wd,
+        momentum: m,
+        teacher_logit_v1: f.teacher_logit_v1,
+    })
+}
+
+/// Batch `j` of a correction pass after unlabeled iteration `it`: loss
+/// `λ·L_dino + (1−λ)·BCE(student logit on global view 2, label)` (BCE only once
+/// `epoch >= distl.dino_epochs`); the student is updated at the schedule values of `it`; the
+/// teacher is not EMA-updated and the schedules do not advance.
+///
+/// # Errors
+/// A non-finite loss, or a failed update.
+pub fn correction_iteration(
+    tr: &mut Trainer,
+    b: &Batch,
+    epoch: usize,
+    it: usize,
+    j: usize,
+) -> anyhow::Result<IterationOutcome> {
+    let (lr, wd, _) = tr.sched_at(it);
+    tr.seed_step(epoch, it, 1, j);
+    let f = forward(tr, b, epoch)?;
+    let ce = correction_bce(&f.student_logit_v2, &b.targets);
+    let loss = combine(
+        &f.dino,
+        &ce,
+        1.0,
+        tr.cfg.distl.lambda,
+        epoch,
+        tr.cfg.dino_epochs(),
+    );
+    let agree = agreement(&f.student_logit_v2, &f.teacher_logit_v1);
+    let v = tr.read_scalars(&[&loss, &f.dino, &ce, &agree], b.len(), epoch, it)?;
+    tr.update(&loss, b.len(), epoch, lr, wd)?;
+    tr.correction_steps += 1;
+    Ok(IterationOutcome {
+        loss: v[0],
+        dino: v[1],
+        bce: v[2],
+        agreement: v[3],
+        lr,
+        wd,
+        momentum: f64::NAN,
+        teacher_logit_v1: f.teacher_logit_v1,
+    })
 }

@@ -13,7 +13,10 @@ mod ssl;
 mod supervised;
 mod teacher_student;
 
-pub use distl::{distill, distill_with, DistillInputs};
+pub use distl::{
+    correction_iteration, distill, distill_with, unlabeled_iteration, DistillInputs,
+    IterationOutcome,
+};
 pub use evolve::{evolve, read_summary, write_summary, EvolveOptions, SummaryRow};
 pub use head_warmup::warm_up_dino_head;
 pub use restarts::{restart_dir, restart_seed, RESTARTS_CSV_FILE};
