@@ -397,7 +397,7 @@ fn main() -> anyhow::Result<()> {
         extra.insert(
             "params".into(),
             serde_json::json!(tr
-                .student
+                .student()
                 .vs
                 .variables()
                 .values()
@@ -415,7 +415,7 @@ fn main() -> anyhow::Result<()> {
                     None
                 };
                 // The schedules' second epoch: the last layer is trained, as in most of a step.
-                tr.iteration = EPOCH * iters;
+                tr.set_iteration(EPOCH * iters);
                 for i in 0..iters {
                     let t0 = Instant::now();
                     let c0 = cpu_seconds();
@@ -438,7 +438,7 @@ fn main() -> anyhow::Result<()> {
                             indices: random.indices.clone(),
                         },
                     };
-                    let it = tr.iteration;
+                    let it = tr.iteration();
                     let o = phases.time("step", || {
                         if correction {
                             correction_iteration(&mut tr, &batch, EPOCH, it, 0)
@@ -446,9 +446,6 @@ fn main() -> anyhow::Result<()> {
                             unlabeled_iteration(&mut tr, &batch, EPOCH)
                         }
                     })?;
-                    if !correction {
-                        tr.iteration += 1;
-                    }
                     anyhow::ensure!(
                         o.loss.is_finite(),
                         "non-finite loss {} at iteration {i}",
@@ -473,8 +470,7 @@ fn main() -> anyhow::Result<()> {
                     let t0 = Instant::now();
                     let _autocast = Autocast::enter(device, a.precision);
                     let p = tch::no_grad(|| {
-                        tr.teacher
-                            .as_ref()
+                        tr.teacher()
                             .expect("a DISTL stage has a teacher")
                             .net
                             .classify(&x, false)

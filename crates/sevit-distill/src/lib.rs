@@ -49,6 +49,7 @@ pub mod loss;
 pub mod optim;
 pub mod precision;
 pub mod schedule;
+pub mod stage_checkpoint;
 pub mod trainer;
 
 pub use config::{ModelSelection, TrainConfig, Weights};

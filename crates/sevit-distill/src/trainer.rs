@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use sevit_data::rng::{derive_seed, hash_str};
 use sevit_data::{MultiCropConfig, Sample};
-use sevit_model::import::MODEL_CONFIG_KEY;
 use sevit_model::{Checkpoint, DistlNet, ModelConfig};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -21,9 +20,6 @@ use crate::loss::{DinoLoss, DinoLossConfig};
 use crate::optim::AdamW;
 use crate::schedule::Schedules;
 use sevit_dist::Dist;
-
-/// Checkpoint metadata key of the training config (JSON).
-pub const TRAIN_CONFIG_KEY: &str = "train_config";
 
 /// A network and its variables.
 pub struct Net {
@@ -64,7 +60,7 @@ impl StageKind {
         !matches!(self, StageKind::Supervised)
     }
 
-    fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             StageKind::Supervised => "supervised",
             StageKind::SelfSupervised => "self_supervised",
@@ -119,50 +115,52 @@ pub struct StageOutcome {
     pub correction_steps: usize,
 }
 
-/// The state of a stage being trained.
+/// The state of a stage being trained: the networks, optimiser, DINO loss, schedules and
+/// position of one stage, driven by the loops of [`crate::loops`]. Its fields are the
+/// engine's own; other tools read it through the accessors below.
 pub struct Trainer {
     /// The configuration.
-    pub cfg: TrainConfig,
+    pub(crate) cfg: TrainConfig,
     /// The resolved model configuration.
-    pub model_cfg: ModelConfig,
+    pub(crate) model_cfg: ModelConfig,
     /// Training device.
-    pub device: Device,
+    pub(crate) device: Device,
     /// Stage name (its directory name).
-    pub stage: String,
+    pub(crate) stage: String,
     /// Stage kind.
-    pub kind: StageKind,
+    pub(crate) kind: StageKind,
     /// The student (trained by gradient).
-    pub student: Net,
+    pub(crate) student: Net,
     /// The EMA teacher, for stages that have one.
-    pub teacher: Option<Net>,
+    pub(crate) teacher: Option<Net>,
     /// Optimiser of the student.
-    pub opt: AdamW,
+    pub(crate) opt: AdamW,
     names: Vec<String>,
     /// DINO loss and centre, for stages that use it.
-    pub dino: Option<DinoLoss>,
+    pub(crate) dino: Option<DinoLoss>,
     /// Per-iteration schedules.
-    pub sched: Schedules,
+    pub(crate) sched: Schedules,
     /// Epochs of the stage.
-    pub epochs: usize,
+    pub(crate) epochs: usize,
     /// Unlabeled iterations per epoch (the schedules' unit).
-    pub iters_per_epoch: usize,
+    pub(crate) iters_per_epoch: usize,
     /// Next epoch to run.
-    pub epoch: usize,
+    pub(crate) epoch: usize,
     /// Next global unlabeled iteration.
-    pub iteration: usize,
+    pub(crate) iteration: usize,
     /// Number of global (teacher) views.
-    pub n_global: usize,
+    pub(crate) n_global: usize,
     /// Teacher EMA updates done by this process.
-    pub ema_updates: usize,
+    pub(crate) ema_updates: usize,
     /// Correction-pass optimiser steps done by this process.
-    pub correction_steps: usize,
+    pub(crate) correction_steps: usize,
     /// When model selection put an earlier epoch's student weights back (counted from 1):
     /// recorded in the checkpoint as `selected_epoch`, since `epoch` counts epochs done.
-    pub selected_epoch: Option<usize>,
+    pub(crate) selected_epoch: Option<usize>,
     /// The data-parallel group (`None`: a single process).
-    pub dist: Option<Dist>,
+    pub(crate) dist: Option<Dist>,
     /// Forward-pass precision (`precision` of the config).
-    pub precision: crate::precision::Precision,
+    pub(crate) precision: crate::precision::Precision,
     dir: PathBuf,
 }
 
@@ -270,6 +268,27 @@ impl Trainer {
         }
         self.dist = dist;
         self
+    }
+
+    /// The student network.
+    pub fn student(&self) -> &Net {
+        &self.student
+    }
+
+    /// The EMA teacher, for stages that have one.
+    pub fn teacher(&self) -> Option<&Net> {
+        self.teacher.as_ref()
+    }
+
+    /// The next global unlabeled (schedule) iteration.
+    pub fn iteration(&self) -> usize {
+        self.iteration
+    }
+
+    /// Moves the schedules to `iteration` (for tools that drive iterations themselves, such
+    /// as the step benchmark; a stage's own loop starts at 0 or where its checkpoint left off).
+    pub fn set_iteration(&mut self, iteration: usize) {
+        self.iteration = iteration;
     }
 
     /// Enters the configured autocast region for forward passes (a no-op for `f32`); the
@@ -449,114 +468,6 @@ impl Trainer {
         Ok(v)
     }
 
-    /// Writes the epoch checkpoint atomically (rank 0 only in a data-parallel job).
-    pub fn save(&self) -> anyhow::Result<()> {
-        if !self.is_main() {
-            return Ok(());
-        }
-        let mut ck = Checkpoint::new();
-        ck.put_vars("student.", &self.student.vs);
-        if let Some(t) = &self.teacher {
-            ck.put_vars("teacher.", &t.vs);
-        }
-        for (k, v) in self.opt.state() {
-            ck.tensors.insert(
-                format!("optim.{k}"),
-                v.detach().to_device(Device::Cpu).copy(),
-            );
-        }
-        if let Some(d) = &self.dino {
-            ck.tensors.insert(
-                "dino.center".into(),
-                d.center.detach().to_device(Device::Cpu).copy(),
-            );
-        }
-        ck.put_json(MODEL_CONFIG_KEY, &self.model_cfg)?;
-        ck.put_json(TRAIN_CONFIG_KEY, &self.cfg)?;
-        let m = &mut ck.metadata;
-        m.insert("stage".into(), self.stage.clone());
-        m.insert("kind".into(), self.kind.as_str().into());
-        m.insert("epoch".into(), self.epoch.to_string());
-        m.insert("epochs".into(), self.epochs.to_string());
-        m.insert("iteration".into(), self.iteration.to_string());
-        m.insert("iters_per_epoch".into(), self.iters_per_epoch.to_string());
-        m.insert("seed".into(), self.cfg.seed.to_string());
-        m.insert("complete".into(), (self.epoch >= self.epochs).to_string());
-        if let Some(e) = self.selected_epoch {
-            m.insert("selected_epoch".into(), e.to_string());
-        }
-        ck.save(&self.checkpoint_path())
-    }
-
-    /// Restores a checkpoint written by [`Trainer::save`] for this same stage and config.
-    pub fn restore(&mut self, ck: &Checkpoint, origin: &Path) -> anyhow::Result<()> {
-        let meta = |k: &str| -> anyhow::Result<String> {
-            ck.metadata
-                .get(k)
-                .cloned()
-                .with_context(|| format!("{}: no metadata `{k}`", origin.display()))
-        };
-        let num = |k: &str| -> anyhow::Result<usize> {
-            meta(k)?
-                .parse()
-                .with_context(|| format!("{}: bad metadata `{k}`", origin.display()))
-        };
-        if meta("kind")? != self.kind.as_str() || meta("stage")? != self.stage {
-            bail!(
-                "{} belongs to stage {} ({}), not {}",
-                origin.display(),
-                meta("stage")?,
-                meta("kind")?,
-                self.stage
-            );
-        }
-        let saved: TrainConfig = ck.get_json(TRAIN_CONFIG_KEY)?;
-        if !same_training(&saved, &self.cfg) {
-            bail!(
-                "{}: the training config differs from the one the checkpoint was trained with; \
-                 resume with the same config (device, threads and data settings may differ)",
-                origin.display()
-            );
-        }
-        if num("iters_per_epoch")? != self.iters_per_epoch || num("epochs")? != self.epochs {
-            bail!(
-                "{}: the checkpoint has {} iterations/epoch over {} epochs, this run {} over {} \
-                 (different data?)",
-                origin.display(),
-                num("iters_per_epoch")?,
-                num("epochs")?,
-                self.iters_per_epoch,
-                self.epochs
-            );
-        }
-        ck.load_vars("student.", &mut self.student.vs)
-            .with_context(|| format!("restoring the student from {}", origin.display()))?;
-        if let Some(t) = &mut self.teacher {
-            ck.load_vars("teacher.", &mut t.vs)
-                .with_context(|| format!("restoring the teacher from {}", origin.display()))?;
-        }
-        let optim: BTreeMap<String, Tensor> = ck
-            .tensors
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("optim.")
-                    .map(|n| (n.to_string(), v.shallow_clone()))
-            })
-            .collect();
-        self.opt
-            .load_state(&optim)
-            .with_context(|| format!("restoring the optimiser from {}", origin.display()))?;
-        if let Some(d) = &mut self.dino {
-            d.center = ck
-                .tensor("dino.center")?
-                .to_device(self.device)
-                .to_kind(Kind::Float);
-        }
-        self.epoch = num("epoch")?;
-        self.iteration = num("iteration")?;
-        Ok(())
-    }
-
     /// Runs epochs `self.epoch..epochs` (or up to `stop_after_epochs`), calling `epoch_fn` for
     /// each and writing a checkpoint after each. Resumes from the stage checkpoint first when
     /// `opts.resume` and one exists; refuses to overwrite an existing checkpoint otherwise.
@@ -632,35 +543,7 @@ impl Trainer {
     }
 }
 
-/// Whether two configs train identically (device, threads and data-loading settings aside).
-fn same_training(a: &TrainConfig, b: &TrainConfig) -> bool {
-    let norm = |c: &TrainConfig| {
-        let mut c = c.clone();
-        c.device = String::new();
-        c.threads = 0;
-        c.data = Default::default();
-        c
-    };
-    norm(a) == norm(b)
-}
-
-/// Reads the metadata value `key` of a checkpoint as a number.
-pub fn meta_usize(ck: &Checkpoint, key: &str) -> Option<usize> {
-    ck.metadata.get(key).and_then(|s| s.parse().ok())
-}
-
-/// Whether the checkpoint at `path` exists and records a finished stage.
-pub fn is_complete(path: &Path) -> anyhow::Result<bool> {
-    if !path.exists() {
-        return Ok(false);
-    }
-    let ck = Checkpoint::load(path)?;
-    Ok(ck
-        .metadata
-        .get("complete")
-        .map(|s| s == "true")
-        .unwrap_or(false))
-}
+pub use crate::stage_checkpoint::{is_complete, meta_usize, TRAIN_CONFIG_KEY};
 
 #[cfg(test)]
 mod tests {

@@ -180,7 +180,6 @@ pub fn distill_with(
             if policy.should_correct(&state) {
                 correction_pass(tr, &inputs.labeled, lab_seed, epoch, it, log)?;
             }
-            tr.iteration += 1;
             // The step's numbers on the progress line, as DINO's MetricLogger prints them.
             pb.set_message(format!(
                 "epoch {}/{} loss {:.4} dino {:.4} self-training {:.4} agree {:.2} lr {:.2e}",
@@ -272,8 +271,8 @@ pub struct IterationOutcome {
 /// One unlabeled DISTL iteration at the trainer's current schedule iteration: teacher on the
 /// global views, student on every view, `λ·L_dino + (1−λ)·α(e)·L_st` (the DINO term only while
 /// `epoch < distl.dino_epochs`), the student update (clipping, frozen last layer, AdamW at
-/// the schedule's lr and wd) and the teacher EMA. The caller advances `tr.iteration`. What
-/// [`distill_with`] runs for every batch; the benchmark times the same function.
+/// the schedule's lr and wd) and the teacher EMA; the schedules then advance one iteration.
+/// What [`distill_with`] runs for every batch; the benchmark times the same function.
 ///
 /// # Errors
 /// A non-finite loss, or a failed update.
@@ -300,6 +299,7 @@ pub fn unlabeled_iteration(
     let v = tr.read_scalars(&[&loss, &f.dino, &st, &agree], b.len(), epoch, it)?;
     tr.update(&loss, b.len(), epoch, lr, wd)?;
     tr.ema(m)?;
+    tr.iteration += 1;
     Ok(IterationOutcome {
         loss: v[0],
         dino: v[1],
