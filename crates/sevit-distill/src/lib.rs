@@ -39,7 +39,6 @@ pub mod config;
 pub mod data;
 pub mod distributed;
 pub mod ema;
-pub mod eval;
 pub mod foreach;
 pub mod init;
 pub mod layout;
@@ -49,6 +48,7 @@ pub mod loss;
 pub mod optim;
 pub mod precision;
 pub mod schedule;
+pub mod scoring;
 pub mod stage_checkpoint;
 pub mod trainer;
 

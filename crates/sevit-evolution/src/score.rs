@@ -22,7 +22,7 @@ pub fn score(
 ) -> anyhow::Result<Vec<f64>> {
     let samples: Vec<_> = rows.iter().map(LockedRow::sample).collect();
     let model_cfg = cfg.model.model_config()?;
-    sevit_distill::eval::predict(
+    sevit_distill::scoring::predict(
         checkpoint,
         weights,
         &samples,

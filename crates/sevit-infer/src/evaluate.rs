@@ -4,7 +4,7 @@
 //! grids of the extreme cases in `attention/`), and optionally the robustness table (see
 //! [`super::robustness`]).
 //!
-//! Scores come from the engine's [`sevit_distill::eval::predict`], the function `evolve` uses for its
+//! Scores come from the engine's [`sevit_distill::scoring::predict`], the function `evolve` uses for its
 //! test AUC, so the numbers agree with the run's `summary.csv`.
 
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ use super::robustness::{
 use super::source::{CaseSource, Cases};
 use super::visualize::grid_file_name;
 use sevit_distill::config::Weights;
-use sevit_distill::eval::predict_with;
+use sevit_distill::scoring::predict_with;
 
 /// What to evaluate and where to write it.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@
 //! * [`source`]: labelled [`CaseSource`]s (run split subset, descriptor, manifest, folder) and
 //!   unlabelled [`ImageList`]s, with case ids (relative paths).
 //! * [`evaluate`]: [`evaluate_checkpoint`] → `report.json`, `predictions.csv`, `roc.png`,
-//!   `reliability.png` (scores from [`sevit_distill::eval::predict`]).
+//!   `reliability.png` (scores from [`sevit_distill::scoring::predict`]).
 //! * [`robustness`]: [`evaluate_robustness`] → AUC per nuisance kind and severity
 //!   (`nuisance.csv/json/png`).
 //! * [`compare`]: [`compare_predictions`], the paired DeLong test of two prediction files

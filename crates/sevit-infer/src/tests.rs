@@ -66,7 +66,7 @@ fn scorer_matches_the_engine_predict() {
     let ckp = d.path().join("ck.safetensors");
     let cfg = micro_checkpoint(&ckp);
     let ds = Dataset::from_descriptor(&synth(&d.path().join("data"), 12)).unwrap();
-    let engine = sevit_distill::eval::predict(
+    let engine = sevit_distill::scoring::predict(
         &ckp,
         Weights::Student,
         &ds.samples,

@@ -9,8 +9,8 @@ use sevit_data::{Split, Subset};
 use super::distl::distill;
 use super::supervised::{pretrain, PretrainOptions};
 use crate::config::{TrainConfig, Weights};
-use crate::eval::test_auc;
 use crate::layout::{stage_name, write_atomic, RunLayout};
+use crate::scoring::test_auc;
 use crate::trainer::{is_complete, RunOptions};
 
 /// Options of [`evolve`].

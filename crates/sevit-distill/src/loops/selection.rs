@@ -14,9 +14,9 @@ use sevit_model::Checkpoint;
 use tch::Tensor;
 
 use crate::data::eval_batches;
-use crate::eval::score_images;
 use crate::layout::write_atomic;
 use crate::log::{JsonlLog, ValidationRecord, VALIDATION_KIND};
+use crate::scoring::score_images;
 use crate::trainer::Trainer;
 
 /// File name of the best epoch's weights in a stage directory.
