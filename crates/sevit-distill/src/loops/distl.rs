@@ -268,6 +268,22 @@ pub struct IterationOutcome {
     pub teacher_logit_v1: Tensor,
 }
 
+impl IterationOutcome {
+    /// From the scalars read back in the order (loss, DINO, BCE, agreement).
+    fn read(v: &[f64], lr: f64, wd: f64, momentum: f64, teacher_logit_v1: Tensor) -> Self {
+        IterationOutcome {
+            loss: v[0],
+            dino: v[1],
+            bce: v[2],
+            agreement: v[3],
+            lr,
+            wd,
+            momentum,
+            teacher_logit_v1,
+        }
+    }
+}
+
 /// One unlabeled DISTL iteration at the trainer's current schedule iteration: teacher on the
 /// global views, student on every view, `λ·L_dino + (1−λ)·α(e)·L_st` (the DINO term only while
 /// `epoch < distl.dino_epochs`), the student update (clipping, frozen last layer, AdamW at
@@ -300,16 +316,7 @@ pub fn unlabeled_iteration(
     tr.update(&loss, b.len(), epoch, lr, wd)?;
     tr.ema(m)?;
     tr.iteration += 1;
-    Ok(IterationOutcome {
-        loss: v[0],
-        dino: v[1],
-        bce: v[2],
-        agreement: v[3],
-        lr,
-        wd,
-        momentum: m,
-        teacher_logit_v1: f.teacher_logit_v1,
-    })
+    Ok(IterationOutcome::read(&v, lr, wd, m, f.teacher_logit_v1))
 }
 
 /// Batch `j` of a correction pass after unlabeled iteration `it`: loss
@@ -342,14 +349,11 @@ pub fn correction_iteration(
     let v = tr.read_scalars(&[&loss, &f.dino, &ce, &agree], b.len(), epoch, it)?;
     tr.update(&loss, b.len(), epoch, lr, wd)?;
     tr.correction_steps += 1;
-    Ok(IterationOutcome {
-        loss: v[0],
-        dino: v[1],
-        bce: v[2],
-        agreement: v[3],
+    Ok(IterationOutcome::read(
+        &v,
         lr,
         wd,
-        momentum: f64::NAN,
-        teacher_logit_v1: f.teacher_logit_v1,
-    })
+        f64::NAN,
+        f.teacher_logit_v1,
+    ))
 }

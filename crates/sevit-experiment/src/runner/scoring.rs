@@ -66,20 +66,7 @@ impl Runner {
                 if out.join("predictions.csv").is_file() {
                     continue;
                 }
-                evaluate_checkpoint(&EvalRequest {
-                    checkpoint: run.checkpoint(&stage),
-                    stage: stage.clone(),
-                    weights,
-                    run: Some(run.root.clone()),
-                    cases: CaseSource::Run {
-                        run: run.root.clone(),
-                        subset,
-                    },
-                    out_dir: out,
-                    overrides: Default::default(),
-                    metrics: Default::default(),
-                    robustness: None,
-                })?;
+                evaluate_checkpoint(&eval_request(&run, &stage, weights, subset, out))?;
                 n += 1;
             }
         }
@@ -172,23 +159,13 @@ impl Runner {
             let out = self.layout.seed_dir(seed).join("robustness").join(&tag);
             if !out.join("nuisance.csv").is_file() {
                 evaluate_checkpoint(&EvalRequest {
-                    checkpoint: run.checkpoint(&stage),
-                    stage: stage.clone(),
-                    weights: Weights::Student,
-                    run: Some(run.root.clone()),
-                    cases: CaseSource::Run {
-                        run: run.root.clone(),
-                        subset: Subset::Test,
-                    },
-                    out_dir: out.clone(),
-                    overrides: Default::default(),
-                    metrics: Default::default(),
                     robustness: Some(sevit_infer::RobustnessOptions {
                         kinds: sevit_data::nuisance::NuisanceKind::ALL.to_vec(),
                         severities: vec![1, 3, 5],
                         seed: 0,
                         level: 0.95,
                     }),
+                    ..eval_request(&run, &stage, Weights::Student, Subset::Test, out.clone())
                 })?;
             }
             std::fs::create_dir_all(&assets)?;
@@ -200,5 +177,30 @@ impl Runner {
             }
         }
         Ok(format!("AUC under nuisances at T=0 and T={k}"))
+    }
+}
+
+/// The evaluation of network `weights` of `run`'s stage `stage` on its `subset`, into `out`,
+/// with the default metrics.
+fn eval_request(
+    run: &RunLayout,
+    stage: &str,
+    weights: Weights,
+    subset: Subset,
+    out: std::path::PathBuf,
+) -> EvalRequest {
+    EvalRequest {
+        checkpoint: run.checkpoint(stage),
+        stage: stage.to_string(),
+        weights,
+        run: Some(run.root.clone()),
+        cases: CaseSource::Run {
+            run: run.root.clone(),
+            subset,
+        },
+        out_dir: out,
+        overrides: Default::default(),
+        metrics: Default::default(),
+        robustness: None,
     }
 }
