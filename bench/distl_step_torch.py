@@ -302,6 +302,12 @@ def main():
     ap.add_argument("--config", default="tiny16", choices=sorted(CONFIGS))
     ap.add_argument("--mode", default="step", choices=["step", "correction", "eval", "matmul"])
     ap.add_argument("--attn", default="explicit", choices=["explicit", "sdpa"])
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the student and the teacher (the step's forward and backward through "
+        "Inductor); the warm-up iterations absorb the compilation, whose time is reported as compile_s",
+    )
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
@@ -369,6 +375,10 @@ def main():
             torch.rand(b, 3, loc, loc, device=dev) for _ in range(N_LOCAL)
         ]
         labels = (torch.rand(b, device=dev) > 0.5).float()
+        if a.compile:
+            if a.warmup < 1:
+                sys.exit("--compile needs --warmup >= 1: the first iteration compiles")
+            student, teacher = torch.compile(student), torch.compile(teacher)
         dino_loss = DINOLoss(out_dim, N_GLOBAL + N_LOCAL).to(dev)
         optimizer = torch.optim.AdamW(get_params_groups(student))
         lr, wd, mom = 5e-5 * b / 16.0, 0.01, 0.9995
@@ -431,6 +441,8 @@ def main():
                     sys.exit(f"non-finite loss {v} at iteration {i}")
                 losses.append(v)
                 dt, dc = time.perf_counter() - t0, time.process_time() - c0
+                if i == 0 and a.compile:
+                    extra["compile_s"] = dt
                 keep = i >= a.warmup
                 timer.end_iter(keep)
                 if keep:
@@ -456,7 +468,7 @@ def main():
         "impl": "torch",
         "config": a.config,
         "mode": a.mode,
-        "variant": a.attn,
+        "variant": a.attn + ("+compile" if a.compile else ""),
         "precision": a.precision,
         "threads": a.threads,
         "warmup": a.warmup,

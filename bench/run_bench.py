@@ -117,26 +117,39 @@ def run_all(a, log, env, th, torch_script):
     elif a.focus:
         p = [("tiny16", "step", 4, 30, 10)] if cuda else [("tiny16", "step", 4, 3, STEADY)]
     else:
-        p = plan(a.quick, not a.no_small, cuda)
+        p = plan(a.quick, not a.no_small, cuda, with_data=bool(a.data))
     if a.modes:
         keep = set(a.modes.split(","))
         p = [x for x in p if x[1] in keep]
     for cfg, mode, rounds, iters, warmup in p:
+        if mode == "data":
+            # the data pipeline alone, on one loader thread and on every core: images/s per core
+            for rnd in range(rounds):
+                for t in sorted({1, os.cpu_count() or 1}):
+                    cmd = [a.rust_bin, "--config", cfg, "--mode", "data", "--iters", str(iters), "--warmup", str(warmup), *th]
+                    cmd += ["--data", a.data] if a.data else []
+                    results.append(run_one(cmd, log, dict(env or os.environ, RAYON_NUM_THREADS=str(t)), {"round": rnd}))
+            continue
         common = ["--config", cfg, "--mode", mode, "--iters", str(iters), "--warmup", str(warmup), *th]
         common += ["--precision", a.precision, *dev]
         if mode == "eval":
             common += ["--eval-batch", "8" if cfg == "small8" else "32"]
+        if mode == "train" and a.data:
+            common += ["--data", a.data]
         for rnd in range(rounds):
             variants = [("rust", "engine")]
             if not a.no_torch and mode != "train":
                 variants.append(("torch", "explicit"))
                 if mode in ("step", "eval"):
                     variants.append(("torch", "sdpa"))
+                if mode == "step" and a.compile and rnd == 0 and cfg != "tiny16-65k":
+                    variants.append(("torch", "sdpa+compile"))
             for impl, variant in variants:
                 if impl == "rust":
                     cmd = [a.rust_bin, *common]
                 else:
-                    cmd = [a.python, torch_script, *common, "--attn", variant]
+                    attn, compiled = variant.split("+")[0], variant.endswith("+compile")
+                    cmd = [a.python, torch_script, *common, "--attn", attn] + (["--compile"] if compiled else [])
                 results.append(run_one(cmd, log, env, {"round": rnd}))
     return results
 
@@ -185,12 +198,13 @@ SEVIT_MALLOC = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_max=0:glibc.malloc.trim
 STEADY = 3
 
 
-def plan(quick, include_small, cuda=False):
-    """(config, mode, rounds, iters, warmup) of the DISTL measurements."""
+def plan(quick, include_small, cuda=False, with_data=False):
+    """(config, mode, rounds, iters, warmup) of the DISTL measurements. `with_data`: the
+    `train` and `data` modes read real image files (`--data`, e.g. `sevit synth` phantoms on a
+    GPU machine without ../shared/data)."""
     if cuda:
         # milliseconds per step: many iterations per process after a warm-up that covers the
-        # cuDNN/cuBLAS handle creation and the caching allocator's first growth. No `train`
-        # mode: its images are read from ../shared/data, absent on a lent GPU machine.
+        # cuDNN/cuBLAS handle creation and the caching allocator's first growth.
         p = [
             ("tiny16", "step", 2, 30, 10),
             ("tiny16-65k", "step", 1, 30, 10),
@@ -201,6 +215,12 @@ def plan(quick, include_small, cuda=False):
             return p[:1]
         if include_small:
             p += [("small8", "step", 1, 20, 5), ("small8", "eval", 1, 30, 10)]
+        if with_data:
+            # end to end: decoding and 10-view augmentation feeding the step, and the loader
+            # alone on one thread and on every core
+            p += [("tiny16", "train", 1, 30, 10), ("tiny16", "data", 1, 30, 5)]
+            if include_small:
+                p += [("small8", "train", 1, 20, 5), ("small8", "data", 1, 20, 5)]
         return p
     if quick:
         return [
@@ -221,6 +241,8 @@ def plan(quick, include_small, cuda=False):
         # about 3 TFLOP per step: one timed iteration per process, after two warm-up ones (the
         # first two of either side are still 20-45% slower)
         p += [("small8", "step", 1, 1, 2), ("small8", "eval", 1, 2, 1)]
+    if with_data:
+        p += [("tiny16", "data", 1, 10, 2)]
     return p
 
 
@@ -237,6 +259,17 @@ def main():
         "--focus", action="store_true", help="only the tiny/16 step, 4 interleaved rounds (the steadiest ratio)"
     )
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="dataset descriptor for the train and data modes (default: ../shared/data's Kermany set; "
+        "on a GPU these modes run only when it is given)",
+    )
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also PyTorch with SDPA under torch.compile for the step (minutes of compilation per process)",
+    )
     ap.add_argument("--smoke", action="store_true", help="micro model, one iteration (tests the bench itself)")
     ap.add_argument(
         "--omp",
@@ -340,14 +373,15 @@ def build_report(results, aug, a, wall):
     mm_rate = (matmul.get("rust") or matmul.get("torch") or {}).get("median")
     figures = []
     order = {c: i for i, c in enumerate(CONFIGS)}
-    modes = {"step": 0, "train": 1, "correction": 2, "eval": 3}
+    modes = {"step": 0, "train": 1, "data": 2, "correction": 3, "eval": 4}
     keyf = lambda kv: (order.get(kv[0][1], 99), modes.get(kv[0][2], 9), kv[0][0] != "rust", kv[0][3])
     for (impl, cfg, mode, variant), rs in sorted(groups.items(), key=keyf):
         if mode == "matmul":
             continue
         ips = [r["images_per_iter"] / t for r in rs for t in r["times_s"]]
         fl = flop_breakdown(cfg)
-        flop_per_img = fl["eval_fwd"] if mode == "eval" else fl["step_total"]  # step, correction, train
+        # step, correction, train; the loader alone (data) does no model arithmetic
+        flop_per_img = {"eval": fl["eval_fwd"], "data": None}.get(mode, fl["step_total"])
         st = stats(ips)
         # images per CPU-second (user + system time of the process): much less sensitive to
         # other jobs on the machine than wall time, as waiting threads sleep (passive policy)
@@ -376,8 +410,10 @@ def build_report(results, aug, a, wall):
             "batch": rs[0].get("batch"),
             "params": rs[0].get("params"),
             "flop_per_image": flop_per_img,
-            "achieved_gflop_s": st["median"] * flop_per_img / 1e9 if st else None,
-            "share_of_matmul_rate": (st["median"] * flop_per_img / 1e9 / mm_rate) if (st and mm_rate) else None,
+            "achieved_gflop_s": st["median"] * flop_per_img / 1e9 if (st and flop_per_img) else None,
+            "share_of_matmul_rate": (st["median"] * flop_per_img / 1e9 / mm_rate)
+            if (st and mm_rate and flop_per_img)
+            else None,
             "phases_median_s": ph,
             "load_avg": [x for r in rs for x in (r["load_before"], r["load_after"]) if x is not None],
             "processes": len(rs),
@@ -389,7 +425,7 @@ def build_report(results, aug, a, wall):
     for f in figures:
         if f["impl"] != "rust":
             continue
-        for tv in ("explicit", "sdpa"):
+        for tv in ("explicit", "sdpa", "sdpa+compile"):
             t = by.get(("torch", f["config"], f["mode"], tv))
             if t and f["images_per_s"] and t["images_per_s"]:
                 paired = paired_ratios(groups, f["config"], f["mode"], f["variant"], tv)
@@ -489,11 +525,12 @@ def render_md(rep):
         la = f"{min(load):.1f}-{max(load):.1f}" if load else "-"
         share = f"{100 * f['share_of_matmul_rate']:.0f}%" if f["share_of_matmul_rate"] is not None else "-"
         gfs = f"{f['achieved_gflop_s']:.1f}" if f["achieved_gflop_s"] is not None else "-"
+        fpi = f"{f['flop_per_image'] / 1e9:.2f}" if f["flop_per_image"] else "-"
         out.append(
             f"| {f['config']} | {f['mode']} | {f['impl']} | {f['variant']} | {fmt_stats(f['images_per_s'])} | "
             f"{fmt_stats(f['images_per_cpu_s'])} | "
             f"{f['vm_hwm_mib']:.0f} | {f['loop_peak_growth_mib']:.0f} | {f['gpu_memory_mib'] or '-'} | "
-            f"{f['flop_per_image'] / 1e9:.2f} | {gfs} | {share} | {la} |"
+            f"{fpi} | {gfs} | {share} | {la} |"
         )
     out.append("")
     if rep["ratios"]:

@@ -2,12 +2,18 @@
 # `just cuda-check`: the checks that need a GPU, in one go, writing everything under OUT:
 #   1. `sevit info` (libtorch build, CUDA devices);
 #   2. the bench on CUDA against the PyTorch eager reference, f32 then bf16 autocast
-#      (bench/run_bench.py --device cuda: tiny/16 step, out 65536, correction, eval, small/8);
+#      (bench/run_bench.py --device cuda: tiny/16 step, out 65536, correction, eval, small/8),
+#      with PyTorch + SDPA under torch.compile beside them in bf16, and end to end: the step
+#      fed by the real loader (`train`) and the loader alone on one and on every core (`data`),
+#      on 256 px PNG files (../shared/data when present, else `sevit synth` phantoms);
 #   3. the engine end to end on CUDA: the demo curriculum (synthetic data, micro model,
 #      initial model + DISTL T=1..3 + eval) with device = "cuda" and precision = "bf16".
 #
 # Usage: scripts/cuda-check.sh [--out DIR] [--bin-dir DIR] [--skip-bench] [--skip-demo]
+#                              [--skip-compile] [--skip-data]
 #   --out DIR      where results go (default target/cuda-check)
+#   --skip-compile no torch.compile variant (it compiles for minutes per process)
+#   --skip-data    no train/data modes
 #   --bin-dir DIR  prebuilt `sevit` and `distl_step` executables (for a GPU machine without
 #                  cargo; they must be linked against the libtorch of the python used there).
 #                  Default: build both here with cargo (release).
@@ -20,13 +26,17 @@ out=target/cuda-check
 bin_dir=""
 bench=1
 demo=1
+compile=1
+data=1
 while (($#)); do
     case "$1" in
         --out) out="$2"; shift ;;
         --bin-dir) bin_dir="$2"; shift ;;
         --skip-bench) bench=0 ;;
         --skip-demo) demo=0 ;;
-        -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+        --skip-compile) compile=0 ;;
+        --skip-data) data=0 ;;
+        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "cuda-check.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -67,10 +77,24 @@ for prec in fp32 bf16; do
 done
 
 if ((bench)); then
+    extra_data=()
+    if ((data)); then
+        kermany=../shared/data/kermany_pediatric_224src/manifest.csv
+        if [[ -f "$kermany" ]]; then
+            extra_data=(--data data-manifests/kermany_pediatric_224src.toml)
+        else
+            step "no ../shared/data here: 256 px PNG phantoms for the train/data modes"
+            "$sevit" synth --out "$out/bench-data" --n 1200 --size 256 --seed 3 >"$out/synth.log" 2>&1 ||
+                { step "FAILED: sevit synth"; exit 1; }
+            extra_data=(--data "$out/bench-data/dataset.toml")
+        fi
+    fi
     for prec in fp32 bf16; do
         step "bench on CUDA, $prec"
+        extra=("${extra_data[@]}")
+        if ((compile)) && [[ $prec == bf16 ]]; then extra+=(--compile); fi
         if "$py" bench/run_bench.py --rust-bin "$distl_step" --python "$py" --device cuda \
-            --precision "$prec" --out "$out/bench-$prec" >"$out/bench-$prec.log" 2>&1; then
+            --precision "$prec" --out "$out/bench-$prec" "${extra[@]}" >"$out/bench-$prec.log" 2>&1; then
             sed -n '/^## Rust/,/^## Step/p' "$out/bench-$prec/report.md" | tee -a "$out/summary.txt"
         else
             step "FAILED: bench $prec (see bench-$prec.log)"

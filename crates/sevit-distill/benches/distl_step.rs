@@ -23,6 +23,8 @@
 //!   augmentation of `../shared/data/kermany_pediatric_224src` images on rayon threads,
 //!   prefetch 2) running concurrently, as in training; the `data` phase is the time the step
 //!   waits for its batch.
+//! * `data`: the loader of `train` alone (decoding and augmentation on `RAYON_NUM_THREADS`
+//!   threads), no step: the images per second the data pipeline delivers.
 //! * `eval`: class logits of global-size images, batch 32, no gradient.
 //! * `matmul`: GFLOP/s of a square f32 matrix multiply (the machine's reference rate).
 //!
@@ -113,6 +115,7 @@ struct Args {
     threads: i32,
     matmul_n: i64,
     eval_batch: i64,
+    data: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -126,6 +129,7 @@ fn parse_args() -> anyhow::Result<Args> {
         threads: 2,
         matmul_n: 2048,
         eval_batch: 32,
+        data: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -146,10 +150,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--threads" => a.threads = val()?.parse()?,
             "--matmul-n" => a.matmul_n = val()?.parse()?,
             "--eval-batch" => a.eval_batch = val()?.parse()?,
+            "--data" => a.data = Some(val()?.into()),
             "--bench" => {} // appended by `cargo bench`
             other => anyhow::bail!(
-                "unknown flag {other:?}; flags: --config NAME --mode step|correction|eval|matmul \
-                 --device cpu|cuda[:N] --precision fp32|bf16 --iters N --warmup N --threads N --matmul-n N --eval-batch N"
+                "unknown flag {other:?}; flags: --config NAME --mode step|correction|train|data|eval|matmul \
+                 --device cpu|cuda[:N] --precision fp32|bf16 --iters N --warmup N --threads N --matmul-n N --eval-batch N \
+                 --data DESCRIPTOR.toml"
             ),
         }
     }
@@ -288,16 +294,26 @@ impl Phases {
     }
 }
 
-/// The multi-crop loader over the first `n` images of the Kermany set (the augmentation
-/// bench's images), with the configuration's view sizes.
-fn real_loader(c: &Cfg, n: usize) -> anyhow::Result<sevit_data::MultiCropLoader> {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/kermany_pediatric_224src/manifest.csv");
-    let ds = sevit_data::Dataset::from_manifest(&manifest, "pneumonia", None)?;
+/// The multi-crop loader over the first `n` images of dataset descriptor `data` (default: the
+/// Kermany set of the augmentation bench, in ../shared/data), with the configuration's view
+/// sizes.
+fn real_loader(
+    c: &Cfg,
+    n: usize,
+    data: Option<&std::path::Path>,
+) -> anyhow::Result<sevit_data::MultiCropLoader> {
+    let ds = match data {
+        Some(d) => sevit_data::Dataset::from_descriptor(d)?,
+        None => {
+            let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/data/kermany_pediatric_224src/manifest.csv");
+            sevit_data::Dataset::from_manifest(&manifest, "pneumonia", None)?
+        }
+    };
     anyhow::ensure!(
         ds.samples.len() >= n,
-        "{}: {} images, {n} needed",
-        manifest.display(),
+        "dataset {}: {} images, {n} needed",
+        ds.name,
         ds.samples.len()
     );
     let samples: Vec<_> = ds.samples.into_iter().take(n).collect();
@@ -353,6 +369,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut extra = serde_json::Map::new();
     let images_per_iter: f64;
+    let mut variant = "engine".to_string();
 
     if a.mode == "matmul" {
         let n = a.matmul_n;
@@ -410,7 +427,7 @@ fn main() -> anyhow::Result<()> {
                 let correction = a.mode == "correction";
                 images_per_iter = b as f64;
                 let mut loader = if a.mode == "train" {
-                    Some(real_loader(c, iters * b as usize)?)
+                    Some(real_loader(c, iters * b as usize, a.data.as_deref())?)
                 } else {
                     None
                 };
@@ -462,6 +479,29 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
+            "data" => {
+                // The data pipeline alone: decoding and the 10-view augmentation of real files
+                // on the loader's rayon threads (RAYON_NUM_THREADS), prefetch 2, no step; its
+                // rate per thread is what each CPU core can feed the accelerator.
+                images_per_iter = b as f64;
+                let mut loader = real_loader(c, iters * b as usize, a.data.as_deref())?;
+                for i in 0..iters {
+                    let t0 = Instant::now();
+                    let batch = loader.next().ok_or_else(|| {
+                        anyhow::anyhow!("the loader ran out of batches at iteration {i}")
+                    })??;
+                    drop(batch);
+                    if i >= a.warmup {
+                        times.push(t0.elapsed().as_secs_f64());
+                    }
+                }
+                let threads = std::env::var("RAYON_NUM_THREADS")
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                extra.insert("loader_threads".into(), serde_json::json!(threads));
+                variant = format!("loader-{threads}t");
+            }
             "eval" => {
                 let eb = a.eval_batch;
                 let x = Tensor::rand([eb, 3, c.global, c.global], (Kind::Float, device));
@@ -485,7 +525,9 @@ fn main() -> anyhow::Result<()> {
                 extra.insert("eval_batch".into(), serde_json::json!(eb));
             }
             other => {
-                anyhow::bail!("unknown --mode {other:?}: step, correction, train, eval or matmul")
+                anyhow::bail!(
+                    "unknown --mode {other:?}: step, correction, train, data, eval or matmul"
+                )
             }
         }
         extra.insert("batch".into(), serde_json::json!(b));
@@ -498,7 +540,7 @@ fn main() -> anyhow::Result<()> {
         "impl": "rust",
         "config": a.config,
         "mode": a.mode,
-        "variant": "engine",
+        "variant": variant,
         "precision": match a.precision { Precision::Bf16 => "bf16", _ => "fp32" },
         "threads": a.threads,
         "warmup": a.warmup,
