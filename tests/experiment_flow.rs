@@ -131,6 +131,7 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
     for section in [
         "## Setup",
         "## Backbone gate",
+        "## Each ingredient, in numbers",
         "## Pseudo-label audit",
         "## Other arms against DISTL",
         "## Robustness to image nuisances",

@@ -30,6 +30,7 @@ pub(crate) fn write_sections(r: &Runner) -> anyhow::Result<Sections> {
     if r.protocol.backbone.is_some() {
         preamble.push(write("backbone.md", backbone(r))?);
     }
+    preamble.push(write("ingredients.md", ingredients(r)?)?);
     let mut appendix = vec![
         write("audit.md", audit(r))?,
         write("validation.md", validation(r))?,
@@ -192,6 +193,61 @@ fn backbone(r: &Runner) -> String {
         }
     }
     s
+}
+
+/// The evidence on each ingredient of a DISTL step in one table: the starting point, the
+/// pseudo-labels the teacher fed the student, and what each step did to the model.
+fn ingredients(r: &Runner) -> anyhow::Result<String> {
+    let p = &r.protocol;
+    let k = p.data.folds;
+    let ln_k = (r.protocol.train_config(&[])?.model.out_dim as f64).ln();
+    let mut s = String::from("## Each ingredient, in numbers\n\nMeans over the seeds run so far; the sections below give each seed.\n\n| T | initial / DISTL student, validation AUC | change from T−1 | teacher pseudo-label AUC on the folds (last epoch) | DINO loss, last epoch (ln K = ");
+    let _ = write!(s, "{ln_k:.2}) |\n|---|---|---|---|---|\n");
+    let val_at = |t: usize| -> Vec<Option<f64>> {
+        p.seeds
+            .iter()
+            .map(|&seed| auc(r, seed, Subset::Val, &format!("distl-T{t}")))
+            .collect()
+    };
+    for t in 0..=k {
+        let now = mean(&val_at(t));
+        let change = if t == 0 {
+            "-".to_string()
+        } else {
+            let d: Vec<Option<f64>> = val_at(t)
+                .iter()
+                .zip(val_at(t - 1))
+                .map(|(a, b)| Some((*a)? - b?))
+                .collect();
+            mean(&d).map_or("-".into(), |v| format!("{v:+.3}"))
+        };
+        let (mut pseudo, mut dino) = (Vec::new(), Vec::new());
+        if t > 0 {
+            for &seed in &p.seeds {
+                let dir = r.layout.run(seed).stage_dir(&stage_name::step(t));
+                if let Ok(rows) = read_audit(&audit_path(&dir)) {
+                    if let Some(last) = rows.iter().map(|x| x.epoch).max() {
+                        pseudo.extend(rows.iter().filter(|x| x.epoch == last).map(|x| Some(x.auc)));
+                    }
+                }
+                if let Ok(recs) = read_log(&r.layout.run(seed).log(&stage_name::step(t))) {
+                    dino.push(epoch_field(&recs, |x| x.dino).last().copied());
+                }
+            }
+        }
+        let _ = writeln!(
+            s,
+            "| {t} | {} | {change} | {} | {} |",
+            fmt(now),
+            if t == 0 {
+                "-".into()
+            } else {
+                fmt(mean(&pseudo))
+            },
+            if t == 0 { "-".into() } else { fmt(mean(&dino)) },
+        );
+    }
+    Ok(s)
 }
 
 fn yes(b: bool) -> &'static str {
