@@ -55,6 +55,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     None => println!("pending  {id}"),
                 }
             }
+            let done: f64 = runner.ledger().stages.iter().map(|s| s.seconds).sum();
+            let (left, untimed) = runner.eta();
+            println!(
+                "{:.1} h done; {:.1} h left by the stages timed so far{}",
+                done / 3600.0,
+                left / 3600.0,
+                if untimed > 0 {
+                    format!(", plus {untimed} stages of a kind not timed yet")
+                } else {
+                    String::new()
+                }
+            );
             return Ok(());
         }
     };

@@ -240,7 +240,7 @@ impl Runner {
 
     /// Seconds left by the wall times of finished stages of the same kind (the same id in
     /// another seed), and the number of pending stages of a kind not timed yet.
-    fn eta(&self) -> (f64, usize) {
+    pub fn eta(&self) -> (f64, usize) {
         let kind = |id: &str| match id.split_once('/') {
             Some((_, k)) => k.to_string(),
             None => id.to_string(),
