@@ -22,17 +22,19 @@ pub struct Reserved {
 /// `fraction` of its training images are reserved, in an order drawn with `seed`.
 ///
 /// # Errors
-/// `fraction` outside `[0, 1)`.
+/// `fraction` outside `[0, 1)`, or the dataset root cannot be made absolute.
 pub fn reserve(ds: &Dataset, fraction: f64, seed: u64) -> anyhow::Result<Reserved> {
     anyhow::ensure!(
         (0.0..1.0).contains(&fraction),
         "reserve fraction {fraction} must be in [0, 1)"
     );
+    // The split's own rule for its test files: the path relative to the root, both made
+    // absolute and clean first.
+    let root = sevit_data::paths::absolute_clean(&ds.root)?;
     let is_test = |s: &Sample| match &ds.test_prefix {
-        Some(prefix) => {
-            let rel = s.path.strip_prefix(&ds.root).unwrap_or(&s.path);
-            rel.to_string_lossy().starts_with(prefix.as_str())
-        }
+        Some(prefix) => sevit_data::paths::absolute_clean(&s.path)
+            .map(|p| sevit_data::paths::relative_to(&root, &p).starts_with(prefix.as_str()))
+            .unwrap_or(false),
         None => false,
     };
     let mut per_patient: BTreeMap<&str, usize> = BTreeMap::new();
@@ -98,7 +100,8 @@ mod tests {
         }
         Dataset {
             name: "t".into(),
-            root: PathBuf::from("/d"),
+            // not clean: the test files are still recognised by their prefix
+            root: PathBuf::from("/x/../d"),
             positive_label: "b".into(),
             samples,
             test_prefix: Some("images/test_".into()),
