@@ -31,9 +31,10 @@ pub struct AuditRow {
     pub n: usize,
     /// ROC AUC of the pseudo-labels against the hidden labels (`NaN` with one class only).
     pub auc: f64,
-    /// Share of images whose pseudo-label is on the side of 0.5 of their hidden label.
+    /// Share of images whose pseudo-label is on the side of 0.5 of their hidden label (0.5
+    /// itself counts as positive).
     pub accuracy: f64,
-    /// Share of pseudo-labels above 0.5.
+    /// Share of pseudo-labels at or above 0.5.
     pub positive_rate: f64,
     /// Mean soft pseudo-label.
     pub mean_pseudo_label: f64,
@@ -103,31 +104,22 @@ impl PseudoLabelAudit {
 
 fn row(epoch: usize, fold: usize, labels: &[bool], probs: &[f64]) -> AuditRow {
     let n = labels.len();
-    let share = |k: usize| {
-        if n == 0 {
-            f64::NAN
-        } else {
-            k as f64 / n as f64
-        }
+    // The operating point at 0.5 (NaN fields when there is nothing to count).
+    let (accuracy, positive_rate) = match sevit_metrics::at_threshold(labels, probs, 0.5) {
+        Ok(m) => (
+            (m.tp + m.tn) as f64 / n as f64,
+            (m.tp + m.fp) as f64 / n as f64,
+        ),
+        Err(_) => (f64::NAN, f64::NAN),
     };
-    let correct = labels
-        .iter()
-        .zip(probs)
-        .filter(|(&y, &p)| (p > 0.5) == y)
-        .count();
-    let called_positive = probs.iter().filter(|&&p| p > 0.5).count();
     AuditRow {
         epoch,
         fold,
         n,
         auc: sevit_metrics::roc_auc(labels, probs).unwrap_or(f64::NAN),
-        accuracy: share(correct),
-        positive_rate: share(called_positive),
-        mean_pseudo_label: if n == 0 {
-            f64::NAN
-        } else {
-            probs.iter().sum::<f64>() / n as f64
-        },
+        accuracy,
+        positive_rate,
+        mean_pseudo_label: probs.iter().sum::<f64>() / n as f64,
     }
 }
 

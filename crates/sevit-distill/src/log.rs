@@ -215,12 +215,25 @@ fn parse_lines<T: serde::de::DeserializeOwned>(
 
 /// Mean total loss per epoch over the records of `kind` (index = epoch).
 pub fn epoch_means(records: &[LogRecord], kind: StepKind) -> Vec<f64> {
+    epoch_means_of(records, kind, |r| Some(r.loss))
+}
+
+/// Mean of `field` per epoch over the records of `kind` that have it (index = epoch; NaN for
+/// an epoch without any), e.g. the DINO loss with `|r| r.dino`.
+pub fn epoch_means_of(
+    records: &[LogRecord],
+    kind: StepKind,
+    field: impl Fn(&LogRecord) -> Option<f64>,
+) -> Vec<f64> {
     let mut sums: Vec<(f64, usize)> = Vec::new();
     for r in records.iter().filter(|r| r.kind == kind) {
+        let Some(v) = field(r) else {
+            continue;
+        };
         if sums.len() <= r.epoch {
             sums.resize(r.epoch + 1, (0.0, 0));
         }
-        sums[r.epoch].0 += r.loss;
+        sums[r.epoch].0 += v;
         sums[r.epoch].1 += 1;
     }
     sums.into_iter()

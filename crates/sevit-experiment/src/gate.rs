@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sevit_data::Sample;
-use sevit_distill::log::{read_log, StepKind};
+use sevit_distill::log::{epoch_means_of, read_log, StepKind};
 use sevit_infer::{embed_images, ImageList, InferenceModel};
 use tch::{Kind, Tensor};
 
@@ -49,19 +49,10 @@ impl GateResult {
 /// # Errors
 /// Unreadable log, or no self-supervised record with a DINO loss.
 pub fn final_dino_loss(log: &Path) -> anyhow::Result<f64> {
-    let recs = read_log(log)?;
-    let last = recs
-        .iter()
-        .filter(|r| r.kind == StepKind::SelfSupervised)
-        .map(|r| r.epoch)
-        .max()
-        .ok_or_else(|| anyhow::anyhow!("{}: no self-supervised record", log.display()))?;
-    let v: Vec<f64> = recs
-        .iter()
-        .filter(|r| r.kind == StepKind::SelfSupervised && r.epoch == last)
-        .filter_map(|r| r.dino.or(Some(r.loss)))
-        .collect();
-    Ok(v.iter().sum::<f64>() / v.len() as f64)
+    epoch_means_of(&read_log(log)?, StepKind::SelfSupervised, |r| r.dino)
+        .last()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("{}: no self-supervised record", log.display()))
 }
 
 /// Weighted k-NN probe (DINO's evaluation: cosine similarity, weights `exp(sim / 0.07)`): the

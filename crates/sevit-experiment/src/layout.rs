@@ -99,6 +99,13 @@ impl ExperimentLayout {
         };
         self.seed_dir(seed).join(leaf).join(name)
     }
+    /// `EXP/seed-S/eval/ARM-vs-distl-T<t>.json`: the paired test of another arm (its
+    /// evaluation folders' prefix, e.g. `ablation-no-dino`) against DISTL at `t`.
+    pub fn comparison(&self, seed: u64, arm: &str, t: usize) -> PathBuf {
+        self.seed_dir(seed)
+            .join("eval")
+            .join(format!("{arm}-vs-distl-T{t}.json"))
+    }
     /// `EXP/attention/`.
     pub fn attention(&self) -> PathBuf {
         self.root.join("attention")

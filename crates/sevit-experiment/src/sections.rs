@@ -3,15 +3,43 @@
 //! the pseudo-label audit and robustness. Each is a Markdown file in the experiment
 //! directory, handed to [`crate::write_report`] as preamble or appendix.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use sevit_data::Subset;
 use sevit_distill::audit::{audit_path, read_audit};
 use sevit_distill::layout::stage_name;
-use sevit_distill::log::read_log;
+use sevit_distill::log::{epoch_means_of, read_log, StepKind};
 
+use crate::layout::{ExperimentLayout, Ledger};
+use crate::protocol::Protocol;
 use crate::runner::Runner;
+
+/// What the sections read: the protocol, its directory and ledger, and each model's AUC,
+/// read from its `predictions.csv` once however many tables show it.
+struct Report<'a> {
+    protocol: &'a Protocol,
+    layout: &'a ExperimentLayout,
+    ledger: &'a Ledger,
+    aucs: RefCell<BTreeMap<PathBuf, Option<f64>>>,
+}
+
+impl Report<'_> {
+    /// Test (or validation) AUC of model `name` of `seed`, or `None` before it is scored.
+    fn auc(&self, seed: u64, subset: Subset, name: &str) -> Option<f64> {
+        let p = self.layout.eval(seed, subset, name).join("predictions.csv");
+        *self.aucs.borrow_mut().entry(p).or_insert_with_key(|p| {
+            let preds = sevit_metrics::read_predictions_csv(p).ok()?;
+            sevit_metrics::roc_auc(&preds.labels, &preds.scores).ok()
+        })
+    }
+
+    fn ledger(&self) -> &Ledger {
+        self.ledger
+    }
+}
 
 /// The section files written.
 pub(crate) struct Sections {
@@ -19,7 +47,13 @@ pub(crate) struct Sections {
     pub appendix: Vec<PathBuf>,
 }
 
-pub(crate) fn write_sections(r: &Runner) -> anyhow::Result<Sections> {
+pub(crate) fn write_sections(runner: &Runner) -> anyhow::Result<Sections> {
+    let r = &Report {
+        protocol: &runner.protocol,
+        layout: &runner.layout,
+        ledger: runner.ledger(),
+        aucs: RefCell::default(),
+    };
     let root = &r.layout.root;
     let write = |name: &str, text: String| -> anyhow::Result<PathBuf> {
         let p = root.join(name);
@@ -39,13 +73,6 @@ pub(crate) fn write_sections(r: &Runner) -> anyhow::Result<Sections> {
         appendix.push(write("robustness.md", robustness(r))?);
     }
     Ok(Sections { preamble, appendix })
-}
-
-/// Test (or validation) AUC of model `name` of `seed`, or `-` before it is scored.
-fn auc(r: &Runner, seed: u64, subset: Subset, name: &str) -> Option<f64> {
-    let p = r.layout.eval(seed, subset, name).join("predictions.csv");
-    let preds = sevit_metrics::read_predictions_csv(&p).ok()?;
-    sevit_metrics::roc_auc(&preds.labels, &preds.scores).ok()
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -72,7 +99,7 @@ fn git_commit_of(path: &Path) -> String {
         .unwrap_or_else(|| "not committed".into())
 }
 
-fn setup(r: &Runner) -> anyhow::Result<String> {
+fn setup(r: &Report) -> anyhow::Result<String> {
     let p = &r.protocol;
     let root = &r.layout.root;
     let mut s = String::from("## Setup\n\n");
@@ -146,7 +173,7 @@ fn setup(r: &Runner) -> anyhow::Result<String> {
     Ok(s)
 }
 
-fn backbone(r: &Runner) -> String {
+fn backbone(r: &Report) -> String {
     let mut s = String::from("## Backbone gate\n\n");
     let path = r.layout.backbone().root.join("gate.json");
     let g: Option<crate::gate::GateResult> = std::fs::read_to_string(&path)
@@ -197,7 +224,7 @@ fn backbone(r: &Runner) -> String {
 
 /// The evidence on each ingredient of a DISTL step in one table: the starting point, the
 /// pseudo-labels the teacher fed the student, and what each step did to the model.
-fn ingredients(r: &Runner) -> anyhow::Result<String> {
+fn ingredients(r: &Report) -> anyhow::Result<String> {
     let p = &r.protocol;
     let k = p.data.folds;
     let ln_k = (r.protocol.train_config(&[])?.model.out_dim as f64).ln();
@@ -206,7 +233,7 @@ fn ingredients(r: &Runner) -> anyhow::Result<String> {
     let val_at = |t: usize| -> Vec<Option<f64>> {
         p.seeds
             .iter()
-            .map(|&seed| auc(r, seed, Subset::Val, &format!("distl-T{t}")))
+            .map(|&seed| r.auc(seed, Subset::Val, &format!("distl-T{t}")))
             .collect()
     };
     for t in 0..=k {
@@ -231,7 +258,11 @@ fn ingredients(r: &Runner) -> anyhow::Result<String> {
                     }
                 }
                 if let Ok(recs) = read_log(&r.layout.run(seed).log(&stage_name::step(t))) {
-                    dino.push(epoch_field(&recs, |x| x.dino).last().copied());
+                    dino.push(
+                        epoch_means_of(&recs, StepKind::Unlabeled, |x| x.dino)
+                            .last()
+                            .copied(),
+                    );
                 }
             }
         }
@@ -258,7 +289,7 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-fn audit(r: &Runner) -> String {
+fn audit(r: &Report) -> String {
     let p = &r.protocol;
     let mut s = String::from(
         "## Pseudo-label audit\n\nThe teacher's soft pseudo-labels (sigmoid of its logit on global view 1) during each DISTL\nstep, against the unlabeled folds' true labels, which training never sees: AUC and accuracy\nat 0.5 in the step's first and last epoch, per fold. Raw: `seed-S/run/stepT/pseudo_labels.csv`.\n\n| seed | T | fold | AUC, first epoch | AUC, last epoch | accuracy, last epoch | called positive |\n|---|---|---|---|---|---|---|\n",
@@ -301,32 +332,9 @@ fn audit(r: &Runner) -> String {
     s
 }
 
-/// Mean of `field` over the unlabeled iterations of each epoch of a step's log.
-fn epoch_field(
-    recs: &[sevit_distill::log::LogRecord],
-    field: impl Fn(&sevit_distill::log::LogRecord) -> Option<f64>,
-) -> Vec<f64> {
-    let mut sums: Vec<(f64, usize)> = Vec::new();
-    for r in recs
-        .iter()
-        .filter(|r| r.kind == sevit_distill::log::StepKind::Unlabeled)
-    {
-        if let Some(v) = field(r) {
-            if sums.len() <= r.epoch {
-                sums.resize(r.epoch + 1, (0.0, 0));
-            }
-            sums[r.epoch].0 += v;
-            sums[r.epoch].1 += 1;
-        }
-    }
-    sums.into_iter()
-        .map(|(s, n)| if n == 0 { f64::NAN } else { s / n as f64 })
-        .collect()
-}
-
 /// What each DISTL step did to its losses: the DINO and self-training losses and the
 /// teacher-student agreement, first and last epoch.
-fn dynamics(r: &Runner) -> String {
+fn dynamics(r: &Report) -> String {
     let p = &r.protocol;
     let mut s = String::from("\n### The steps' losses\n\nMean over the unlabeled iterations of the first and last epoch of each DISTL step: the DINO\nloss (ln K for a uniform teacher), the self-training loss (BCE against the soft pseudo-labels)\nand the share of images on which teacher (view 1) and student (view 2) agree at 0.5.\nRaw: `seed-S/run/stepT/log.jsonl`.\n\n| seed | T | DINO loss | self-training loss | agreement |\n|---|---|---|---|---|\n");
     for &seed in &p.seeds {
@@ -341,16 +349,16 @@ fn dynamics(r: &Runner) -> String {
             let _ = writeln!(
                 s,
                 "| {seed} | {t} | {} | {} | {} |",
-                span(epoch_field(&recs, |x| x.dino)),
-                span(epoch_field(&recs, |x| x.self_training)),
-                span(epoch_field(&recs, |x| x.agreement)),
+                span(epoch_means_of(&recs, StepKind::Unlabeled, |x| x.dino)),
+                span(epoch_means_of(&recs, StepKind::Unlabeled, |x| x.self_training)),
+                span(epoch_means_of(&recs, StepKind::Unlabeled, |x| x.agreement)),
             );
         }
     }
     s
 }
 
-fn restarts(r: &Runner, seed: u64, stage: &str) -> String {
+fn restarts(r: &Report, seed: u64, stage: &str) -> String {
     let f = r.layout.run(seed).stage_dir(stage).join("restarts.csv");
     let Ok(text) = std::fs::read_to_string(f) else {
         return "-".into();
@@ -371,15 +379,10 @@ fn restarts(r: &Runner, seed: u64, stage: &str) -> String {
 }
 
 fn diff_p(path: &Path) -> String {
-    let Some(v) = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    else {
+    let Ok(c) = sevit_metrics::ComparisonReport::load_json(path) else {
         return "-".into();
     };
-    let (Some(d), Some(p)) = (v["test"]["diff"].as_f64(), v["test"]["p_value"].as_f64()) else {
-        return "-".into();
-    };
+    let (d, p) = (c.test.diff, c.test.p_value);
     if p < 1e-4 {
         format!("{d:+.3} (p < 0.0001)")
     } else {
@@ -387,7 +390,7 @@ fn diff_p(path: &Path) -> String {
     }
 }
 
-fn validation(r: &Runner) -> String {
+fn validation(r: &Report) -> String {
     let p = &r.protocol;
     let k = p.data.folds;
     let ts = || 1..=k;
@@ -402,7 +405,7 @@ fn validation(r: &Runner) -> String {
     };
     let mut s = String::from("## Validation AUC of every model\n\nThe same models on the validation split (held out by patient from the training part; what\nthe presets were tuned on, never the test files). Raw: `seed-S/eval-val/`.\n\n");
     s.push_str(&header("arm"));
-    let val = |seed, name: &str| fmt(auc(r, seed, Subset::Val, name));
+    let val = |seed, name: &str| fmt(r.auc(seed, Subset::Val, name));
     for &seed in &p.seeds {
         let t0 = val(seed, "distl-T0");
         let mut arms = vec![("DISTL", "distl")];
@@ -458,8 +461,8 @@ fn validation(r: &Runner) -> String {
     let both = |seed, name: &str| {
         format!(
             "{} ({})",
-            fmt(auc(r, seed, Subset::Test, name)),
-            fmt(auc(r, seed, Subset::Val, name))
+            fmt(r.auc(seed, Subset::Test, name)),
+            fmt(r.auc(seed, Subset::Val, name))
         )
     };
     let teacher = |t: usize| {
@@ -481,7 +484,7 @@ fn validation(r: &Runner) -> String {
         let v: Vec<Option<f64>> = p
             .seeds
             .iter()
-            .map(|&seed| auc(r, seed, Subset::Test, &teacher(t)))
+            .map(|&seed| r.auc(seed, Subset::Test, &teacher(t)))
             .collect();
         let _ = write!(s, " {} |", fmt(mean(&v)));
     }
@@ -534,11 +537,7 @@ fn validation(r: &Runner) -> String {
                     both(seed, &format!("distl-T{t}"))
                 );
                 for (name, _) in &others {
-                    let cmp = r
-                        .layout
-                        .seed_dir(seed)
-                        .join("eval")
-                        .join(format!("{name}-vs-distl-T{t}.json"));
+                    let cmp = r.layout.comparison(seed, name, t);
                     let _ = write!(
                         s,
                         " {} | {} |",
@@ -554,7 +553,7 @@ fn validation(r: &Runner) -> String {
                 let v: Vec<Option<f64>> = p
                     .seeds
                     .iter()
-                    .map(|&seed| auc(r, seed, Subset::Test, &format!("{name}-T{t}")))
+                    .map(|&seed| r.auc(seed, Subset::Test, &format!("{name}-T{t}")))
                     .collect();
                 fmt(mean(&v))
             };
@@ -568,39 +567,40 @@ fn validation(r: &Runner) -> String {
     s
 }
 
-fn robustness(r: &Runner) -> String {
+fn robustness(r: &Report) -> String {
     let k = r.protocol.data.folds;
     let seed = r.protocol.seeds[0];
     let assets = r.protocol.docs.join("results").join("robustness");
-    let read = |tag: &str| std::fs::read_to_string(assets.join(format!("nuisance-{tag}.csv")));
+    let read = |tag: &str| {
+        sevit_metrics::NuisanceTable::read_csv(&assets.join(format!("nuisance-{tag}.csv")))
+    };
     let mut s = format!("## Robustness to image nuisances (seed {seed}, test set)\n\nTest AUC (DeLong 95% CI) when every test image is perturbed; severity 0 is the clean image.\nRaw: `results/robustness/nuisance-T0.csv`, `results/robustness/nuisance-T{k}.csv`.\n\n| nuisance | severity | initial model (T=0) | DISTL T={k} |\n|---|---|---|---|\n");
     let (Ok(a), Ok(b)) = (read("T0"), read(&format!("T{k}"))) else {
         s.push_str("(not measured yet)\n");
         return s;
     };
+    let cell =
+        |x: &sevit_metrics::NuisanceRow| format!("{:.3} ({:.3}-{:.3})", x.auc, x.lower, x.upper);
+    // Every kind repeats the clean image at severity 0: it is shown once.
     let mut clean_done = false;
-    for (la, lb) in a.lines().zip(b.lines()).skip(1) {
-        let (ca, cb): (Vec<&str>, Vec<&str>) = (la.split(',').collect(), lb.split(',').collect());
-        if ca.len() < 6 || cb.len() < 6 {
-            continue;
-        }
-        let sev = ca[2].parse::<f64>().unwrap_or(0.0) as u32;
-        if sev == 0 {
+    for (x, y) in a.rows.iter().zip(&b.rows) {
+        if x.severity == 0.0 {
             if clean_done {
                 continue;
             }
             clean_done = true;
         }
-        let cell = |c: &[&str]| {
-            let f = |i: usize| c[i].parse::<f64>().unwrap_or(f64::NAN);
-            format!("{:.3} ({:.3}-{:.3})", f(3), f(4), f(5))
-        };
         let _ = writeln!(
             s,
-            "| {} | {sev} | {} | {} |",
-            if sev > 0 { ca[1] } else { "none" },
-            cell(&ca),
-            cell(&cb)
+            "| {} | {} | {} | {} |",
+            if x.severity > 0.0 {
+                x.kind.as_str()
+            } else {
+                "none"
+            },
+            x.severity,
+            cell(x),
+            cell(y)
         );
     }
     let _ = writeln!(

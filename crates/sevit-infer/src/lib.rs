@@ -52,4 +52,6 @@ pub use robustness::{
     evaluate_robustness, RobustnessFiles, RobustnessOptions, RobustnessReport, RobustnessRow,
 };
 pub use source::{case_id, list_images, CaseSource, Cases, ImageList};
-pub use visualize::{grid_file_name, visualize, ImageSelection, SelectedImage, Visualized};
+pub use visualize::{
+    grid_file_name, grid_title, visualize, ImageSelection, SelectedImage, Visualized,
+};

@@ -126,6 +126,15 @@ pub fn grid_file_name(id: &str) -> String {
     format!("{}.png", clean.trim_start_matches(['_', '.']))
 }
 
+/// The first title line of a model's grids: `STAGE (student|teacher) - CHECKPOINT`.
+pub fn grid_title(stage: &str, model: &InferenceModel) -> String {
+    format!(
+        "{stage} ({}) - {}",
+        model.weights.name(),
+        model.checkpoint.display()
+    )
+}
+
 /// Writes one attention grid per image into `out_dir` (named by [`grid_file_name`], made
 /// unique with a numeric suffix); `title` is the first title line of every grid (e.g. the model).
 pub fn visualize(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args as ClapArgs;
 use sevit_data::Subset;
-use sevit_infer::{visualize, GridOptions, ImageSelection};
+use sevit_infer::{grid_title, visualize, GridOptions, ImageSelection};
 
 use super::eval::ModelArgs;
 
@@ -77,9 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tile_size: args.tile_size,
         columns: args.columns,
     };
-    let title = format!("{stage} ({:?}) - {}", weights, checkpoint.display())
-        .replace("Student", "student")
-        .replace("Teacher", "teacher");
+    let title = grid_title(&stage, &model);
     let done = visualize(&model, &images, &out, &title, &opts)?;
     println!("{:>11}  {:<12}  grid", "P(positive)", "true label");
     for v in &done {

@@ -37,7 +37,7 @@ pub struct Runner {
     ledger: Ledger,
     opts: RunnerOptions,
     bar: indicatif::ProgressBar,
-    corpus: Vec<Sample>,
+    reserved: Option<crate::corpus::Reserved>,
     started: Instant,
 }
 
@@ -74,7 +74,7 @@ impl Runner {
             ledger,
             opts,
             bar: indicatif::ProgressBar::hidden(),
-            corpus: Vec::new(),
+            reserved: None,
             started: Instant::now(),
         })
     }
@@ -144,7 +144,6 @@ impl Runner {
             sevit_distill::log::progress_bar(plan.len() as u64, "experiment", self.opts.progress);
         self.bar.set_position((plan.len() - todo) as u64);
         if let Some(b) = self.protocol.backbone.clone() {
-            self.corpus = self.reserve()?.corpus;
             self.stage("backbone", |r| r.pretrain_backbone(&b))?;
             self.stage("backbone-gate", |r| r.backbone_gate(&b))?;
         }

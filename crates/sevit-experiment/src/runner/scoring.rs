@@ -84,11 +84,7 @@ impl Runner {
                 others.push("ssl-finetune".into());
             }
             for o in others {
-                let json = self
-                    .layout
-                    .seed_dir(seed)
-                    .join("eval")
-                    .join(format!("{o}-vs-distl-T{t}.json"));
+                let json = self.layout.comparison(seed, &o, t);
                 if json.is_file() {
                     continue;
                 }
@@ -134,7 +130,7 @@ impl Runner {
                 Some(&run.root),
                 &Default::default(),
             )?;
-            let title = format!("{stage} (student) - {}", ckpt.display());
+            let title = sevit_infer::grid_title(&stage, &model);
             let opts = sevit_infer::GridOptions {
                 threshold: 0.6,
                 tile_size: 160,

@@ -10,16 +10,20 @@ use sevit_distill::{EvolveOptions, PretrainOptions, RunLayout, TrainConfig, Weig
 use super::{copy_split, extra_pool, Runner};
 
 impl Runner {
-    /// The dataset every seed splits (without the reserved corpus).
-    pub(super) fn reserve(&self) -> anyhow::Result<crate::corpus::Reserved> {
-        let ds = Dataset::from_descriptor(&self.protocol.data.dataset)?;
-        match &self.protocol.backbone {
-            Some(b) => crate::corpus::reserve(&ds, b.reserve_fraction, b.reserve_seed),
-            None => Ok(crate::corpus::Reserved {
-                corpus: Vec::new(),
-                curriculum: ds,
-            }),
+    /// The dataset cut into the reserved corpus and the part every seed splits, read once.
+    pub(super) fn reserved(&mut self) -> anyhow::Result<&crate::corpus::Reserved> {
+        if self.reserved.is_none() {
+            let ds = Dataset::from_descriptor(&self.protocol.data.dataset)?;
+            let r = match &self.protocol.backbone {
+                Some(b) => crate::corpus::reserve(&ds, b.reserve_fraction, b.reserve_seed)?,
+                None => crate::corpus::Reserved {
+                    corpus: Vec::new(),
+                    curriculum: ds,
+                },
+            };
+            self.reserved = Some(r);
         }
+        Ok(self.reserved.as_ref().expect("set above"))
     }
 
     pub(super) fn backbone_init(&self) -> PretrainOptions {
@@ -38,7 +42,8 @@ impl Runner {
         b: &crate::protocol::BackboneSpec,
     ) -> anyhow::Result<String> {
         let run = self.layout.backbone();
-        let mut pool = self.corpus.clone();
+        let mut pool = self.reserved()?.corpus.clone();
+        let n_reserved = pool.len();
         crate::corpus::write_manifest(&run.root.join("corpus.csv"), &pool)?;
         pool.extend(extra_pool(&b.pool, &run)?);
         let seed = self.protocol.seeds[0];
@@ -50,7 +55,7 @@ impl Runner {
         Ok(format!(
             "DINO pretraining on {} images ({} reserved from the dataset): {} epochs, {} iterations",
             pool.len(),
-            self.corpus.len(),
+            n_reserved,
             out.epochs,
             out.iterations
         ))
@@ -107,17 +112,17 @@ impl Runner {
         Ok(said)
     }
 
-    pub(super) fn make_split(&self, seed: u64) -> anyhow::Result<Split> {
-        let reserved = self.reserve()?;
-        let d = &self.protocol.data;
+    pub(super) fn make_split(&mut self, seed: u64) -> anyhow::Result<Split> {
+        let d = self.protocol.data.clone();
+        let curriculum = &self.reserved()?.curriculum;
         let cfg = SplitConfig {
             seed,
             labeled_fraction: d.labeled_fraction,
             folds: d.folds,
             val_fraction: d.val_fraction,
-            test: TestSelection::default_for(&reserved.curriculum),
+            test: TestSelection::default_for(curriculum),
         };
-        Split::create(&reserved.curriculum, &cfg)
+        Split::create(curriculum, &cfg)
     }
 
     pub(super) fn split(&mut self, seed: u64) -> anyhow::Result<String> {
@@ -131,10 +136,10 @@ impl Runner {
             split.positive_label(),
             split.description
         );
-        if !self.corpus.is_empty() {
+        let reserved = self.reserved()?.corpus.len();
+        if reserved > 0 {
             table.push_str(&format!(
-                "({} images of the dataset's training part reserved for the backbone, left out)\n",
-                self.corpus.len()
+                "({reserved} images of the dataset's training part reserved for the backbone, left out)\n"
             ));
         }
         table.push_str(&split.summary_table());
@@ -177,15 +182,7 @@ impl Runner {
 
     /// Images with labels at `T`: the labeled set plus folds `0..T`.
     pub(super) fn labeled_at(split: &Split, t: usize) -> usize {
-        split
-            .entries
-            .iter()
-            .filter(|e| match e.subset {
-                Subset::Labeled => true,
-                Subset::Fold(k) => k < t,
-                _ => false,
-            })
-            .count()
+        split.samples(Subset::Labeled).len() + split.unlabeled_upto(t).len()
     }
 
     pub(super) fn supervised(&mut self, seed: u64, t: usize) -> anyhow::Result<String> {
@@ -296,7 +293,7 @@ impl Runner {
         let dir = self.layout.ssl_finetune(seed, t);
         copy_split(&run, &dir)?;
         let split = Split::read_csv(&run.split_csv())?;
-        let mut pool = self.corpus.clone();
+        let mut pool = self.reserved()?.corpus.clone();
         if let Some(b) = &self.protocol.backbone {
             pool.extend(extra_pool(&b.pool, &run)?);
         }
