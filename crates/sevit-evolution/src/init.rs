@@ -35,8 +35,8 @@ pub fn init_site(site: &Site, req: &InitRequest) -> anyhow::Result<ModelVersion>
     if site.registry_json().exists() {
         bail!(
             "site {} already has a model registry; `sevit models list --store {}` shows it",
-            site.root.display(),
-            site.root.display()
+            site.root().display(),
+            site.root().display()
         );
     }
     req.settings.validate()?;
@@ -71,7 +71,7 @@ pub fn init_site(site: &Site, req: &InitRequest) -> anyhow::Result<ModelVersion>
             "validation image {} is already in the inbox of {}: the locked validation set must \
              be images that training never sees",
             r.file.display(),
-            site.root.display()
+            site.root().display()
         );
     }
 
@@ -120,7 +120,7 @@ pub fn init_site(site: &Site, req: &InitRequest) -> anyhow::Result<ModelVersion>
     reg.record_initial(version.clone())?;
     reg.commit(site)?;
     tracing::info!(
-        site = %site.root.display(),
+        site = %site.root().display(),
         auc = format!("{:.4}", version.validation.auc),
         validation = validation.len(),
         labeled = req.labeled.len(),

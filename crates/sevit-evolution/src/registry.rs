@@ -186,8 +186,8 @@ impl Registry {
         anyhow::ensure!(
             site.registry_json().is_file(),
             "{} has no model registry (create one with `sevit models init --store {} --run RUN`)",
-            site.root.display(),
-            site.root.display()
+            site.root().display(),
+            site.root().display()
         );
         Self::load(site)
     }

@@ -26,14 +26,17 @@ pub(crate) use sevit_model::checkpoint::write_atomic;
 /// Paths inside a site directory.
 #[derive(Debug, Clone)]
 pub struct Site {
-    /// The site directory.
-    pub root: PathBuf,
+    root: PathBuf,
 }
 
 impl Site {
     /// The site at `root` (nothing is created).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+    /// The site directory.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
     /// `SITE/evolution.toml`.
     pub fn settings_toml(&self) -> PathBuf {

@@ -148,8 +148,8 @@ pub fn evolve_step(site: &Site, req: &EvolveRequest) -> anyhow::Result<StepOutco
             format!(
                 "site {} has no model in service: register the initial model with `sevit models \
                  init --store {}` first",
-                site.root.display(),
-                site.root.display()
+                site.root().display(),
+                site.root().display()
             )
         })?
         .clone();
@@ -186,7 +186,7 @@ pub fn evolve_step(site: &Site, req: &EvolveRequest) -> anyhow::Result<StepOutco
     if images.is_empty() {
         bail!(
             "no inbox image to train on: add images with `sevit inbox add --store {} DIR`",
-            site.root.display()
+            site.root().display()
         );
     }
     // the gate's cases, checked before the (long) training: unchanged, and not trained on

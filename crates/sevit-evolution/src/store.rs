@@ -531,7 +531,7 @@ mod tests {
         assert_eq!(inbox.images[0].format, "dicom");
 
         let mut haystack = log.0.lock().unwrap().clone();
-        let mut stack = vec![site.root.clone()];
+        let mut stack = vec![site.root().to_path_buf()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
                 let p = e.unwrap().path();

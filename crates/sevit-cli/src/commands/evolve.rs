@@ -64,7 +64,7 @@ fn run_store(args: Args, store: PathBuf) -> anyhow::Result<()> {
             epochs_done,
             epochs,
         } => {
-            println!("{version}: stopped after {epochs_done}/{epochs} epochs; `sevit evolve --store {}` resumes it", site.root.display());
+            println!("{version}: stopped after {epochs_done}/{epochs} epochs; `sevit evolve --store {}` resumes it", site.root().display());
         }
         StepOutcome::Decided { version, served } => {
             let g = version

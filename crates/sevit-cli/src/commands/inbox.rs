@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if r.quarantined > 0 {
                 println!(
                     "quarantine: `sevit inbox status --store {}`",
-                    site.root.display()
+                    site.root().display()
                 );
             }
             Ok(())
@@ -62,9 +62,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         InboxCommand::Status { store } => {
             let site = Site::new(store);
             anyhow::ensure!(
-                site.root.is_dir(),
+                site.root().is_dir(),
                 "site {} does not exist",
-                site.root.display()
+                site.root().display()
             );
             let inbox = ImageStore::new(&site).inbox()?;
             let reg = Registry::load(&site)?;

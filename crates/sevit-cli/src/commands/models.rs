@@ -199,7 +199,7 @@ fn init(a: InitArgs) -> anyhow::Result<()> {
     let v = init_site(&site, &req)?;
     println!(
         "site {}: v1 in service (validation AUC {:.4} [{:.4}, {:.4}] on {} images, {} positive)",
-        site.root.display(),
+        site.root().display(),
         v.validation.auc,
         v.validation.auc_lower,
         v.validation.auc_upper,
