@@ -84,17 +84,28 @@ fn mean(v: &[Option<f64>]) -> Option<f64> {
     (!got.is_empty()).then(|| got.iter().sum::<f64>() / got.len() as f64)
 }
 
-fn git_commit_of(path: &Path) -> String {
+/// The commit (short hash and date) that last changed `path`, or with `added` the one that
+/// added it (a pre-registration is the commit that added the protocol's notes).
+fn git_commit_of(path: &Path, added: bool) -> String {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::process::Command::new("git")
-        .current_dir(dir)
-        .args(["log", "-1", "--format=%h %cs"])
-        .arg("--")
+    let mut git = std::process::Command::new("git");
+    git.current_dir(dir).args(["log", "--format=%h %cs"]);
+    if added {
+        git.arg("--diff-filter=A");
+    } else {
+        git.arg("-1");
+    }
+    git.arg("--")
         .arg(path)
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .and_then(|o| {
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            // With `added`, the oldest addition is the registration (a file re-added later
+            // after a deletion is not).
+            out.lines().last().map(|l| l.trim().to_string())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "not committed".into())
 }
@@ -119,7 +130,7 @@ fn setup(r: &Report) -> anyhow::Result<String> {
         s,
         "* Training preset `{}` (last commit {}), overrides: {}.",
         p.config.display(),
-        git_commit_of(&p.config),
+        git_commit_of(&p.config, false),
         if p.set.is_empty() {
             "none".to_string()
         } else {
@@ -141,6 +152,15 @@ fn setup(r: &Report) -> anyhow::Result<String> {
         p.criteria.alpha,
         k = p.data.folds
     );
+    for note in &p.notes {
+        let _ = writeln!(
+            s,
+            "* Notes `{}`: added in commit {}, last changed in commit {}.",
+            note.display(),
+            git_commit_of(note, true),
+            git_commit_of(note, false)
+        );
+    }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -608,4 +628,58 @@ fn robustness(r: &Report) -> String {
         "\n![nuisances, T=0](results/robustness/nuisance-T0.png) ![nuisances, T={k}](results/robustness/nuisance-T{k}.png)"
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::git_commit_of;
+    use std::process::Command;
+
+    fn git(dir: &std::path::Path, args: &[&str]) {
+        let ok = Command::new("git")
+            .current_dir(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .output()
+            .expect("git runs")
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    #[test]
+    fn names_the_commit_that_added_a_file_and_the_one_that_last_changed_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let notes = d.join("protocol.md");
+        assert_eq!(git_commit_of(&notes, true), "not committed");
+        git(d, &["init", "-q"]);
+        std::fs::write(&notes, "registered\n").unwrap();
+        git(d, &["add", "protocol.md"]);
+        git(d, &["commit", "-q", "-m", "register"]);
+        std::fs::write(&notes, "amended\n").unwrap();
+        git(d, &["commit", "-q", "-am", "amend"]);
+        let head = |rev: &str| {
+            let out = Command::new("git")
+                .current_dir(d)
+                .args(["log", "-1", "--format=%h %cs", rev])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        assert_eq!(git_commit_of(&notes, true), head("HEAD~1"));
+        assert_eq!(git_commit_of(&notes, false), head("HEAD"));
+        assert_ne!(head("HEAD~1"), head("HEAD"));
+        assert_eq!(
+            git_commit_of(&d.join("untracked.md"), false),
+            "not committed"
+        );
+    }
 }
