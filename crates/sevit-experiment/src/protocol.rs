@@ -245,22 +245,28 @@ impl Protocol {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let base = std::path::absolute(base)?;
-        p.resolve_paths(&base);
+        p.resolve_paths(&base)?;
         p.validate()
             .with_context(|| format!("experiment protocol {}", path.display()))?;
         Ok((p, text))
     }
 
-    fn resolve_paths(&mut self, base: &Path) {
-        let abs = |p: &mut PathBuf| *p = base.join(&*p);
-        abs(&mut self.config);
-        abs(&mut self.out);
-        abs(&mut self.docs);
-        self.notes.iter_mut().for_each(abs);
-        abs(&mut self.data.dataset);
+    /// Every path made absolute against the protocol's folder and lexically clean
+    /// (`experiments/../configs` is `configs`), so reports and logs name each file one way.
+    fn resolve_paths(&mut self, base: &Path) -> anyhow::Result<()> {
+        let abs = |p: &mut PathBuf| -> anyhow::Result<()> {
+            *p = sevit_data::paths::absolute_clean(&base.join(&*p))?;
+            Ok(())
+        };
+        abs(&mut self.config)?;
+        abs(&mut self.out)?;
+        abs(&mut self.docs)?;
+        self.notes.iter_mut().try_for_each(abs)?;
+        abs(&mut self.data.dataset)?;
         if let Some(b) = &mut self.backbone {
-            b.pool.iter_mut().for_each(abs);
+            b.pool.iter_mut().try_for_each(abs)?;
         }
+        Ok(())
     }
 
     /// Checks the values (ranges, names, files that must exist).
@@ -389,6 +395,17 @@ mod tests {
             if p.extension().is_some_and(|x| x == "toml") {
                 let (proto, _) = Protocol::load(&p).unwrap_or_else(|e| panic!("{e:#}"));
                 proto.train_config(&[]).unwrap();
+                // `config = "../configs/.."` is resolved to one clean absolute name.
+                for path in [&proto.config, &proto.out, &proto.docs, &proto.data.dataset] {
+                    assert!(path.is_absolute(), "{}", path.display());
+                    assert!(
+                        !path
+                            .components()
+                            .any(|c| c == std::path::Component::ParentDir),
+                        "{} is not clean",
+                        path.display()
+                    );
+                }
                 n += 1;
             }
         }

@@ -84,6 +84,18 @@ fn mean(v: &[Option<f64>]) -> Option<f64> {
     (!got.is_empty()).then(|| got.iter().sum::<f64>() / got.len() as f64)
 }
 
+/// `path` as the report names it: relative to the working directory (the repository, for
+/// `just experiment`) when it lies below it, so a committed report names no machine's folders.
+fn shown(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// The commit (short hash and date) that last changed `path`, or with `added` the one that
 /// added it (a pre-registration is the commit that added the protocol's notes).
 fn git_commit_of(path: &Path, added: bool) -> String {
@@ -119,7 +131,7 @@ fn setup(r: &Report) -> anyhow::Result<String> {
         s,
         "* Protocol `{}` (kept in `{}`); seeds: {}. Command: `just experiment <protocol>`.",
         p.name,
-        protocol_file.display(),
+        shown(&protocol_file),
         p.seeds
             .iter()
             .map(u64::to_string)
@@ -129,7 +141,7 @@ fn setup(r: &Report) -> anyhow::Result<String> {
     let _ = writeln!(
         s,
         "* Training preset `{}` (last commit {}), overrides: {}.",
-        p.config.display(),
+        shown(&p.config),
         git_commit_of(&p.config, false),
         if p.set.is_empty() {
             "none".to_string()
@@ -140,7 +152,7 @@ fn setup(r: &Report) -> anyhow::Result<String> {
     let _ = writeln!(
         s,
         "* Data: `{}`; {}% labeled, {} unlabeled folds, {}% validation (tuning only), test = the descriptor's test files.",
-        p.data.dataset.display(),
+        shown(&p.data.dataset),
         p.data.labeled_fraction * 100.0,
         p.data.folds,
         p.data.val_fraction * 100.0
@@ -156,7 +168,7 @@ fn setup(r: &Report) -> anyhow::Result<String> {
         let _ = writeln!(
             s,
             "* Notes `{}`: added in commit {}, last changed in commit {}.",
-            note.display(),
+            shown(note),
             git_commit_of(note, true),
             git_commit_of(note, false)
         );
@@ -205,7 +217,7 @@ fn backbone(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "DINO self-supervised pretraining on the corpus (`{}`), before any curriculum:\n",
-                r.layout.backbone().root.join("corpus.csv").display()
+                shown(&r.layout.backbone().root.join("corpus.csv"))
             );
             let _ = writeln!(
                 s,
@@ -631,55 +643,4 @@ fn robustness(r: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::git_commit_of;
-    use std::process::Command;
-
-    fn git(dir: &std::path::Path, args: &[&str]) {
-        let ok = Command::new("git")
-            .current_dir(dir)
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "commit.gpgsign=false",
-            ])
-            .args(args)
-            .output()
-            .expect("git runs")
-            .status
-            .success();
-        assert!(ok, "git {args:?}");
-    }
-
-    #[test]
-    fn names_the_commit_that_added_a_file_and_the_one_that_last_changed_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let notes = d.join("protocol.md");
-        assert_eq!(git_commit_of(&notes, true), "not committed");
-        git(d, &["init", "-q"]);
-        std::fs::write(&notes, "registered\n").unwrap();
-        git(d, &["add", "protocol.md"]);
-        git(d, &["commit", "-q", "-m", "register"]);
-        std::fs::write(&notes, "amended\n").unwrap();
-        git(d, &["commit", "-q", "-am", "amend"]);
-        let head = |rev: &str| {
-            let out = Command::new("git")
-                .current_dir(d)
-                .args(["log", "-1", "--format=%h %cs", rev])
-                .output()
-                .unwrap();
-            String::from_utf8(out.stdout).unwrap().trim().to_string()
-        };
-        assert_eq!(git_commit_of(&notes, true), head("HEAD~1"));
-        assert_eq!(git_commit_of(&notes, false), head("HEAD"));
-        assert_ne!(head("HEAD~1"), head("HEAD"));
-        assert_eq!(
-            git_commit_of(&d.join("untracked.md"), false),
-            "not committed"
-        );
-    }
-}
+mod tests;
