@@ -1,8 +1,9 @@
 //! An experiment protocol end to end on synthetic 32 px phantoms with the micro model: the
 //! shared backbone (reserved corpus, DINO pretraining, gate), the split, DISTL, the supervised
 //! baselines, the labeled-only control, an ablation and the SSL + fine-tuning arm, the
-//! evaluations and the report; then a rerun that does nothing, and a changed protocol that is
-//! refused.
+//! evaluations and the report; then a rerun that does nothing, the same without checkpoints (a
+//! fresh checkout), a seed cut off without its checkpoints that reruns to the same predictions,
+//! a backbone that does not match its fingerprint, and a changed protocol that is refused.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -163,6 +164,66 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
     let after: Vec<_> = checkpoints.iter().map(|p| stamp(p)).collect();
     assert!(before == after, "a finished stage was trained again");
 
+    // A fresh checkout keeps the results but not the checkpoints. A finished seed needs none:
+    // nothing runs again.
+    let remove_checkpoints = || {
+        for c in walk(&exp)
+            .into_iter()
+            .filter(|p| p.ends_with("checkpoint.safetensors"))
+        {
+            std::fs::remove_file(c).unwrap();
+        }
+    };
+    remove_checkpoints();
+    let rerun = || {
+        Runner::open(&protocol, RunnerOptions::default())
+            .unwrap()
+            .run_all()
+    };
+    rerun().unwrap();
+    assert_eq!(Ledger::load(&exp.join("ledger.json")).unwrap(), ledger);
+
+    // A seed cut off after some stages lost their checkpoints: it reruns from its split, on a
+    // backbone trained again that matches the recorded fingerprint, to the same predictions.
+    let predictions = exp.join("seed-3/eval/distl-T2/predictions.csv");
+    let first = std::fs::read(&predictions).unwrap();
+    let cut_off = |ledger: &Ledger| {
+        let mut l = ledger.clone();
+        l.stages
+            .retain(|s| s.id != "seed-3/eval" && s.id != "seed-3/ssl-finetune-T2");
+        std::fs::write(exp.join("ledger.json"), serde_json::to_string(&l).unwrap()).unwrap();
+    };
+    cut_off(&ledger);
+    rerun().unwrap();
+    let redone = Ledger::load(&exp.join("ledger.json")).unwrap();
+    let ids = |l: &Ledger| {
+        l.stages
+            .iter()
+            .map(|s| s.id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(ids(&redone), ids(&ledger));
+    assert_eq!(
+        std::fs::read(&predictions).unwrap(),
+        first,
+        "the rerun seed differs"
+    );
+    let sha = exp.join("backbone/networks.sha256");
+    assert_eq!(std::fs::read_to_string(&sha).unwrap().trim().len(), 64);
+
+    // A backbone trained again to other networks than the finished stages used is refused.
+    remove_checkpoints();
+    std::fs::write(&sha, format!("{}\n", "0".repeat(64))).unwrap();
+    cut_off(&redone);
+    let e = match rerun() {
+        Ok(_) => panic!("a backbone other than the recorded one was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        e.contains("not the one the finished stages started from"),
+        "{e}"
+    );
+
     // The directory keeps one protocol.
     write_protocol(tmp.path(), &descriptor, "changed");
     let e = Runner::open(&protocol, RunnerOptions::default())
@@ -170,4 +231,18 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
         .expect("another protocol text is refused")
         .to_string();
     assert!(e.contains("another protocol.toml"), "{e}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -66,6 +66,12 @@ impl ExperimentLayout {
     pub fn backbone(&self) -> RunLayout {
         RunLayout::new(self.root.join("backbone"))
     }
+    /// `EXP/backbone/networks.sha256`: the fingerprint of the backbone checkpoint's student
+    /// and teacher (see [`crate::runner::fingerprint`]), kept with the results so that a
+    /// backbone trained again where its checkpoint was not carried is checked against it.
+    pub fn backbone_fingerprint(&self) -> PathBuf {
+        self.root.join("backbone").join("networks.sha256")
+    }
     /// `EXP/seed-S/`.
     pub fn seed_dir(&self, seed: u64) -> PathBuf {
         self.root.join(format!("seed-{seed}"))

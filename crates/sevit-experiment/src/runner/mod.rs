@@ -18,8 +18,11 @@ use sevit_distill::{RunLayout, RunOptions, TrainConfig};
 pub use crate::layout::{ExperimentLayout, Ledger, StageRecord};
 use crate::protocol::Protocol;
 
+mod keep;
 mod scoring;
 mod stages;
+
+pub use keep::fingerprint;
 
 /// How to run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,41 +82,19 @@ impl Runner {
         })
     }
 
+    fn save_ledger(&self) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(&self.ledger)?;
+        sevit_fs::write_atomic(&self.layout.ledger(), json.as_bytes())
+    }
+
     /// The ids of every stage of the protocol, in the order they run.
     pub fn plan(&self) -> Vec<String> {
-        let p = &self.protocol;
         let mut ids = Vec::new();
-        if p.backbone.is_some() {
+        if self.protocol.backbone.is_some() {
             ids.extend(["backbone".to_string(), "backbone-gate".to_string()]);
         }
-        for s in &p.seeds {
-            ids.push(format!("seed-{s}/split"));
-            ids.push(format!("seed-{s}/distl"));
-            for t in 1..=p.data.folds {
-                if p.baselines.supervised {
-                    ids.push(format!("seed-{s}/supervised-T{t}"));
-                }
-            }
-            for t in 1..=p.data.folds {
-                if p.baselines.control {
-                    ids.push(format!("seed-{s}/control-T{t}"));
-                }
-            }
-            for a in p.ablations.iter().filter(|a| a.runs_on(*s)) {
-                ids.push(format!("seed-{s}/ablation-{}", a.name));
-            }
-            for t in 1..=p.data.folds {
-                if p.baselines.ssl_finetune.is_some() {
-                    ids.push(format!("seed-{s}/ssl-finetune-T{t}"));
-                }
-            }
-            ids.push(format!("seed-{s}/eval"));
-        }
-        if p.report.attention {
-            ids.push("attention".into());
-        }
-        if p.report.robustness {
-            ids.push("robustness".into());
+        for s in &self.protocol.seeds {
+            ids.extend(self.seed_plan(*s));
         }
         ids
     }
@@ -129,6 +110,10 @@ impl Runner {
     /// The first failing stage (finished ones stay recorded; a rerun continues), or a failed
     /// backbone gate marked `required`.
     pub fn run_all(&mut self) -> anyhow::Result<crate::ExperimentResults> {
+        let cfg = self.protocol.train_config(&[])?;
+        cfg.apply_threads();
+        let _lock = sevit_distill::layout::lock_dir(&self.layout.root, "experiment")?;
+        self.reconcile()?;
         let plan = self.plan();
         let todo = plan.iter().filter(|id| !self.ledger.done(id)).count();
         tracing::info!(
@@ -137,9 +122,6 @@ impl Runner {
             left = todo,
             "experiment"
         );
-        let cfg = self.protocol.train_config(&[])?;
-        cfg.apply_threads();
-        let _lock = sevit_distill::layout::lock_dir(&self.layout.root, "experiment")?;
         self.bar =
             sevit_distill::log::progress_bar(plan.len() as u64, "experiment", self.opts.progress);
         self.bar.set_position((plan.len() - todo) as u64);
@@ -149,12 +131,6 @@ impl Runner {
         }
         for seed in self.protocol.seeds.clone() {
             self.run_seed(seed)?;
-        }
-        if self.protocol.report.attention {
-            self.stage("attention", Runner::attention)?;
-        }
-        if self.protocol.report.robustness {
-            self.stage("robustness", Runner::robustness)?;
         }
         self.bar.finish_and_clear();
         let results = self.report()?;
@@ -194,6 +170,14 @@ impl Runner {
                 })?;
             }
         }
+        if p.seeds.first() == Some(&seed) {
+            if p.report.attention {
+                self.stage("attention", Runner::attention)?;
+            }
+            if p.report.robustness {
+                self.stage("robustness", Runner::robustness)?;
+            }
+        }
         self.stage(&format!("seed-{seed}/eval"), |r| r.evaluate_seed(seed))
     }
 
@@ -231,8 +215,7 @@ impl Runner {
             seconds,
             detail,
         });
-        let json = serde_json::to_string_pretty(&self.ledger)?;
-        sevit_fs::write_atomic(&self.layout.ledger(), json.as_bytes())?;
+        self.save_ledger()?;
         self.bar.inc(1);
         Ok(())
     }

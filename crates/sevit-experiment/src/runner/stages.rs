@@ -52,8 +52,9 @@ impl Runner {
         run.write_config_once(&cfg)?;
         let out = sevit_distill::pretrain_self_supervised(&run, &cfg, &pool, &self.run_options())?;
         anyhow::ensure!(out.complete, "the backbone's pretraining stopped early");
+        let sha = self.check_backbone()?;
         Ok(format!(
-            "DINO pretraining on {} images ({} reserved from the dataset): {} epochs, {} iterations",
+            "DINO pretraining on {} images ({} reserved from the dataset): {} epochs, {} iterations; networks sha256 {sha}",
             pool.len(),
             n_reserved,
             out.epochs,
