@@ -140,6 +140,12 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
         assert!(md.contains(section), "results.md lacks {section}");
     }
     assert!(tmp.path().join("docs/results/results.json").is_file());
+    // The report copies the robustness tables from the run into its assets.
+    assert!(tmp
+        .path()
+        .join("docs/results/robustness/nuisance-T2.csv")
+        .is_file());
+    assert!(!md.contains("(not measured yet)"), "{md}");
 
     // A rerun finds every stage done and only rewrites the report: no checkpoint is written
     // again (their bytes and modification times are unchanged), the ledger is the same.

@@ -267,6 +267,7 @@ impl Runner {
     /// # Errors
     /// No predictions yet, or a write fails.
     pub fn report(&self) -> anyhow::Result<crate::ExperimentResults> {
+        self.publish_robustness()?;
         let sections = crate::sections::write_sections(self)?;
         let p = &self.protocol;
         let mut appendix = sections.appendix;

@@ -1,6 +1,7 @@
 //! Scoring every model of a seed on the test and validation images, the paired comparisons
 //! with DISTL, the attention grids and the robustness table.
 
+use anyhow::Context;
 use sevit_data::Subset;
 use sevit_distill::layout::stage_name;
 use sevit_distill::{RunLayout, Weights};
@@ -147,11 +148,7 @@ impl Runner {
         let seed = self.protocol.seeds[0];
         let run = self.layout.run(seed);
         let k = self.protocol.data.folds;
-        let assets = self.protocol.docs.join("results").join("robustness");
-        for (stage, tag) in [
-            (stage_name::PRETRAIN.to_string(), "T0".to_string()),
-            (stage_name::step(k), format!("T{k}")),
-        ] {
+        for (stage, tag) in self.robustness_tags() {
             let out = self.layout.seed_dir(seed).join("robustness").join(&tag);
             if !out.join("nuisance.csv").is_file() {
                 evaluate_checkpoint(&EvalRequest {
@@ -164,15 +161,37 @@ impl Runner {
                     ..eval_request(&run, &stage, Weights::Student, Subset::Test, out.clone())
                 })?;
             }
-            std::fs::create_dir_all(&assets)?;
-            for ext in ["csv", "png"] {
-                std::fs::copy(
-                    out.join(format!("nuisance.{ext}")),
-                    assets.join(format!("nuisance-{tag}.{ext}")),
-                )?;
-            }
         }
         Ok(format!("AUC under nuisances at T=0 and T={k}"))
+    }
+
+    /// (stage, tag) of the models measured under nuisances: the initial model and the last step.
+    fn robustness_tags(&self) -> [(String, String); 2] {
+        let k = self.protocol.data.folds;
+        [
+            (stage_name::PRETRAIN.to_string(), "T0".to_string()),
+            (stage_name::step(k), format!("T{k}")),
+        ]
+    }
+
+    /// Copies the robustness tables and plots measured so far into the report's assets
+    /// (`DOCS/results/robustness/nuisance-T<t>.{csv,png}`); the report reads them there.
+    pub(super) fn publish_robustness(&self) -> anyhow::Result<()> {
+        let seed = self.protocol.seeds[0];
+        let assets = self.protocol.docs.join("results").join("robustness");
+        for (_, tag) in self.robustness_tags() {
+            let out = self.layout.seed_dir(seed).join("robustness").join(&tag);
+            if !out.join("nuisance.csv").is_file() {
+                continue;
+            }
+            std::fs::create_dir_all(&assets)?;
+            for ext in ["csv", "png"] {
+                let to = assets.join(format!("nuisance-{tag}.{ext}"));
+                std::fs::copy(out.join(format!("nuisance.{ext}")), &to)
+                    .with_context(|| format!("copying the robustness {ext} to {}", to.display()))?;
+            }
+        }
+        Ok(())
     }
 }
 
