@@ -46,7 +46,7 @@ min_mean_gain = 0.03
 alpha = 0.05
 
 [report]
-attention = false
+attention = true
 robustness = true
 "#,
         config = config.display(),
@@ -173,14 +173,16 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
     // A fresh checkout keeps the results but not the checkpoints. A finished seed needs none:
     // nothing runs again.
     let remove_checkpoints = || {
-        for c in walk(&exp)
-            .into_iter()
-            .filter(|p| p.ends_with("checkpoint.safetensors"))
-        {
+        let is_checkpoint = |p: &Path| p.ends_with("checkpoint.safetensors");
+        let walk = sevit_data::paths::walk_files(&exp, std::slice::from_ref(&exp), &is_checkpoint)
+            .unwrap();
+        for c in walk.files {
             std::fs::remove_file(c).unwrap();
         }
     };
     remove_checkpoints();
+    // The attention grids show test images and are not kept either: the report says so.
+    std::fs::remove_dir_all(exp.join("attention")).unwrap();
     let rerun = || {
         Runner::open(&protocol, RunnerOptions::default())
             .unwrap()
@@ -188,6 +190,8 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
     };
     rerun().unwrap();
     assert_eq!(Ledger::load(&exp.join("ledger.json")).unwrap(), ledger);
+    let md = std::fs::read_to_string(tmp.path().join("docs/results.md")).unwrap();
+    assert!(md.contains("not kept with the results"), "{md}");
 
     // A seed cut off after some stages lost their checkpoints: it reruns from its split, on a
     // backbone trained again that matches the recorded fingerprint, to the same predictions.
@@ -237,18 +241,4 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
         .expect("another protocol text is refused")
         .to_string();
     assert!(e.contains("another protocol.toml"), "{e}");
-}
-
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

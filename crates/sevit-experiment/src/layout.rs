@@ -112,6 +112,10 @@ impl ExperimentLayout {
             .join("eval")
             .join(format!("{arm}-vs-distl-T{t}.json"))
     }
+    /// `EXP/seed-S/robustness/<tag>/`: a model scored under image nuisances (`tag` is `T<t>`).
+    pub fn robustness(&self, seed: u64, tag: &str) -> PathBuf {
+        self.seed_dir(seed).join("robustness").join(tag)
+    }
     /// `EXP/attention/`.
     pub fn attention(&self) -> PathBuf {
         self.root.join("attention")

@@ -72,7 +72,22 @@ pub(crate) fn write_sections(runner: &Runner) -> anyhow::Result<Sections> {
     if r.protocol.report.robustness {
         appendix.push(write("robustness.md", robustness(r))?);
     }
+    if r.protocol.report.attention && r.ledger.done("attention") && !r.layout.attention().is_dir() {
+        appendix.push(write("attention.md", attention_not_kept(r))?);
+    }
     Ok(Sections { preamble, appendix })
+}
+
+/// Where the attention grids went when the run's folder came without them: they show test
+/// images, so they stay on the machine that drew them.
+fn attention_not_kept(r: &Report) -> String {
+    let seed = r.protocol.seeds[0];
+    format!(
+        "## Attention maps\n\nThe grids of seed {seed}'s test images at T = 0..{k} were drawn on the machine that ran seed {seed} and are not kept with the results, because they show the test images; this checkout has no `{}`. `sevit visualize --run {} --stage step{k}` draws them again from a checkpoint of that seed.\n",
+        shown(&r.layout.attention()),
+        shown(&r.layout.run(seed).root),
+        k = r.protocol.data.folds,
+    )
 }
 
 fn fmt(v: Option<f64>) -> String {

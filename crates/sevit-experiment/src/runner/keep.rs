@@ -38,37 +38,6 @@ pub fn fingerprint(checkpoint: &Path) -> anyhow::Result<String> {
 }
 
 impl Runner {
-    /// The stage ids of `seed`, in the order they run (the first seed also draws the
-    /// attention grids and the robustness table from its DISTL checkpoints, before its
-    /// scoring, so that a finished seed needs none of its checkpoints again).
-    pub(super) fn seed_plan(&self, seed: u64) -> Vec<String> {
-        let p = &self.protocol;
-        let k = p.data.folds;
-        let mut ids = vec![format!("seed-{seed}/split"), format!("seed-{seed}/distl")];
-        if p.baselines.supervised {
-            ids.extend((1..=k).map(|t| format!("seed-{seed}/supervised-T{t}")));
-        }
-        if p.baselines.control {
-            ids.extend((1..=k).map(|t| format!("seed-{seed}/control-T{t}")));
-        }
-        for a in p.ablations.iter().filter(|a| a.runs_on(seed)) {
-            ids.push(format!("seed-{seed}/ablation-{}", a.name));
-        }
-        if p.baselines.ssl_finetune.is_some() {
-            ids.extend((1..=k).map(|t| format!("seed-{seed}/ssl-finetune-T{t}")));
-        }
-        if p.seeds.first() == Some(&seed) {
-            if p.report.attention {
-                ids.push("attention".into());
-            }
-            if p.report.robustness {
-                ids.push("robustness".into());
-            }
-        }
-        ids.push(format!("seed-{seed}/eval"));
-        ids
-    }
-
     /// Makes the ledger agree with the files present. A seed with finished training stages
     /// but no initial-model checkpoint (a fresh checkout keeps results, not checkpoints) is
     /// forgotten and its directory removed, so it reruns from its split; a finished seed needs

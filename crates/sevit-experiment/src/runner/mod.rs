@@ -141,44 +141,72 @@ impl Runner {
         Ok(results)
     }
 
-    fn run_seed(&mut self, seed: u64) -> anyhow::Result<()> {
-        let p = self.protocol.clone();
+    /// The stage ids of `seed`, in the order they run (the first seed also draws the
+    /// attention grids and the robustness table from its DISTL checkpoints, before its
+    /// scoring, so that a finished seed needs none of its checkpoints again).
+    pub(super) fn seed_plan(&self, seed: u64) -> Vec<String> {
+        let p = &self.protocol;
         let k = p.data.folds;
-        self.stage(&format!("seed-{seed}/split"), |r| r.split(seed))?;
-        self.stage(&format!("seed-{seed}/distl"), |r| r.distl(seed))?;
+        let mut ids = vec![format!("seed-{seed}/split"), format!("seed-{seed}/distl")];
         if p.baselines.supervised {
-            for t in 1..=k {
-                self.stage(&format!("seed-{seed}/supervised-T{t}"), |r| {
-                    r.supervised(seed, t)
-                })?;
-            }
+            ids.extend((1..=k).map(|t| format!("seed-{seed}/supervised-T{t}")));
         }
         if p.baselines.control {
-            for t in 1..=k {
-                self.stage(&format!("seed-{seed}/control-T{t}"), |r| r.control(seed, t))?;
-            }
+            ids.extend((1..=k).map(|t| format!("seed-{seed}/control-T{t}")));
         }
         for a in p.ablations.iter().filter(|a| a.runs_on(seed)) {
-            self.stage(&format!("seed-{seed}/ablation-{}", a.name), |r| {
-                r.ablation(seed, &a.name, &a.set)
-            })?;
+            ids.push(format!("seed-{seed}/ablation-{}", a.name));
         }
-        if let Some(sf) = &p.baselines.ssl_finetune {
-            for t in 1..=k {
-                self.stage(&format!("seed-{seed}/ssl-finetune-T{t}"), |r| {
-                    r.ssl_finetune(seed, t, &sf.set)
-                })?;
-            }
+        if p.baselines.ssl_finetune.is_some() {
+            ids.extend((1..=k).map(|t| format!("seed-{seed}/ssl-finetune-T{t}")));
         }
         if p.seeds.first() == Some(&seed) {
             if p.report.attention {
-                self.stage("attention", Runner::attention)?;
+                ids.push("attention".into());
             }
             if p.report.robustness {
-                self.stage("robustness", Runner::robustness)?;
+                ids.push("robustness".into());
             }
         }
-        self.stage(&format!("seed-{seed}/eval"), |r| r.evaluate_seed(seed))
+        ids.push(format!("seed-{seed}/eval"));
+        ids
+    }
+
+    fn run_seed(&mut self, seed: u64) -> anyhow::Result<()> {
+        for id in self.seed_plan(seed) {
+            self.stage(&id, |r| r.run_stage(seed, &id))?;
+        }
+        Ok(())
+    }
+
+    /// Runs stage `id` of [`Self::seed_plan`]`(seed)`.
+    fn run_stage(&mut self, seed: u64, id: &str) -> anyhow::Result<String> {
+        let kind = id.strip_prefix(&format!("seed-{seed}/")).unwrap_or(id);
+        let at = |prefix: &str| kind.strip_prefix(prefix).and_then(|t| t.parse().ok());
+        if let Some(t) = at("supervised-T") {
+            return self.supervised(seed, t);
+        }
+        if let Some(t) = at("control-T") {
+            return self.control(seed, t);
+        }
+        if let Some(t) = at("ssl-finetune-T") {
+            let set = self.protocol.baselines.ssl_finetune.as_ref();
+            let set = set.map(|s| s.set.clone()).unwrap_or_default();
+            return self.ssl_finetune(seed, t, &set);
+        }
+        if let Some(name) = kind.strip_prefix("ablation-") {
+            let a = self.protocol.ablations.iter().find(|a| a.name == name);
+            let set = a.map(|a| a.set.clone()).context("no such ablation")?;
+            return self.ablation(seed, name, &set);
+        }
+        match kind {
+            "split" => self.split(seed),
+            "distl" => self.distl(seed),
+            "attention" => self.attention(),
+            "robustness" => self.robustness(),
+            "eval" => self.evaluate_seed(seed),
+            _ => bail!("the runner has no stage {id}"),
+        }
     }
 
     /// Runs stage `id` unless the ledger has it, then records it.

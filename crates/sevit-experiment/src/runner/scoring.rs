@@ -149,7 +149,7 @@ impl Runner {
         let run = self.layout.run(seed);
         let k = self.protocol.data.folds;
         for (stage, tag) in self.robustness_tags() {
-            let out = self.layout.seed_dir(seed).join("robustness").join(&tag);
+            let out = self.layout.robustness(seed, &tag);
             if !out.join("nuisance.csv").is_file() {
                 evaluate_checkpoint(&EvalRequest {
                     robustness: Some(sevit_infer::RobustnessOptions {
@@ -180,7 +180,7 @@ impl Runner {
         let seed = self.protocol.seeds[0];
         let assets = self.protocol.docs.join("results").join("robustness");
         for (_, tag) in self.robustness_tags() {
-            let out = self.layout.seed_dir(seed).join("robustness").join(&tag);
+            let out = self.layout.robustness(seed, &tag);
             if !out.join("nuisance.csv").is_file() {
                 continue;
             }
