@@ -133,6 +133,7 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
         "## Setup",
         "## Backbone gate",
         "## Each ingredient, in numbers",
+        "## Which ingredient fails",
         "## Pseudo-label audit",
         "## Other arms against DISTL",
         "## Robustness to image nuisances",
@@ -146,6 +147,8 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
         .join("docs/results/robustness/nuisance-T2.csv")
         .is_file());
     assert!(!md.contains("(not measured yet)"), "{md}");
+    // A finished run judges every ingredient.
+    assert!(!md.contains("| not measured yet |"), "{md}");
 
     // A rerun finds every stage done and only rewrites the report: no checkpoint is written
     // again (their bytes and modification times are unchanged), the ledger is the same.

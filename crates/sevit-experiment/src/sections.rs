@@ -1,6 +1,6 @@
 //! The report's sections besides the main tables: setup (protocol, machine, split, wall
-//! times, preset), backbone gate, validation AUCs, EMA teacher, other arms against DISTL,
-//! the pseudo-label audit and robustness. Each is a Markdown file in the experiment
+//! times, preset), backbone gate, which ingredient fails, validation AUCs, EMA teacher,
+//! other arms against DISTL, the pseudo-label audit and robustness. Each is a Markdown file in the experiment
 //! directory, handed to [`crate::write_report`] as preamble or appendix.
 
 use std::cell::RefCell;
@@ -16,6 +16,8 @@ use sevit_distill::log::{epoch_means_of, read_log, StepKind};
 use crate::layout::{ExperimentLayout, Ledger};
 use crate::protocol::Protocol;
 use crate::runner::Runner;
+
+mod diagnosis;
 
 /// What the sections read: the protocol, its directory and ledger, and each model's AUC,
 /// read from its `predictions.csv` once however many tables show it.
@@ -65,6 +67,7 @@ pub(crate) fn write_sections(runner: &Runner) -> anyhow::Result<Sections> {
         preamble.push(write("backbone.md", backbone(r))?);
     }
     preamble.push(write("ingredients.md", ingredients(r)?)?);
+    preamble.push(write("diagnosis.md", diagnosis::diagnosis(r)?)?);
     let mut appendix = vec![
         write("audit.md", audit(r))?,
         write("validation.md", validation(r))?,
