@@ -147,8 +147,16 @@ fn a_protocol_runs_end_to_end_resumes_and_keeps_its_directory() {
         .join("docs/results/robustness/nuisance-T2.csv")
         .is_file());
     assert!(!md.contains("(not measured yet)"), "{md}");
-    // A finished run judges every ingredient.
+    // A finished run judges every ingredient, in the page and in diagnosis.json.
     assert!(!md.contains("| not measured yet |"), "{md}");
+    let diagnosis: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("docs/results/diagnosis.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(diagnosis.len() >= 5, "{diagnosis:?}");
+    assert!(diagnosis
+        .iter()
+        .all(|f| matches!(f["verdict"].as_str(), Some("holds" | "fails"))));
 
     // A rerun finds every stage done and only rewrites the report: no checkpoint is written
     // again (their bytes and modification times are unchanged), the ledger is the same.

@@ -47,6 +47,8 @@ impl Report<'_> {
 pub(crate) struct Sections {
     pub preamble: Vec<PathBuf>,
     pub appendix: Vec<PathBuf>,
+    /// Which ingredient fails, as the "Which ingredient fails" section judges it.
+    pub diagnosis: Vec<diagnosis::Finding>,
 }
 
 pub(crate) fn write_sections(runner: &Runner) -> anyhow::Result<Sections> {
@@ -67,7 +69,8 @@ pub(crate) fn write_sections(runner: &Runner) -> anyhow::Result<Sections> {
         preamble.push(write("backbone.md", backbone(r))?);
     }
     preamble.push(write("ingredients.md", ingredients(r)?)?);
-    preamble.push(write("diagnosis.md", diagnosis::diagnosis(r)?)?);
+    let (text, diagnosis) = diagnosis::diagnosis(r)?;
+    preamble.push(write("diagnosis.md", text)?);
     let mut appendix = vec![
         write("audit.md", audit(r))?,
         write("validation.md", validation(r))?,
@@ -78,7 +81,11 @@ pub(crate) fn write_sections(runner: &Runner) -> anyhow::Result<Sections> {
     if r.protocol.report.attention && r.ledger.done("attention") && !r.layout.attention().is_dir() {
         appendix.push(write("attention.md", attention_not_kept(r))?);
     }
-    Ok(Sections { preamble, appendix })
+    Ok(Sections {
+        preamble,
+        appendix,
+        diagnosis,
+    })
 }
 
 /// Where the attention grids went when the run's folder came without them: they show test

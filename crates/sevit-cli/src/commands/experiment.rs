@@ -75,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let docs = &runner.protocol.docs;
     println!(
-        "wrote {} and {}/(results.json, models.csv, paired.csv, auc_vs_t.png)",
+        "wrote {} and {}/(results.json, models.csv, paired.csv, auc_vs_t.png, diagnosis.json)",
         docs.join("results.md").display(),
         docs.join("results").display()
     );

@@ -290,7 +290,8 @@ impl Runner {
         self.protocol.train_config(&sets)
     }
 
-    /// Writes `results.md`, `results/` and the appendix sections from what has run.
+    /// Writes `results.md`, `results/` (with `diagnosis.json`, which ingredient fails) and the
+    /// appendix sections from what has run.
     ///
     /// # Errors
     /// No predictions yet, or a write fails.
@@ -301,17 +302,23 @@ impl Runner {
         let mut appendix = sections.appendix;
         appendix.extend(p.notes.iter().cloned());
         let attention = self.layout.attention();
-        crate::write_report(&crate::ReportSpec {
+        let assets = p.docs.join("results");
+        let results = crate::write_report(&crate::ReportSpec {
             exp: self.layout.root.clone(),
             out: p.docs.join("results.md"),
-            assets: p.docs.join("results"),
+            assets: assets.clone(),
             title: p.title.clone(),
             preamble: sections.preamble,
             appendix,
             attention: attention.is_dir().then_some(attention),
             level: 0.95,
             criteria: p.criteria.clone(),
-        })
+        })?;
+        sevit_fs::write_atomic(
+            &assets.join("diagnosis.json"),
+            serde_json::to_string_pretty(&sections.diagnosis)?.as_bytes(),
+        )?;
+        Ok(results)
     }
 }
 

@@ -52,15 +52,17 @@ pub(super) struct Thresholds {
     pub max_loss_ratio: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Verdict {
     Holds,
     Fails,
     NotYet,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Finding {
+/// One ingredient's evidence, rule and verdict (`docs/results/diagnosis.json` holds the list).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct Finding {
     pub ingredient: &'static str,
     pub evidence: String,
     pub rule: String,
@@ -212,8 +214,8 @@ pub(super) fn gather(r: &Report) -> anyhow::Result<Evidence> {
     Ok(e)
 }
 
-/// The section: one row per ingredient and the list of those that fail.
-pub(super) fn diagnosis(r: &Report) -> anyhow::Result<String> {
+/// The section (one row per ingredient and the list of those that fail) and its findings.
+pub(super) fn diagnosis(r: &Report) -> anyhow::Result<(String, Vec<Finding>)> {
     let th = Thresholds {
         min_gain: r.protocol.criteria.min_mean_gain,
         max_loss_ratio: r
@@ -250,7 +252,7 @@ pub(super) fn diagnosis(r: &Report) -> anyhow::Result<String> {
             format!("Failing: {}.", failing.join("; "))
         }
     );
-    Ok(s)
+    Ok((s, findings))
 }
 
 #[cfg(test)]
