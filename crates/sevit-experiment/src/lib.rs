@@ -219,6 +219,51 @@ pub struct TargetCheck {
     pub of: usize,
 }
 
+/// The claim's decision by the declared success criteria: the mean over seeds of
+/// AUC(T=k) − AUC(T=0) of DISTL at least `min_mean_gain`, and AUC(T=k) above AUC(T=0) with a
+/// paired DeLong p below `alpha` in every seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimDecision {
+    /// The declared least mean gain.
+    pub min_mean_gain: f64,
+    /// The declared significance level.
+    pub alpha: f64,
+    /// Mean over seeds of AUC(T=k) − AUC(T=0) (NaN before any step is scored).
+    pub mean_gain: f64,
+    /// Seeds in which AUC(T=k) > AUC(T=0) with p < `alpha`.
+    pub seeds_above: usize,
+    /// Seeds scored.
+    pub seeds: usize,
+    /// Both criteria hold over the seeds scored.
+    pub met: bool,
+    /// Seeds the protocol declares (the decision is final once all are scored); 0 if unknown.
+    #[serde(default)]
+    pub declared_seeds: usize,
+}
+
+impl ClaimDecision {
+    fn of(seeds: usize, vs_initial_at_k: &[&PairedResult], criteria: &Criteria) -> Self {
+        let gains: Vec<f64> = vs_initial_at_k.iter().map(|p| p.test.diff).collect();
+        let mean_gain = MeanSd::of(&gains).mean;
+        let seeds_above = vs_initial_at_k
+            .iter()
+            .filter(|p| p.test.diff > 0.0 && p.test.p_value < criteria.alpha)
+            .count();
+        ClaimDecision {
+            min_mean_gain: criteria.min_mean_gain,
+            alpha: criteria.alpha,
+            mean_gain,
+            seeds_above,
+            seeds,
+            met: seeds > 0
+                && gains.len() == seeds
+                && mean_gain >= criteria.min_mean_gain
+                && seeds_above == seeds,
+            declared_seeds: 0,
+        }
+    }
+}
+
 /// Everything the experiment report shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentResults {
@@ -239,6 +284,9 @@ pub struct ExperimentResults {
     pub aggregate: Vec<AggregateRow>,
     /// The acceptance targets.
     pub targets: Vec<TargetCheck>,
+    /// The decision by the declared success criteria (absent from reports written before it).
+    #[serde(default)]
+    pub claim: Option<ClaimDecision>,
 }
 
 /// Computes the [`ExperimentResults`] of `entries` at confidence `level`.
@@ -345,6 +393,9 @@ pub fn summarize_with(
         });
     }
     let targets = targets(&seeds, &models, &distl_vs_initial, criteria);
+    let t_max = models.iter().map(|m| m.t).max().unwrap_or(0);
+    let at_k: Vec<&PairedResult> = distl_vs_initial.iter().filter(|p| p.t == t_max).collect();
+    let claim = Some(ClaimDecision::of(seeds.len(), &at_k, criteria));
     Ok(ExperimentResults {
         level,
         seeds: seeds.into_iter().collect(),
@@ -354,6 +405,7 @@ pub fn summarize_with(
         distl_vs_control,
         aggregate,
         targets,
+        claim,
     })
 }
 
@@ -466,6 +518,8 @@ pub struct ReportSpec {
     pub assets: PathBuf,
     /// Title of the Markdown.
     pub title: String,
+    /// Seeds the protocol declares, so a decision over fewer says it is provisional (0: unknown).
+    pub declared_seeds: usize,
     /// Markdown files placed before the tables, in order.
     pub preamble: Vec<PathBuf>,
     /// Markdown files placed after the tables, in order.
@@ -484,7 +538,10 @@ pub struct ReportSpec {
 /// # Errors
 /// As [`collect`] and [`summarize`]; an unreadable preamble/appendix file; I/O failures.
 pub fn write_report(spec: &ReportSpec) -> anyhow::Result<ExperimentResults> {
-    let results = summarize_with(&collect(&spec.exp)?, spec.level, &spec.criteria)?;
+    let mut results = summarize_with(&collect(&spec.exp)?, spec.level, &spec.criteria)?;
+    if let Some(c) = &mut results.claim {
+        c.declared_seeds = spec.declared_seeds;
+    }
     results.write_files(&spec.assets)?;
     let base = spec
         .out

@@ -203,16 +203,24 @@ impl ExperimentResults {
             .filter(|p| p.t == t_max)
             .map(|p| p.test.diff)
             .collect();
+        let level = |t: usize| {
+            self.aggregate
+                .iter()
+                .find(|a| a.arm == Arm::Distl && a.t == t)
+                .map_or("-".to_string(), |a| format!("{:.3}", a.auc.mean))
+        };
         if !gains.is_empty() {
             let m = MeanSd::of(&gains);
             let per_seed: Vec<String> = gains.iter().map(|g| format!("{g:+.3}")).collect();
             let _ = writeln!(
                 s,
-                "* AUC(T={t_max}) − AUC(T=0) of DISTL: {:+.3} ± {:.3} over {} seed(s) (per seed: {}).",
+                "* AUC(T={t_max}) − AUC(T=0) of DISTL: {:+.3} ± {:.3} over {} seed(s) (per seed: {}); mean test AUC {} at T=0, {} at T={t_max}.",
                 m.mean,
                 m.sd,
                 m.n,
-                per_seed.join(", ")
+                per_seed.join(", "),
+                level(0),
+                level(t_max)
             );
         }
         for (rows, other) in [
@@ -247,11 +255,41 @@ impl ExperimentResults {
                 1.0 - self.level
             );
         }
-        let met = self.targets.iter().all(|t| t.met == t.of && t.of > 0);
+        match &self.claim {
+            Some(c) => {
+                let scope = if c.declared_seeds > c.seeds {
+                    format!(
+                        "over the {} seed(s) run so far; provisional, the decision is taken over all {} declared",
+                        c.seeds, c.declared_seeds
+                    )
+                } else {
+                    format!("over {} seed(s)", c.seeds)
+                };
+                let _ = writeln!(
+                    s,
+                    "* Decision by the declared criteria (mean AUC(T={t_max}) − AUC(T=0) ≥ {} over the seeds, and AUC(T={t_max}) > AUC(T=0) with paired DeLong p < {} in every seed): mean {:+.3}, above in {} of {} seeds: the claim is **{}** {scope}.",
+                    c.min_mean_gain,
+                    c.alpha,
+                    c.mean_gain,
+                    c.seeds_above,
+                    c.seeds,
+                    if c.met { "shown" } else { "not shown" },
+                );
+            }
+            None => {
+                let met = self.targets.iter().all(|t| t.met == t.of && t.of > 0);
+                let _ = writeln!(
+                    s,
+                    "* The claim is {} here (targets below).",
+                    if met { "reproduced" } else { "not reproduced" }
+                );
+            }
+        }
+        let every = self.targets.iter().all(|t| t.met == t.of && t.of > 0);
         let _ = writeln!(
             s,
-            "* The claim is {} here (targets below).\n",
-            if met { "reproduced" } else { "not reproduced" }
+            "* Every acceptance target below met in every seed: {}.\n",
+            if every { "yes" } else { "no" }
         );
         s
     }

@@ -87,7 +87,9 @@ fn collects_summarizes_and_writes() {
         md.contains("## Summary") && md.contains("in 6 of 6 (seed, T) comparisons"),
         "{md}"
     );
-    assert!(md.contains("The claim is reproduced"), "{md}");
+    assert!(md.contains("the claim is **shown** over 3 seed(s)"), "{md}");
+    assert!(md.contains("met in every seed: yes"), "{md}");
+    assert!(r.claim.as_ref().is_some_and(|c| c.met && c.seeds == 3));
     assert!(!md.contains("labeled-only control") && r.distl_vs_control.is_empty());
     assert_eq!(r.auc_series().len(), 2);
     let out = d.path().join("out");
@@ -195,6 +197,7 @@ fn report_with_sections_and_attention() {
         out: docs.join("results.md"),
         assets: docs.join("results"),
         title: "DISTL on test data".into(),
+        declared_seeds: 3,
         preamble: vec![exp.join("setup.md")],
         appendix: vec![],
         attention: Some(docs.join("results/attention")),
@@ -206,6 +209,12 @@ fn report_with_sections_and_attention() {
     let md = std::fs::read_to_string(docs.join("results.md")).unwrap();
     assert!(md.starts_with("# DISTL on test data"));
     assert!(md.contains("## Setup"));
+    assert!(
+        md.contains(
+            "over the 1 seed(s) run so far; provisional, the decision is taken over all 3 declared"
+        ),
+        "{md}"
+    );
     assert!(md.contains("](results/auc_vs_t.png)"), "{md}");
     assert!(md.contains("](results/attention/T2/img1.png)"), "{md}");
     let e = write_report(&ReportSpec {
@@ -214,6 +223,7 @@ fn report_with_sections_and_attention() {
         out: docs.join("r2.md"),
         assets: docs.join("r2"),
         title: "x".into(),
+        declared_seeds: 0,
         appendix: vec![],
         attention: None,
         level: 0.95,
@@ -245,4 +255,41 @@ fn mean_sd() {
     let m = MeanSd::of(&[1.0, 2.0, 3.0]);
     assert_eq!((m.mean, m.sd, m.n), (2.0, 1.0, 3));
     assert_eq!(MeanSd::of(&[0.5]).sd, 0.0);
+}
+
+fn vs_initial(seed: u64, diff: f64, p_value: f64) -> PairedResult {
+    PairedResult {
+        seed,
+        t: 3,
+        label: format!("DISTL T=3 vs initial (T=0), seed {seed}"),
+        test: sevit_metrics::PairedTest {
+            auc_a: 0.5 + diff,
+            auc_b: 0.5,
+            diff,
+            var_diff: 1e-4,
+            z: diff / 1e-2,
+            p_value,
+            ci_diff: (diff - 0.02, diff + 0.02),
+            level: 0.95,
+        },
+    }
+}
+
+#[test]
+fn the_claim_is_decided_by_the_declared_criteria_not_the_stricter_per_seed_target() {
+    let c = Criteria::default();
+    // mean +0.035, each seed above with p < 0.05, one seed under +0.03: shown
+    let seeds = [vs_initial(0, 0.02, 0.01), vs_initial(1, 0.05, 0.001)];
+    let d = ClaimDecision::of(2, &seeds.iter().collect::<Vec<_>>(), &c);
+    assert!(d.met && d.seeds_above == 2 && (d.mean_gain - 0.035).abs() < 1e-12);
+    // a large mean with one seed not significant: not shown
+    let seeds = [vs_initial(0, 0.01, 0.2), vs_initial(1, 0.09, 0.001)];
+    let d = ClaimDecision::of(2, &seeds.iter().collect::<Vec<_>>(), &c);
+    assert!(!d.met && d.seeds_above == 1);
+    // every seed significant but the mean below the declared gain: not shown
+    let seeds = [vs_initial(0, 0.01, 0.01), vs_initial(1, 0.02, 0.01)];
+    assert!(!ClaimDecision::of(2, &seeds.iter().collect::<Vec<_>>(), &c).met);
+    // a seed without its last step scored: not shown
+    let seeds = [vs_initial(0, 0.09, 0.001)];
+    assert!(!ClaimDecision::of(2, &seeds.iter().collect::<Vec<_>>(), &c).met);
 }

@@ -308,6 +308,7 @@ impl Runner {
             out: p.docs.join("results.md"),
             assets: assets.clone(),
             title: p.title.clone(),
+            declared_seeds: p.seeds.len(),
             preamble: sections.preamble,
             appendix,
             attention: attention.is_dir().then_some(attention),
