@@ -230,13 +230,37 @@ fn setup(r: &Report) -> anyhow::Result<String> {
     Ok(s)
 }
 
+/// The backbone gate's result, once measured.
+fn read_gate(r: &Report) -> Option<crate::gate::GateResult> {
+    std::fs::read_to_string(r.layout.backbone().root.join("gate.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// The pseudo-label audit rows of the last epoch of DISTL step `t` of `seed` (none before it ran).
+fn last_epoch_audit(r: &Report, seed: u64, t: usize) -> Vec<sevit_distill::audit::AuditRow> {
+    let dir = r.layout.run(seed).stage_dir(&stage_name::step(t));
+    let rows = read_audit(&audit_path(&dir)).unwrap_or_default();
+    let last = rows.iter().map(|x| x.epoch).max();
+    rows.into_iter().filter(|x| Some(x.epoch) == last).collect()
+}
+
+/// The training log of DISTL step `t` of `seed`, if it ran.
+fn step_log(r: &Report, seed: u64, t: usize) -> Option<Vec<sevit_distill::log::LogRecord>> {
+    read_log(&r.layout.run(seed).log(&stage_name::step(t))).ok()
+}
+
+/// Mean of `f` over the unlabeled iterations of the log's last epoch.
+fn last_epoch_mean(
+    recs: &[sevit_distill::log::LogRecord],
+    f: fn(&sevit_distill::log::LogRecord) -> Option<f64>,
+) -> Option<f64> {
+    epoch_means_of(recs, StepKind::Unlabeled, f).last().copied()
+}
+
 fn backbone(r: &Report) -> String {
     let mut s = String::from("## Backbone gate\n\n");
-    let path = r.layout.backbone().root.join("gate.json");
-    let g: Option<crate::gate::GateResult> = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    match g {
+    match read_gate(r) {
         None => s.push_str("The backbone has not been gated yet.\n"),
         Some(g) => {
             let _ = writeln!(
@@ -308,18 +332,9 @@ fn ingredients(r: &Report) -> anyhow::Result<String> {
         let (mut pseudo, mut dino) = (Vec::new(), Vec::new());
         if t > 0 {
             for &seed in &p.seeds {
-                let dir = r.layout.run(seed).stage_dir(&stage_name::step(t));
-                if let Ok(rows) = read_audit(&audit_path(&dir)) {
-                    if let Some(last) = rows.iter().map(|x| x.epoch).max() {
-                        pseudo.extend(rows.iter().filter(|x| x.epoch == last).map(|x| Some(x.auc)));
-                    }
-                }
-                if let Ok(recs) = read_log(&r.layout.run(seed).log(&stage_name::step(t))) {
-                    dino.push(
-                        epoch_means_of(&recs, StepKind::Unlabeled, |x| x.dino)
-                            .last()
-                            .copied(),
-                    );
+                pseudo.extend(last_epoch_audit(r, seed, t).iter().map(|x| Some(x.auc)));
+                if let Some(recs) = step_log(r, seed, t) {
+                    dino.push(last_epoch_mean(&recs, |x| x.dino));
                 }
             }
         }

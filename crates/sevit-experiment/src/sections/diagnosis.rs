@@ -7,11 +7,8 @@
 use std::fmt::Write as _;
 
 use sevit_data::Subset;
-use sevit_distill::audit::{audit_path, read_audit};
-use sevit_distill::layout::stage_name;
-use sevit_distill::log::{epoch_means_of, read_log, StepKind};
 
-use super::{fmt, mean, Report};
+use super::{fmt, last_epoch_audit, last_epoch_mean, mean, read_gate, step_log, Report};
 
 /// A self-training loss at least this share of ln 2 is the BCE of soft targets and
 /// predictions that both sit near 0.5: the pseudo-labels then carry almost no confidence.
@@ -161,10 +158,7 @@ pub(super) fn gather(r: &Report) -> anyhow::Result<Evidence> {
     let k = p.data.folds;
     let ln_k = (p.train_config(&[])?.model.out_dim as f64).ln();
     let val = |seed, name: &str| r.auc(seed, Subset::Val, name);
-    let gate: Option<crate::gate::GateResult> =
-        std::fs::read_to_string(r.layout.backbone().root.join("gate.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+    let gate = read_gate(r);
     let over_seeds =
         |f: &dyn Fn(u64) -> Option<f64>| mean(&p.seeds.iter().map(|&s| f(s)).collect::<Vec<_>>());
     let mut e = Evidence {
@@ -187,23 +181,15 @@ pub(super) fn gather(r: &Report) -> anyhow::Result<Evidence> {
     let (mut auc, mut soft, mut st, mut dino) = (vec![], vec![], vec![], vec![]);
     for &seed in &p.seeds {
         for t in 1..=k {
-            let dir = r.layout.run(seed).stage_dir(&stage_name::step(t));
-            if let Ok(rows) = read_audit(&audit_path(&dir)) {
-                if let Some(last) = rows.iter().map(|x| x.epoch).max() {
-                    for row in rows.iter().filter(|x| x.epoch == last) {
-                        auc.push(Some(row.auc));
-                        soft.push(Some(row.mean_pseudo_label));
-                    }
-                }
+            for row in last_epoch_audit(r, seed, t) {
+                auc.push(Some(row.auc));
+                soft.push(Some(row.mean_pseudo_label));
             }
-            if let Ok(recs) = read_log(&r.layout.run(seed).log(&stage_name::step(t))) {
-                let last = |f: fn(&sevit_distill::log::LogRecord) -> Option<f64>| {
-                    epoch_means_of(&recs, StepKind::Unlabeled, f)
-                        .last()
-                        .copied()
-                };
-                st.push(last(|x| x.self_training).map(|v| v / std::f64::consts::LN_2));
-                dino.push(last(|x| x.dino).map(|v| v / ln_k));
+            if let Some(recs) = step_log(r, seed, t) {
+                st.push(
+                    last_epoch_mean(&recs, |x| x.self_training).map(|v| v / std::f64::consts::LN_2),
+                );
+                dino.push(last_epoch_mean(&recs, |x| x.dino).map(|v| v / ln_k));
             }
         }
     }
