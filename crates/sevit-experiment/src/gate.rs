@@ -44,6 +44,31 @@ impl GateResult {
     }
 }
 
+/// Where the gate's result is kept in the backbone's stage directory.
+pub fn result_path(backbone_dir: &Path) -> std::path::PathBuf {
+    backbone_dir.join("gate.json")
+}
+
+/// The gate's result in `backbone_dir`, or `None` when the gate has not run there yet.
+///
+/// # Errors
+/// A result file that cannot be read or parsed: the report must not call a backbone
+/// "not gated" because its record was damaged.
+pub fn read_result(backbone_dir: &Path) -> anyhow::Result<Option<GateResult>> {
+    let path = result_path(backbone_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a backbone gate result ({e}); delete it and rerun the protocol to measure the gate again",
+            path.display()
+        )
+    })
+}
+
 /// Mean DINO loss of the last epoch of a self-supervised stage's `log.jsonl`.
 ///
 /// # Errors
@@ -130,4 +155,39 @@ pub fn measure(
         gate: gate.clone(),
         passed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_result_is_none_a_damaged_one_an_error_and_a_written_one_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_result(dir.path()).unwrap().is_none());
+
+        std::fs::write(result_path(dir.path()), "{\"dino_loss\": 7.7").unwrap();
+        let err = read_result(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("gate.json") && err.contains("rerun"), "{err}");
+
+        let g = GateResult {
+            dino_loss: 7.744,
+            ln_k: 4096f64.ln(),
+            loss_ratio: 7.744 / 4096f64.ln(),
+            probe_auc: 0.795,
+            random_probe_auc: 0.781,
+            k: 20,
+            bank: 2341,
+            queries: 266,
+            gate: BackboneGate {
+                max_loss_ratio: 0.8,
+                min_probe_gain: 0.05,
+                probe_k: 20,
+                required: false,
+            },
+            passed: false,
+        };
+        std::fs::write(result_path(dir.path()), serde_json::to_string(&g).unwrap()).unwrap();
+        assert_eq!(read_result(dir.path()).unwrap(), Some(g));
+    }
 }

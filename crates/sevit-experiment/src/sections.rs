@@ -66,7 +66,7 @@ pub(crate) fn write_sections(runner: &Runner) -> anyhow::Result<Sections> {
     };
     let mut preamble = vec![write("setup.md", setup(r)?)?];
     if r.protocol.backbone.is_some() {
-        preamble.push(write("backbone.md", backbone(r))?);
+        preamble.push(write("backbone.md", backbone(r)?)?);
     }
     preamble.push(write("ingredients.md", ingredients(r)?)?);
     let (text, diagnosis) = diagnosis::diagnosis(r)?;
@@ -231,10 +231,8 @@ fn setup(r: &Report) -> anyhow::Result<String> {
 }
 
 /// The backbone gate's result, once measured.
-fn read_gate(r: &Report) -> Option<crate::gate::GateResult> {
-    std::fs::read_to_string(r.layout.backbone().root.join("gate.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
+fn read_gate(r: &Report) -> anyhow::Result<Option<crate::gate::GateResult>> {
+    crate::gate::read_result(&r.layout.backbone().root)
 }
 
 /// The pseudo-label audit rows of the last epoch of DISTL step `t` of `seed` (none before it ran).
@@ -258,9 +256,9 @@ fn last_epoch_mean(
     epoch_means_of(recs, StepKind::Unlabeled, f).last().copied()
 }
 
-fn backbone(r: &Report) -> String {
+fn backbone(r: &Report) -> anyhow::Result<String> {
     let mut s = String::from("## Backbone gate\n\n");
-    match read_gate(r) {
+    match read_gate(r)? {
         None => s.push_str("The backbone has not been gated yet.\n"),
         Some(g) => {
             let _ = writeln!(
@@ -300,7 +298,7 @@ fn backbone(r: &Report) -> String {
             );
         }
     }
-    s
+    Ok(s)
 }
 
 /// The evidence on each ingredient of a DISTL step in one table: the starting point, the

@@ -94,7 +94,7 @@ impl Runner {
             first,
         )?;
         sevit_fs::write_atomic(
-            &run.root.join("gate.json"),
+            &crate::gate::result_path(&run.root),
             serde_json::to_string_pretty(&g)?.as_bytes(),
         )?;
         let said = format!(

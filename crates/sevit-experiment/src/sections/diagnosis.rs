@@ -158,7 +158,7 @@ pub(super) fn gather(r: &Report) -> anyhow::Result<Evidence> {
     let k = p.data.folds;
     let ln_k = (p.train_config(&[])?.model.out_dim as f64).ln();
     let val = |seed, name: &str| r.auc(seed, Subset::Val, name);
-    let gate = read_gate(r);
+    let gate = read_gate(r)?;
     let over_seeds =
         |f: &dyn Fn(u64) -> Option<f64>| mean(&p.seeds.iter().map(|&s| f(s)).collect::<Vec<_>>());
     let mut e = Evidence {
